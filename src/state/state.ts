@@ -1,0 +1,24 @@
+/** What a pending Access-Challenge remembers until the next request carries its State back. */
+export interface ChallengeRecord {
+  username: string;
+  clientName: string;
+  method: string;
+  /** Epoch ms after which the State is refused. */
+  expires: number;
+}
+
+/**
+ * Short-lived state shared by every node that answers the same appliances: replay guard,
+ * failure counters, challenges. In memory today; Redis must fit the same shape.
+ */
+export interface EphemeralState {
+  /** Records `step` as used for `username`; false if it (or a later step) was already used: a replay. */
+  claimTotpStep(username: string, step: number, ttlMs: number): Promise<boolean>;
+  /** Counts one failure; returns the count within the window. */
+  addFailure(username: string, windowMs: number): Promise<number>;
+  clearFailures(username: string): Promise<void>;
+  putChallenge(state: string, record: ChallengeRecord): Promise<void>;
+  /** Returns and forgets the challenge: a State is good for one answer only. */
+  takeChallenge(state: string): Promise<ChallengeRecord | undefined>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,59 @@
+import type { Method } from '../config/schema.js';
+
+export type TotpAlgorithm = 'SHA1' | 'SHA256' | 'SHA512';
+
+/** A TOTP enrollment with its secret already decrypted (the store encrypts it at rest). */
+export interface TotpEnrollment {
+  secret: Buffer;
+  algorithm: TotpAlgorithm;
+  digits: 6 | 8;
+  period: number;
+}
+
+export interface UserRecord {
+  username: string;
+  /** The user's own method; null = take it from groups / mfa.default_method. */
+  method: Method | null;
+  /** argon2id PHC string; null = no local password (first_factor none or a directory). */
+  passwordHash: string | null;
+  totp: TotpEnrollment | null;
+  /** Epoch ms until which the user is locked out; null = not locked. */
+  lockedUntil: number | null;
+  lockReason: string | null;
+  createdAt: number;
+}
+
+export interface NewUser {
+  username: string;
+  method?: Method | null;
+  passwordHash?: string | null;
+  totp?: TotpEnrollment | null;
+}
+
+/** Thrown by the store for caller mistakes that an admin must fix (code is stable; tests assert on it). */
+export class StoreError extends Error {
+  constructor(
+    readonly code: 'USER_EXISTS' | 'USER_NOT_FOUND' | 'KEY_MISMATCH',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+/** Durable state: users, their enrollment and lockouts. SQLite today; PostgreSQL must fit the same shape. */
+export interface Store {
+  getUser(username: string): Promise<UserRecord | undefined>;
+  listUsers(): Promise<UserRecord[]>;
+  addUser(user: NewUser): Promise<void>;
+  /** All or nothing: on any error nothing is written. */
+  addUsers(users: NewUser[]): Promise<void>;
+  removeUser(username: string): Promise<boolean>;
+  setMethod(username: string, method: Method | null): Promise<void>;
+  setPasswordHash(username: string, hash: string | null): Promise<void>;
+  setTotp(username: string, totp: TotpEnrollment | null): Promise<void>;
+  lockUser(username: string, until: number, reason: string): Promise<void>;
+  /** Returns true if the user was locked. */
+  unlockUser(username: string): Promise<boolean>;
+  close(): void;
+}
