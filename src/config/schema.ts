@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
+import { encodeNamedAttributes } from '../radius/dictionary.js';
 
 /** "30s", "500ms", "15m", "1h", "2d" or a bare number of seconds -> milliseconds. */
 export function parseDuration(value: string | number): number | undefined {
@@ -64,6 +65,10 @@ export type Method = z.infer<typeof methodSchema>;
 const replyAttributes = z
   .record(z.string(), z.union([z.string(), z.number(), z.array(z.union([z.string(), z.number()]))]))
   .default({})
+  .superRefine((attributes, ctx) => {
+    const r = encodeNamedAttributes(attributes);
+    if (!r.ok) for (const e of r.errors) ctx.addIssue({ code: 'custom', path: [e.name], message: e.message });
+  })
   .meta({ description: 'RADIUS reply attributes by dictionary name, e.g. {Filter-Id: vpn-users, Class: staff}.' });
 
 const client = z.strictObject({

@@ -1,0 +1,166 @@
+// Composition root: wires config, store, state and policy to the RADIUS server. Builds; never exits the process.
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import type { FirstFactor } from './auth/first-factor.js';
+import { localFirstFactor } from './auth/local.js';
+import { noFirstFactor } from './auth/none.js';
+import { decideAccess, type AccessDeps, type Decision } from './flow/access.js';
+import { Policy } from './flow/policy.js';
+import { buildClientTable, type ClientTable } from './radius/clients.js';
+import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
+import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
+import type { EphemeralState } from './state/state.js';
+import type { Store } from './store/store.js';
+
+export interface AppDeps {
+  store: Store;
+  state: EphemeralState;
+  logger: Logger;
+  now?: () => number;
+}
+
+interface Runtime {
+  config: Config;
+  clients: ClientTable;
+  access: AccessDeps;
+}
+
+export interface App {
+  start(): Promise<{ role: 'auth' | 'acct'; address: string; port: number }[]>;
+  /** Swaps in a new (already validated) config; returns the changed settings that need a restart. */
+  reload(config: Config): string[];
+  close(): Promise<void>;
+  readonly server: RadiusServer;
+}
+
+function firstFactorFor(config: Config): FirstFactor {
+  return config.first_factor.type === 'local' ? localFirstFactor() : noFirstFactor;
+}
+
+function buildRuntime(config: Config, deps: AppDeps, now: () => number, previous?: Runtime): Runtime {
+  const clients = buildClientTable(
+    config.clients.map((c) => ({
+      addresses: c.address,
+      client: { name: c.name, secret: Buffer.from(c.secret, 'utf8'), requireMessageAuthenticator: c.require_message_authenticator },
+    })),
+  );
+  const sameFirstFactor = previous && JSON.stringify(previous.config.first_factor) === JSON.stringify(config.first_factor);
+  const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config);
+  return {
+    config,
+    clients,
+    access: { config, policy: new Policy(config), store: deps.store, state: deps.state, firstFactor, now },
+  };
+}
+
+export function buildApp(config: Config, deps: AppDeps): App {
+  const now = deps.now ?? Date.now;
+  const log = deps.logger;
+  let runtime = buildRuntime(config, deps, now);
+
+  const onAccess = async (request: AccessRequest): Promise<AccessReply> => {
+    const current = runtime;
+    const decision = await decideAccess(
+      {
+        q: request.q,
+        clientName: request.client.name,
+        username: request.userName,
+        password: request.password?.toString('utf8'),
+        state: request.state,
+        receivedAt: request.receivedAt,
+      },
+      current.access,
+    );
+    audit(log, request, decision, now() - request.receivedAt);
+    return toReply(decision, current.config);
+  };
+
+  const onAccounting = (request: AccountingRequest) => {
+    const p = request.packet;
+    log.info(
+      {
+        q: request.q,
+        client: request.client.name,
+        user: text(p, Attr.UserName),
+        status: findAttribute(p, Attr.AcctStatusType)?.readUInt32BE(0),
+        session: text(p, Attr.AcctSessionId),
+        nas_id: text(p, Attr.NasIdentifier),
+        nas_ip: ipv4(p),
+      },
+      'accounting',
+    );
+  };
+
+  const server = new RadiusServer({
+    auth: config.listen.auth,
+    acct: config.listen.acct,
+    clients: () => runtime.clients,
+    dedupe: { windowMs: config.dedupe.window, maxEntries: config.dedupe.max_entries },
+    onAccess,
+    onAccounting,
+    logger: log,
+    now,
+  });
+
+  for (const c of config.clients) {
+    if (!c.require_message_authenticator) log.warn({ client: c.name }, 'client may send Access-Request without Message-Authenticator: exposed to BlastRADIUS (CVE-2024-3596)');
+  }
+
+  return {
+    server,
+    start: () => server.start(),
+    reload(next) {
+      const restart = (['listen', 'store', 'state', 'dedupe'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
+      runtime = buildRuntime(next, deps, now, runtime);
+      log.level = next.log.level;
+      return restart;
+    },
+    async close() {
+      await server.close();
+      await runtime.access.firstFactor.close?.();
+    },
+  };
+}
+
+function toReply(decision: Decision, config: Config): AccessReply {
+  switch (decision.kind) {
+    case 'accept':
+      return { code: Code.AccessAccept, attributes: decision.reply };
+    case 'reject':
+      // RFC 5080 §2.6 / FreeRADIUS reject_delay: slows guessing without holding anything else up.
+      return { code: Code.AccessReject, attributes: encodeReplyMessage(decision.message), delayMs: decision.delay ? config.mfa.reject_delay : 0 };
+    case 'challenge':
+      return { code: Code.AccessChallenge, attributes: Buffer.concat([encodeReplyMessage(decision.message), encodeAttribute(Attr.State, decision.state)]) };
+  }
+}
+
+function text(packet: RadiusPacket, type: number): string | undefined {
+  return findAttribute(packet, type)?.toString('utf8');
+}
+
+function ipv4(packet: RadiusPacket): string | undefined {
+  const v = findAttribute(packet, Attr.NasIpAddress);
+  return v?.length === 4 ? `${v[0]}.${v[1]}.${v[2]}.${v[3]}` : undefined;
+}
+
+/** One line per decision; never the password, the code or the State. */
+function audit(log: Logger, request: AccessRequest, decision: Decision, ms: number): void {
+  const p = request.packet;
+  log.info(
+    {
+      audit: true,
+      q: request.q,
+      user: request.userName,
+      client: request.client.name,
+      src: request.source.address,
+      nas_id: text(p, Attr.NasIdentifier),
+      nas_ip: ipv4(p),
+      calling_station: text(p, Attr.CallingStationId),
+      method: decision.method,
+      result: decision.kind,
+      reason: decision.reason,
+      ms,
+    },
+    'decision',
+  );
+}

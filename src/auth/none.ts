@@ -1,0 +1,9 @@
+import type { FirstFactor } from './first-factor.js';
+
+/** The appliance already checked the password (first_factor: none). */
+export const noFirstFactor: FirstFactor = {
+  type: 'none',
+  async check() {
+    return { kind: 'accept' };
+  },
+};

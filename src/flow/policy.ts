@@ -1,0 +1,80 @@
+// The policy view of the config: which method and which reply attributes apply to a user.
+// Built once per config load (reply attributes are encoded here, not per request).
+import type { Config, Method } from '../config/schema.js';
+import { encodeNamedAttributes, type NamedAttributes } from '../radius/dictionary.js';
+import type { UserRecord } from '../store/store.js';
+
+export type MethodSource = 'user' | 'config_user' | 'group' | 'default';
+
+export interface Profile {
+  method: Method;
+  source: MethodSource;
+  /** Encoded reply attributes for Access-Accept: groups in config order, then the config user entry. */
+  reply: Buffer;
+}
+
+interface Rule {
+  method: Method | undefined;
+  reply: Buffer;
+}
+
+export class Policy {
+  private readonly groupsOf = new Map<string, Rule[]>();
+  private readonly groupsByName = new Map<string, Rule>();
+  private readonly configUsers = new Map<string, Rule>();
+
+  constructor(private readonly config: Config) {
+    for (const [name, group] of Object.entries(config.groups)) {
+      const rule = { method: group.method, reply: encodeOrThrow(group.reply, `groups.${name}.reply`) };
+      this.groupsByName.set(name, rule);
+      for (const member of group.members) {
+        const list = this.groupsOf.get(member) ?? [];
+        list.push(rule);
+        this.groupsOf.set(member, list);
+      }
+    }
+    for (const [name, user] of Object.entries(config.users)) {
+      this.configUsers.set(name, { method: user.method, reply: encodeOrThrow(user.reply, `users.${name}.reply`) });
+    }
+  }
+
+  get defaultMethod(): Method {
+    return this.config.mfa.default_method;
+  }
+
+  /** Method precedence: the user's own (CLI) > config `users:` > first group in config order > default. */
+  profileOf(username: string, user: UserRecord | undefined, directoryGroups: readonly string[] = []): Profile {
+    const rules = this.rulesOf(username, directoryGroups);
+    const configUser = this.configUsers.get(username);
+    let method: Method = this.config.mfa.default_method;
+    let source: MethodSource = 'default';
+    const groupMethod = rules.find((r) => r.method !== undefined)?.method;
+    if (user?.method) {
+      method = user.method;
+      source = 'user';
+    } else if (configUser?.method) {
+      method = configUser.method;
+      source = 'config_user';
+    } else if (groupMethod) {
+      method = groupMethod;
+      source = 'group';
+    }
+    const replies = rules.map((r) => r.reply);
+    if (configUser) replies.push(configUser.reply);
+    return { method, source, reply: replies.length === 1 ? replies[0]! : Buffer.concat(replies) };
+  }
+
+  private rulesOf(username: string, directoryGroups: readonly string[]): Rule[] {
+    const fromConfig = this.groupsOf.get(username) ?? [];
+    if (directoryGroups.length === 0) return fromConfig;
+    const extra = directoryGroups.map((g) => this.groupsByName.get(g)).filter((r): r is Rule => r !== undefined && !fromConfig.includes(r));
+    return [...fromConfig, ...extra];
+  }
+}
+
+/** Config validation has already checked every attribute; a failure here is a bug. */
+function encodeOrThrow(attributes: NamedAttributes, where: string): Buffer {
+  const r = encodeNamedAttributes(attributes);
+  if (!r.ok) throw new Error(`${where}: ${r.errors.map((e) => e.message).join('; ')}`);
+  return r.bytes;
+}

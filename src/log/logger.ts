@@ -1,0 +1,29 @@
+import { pino, type DestinationStream, type Logger } from 'pino';
+
+/** Paths that could carry a secret: censored wherever they appear, as a second line of defence. */
+export const REDACT_PATHS = [
+  'password',
+  'secret',
+  'code',
+  'token',
+  'key',
+  '*.password',
+  '*.secret',
+  '*.code',
+  '*.token',
+  '*.key',
+  'req.headers.authorization',
+];
+
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'radius-mfa' },
+      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination ?? pino.destination({ sync: false }),
+  );
+}

@@ -1,0 +1,278 @@
+// The UDP side of RADIUS: sockets, client lookup, authenticator checks, duplicate handling, replies.
+// It hands a protocol-level AccessRequest to a handler and knows nothing of users or second factors.
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import type { Logger } from 'pino';
+import { rateLimitedWarn } from '../log/rate-limited.js';
+import type { ClientTable, RadiusClient } from './clients.js';
+import { encodeResponse, revealPassword, verifyAccountingRequestAuthenticator, verifyRequestMessageAuthenticator } from './crypto.js';
+import { DedupeCache } from './dedupe.js';
+import { Attr, Code, decodePacket, findAttribute, type RadiusPacket } from './packet.js';
+
+export interface AccessRequest {
+  /** Monotonic request number: every log line about this request carries it. */
+  q: number;
+  client: RadiusClient;
+  packet: RadiusPacket;
+  source: { address: string; port: number };
+  receivedAt: number;
+  userName: string | undefined;
+  /** PAP User-Password, revealed; undefined when the request has none (CHAP, EAP). */
+  password: Buffer | undefined;
+  state: Buffer | undefined;
+}
+
+export interface AccessReply {
+  code: typeof Code.AccessAccept | typeof Code.AccessReject | typeof Code.AccessChallenge;
+  /** Encoded attributes; Message-Authenticator and Proxy-State are added by the server. */
+  attributes: Buffer;
+  /** Hold the reply this long (reject delay) without blocking anything else. */
+  delayMs?: number;
+}
+
+/** null = no reply (the client will retransmit and the request is decided again). */
+export type AccessHandler = (request: AccessRequest) => AccessReply | null | Promise<AccessReply | null>;
+
+export interface AccountingRequest {
+  q: number;
+  client: RadiusClient;
+  packet: RadiusPacket;
+  source: { address: string; port: number };
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface RadiusServerOptions {
+  auth: readonly ListenAddress[];
+  acct?: readonly ListenAddress[];
+  /** Read on every datagram, so a reload takes effect at once. */
+  clients: () => ClientTable;
+  dedupe: { windowMs: number; maxEntries: number };
+  onAccess: AccessHandler;
+  onAccounting: (request: AccountingRequest) => void;
+  logger: Logger;
+  now: () => number;
+}
+
+type Role = 'auth' | 'acct';
+
+const IN_FLIGHT_LIMIT_MS = 15 * 60_000;
+
+export class RadiusServer {
+  private readonly sockets: { socket: Socket; role: Role }[] = [];
+  private readonly dedupe: DedupeCache;
+  private readonly dropped: ReturnType<typeof rateLimitedWarn>;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private nextQ = 1;
+  readonly counters = { received: 0, dropped: 0, duplicates: 0, resent: 0, answered: 0, errors: 0 };
+
+  constructor(private readonly options: RadiusServerOptions) {
+    this.dedupe = new DedupeCache({ ...options.dedupe, inFlightMs: Math.max(IN_FLIGHT_LIMIT_MS, options.dedupe.windowMs) });
+    this.dropped = rateLimitedWarn(options.logger, 10_000, options.now);
+  }
+
+  /** Binds every listener; resolves with the bound addresses (port 0 picks a free port). */
+  async start(): Promise<{ role: Role; address: string; port: number }[]> {
+    const bound: { role: Role; address: string; port: number }[] = [];
+    const listen = async (addr: ListenAddress, role: Role) => {
+      const socket = createSocket({ type: isIPv6(addr.host) ? 'udp6' : 'udp4', ipv6Only: isIPv6(addr.host) });
+      const index = this.sockets.length;
+      this.sockets.push({ socket, role });
+      socket.on('message', (msg, rinfo) => this.receive(msg, rinfo, socket, role, index));
+      socket.on('error', (err) => this.options.logger.error({ err, role }, 'socket error'));
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind(addr.port, addr.host, () => {
+          socket.off('error', reject);
+          resolve();
+        });
+      });
+      const a = socket.address();
+      bound.push({ role, address: a.address, port: a.port });
+    };
+    for (const a of this.options.auth) await listen(a, 'auth');
+    for (const a of this.options.acct ?? []) await listen(a, 'acct');
+    return bound;
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    await Promise.all(this.sockets.map(({ socket }) => new Promise<void>((resolve) => socket.close(() => resolve()))));
+    this.sockets.length = 0;
+  }
+
+  get pendingDuplicates(): number {
+    return this.dedupe.size;
+  }
+
+  private drop(reason: string, rinfo: RemoteInfo, msg: string): void {
+    this.counters.dropped++;
+    this.dropped(reason, { from: `${rinfo.address}:${rinfo.port}` }, msg);
+  }
+
+  private receive(msg: Buffer, rinfo: RemoteInfo, socket: Socket, role: Role, listener: number): void {
+    this.counters.received++;
+    // Nothing in a datagram may crash the process: every failure below is a typed drop.
+    try {
+      const client = this.options.clients().lookup(rinfo.address);
+      if (!client) return this.drop('unknown_client', rinfo, 'datagram from an address that is not a configured client: dropped');
+      const decoded = decodePacket(msg);
+      if (!decoded.ok) return this.drop(decoded.reason, rinfo, `malformed packet (${decoded.reason}) from client ${client.name}: dropped`);
+      const packet = decoded.packet;
+      switch (packet.code) {
+        case Code.AccessRequest:
+          if (role !== 'auth') return this.drop('wrong_port', rinfo, 'Access-Request on the accounting port: dropped');
+          return this.access(packet, client, rinfo, socket, listener);
+        case Code.AccountingRequest:
+          if (role !== 'acct') return this.drop('wrong_port', rinfo, 'Accounting-Request on the authentication port: dropped');
+          return this.accounting(packet, client, rinfo, socket, listener);
+        case Code.StatusServer:
+          return this.statusServer(packet, client, rinfo, socket, role);
+        default:
+          return this.drop('unexpected_code', rinfo, `packet code ${packet.code} is not a request: dropped`);
+      }
+    } catch (err) {
+      this.counters.errors++;
+      this.options.logger.error({ err, from: `${rinfo.address}:${rinfo.port}` }, 'bug: datagram handling failed; dropped');
+    }
+  }
+
+  private access(packet: RadiusPacket, client: RadiusClient, rinfo: RemoteInfo, socket: Socket, listener: number): void {
+    if (packet.messageAuthenticatorOffset >= 0) {
+      // RFC 3579 §3.2: a Message-Authenticator that is present is always checked.
+      if (!verifyRequestMessageAuthenticator(packet, client.secret)) {
+        return this.drop('bad_message_authenticator', rinfo, `Message-Authenticator does not verify (wrong shared secret?) for client ${client.name}: dropped`);
+      }
+    } else if (client.requireMessageAuthenticator) {
+      // BlastRADIUS (CVE-2024-3596): without it an on-path attacker can forge an Accept.
+      return this.drop('missing_message_authenticator', rinfo, `Access-Request without Message-Authenticator from client ${client.name}: dropped (set require_message_authenticator: false only for legacy NAS)`);
+    } else if (findAttribute(packet, Attr.EapMessage)) {
+      return this.drop('eap_without_message_authenticator', rinfo, 'EAP-Message without Message-Authenticator: dropped (RFC 3579)');
+    }
+
+    const key = DedupeCache.key(listener, rinfo.address, rinfo.port, packet.identifier, packet.authenticator);
+    const seen = this.dedupe.begin(key);
+    if (seen.kind === 'in_flight') {
+      this.counters.duplicates++;
+      return;
+    }
+    if (seen.kind === 'answered') {
+      this.counters.resent++;
+      socket.send(seen.reply, rinfo.port, rinfo.address);
+      return;
+    }
+
+    const userName = findAttribute(packet, Attr.UserName);
+    const hidden = findAttribute(packet, Attr.UserPassword);
+    const state = findAttribute(packet, Attr.State);
+    const request: AccessRequest = {
+      q: this.nextQ++,
+      client,
+      packet,
+      source: { address: rinfo.address, port: rinfo.port },
+      receivedAt: this.options.now(),
+      userName: userName?.toString('utf8'),
+      password: hidden ? revealPassword(hidden, client.secret, packet.authenticator) : undefined,
+      state,
+    };
+    const finish = (reply: AccessReply | null) => this.reply(request, reply, key, socket);
+    const fail = (err: unknown) => {
+      this.counters.errors++;
+      this.dedupe.abandon(key);
+      this.options.logger.error({ err, q: request.q }, 'bug: access handler failed; no reply sent');
+    };
+    try {
+      const result = this.options.onAccess(request);
+      if (result instanceof Promise) result.then(finish, fail);
+      else finish(result);
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  private reply(request: AccessRequest, reply: AccessReply | null, key: string, socket: Socket): void {
+    if (!reply) {
+      this.dedupe.abandon(key);
+      return;
+    }
+    const bytes = encodeResponse({
+      code: reply.code,
+      identifier: request.packet.identifier,
+      requestAuthenticator: request.packet.authenticator,
+      attributes: reply.attributes,
+      proxyStates: proxyStatesOf(request.packet),
+      secret: request.client.secret,
+      withMessageAuthenticator: true,
+    });
+    const send = () => {
+      this.dedupe.answered(key, bytes);
+      this.counters.answered++;
+      socket.send(bytes, request.source.port, request.source.address);
+    };
+    if (!reply.delayMs) return send();
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      send();
+    }, reply.delayMs);
+    this.timers.add(timer);
+  }
+
+  private accounting(packet: RadiusPacket, client: RadiusClient, rinfo: RemoteInfo, socket: Socket, listener: number): void {
+    if (!verifyAccountingRequestAuthenticator(packet, client.secret)) {
+      return this.drop('bad_accounting_authenticator', rinfo, `Accounting-Request authenticator does not verify (wrong shared secret?) for client ${client.name}: dropped`);
+    }
+    if (packet.messageAuthenticatorOffset >= 0 && !verifyRequestMessageAuthenticator(packet, client.secret)) {
+      return this.drop('bad_message_authenticator', rinfo, `Message-Authenticator does not verify for client ${client.name}: dropped`);
+    }
+    const key = DedupeCache.key(listener, rinfo.address, rinfo.port, packet.identifier, packet.authenticator);
+    const seen = this.dedupe.begin(key);
+    if (seen.kind !== 'new') {
+      if (seen.kind === 'answered') socket.send(seen.reply, rinfo.port, rinfo.address);
+      return;
+    }
+    this.options.onAccounting({ q: this.nextQ++, client, packet, source: { address: rinfo.address, port: rinfo.port } });
+    const bytes = encodeResponse({
+      code: Code.AccountingResponse,
+      identifier: packet.identifier,
+      requestAuthenticator: packet.authenticator,
+      attributes: Buffer.alloc(0),
+      proxyStates: proxyStatesOf(packet),
+      secret: client.secret,
+      withMessageAuthenticator: false,
+    });
+    this.dedupe.answered(key, bytes);
+    socket.send(bytes, rinfo.port, rinfo.address);
+  }
+
+  private statusServer(packet: RadiusPacket, client: RadiusClient, rinfo: RemoteInfo, socket: Socket, role: Role): void {
+    // RFC 5997 §3: Status-Server MUST carry a valid Message-Authenticator.
+    if (!verifyRequestMessageAuthenticator(packet, client.secret)) {
+      return this.drop('status_server_unsigned', rinfo, `Status-Server without a valid Message-Authenticator from client ${client.name}: dropped`);
+    }
+    const bytes = encodeResponse({
+      code: role === 'auth' ? Code.AccessAccept : Code.AccountingResponse,
+      identifier: packet.identifier,
+      requestAuthenticator: packet.authenticator,
+      attributes: Buffer.alloc(0),
+      proxyStates: proxyStatesOf(packet),
+      secret: client.secret,
+      withMessageAuthenticator: true,
+    });
+    socket.send(bytes, rinfo.port, rinfo.address);
+  }
+}
+
+const NO_PROXY_STATE: readonly Buffer[] = [];
+
+/** The request's Proxy-State attributes, whole and in order (RFC 2865 §5.33). */
+function proxyStatesOf(packet: RadiusPacket): readonly Buffer[] {
+  let out: Buffer[] | undefined;
+  for (const a of packet.attributes) {
+    if (a.type === Attr.ProxyState) (out ??= []).push(packet.raw.subarray(a.offset, a.offset + a.value.length + 2));
+  }
+  return out ?? NO_PROXY_STATE;
+}

@@ -1,0 +1,58 @@
+// `radius-mfa serve`: load the config, open the store, run until SIGTERM/SIGINT, reload on SIGHUP or file change.
+import { buildApp } from './app.js';
+import { loadConfig, formatIssues } from './config/load.js';
+import { watchConfig } from './config/watch.js';
+import { createLogger } from './log/logger.js';
+import { resolveEncryptionKey } from './mfa/secret-box.js';
+import { MemoryState } from './state/memory.js';
+import { openSqliteStore } from './store/sqlite.js';
+
+export class ConfigInvalidError extends Error {
+  readonly code = 'CONFIG_INVALID';
+}
+
+export async function serve(configPath: string): Promise<void> {
+  const loaded = loadConfig(configPath);
+  if (!loaded.ok) throw new ConfigInvalidError(formatIssues(loaded.issues));
+  const config = loaded.config;
+  const logger = createLogger(config.log.level);
+  for (const w of loaded.warnings) logger.warn({ config: configPath }, w);
+
+  const store = openSqliteStore(config.store, resolveEncryptionKey(config.store));
+  const state = new MemoryState(Date.now);
+  const app = buildApp(config, { store, state, logger });
+  try {
+    const bound = await app.start();
+    logger.info({ listen: bound, config: configPath, first_factor: config.first_factor.type }, 'listening');
+  } catch (err) {
+    await app.close();
+    store.close();
+    throw err;
+  }
+
+  const reload = (trigger: string) => {
+    const next = loadConfig(configPath);
+    if (!next.ok) {
+      logger.error({ trigger, issues: next.issues.map((i) => `${i.file}:${i.line}:${i.column} ${i.path}: ${i.message}`) }, 'config reload failed: the running config stays');
+      return;
+    }
+    for (const w of next.warnings) logger.warn({ config: configPath }, w);
+    const restart = app.reload(next.config);
+    logger.info({ trigger, restart_needed: restart.length ? restart : undefined }, restart.length ? 'config reloaded; restart to apply the listed sections' : 'config reloaded');
+  };
+  const onHup = () => reload('SIGHUP');
+  process.on('SIGHUP', onHup);
+  const stopWatching = watchConfig(configPath, () => reload('file_change'));
+
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  logger.info({ signal }, 'stopping');
+  process.off('SIGHUP', onHup);
+  stopWatching();
+  await app.close();
+  await state.close();
+  store.close();
+  logger.flush();
+}

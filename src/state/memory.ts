@@ -1,0 +1,51 @@
+// Ephemeral state in this process's memory: right for one node; Redis takes its place for several.
+import { LRUCache } from 'lru-cache';
+import type { ChallengeRecord, EphemeralState } from './state.js';
+
+const MAX_USERS = 1_000_000;
+const MAX_CHALLENGES = 200_000;
+
+export class MemoryState implements EphemeralState {
+  private readonly lastStep = new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false });
+  private readonly failures = new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false });
+  private readonly challenges = new LRUCache<string, ChallengeRecord>({ max: MAX_CHALLENGES, ttlAutopurge: false });
+
+  constructor(private readonly now: () => number) {}
+
+  async claimTotpStep(username: string, step: number, ttlMs: number): Promise<boolean> {
+    const last = this.lastStep.get(username);
+    // RFC 6238 §5.2: a code is good once; a step at or before the last accepted one is a replay.
+    if (last !== undefined && step <= last) return false;
+    this.lastStep.set(username, step, { ttl: ttlMs });
+    return true;
+  }
+
+  async addFailure(username: string, windowMs: number): Promise<number> {
+    const count = (this.failures.get(username) ?? 0) + 1;
+    // The window starts at the first failure: later failures keep its remaining time.
+    const ttl = this.failures.has(username) ? Math.max(1, this.failures.getRemainingTTL(username)) : windowMs;
+    this.failures.set(username, count, { ttl });
+    return count;
+  }
+
+  async clearFailures(username: string): Promise<void> {
+    this.failures.delete(username);
+  }
+
+  async putChallenge(state: string, record: ChallengeRecord): Promise<void> {
+    this.challenges.set(state, record, { ttl: Math.max(1, record.expires - this.now()) });
+  }
+
+  async takeChallenge(state: string): Promise<ChallengeRecord | undefined> {
+    const record = this.challenges.get(state);
+    if (record === undefined) return undefined;
+    this.challenges.delete(state);
+    return record.expires > this.now() ? record : undefined;
+  }
+
+  async close(): Promise<void> {
+    this.lastStep.clear();
+    this.failures.clear();
+    this.challenges.clear();
+  }
+}
