@@ -1,0 +1,63 @@
+import type Database from 'better-sqlite3';
+
+/**
+ * Schema steps, applied in order; PRAGMA user_version = number of steps applied.
+ * Never edit a released step: append a new one (devices, used TOTP steps, ... come later).
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) STRICT;
+
+  CREATE TABLE users (
+    username      TEXT PRIMARY KEY,
+    method        TEXT,
+    password_hash TEXT,
+    created_at    INTEGER NOT NULL,
+    locked_until  INTEGER,
+    lock_reason   TEXT
+  ) STRICT;
+
+  CREATE TABLE totp (
+    username   TEXT PRIMARY KEY REFERENCES users(username) ON DELETE CASCADE,
+    secret_enc BLOB NOT NULL,
+    algorithm  TEXT NOT NULL CHECK (algorithm IN ('SHA1', 'SHA256', 'SHA512')),
+    digits     INTEGER NOT NULL CHECK (digits IN (6, 8)),
+    period     INTEGER NOT NULL CHECK (period > 0),
+    created_at INTEGER NOT NULL
+  ) STRICT;
+  `,
+];
+
+export class MigrationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MigrationError';
+  }
+}
+
+/** Brings the database to the latest schema; returns the versions before and after. */
+export function migrate(db: Database.Database, steps: readonly string[] = MIGRATIONS): { from: number; to: number } {
+  const version = () => db.pragma('user_version', { simple: true }) as number;
+  const from = version();
+  if (from > steps.length) {
+    throw new MigrationError(
+      `database schema version ${from} is newer than this program knows (${steps.length}); upgrade radius-mfa-proxy or restore a matching database`,
+    );
+  }
+  // IMMEDIATE takes the write lock before reading the version, so two processes opening a
+  // fresh file cannot both apply the same step.
+  const applyNext = db.transaction(() => {
+    const v = version();
+    if (v >= steps.length) return false;
+    db.exec(steps[v]!);
+    db.pragma(`user_version = ${v + 1}`);
+    return true;
+  });
+  while (applyNext.immediate()) {
+    // one step per transaction
+  }
+  return { from, to: version() };
+}

@@ -1,0 +1,219 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { Config, Method } from '../config/schema.js';
+import { keyFingerprint, openSecret, sealSecret } from '../mfa/secret-box.js';
+import { migrate } from './migrations.js';
+import { StoreError, type NewUser, type Store, type TotpAlgorithm, type TotpEnrollment, type UserRecord } from './store.js';
+
+interface UserRow {
+  username: string;
+  method: string | null;
+  password_hash: string | null;
+  created_at: number;
+  locked_until: number | null;
+  lock_reason: string | null;
+  secret_enc: Uint8Array | null;
+  algorithm: string | null;
+  digits: number | null;
+  period: number | null;
+}
+
+const SELECT_USER = `
+  SELECT u.username, u.method, u.password_hash, u.created_at, u.locked_until, u.lock_reason,
+         t.secret_enc, t.algorithm, t.digits, t.period
+  FROM users u LEFT JOIN totp t ON t.username = u.username`;
+
+export interface SqliteStoreOptions {
+  now?: () => number;
+  busyTimeoutMs?: number;
+}
+
+const totpContext = (username: string) => `totp:${username}`;
+
+function isConstraint(err: unknown, code: string): boolean {
+  return err instanceof Error && (err as { code?: string }).code === code;
+}
+
+/** The embedded store. Work is synchronous inside (better-sqlite3); every query is on an index. */
+export class SqliteStore implements Store {
+  private readonly now: () => number;
+  private readonly stmt;
+  private readonly insertAll: (users: NewUser[]) => void;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly key: Buffer,
+    private readonly path: string,
+    options: SqliteStoreOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.stmt = {
+      getUser: db.prepare<[string], UserRow>(`${SELECT_USER} WHERE u.username = ?`),
+      listUsers: db.prepare<[], UserRow>(`${SELECT_USER} ORDER BY u.username`),
+      insertUser: db.prepare<[string, string | null, string | null, number]>(
+        'INSERT INTO users (username, method, password_hash, created_at) VALUES (?, ?, ?, ?)',
+      ),
+      upsertTotp: db.prepare<[string, Buffer, string, number, number, number]>(
+        `INSERT INTO totp (username, secret_enc, algorithm, digits, period, created_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (username) DO UPDATE SET secret_enc = excluded.secret_enc, algorithm = excluded.algorithm,
+           digits = excluded.digits, period = excluded.period, created_at = excluded.created_at`,
+      ),
+      deleteTotp: db.prepare<[string]>('DELETE FROM totp WHERE username = ?'),
+      userExists: db.prepare<[string], { one: number }>('SELECT 1 AS one FROM users WHERE username = ?'),
+      removeUser: db.prepare<[string]>('DELETE FROM users WHERE username = ?'),
+      setMethod: db.prepare<[string | null, string]>('UPDATE users SET method = ? WHERE username = ?'),
+      setPasswordHash: db.prepare<[string | null, string]>('UPDATE users SET password_hash = ? WHERE username = ?'),
+      lockUser: db.prepare<[number, string, string]>('UPDATE users SET locked_until = ?, lock_reason = ? WHERE username = ?'),
+      getLock: db.prepare<[string], { locked_until: number | null }>('SELECT locked_until FROM users WHERE username = ?'),
+      unlockUser: db.prepare<[string]>('UPDATE users SET locked_until = NULL, lock_reason = NULL WHERE username = ?'),
+    };
+    this.insertAll = db.transaction((users: NewUser[]) => {
+      for (const u of users) this.insertOne(u);
+    });
+  }
+
+  async getUser(username: string): Promise<UserRecord | undefined> {
+    const row = this.stmt.getUser.get(username);
+    return row ? this.toRecord(row) : undefined;
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    return this.stmt.listUsers.all().map((row) => this.toRecord(row));
+  }
+
+  async addUser(user: NewUser): Promise<void> {
+    this.insertAll([user]);
+  }
+
+  async addUsers(users: NewUser[]): Promise<void> {
+    this.insertAll(users);
+  }
+
+  async removeUser(username: string): Promise<boolean> {
+    return this.stmt.removeUser.run(username).changes > 0;
+  }
+
+  async setMethod(username: string, method: Method | null): Promise<void> {
+    this.requireChange(this.stmt.setMethod.run(method, username).changes, username);
+  }
+
+  async setPasswordHash(username: string, hash: string | null): Promise<void> {
+    this.requireChange(this.stmt.setPasswordHash.run(hash, username).changes, username);
+  }
+
+  async setTotp(username: string, totp: TotpEnrollment | null): Promise<void> {
+    this.db.transaction(() => {
+      if (!this.stmt.userExists.get(username)) throw notFound(username);
+      if (totp) this.writeTotp(username, totp);
+      else this.stmt.deleteTotp.run(username);
+    })();
+  }
+
+  async lockUser(username: string, until: number, reason: string): Promise<void> {
+    this.requireChange(this.stmt.lockUser.run(until, reason, username).changes, username);
+  }
+
+  async unlockUser(username: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      const row = this.stmt.getLock.get(username);
+      if (!row) throw notFound(username);
+      if (row.locked_until === null) return false;
+      this.stmt.unlockUser.run(username);
+      return true;
+    })();
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  private insertOne(u: NewUser): void {
+    try {
+      this.stmt.insertUser.run(u.username, u.method ?? null, u.passwordHash ?? null, this.now());
+    } catch (err) {
+      if (isConstraint(err, 'SQLITE_CONSTRAINT_PRIMARYKEY')) {
+        throw new StoreError('USER_EXISTS', `user ${u.username} already exists`);
+      }
+      throw err;
+    }
+    if (u.totp) this.writeTotp(u.username, u.totp);
+  }
+
+  private writeTotp(username: string, t: TotpEnrollment): void {
+    const sealed = sealSecret(this.key, t.secret, totpContext(username));
+    this.stmt.upsertTotp.run(username, sealed, t.algorithm, t.digits, t.period, this.now());
+  }
+
+  private requireChange(changes: number, username: string): void {
+    if (changes === 0) throw notFound(username);
+  }
+
+  private toRecord(row: UserRow): UserRecord {
+    let totp: TotpEnrollment | null = null;
+    if (row.secret_enc) {
+      const opened = openSecret(this.key, row.secret_enc, totpContext(row.username));
+      if (!opened.ok) {
+        throw new StoreError(
+          'KEY_MISMATCH',
+          `cannot decrypt the TOTP secret of ${row.username} in ${this.path}: the key file (or store.encryption_key) does not match this database; restore the key it was created with`,
+        );
+      }
+      totp = {
+        secret: opened.plaintext,
+        algorithm: row.algorithm as TotpAlgorithm,
+        digits: row.digits as 6 | 8,
+        period: row.period!,
+      };
+    }
+    return {
+      username: row.username,
+      method: row.method as Method | null,
+      passwordHash: row.password_hash,
+      totp,
+      lockedUntil: row.locked_until,
+      lockReason: row.lock_reason,
+      createdAt: row.created_at,
+    };
+  }
+}
+
+function notFound(username: string): StoreError {
+  return new StoreError('USER_NOT_FOUND', `no user ${username}`);
+}
+
+/**
+ * Opens (creating if needed) the SQLite file at config.path (relative to the process cwd),
+ * migrates it, and checks that `key` is the key its secrets were sealed with.
+ */
+export function openSqliteStore(config: Config['store'], key: Buffer, options: SqliteStoreOptions = {}): SqliteStore {
+  const inMemory = config.path === ':memory:';
+  const path = inMemory ? config.path : resolve(config.path);
+  if (!inMemory) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    db.pragma('foreign_keys = ON');
+    // With WAL, NORMAL loses at most the last commits on power loss, never consistency.
+    db.pragma('synchronous = NORMAL');
+    migrate(db);
+    checkKey(db, key, path);
+    return new SqliteStore(db, key, path, options);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+function checkKey(db: Database.Database, key: Buffer, path: string): void {
+  const fingerprint = keyFingerprint(key);
+  db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)").run(fingerprint);
+  const stored = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'key_check'").get();
+  if (stored?.value !== fingerprint) {
+    throw new StoreError(
+      'KEY_MISMATCH',
+      `the encryption key does not match the database ${path}: the key file (or store.encryption_key) is not the one this database was created with; restore that key file`,
+    );
+  }
+}
