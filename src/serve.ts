@@ -18,7 +18,9 @@ export async function serve(configPath: string): Promise<void> {
   const logger = createLogger(config.log.level);
   for (const w of loaded.warnings) logger.warn({ config: configPath }, w);
 
-  const store = openSqliteStore(config.store, resolveEncryptionKey(config.store));
+  const key = resolveEncryptionKey(config.store);
+  if (key.created) logger.warn({ key_file: key.source }, 'created a new store encryption key file (0600): back it up with the database, secrets cannot be read without it');
+  const store = openSqliteStore(config.store, key.key);
   const state = new MemoryState(Date.now);
   const app = buildApp(config, { store, state, logger });
   try {
