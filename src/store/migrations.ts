@@ -18,7 +18,7 @@ export const MIGRATIONS: readonly string[] = [
     created_at    INTEGER NOT NULL,
     locked_until  INTEGER,
     lock_reason   TEXT
-  ) STRICT;
+  ) STRICT, WITHOUT ROWID;
 
   CREATE TABLE totp (
     username   TEXT PRIMARY KEY REFERENCES users(username) ON DELETE CASCADE,
@@ -27,7 +27,7 @@ export const MIGRATIONS: readonly string[] = [
     digits     INTEGER NOT NULL CHECK (digits IN (6, 8)),
     period     INTEGER NOT NULL CHECK (period > 0),
     created_at INTEGER NOT NULL
-  ) STRICT;
+  ) STRICT, WITHOUT ROWID;
   `,
 ];
 
