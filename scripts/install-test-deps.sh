@@ -7,6 +7,14 @@ need=()
 command -v radclient >/dev/null 2>&1 || need+=(freeradius-utils)
 command -v freeradius >/dev/null 2>&1 || need+=(freeradius)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+# LDAP first factor (real slapd + ldapadd), VPN stacks end to end (pam_radius + pamtester, OpenVPN + radiusplugin).
+[ -x /usr/sbin/slapd ] || need+=(slapd)
+command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
+[ -e /lib/x86_64-linux-gnu/security/pam_radius_auth.so ] || [ -e /usr/lib/x86_64-linux-gnu/security/pam_radius_auth.so ] || compgen -G '/usr/lib/*/security/pam_radius_auth.so' >/dev/null || need+=(libpam-radius-auth)
+command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
+[ -x /usr/sbin/openvpn ] || need+=(openvpn)
+[ -e /usr/lib/openvpn/radiusplugin.so ] || need+=(openvpn-auth-radius)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -14,7 +22,13 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# slapd's postinst would ask for a domain and an admin password: preseed it to skip its own setup (tests bring theirs).
+if command -v debconf-set-selections >/dev/null 2>&1; then
+  echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The Debian package starts a system FreeRADIUS on 1812 where it can; tests and the bench start their own.
-if command -v service >/dev/null 2>&1; then service freeradius stop >/dev/null 2>&1 || true; fi
+if command -v service >/dev/null 2>&1; then
+  for svc in freeradius slapd openvpn; do service "$svc" stop >/dev/null 2>&1 || true; done
+fi
