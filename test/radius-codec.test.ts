@@ -93,7 +93,7 @@ test('verifies a Message-Authenticator made by an independent implementation, an
   assert.equal(verifyRequestMessageAuthenticator(r.packet, Buffer.from('s3cret')), true);
   assert.equal(verifyRequestMessageAuthenticator(r.packet, Buffer.from('wrong')), false);
   const tampered = Buffer.from(r.packet.raw);
-  tampered[tampered.length - 1] ^= 1;
+  tampered.writeUInt8(tampered.readUInt8(tampered.length - 1) ^ 1, tampered.length - 1);
   const t = decodePacket(tampered);
   assert.ok(t.ok);
   assert.equal(verifyRequestMessageAuthenticator(t.packet, Buffer.from('s3cret')), false);

@@ -76,6 +76,7 @@ test('adds, gets, lists and removes users', async (t) => {
     totp: totp(),
     lockedUntil: null,
     lockReason: null,
+    pinHash: null,
     createdAt: 1_700_000_000_000,
   });
   assert.equal((await store.getUser('bob'))?.totp, null);

@@ -7,7 +7,7 @@ const MAX_CHALLENGES = 200_000;
 
 export class MemoryState implements EphemeralState {
   private readonly lastStep = new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false });
-  private readonly failures = new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false });
+  private readonly counters = new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false });
   private readonly challenges = new LRUCache<string, ChallengeRecord>({ max: MAX_CHALLENGES, ttlAutopurge: false });
 
   constructor(private readonly now: () => number) {}
@@ -20,16 +20,16 @@ export class MemoryState implements EphemeralState {
     return true;
   }
 
-  async addFailure(username: string, windowMs: number): Promise<number> {
-    const count = (this.failures.get(username) ?? 0) + 1;
-    // The window starts at the first failure: later failures keep its remaining time.
-    const ttl = this.failures.has(username) ? Math.max(1, this.failures.getRemainingTTL(username)) : windowMs;
-    this.failures.set(username, count, { ttl });
+  async increment(key: string, windowMs: number): Promise<number> {
+    const count = (this.counters.get(key) ?? 0) + 1;
+    // The window starts at the first event: later ones keep its remaining time.
+    const ttl = this.counters.has(key) ? Math.max(1, this.counters.getRemainingTTL(key)) : windowMs;
+    this.counters.set(key, count, { ttl });
     return count;
   }
 
-  async clearFailures(username: string): Promise<void> {
-    this.failures.delete(username);
+  async reset(key: string): Promise<void> {
+    this.counters.delete(key);
   }
 
   async putChallenge(state: string, record: ChallengeRecord): Promise<void> {
@@ -45,7 +45,7 @@ export class MemoryState implements EphemeralState {
 
   async close(): Promise<void> {
     this.lastStep.clear();
-    this.failures.clear();
+    this.counters.clear();
     this.challenges.clear();
   }
 }

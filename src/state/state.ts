@@ -3,6 +3,8 @@ export interface ChallengeRecord {
   username: string;
   clientName: string;
   method: string;
+  /** The push this challenge waits on (number matching, or approve-then-Enter). */
+  pushId?: string;
   /** Epoch ms after which the State is refused. */
   expires: number;
 }
@@ -14,9 +16,9 @@ export interface ChallengeRecord {
 export interface EphemeralState {
   /** Records `step` as used for `username`; false if it (or a later step) was already used: a replay. */
   claimTotpStep(username: string, step: number, ttlMs: number): Promise<boolean>;
-  /** Counts one failure; returns the count within the window. */
-  addFailure(username: string, windowMs: number): Promise<number>;
-  clearFailures(username: string): Promise<void>;
+  /** Counts one event under `key` (failures, pushes sent); returns the count within the window, which starts at the first. */
+  increment(key: string, windowMs: number): Promise<number>;
+  reset(key: string): Promise<void>;
   putChallenge(state: string, record: ChallengeRecord): Promise<void>;
   /** Returns and forgets the challenge: a State is good for one answer only. */
   takeChallenge(state: string): Promise<ChallengeRecord | undefined>;

@@ -29,6 +29,30 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   ) STRICT, WITHOUT ROWID;
   `,
+  `
+  ALTER TABLE users ADD COLUMN pin_hash TEXT;
+
+  CREATE TABLE devices (
+    id               TEXT PRIMARY KEY,
+    username         TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    name             TEXT NOT NULL,
+    public_key       BLOB NOT NULL,
+    token_hash       BLOB NOT NULL UNIQUE,
+    push_token       TEXT,
+    push_token_stale INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    last_seen_at     INTEGER
+  ) STRICT;
+  CREATE INDEX devices_by_user ON devices(username);
+
+  CREATE TABLE activation_codes (
+    code_hash  BLOB PRIMARY KEY,
+    username   TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL,
+    with_totp  INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+  `,
 ];
 
 export class MigrationError extends Error {

@@ -5,6 +5,7 @@ import { dirname, resolve } from 'node:path';
 import type { Config, Method } from '../config/schema.js';
 import { keyFingerprint, openSecret, sealSecret } from '../mfa/secret-box.js';
 import { migrate } from './migrations.js';
+import { SqliteDevices } from './sqlite-devices.js';
 import { StoreError, type NewUser, type Store, type TotpAlgorithm, type TotpEnrollment, type UserRecord } from './store.js';
 
 // Raw (array) rows: about a third cheaper than objects on the per-request path.
@@ -15,6 +16,7 @@ type UserRow = [
   created_at: number,
   locked_until: number | null,
   lock_reason: string | null,
+  pin_hash: string | null,
   secret_enc: Uint8Array | null,
   algorithm: string | null,
   digits: number | null,
@@ -22,7 +24,7 @@ type UserRow = [
 ];
 
 const SELECT_USER = `
-  SELECT u.username, u.method, u.password_hash, u.created_at, u.locked_until, u.lock_reason,
+  SELECT u.username, u.method, u.password_hash, u.created_at, u.locked_until, u.lock_reason, u.pin_hash,
          t.secret_enc, t.algorithm, t.digits, t.period
   FROM users u LEFT JOIN totp t ON t.username = u.username`;
 
@@ -50,6 +52,7 @@ export class SqliteStore implements Store {
   private readonly insertAll: (users: NewUser[]) => void;
   private readonly cache: LRUCache<string, UserRecord> | undefined;
   private dataVersion: number;
+  readonly devices: SqliteDevices;
 
   constructor(
     private readonly db: Database.Database,
@@ -58,6 +61,7 @@ export class SqliteStore implements Store {
     options: SqliteStoreOptions = {},
   ) {
     this.now = options.now ?? Date.now;
+    this.devices = new SqliteDevices(db, this.now);
     const cacheSize = options.cacheSize ?? 50_000;
     this.cache = cacheSize > 0 ? new LRUCache({ max: cacheSize }) : undefined;
     this.stmt = {
@@ -79,6 +83,7 @@ export class SqliteStore implements Store {
       setPasswordHash: db.prepare<[string | null, string]>('UPDATE users SET password_hash = ? WHERE username = ?'),
       lockUser: db.prepare<[number, string, string]>('UPDATE users SET locked_until = ?, lock_reason = ? WHERE username = ?'),
       getLock: db.prepare<[string], { locked_until: number | null }>('SELECT locked_until FROM users WHERE username = ?'),
+      setPinHash: db.prepare<[string | null, string]>('UPDATE users SET pin_hash = ? WHERE username = ?'),
       unlockUser: db.prepare<[string]>('UPDATE users SET locked_until = NULL, lock_reason = NULL WHERE username = ?'),
     };
     this.dataVersion = this.stmt.dataVersion.get()!;
@@ -153,6 +158,10 @@ export class SqliteStore implements Store {
     );
   }
 
+  async setPinHash(username: string, hash: string | null): Promise<void> {
+    this.write([username], () => requireChange(this.stmt.setPinHash.run(hash, username).changes, username));
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
@@ -195,7 +204,7 @@ export class SqliteStore implements Store {
   }
 
   private toRecord(row: UserRow): UserRecord {
-    const [username, method, passwordHash, createdAt, lockedUntil, lockReason, secretEnc, algorithm, digits, period] = row;
+    const [username, method, passwordHash, createdAt, lockedUntil, lockReason, pinHash, secretEnc, algorithm, digits, period] = row;
     let totp: TotpEnrollment | null = null;
     if (secretEnc) {
       const opened = openSecret(this.key, secretEnc, totpContext(username));
@@ -220,6 +229,7 @@ export class SqliteStore implements Store {
       totp,
       lockedUntil,
       lockReason,
+      pinHash,
       createdAt,
     });
   }

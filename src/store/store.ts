@@ -20,7 +20,48 @@ export interface UserRecord {
   /** Epoch ms until which the user is locked out; null = not locked. */
   lockedUntil: number | null;
   lockReason: string | null;
+  /** argon2id hash of the push-approval PIN; null = none set. */
+  pinHash: string | null;
   createdAt: number;
+}
+
+/** A phone (companion app or any app speaking the Mobile App API) activated for a user. */
+export interface DeviceRecord {
+  id: string;
+  username: string;
+  name: string;
+  /** ECDSA P-256 public key, SPKI DER: answers are signed with its private half. */
+  publicKey: Buffer;
+  /** FCM registration token; null = the device polls. */
+  pushToken: string | null;
+  /** FCM said the token is no longer registered: the app must send a new one. */
+  pushTokenStale: boolean;
+  createdAt: number;
+  lastSeenAt: number | null;
+}
+
+export interface NewDevice {
+  id: string;
+  username: string;
+  name: string;
+  publicKey: Buffer;
+  /** SHA-256 of the bearer token: the token itself is never stored. */
+  tokenHash: Buffer;
+  pushToken: string | null;
+}
+
+export interface DeviceStore {
+  /** Stores a one-time activation code (by hash) for a user. */
+  addActivation(username: string, codeHash: Buffer, expiresAt: number, withTotp: boolean): Promise<void>;
+  /** Uses up an activation code: returns its user once, only before it expires. */
+  consumeActivation(codeHash: Buffer, now: number): Promise<{ username: string; withTotp: boolean } | undefined>;
+  add(device: NewDevice): Promise<void>;
+  byTokenHash(tokenHash: Buffer): Promise<DeviceRecord | undefined>;
+  list(username?: string): Promise<DeviceRecord[]>;
+  remove(id: string): Promise<boolean>;
+  setPushToken(id: string, pushToken: string | null): Promise<void>;
+  markPushTokenStale(id: string): Promise<void>;
+  touch(id: string, now: number): Promise<void>;
 }
 
 export interface NewUser {
@@ -55,5 +96,7 @@ export interface Store {
   lockUser(username: string, until: number, reason: string): Promise<void>;
   /** Returns true if the user was locked. */
   unlockUser(username: string): Promise<boolean>;
+  setPinHash(username: string, hash: string | null): Promise<void>;
+  readonly devices: DeviceStore;
   close(): void;
 }
