@@ -2,13 +2,27 @@ import type { UserRecord } from '../store/store.js';
 
 /** The first factor's answer: wrong password and backend down are different things (never a boolean). */
 export type FirstFactorResult =
-  | { kind: 'accept'; groups?: readonly string[] }
+  /** groups: directory groups (LDAP); reply: encoded attributes of an upstream Access-Accept, passed to the NAS. */
+  | { kind: 'accept'; groups?: readonly string[]; reply?: Buffer }
   | { kind: 'reject'; reason: 'bad_password' | 'unknown_user' | 'no_password' }
+  /** The upstream RADIUS server asks something itself: relay its prompt; the answer comes back with `upstreamState`. */
+  | { kind: 'challenge'; upstreamState: Buffer; message: string }
   | { kind: 'unavailable'; reason: string };
 
-/** Checks the password part of what the user typed. Backends: local, none; LDAP and upstream RADIUS next. */
+export type GroupsResult = { kind: 'ok'; groups: readonly string[] } | { kind: 'unavailable'; reason: string };
+
+export interface FirstFactorContext {
+  /** Request number, for log lines. */
+  q?: number;
+  /** State of an upstream Access-Challenge this request answers (RFC 2865 §4.4). */
+  upstreamState?: Buffer;
+}
+
+/** Checks the password part of what the user typed. Backends: local, none, ldap, radius (upstream). */
 export interface FirstFactor {
   readonly type: string;
-  check(username: string, password: string, user: UserRecord | undefined): Promise<FirstFactorResult>;
+  check(username: string, password: string, user: UserRecord | undefined, context?: FirstFactorContext): Promise<FirstFactorResult>;
+  /** Directory groups known before the password check (LDAP with a service account), so they can choose the method. */
+  groupsOf?(username: string, context?: FirstFactorContext): Promise<GroupsResult>;
   close?(): Promise<void>;
 }
