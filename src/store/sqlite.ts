@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Config, Method } from '../config/schema.js';
 import { keyFingerprint, openSecret, sealSecret } from '../mfa/secret-box.js';
@@ -250,7 +250,12 @@ function notFound(username: string): StoreError {
 export function openSqliteStore(config: Config['store'], key: Buffer, options: SqliteStoreOptions = {}): SqliteStore {
   const inMemory = config.path === ':memory:';
   const path = inMemory ? config.path : resolve(config.path);
-  if (!inMemory) mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  if (!inMemory) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Password hashes live here: create the file 0600 (SQLite gives -wal/-shm the same mode). An
+    // existing file keeps its mode.
+    closeSync(openSync(path, 'a', 0o600));
+  }
   const db = new Database(path);
   try {
     db.pragma('journal_mode = WAL');

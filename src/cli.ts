@@ -1,0 +1,88 @@
+#!/usr/bin/env node
+// radius-mfa: the admin command line. Exit codes: 0 ok, 1 an admin must fix data or config, 2 usage error.
+import { Command, CommanderError, Option } from 'commander';
+import { formatIssues, loadConfig } from './config/load.js';
+import { CliError, print, warn } from './cli/context.js';
+import { registerTotpCommands } from './cli/totp-commands.js';
+import { registerUserCommands } from './cli/user-commands.js';
+import { KeyError, parseHexKey } from './mfa/secret-box.js';
+import { MigrationError } from './store/migrations.js';
+import { StoreError } from './store/store.js';
+
+const DEFAULT_CONFIG = 'config/config.yaml';
+
+function buildProgram(): Command {
+  const program = new Command('radius-mfa')
+    .description('RADIUS MFA server: password + TOTP for VPN appliances')
+    .addOption(new Option('-c, --config <path>', 'config file').env('RADIUS_MFA_CONFIG').default(DEFAULT_CONFIG))
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)');
+  const configPath = (cmd: Command) => (cmd.optsWithGlobals() as { config: string }).config;
+
+  program
+    .command('serve')
+    .description('run the RADIUS server until SIGTERM/SIGINT (SIGHUP reloads the config)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      // Loaded on demand: the admin commands need none of the server.
+      const { serve } = await import('./serve.js');
+      await serve(configPath(cmd));
+    });
+
+  program
+    .command('check-config')
+    .description('validate the config file; prints every problem with line:column')
+    .action((_opts: unknown, cmd: Command) => {
+      const path = configPath(cmd);
+      const loaded = loadConfig(path);
+      if (!loaded.ok) throw new CliError(formatIssues(loaded.issues));
+      const key = loaded.config.store.encryption_key;
+      if (key !== undefined && !parseHexKey(key)) {
+        throw new CliError(`${path}: store.encryption_key must be 64 hex characters (32 bytes); generate one with: openssl rand -hex 32`);
+      }
+      for (const w of loaded.warnings) warn(w);
+      print(`OK ${path}${loaded.warnings.length ? ` (${loaded.warnings.length} warning${loaded.warnings.length === 1 ? '' : 's'})` : ''}`);
+    });
+
+  registerUserCommands(program, configPath);
+  registerTotpCommands(program, configPath);
+  return program;
+}
+
+const HINTS: Record<StoreError['code'], string> = {
+  USER_EXISTS: ' (radius-mfa user show NAME shows it)',
+  USER_NOT_FOUND: ' (radius-mfa user list shows the users)',
+  KEY_MISMATCH: '',
+};
+
+/** Expected failures print one message and no stack; anything else is a bug and keeps its stack. */
+function exitCodeFor(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // commander has already printed the message or the help.
+    return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
+  }
+  let message: string;
+  let code = 1;
+  if (err instanceof CliError) {
+    message = err.message;
+    code = err.exitCode;
+  } else if (err instanceof StoreError) {
+    message = err.message + HINTS[err.code];
+  } else if (err instanceof KeyError || err instanceof MigrationError || (err as { code?: unknown }).code === 'CONFIG_INVALID') {
+    message = (err as Error).message;
+  } else if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+    // listen EADDRINUSE, EACCES on a file, ...: the system message says what to fix.
+    message = err.message;
+  } else {
+    process.stderr.write(`radius-mfa: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+  // Several lines are FILE:LINE reports (config issues, CSV rows): kept as they are so editors can jump to them.
+  process.stderr.write(message.includes('\n') ? `${message}\n` : `radius-mfa: ${message}\n`);
+  return code;
+}
+
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = exitCodeFor(err);
+}

@@ -1,0 +1,60 @@
+// What every admin command needs: the loaded config, the store, and errors that print as one line.
+import { formatIssues, loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { resolveEncryptionKey } from '../mfa/secret-box.js';
+import { openSqliteStore } from '../store/sqlite.js';
+import type { Store } from '../store/store.js';
+
+/** An expected failure: printed without a stack trace. exitCode 1 = fix the data or config, 2 = fix the command line. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: 1 | 2 = 1,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export function loadConfigOrFail(path: string): Config {
+  const loaded = loadConfig(path);
+  if (!loaded.ok) throw new CliError(`${formatIssues(loaded.issues)}\nfix the config file above (radius-mfa check-config lists every problem)`);
+  return loaded.config;
+}
+
+/** Opens the store for one command and closes it afterwards. */
+export async function withStore<T>(config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
+  const key = resolveEncryptionKey(config.store);
+  if (key.created) {
+    warn(`created the store key file ${key.source} (mode 0600); back it up with the database: TOTP secrets cannot be read without it`);
+  }
+  const store = openSqliteStore(config.store, key.key, { cacheSize: 0 });
+  try {
+    return await fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+export function print(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+export function warn(text: string): void {
+  process.stderr.write(`radius-mfa: warning: ${text}\n`);
+}
+
+/** RADIUS User-Name is at most 253 octets (RFC 2865 §5.1); control characters would garble logs and tables. */
+export function checkUsername(name: string): string | undefined {
+  if (name === '') return 'must not be empty';
+  if (name !== name.trim()) return 'must not start or end with whitespace';
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'must not contain control characters';
+  if (Buffer.byteLength(name, 'utf8') > 253) return 'must be at most 253 bytes (the RADIUS User-Name limit)';
+  return undefined;
+}
+
+export function requireUsername(name: string): string {
+  const problem = checkUsername(name);
+  if (problem) throw new CliError(`username ${JSON.stringify(name)} ${problem}`, 2);
+  return name;
+}
