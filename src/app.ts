@@ -4,11 +4,13 @@ import type { Config } from './config/schema.js';
 import type { FirstFactor } from './auth/first-factor.js';
 import { localFirstFactor } from './auth/local.js';
 import { noFirstFactor } from './auth/none.js';
-import { decideAccess, type AccessDeps, type Decision } from './flow/access.js';
+import { decideAccess, type AccessAttempt, type AccessDeps, type Decision } from './flow/access.js';
 import { Policy } from './flow/policy.js';
 import { buildClientTable, type ClientTable } from './radius/clients.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
+import { PendingPushes } from './mfa/pending.js';
+import type { PushSender } from './mfa/push-sender.js';
 import type { EphemeralState } from './state/state.js';
 import type { Store } from './store/store.js';
 
@@ -17,6 +19,8 @@ export interface AppDeps {
   state: EphemeralState;
   logger: Logger;
   now?: () => number;
+  /** Push delivery; undefined = devices poll the Mobile App API. */
+  pushSender?: PushSender;
 }
 
 interface Runtime {
@@ -37,7 +41,7 @@ function firstFactorFor(config: Config): FirstFactor {
   return config.first_factor.type === 'local' ? localFirstFactor() : noFirstFactor;
 }
 
-function buildRuntime(config: Config, deps: AppDeps, now: () => number, previous?: Runtime): Runtime {
+function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, now: () => number, previous?: Runtime): Runtime {
   const clients = buildClientTable(
     config.clients.map((c) => ({
       addresses: c.address,
@@ -49,29 +53,32 @@ function buildRuntime(config: Config, deps: AppDeps, now: () => number, previous
   return {
     config,
     clients,
-    access: { config, policy: new Policy(config), store: deps.store, state: deps.state, firstFactor, now },
+    access: { config, policy: new Policy(config), store: deps.store, state: deps.state, firstFactor, pending, pushSender: deps.pushSender, now },
   };
 }
 
 export function buildApp(config: Config, deps: AppDeps): App {
   const now = deps.now ?? Date.now;
   const log = deps.logger;
-  let runtime = buildRuntime(config, deps, now);
+  const pending = new PendingPushes(now);
+  let runtime = buildRuntime(config, deps, pending, now);
 
   const onAccess = async (request: AccessRequest): Promise<AccessReply> => {
     const current = runtime;
-    const decision = await decideAccess(
-      {
-        q: request.q,
-        clientName: request.client.name,
-        username: request.userName,
-        password: request.password?.toString('utf8'),
-        state: request.state,
-        receivedAt: request.receivedAt,
-      },
-      current.access,
-    );
-    audit(log, request, decision, now() - request.receivedAt);
+    const p = request.packet;
+    const attempt: AccessAttempt = {
+      q: request.q,
+      clientName: request.client.name,
+      username: request.userName,
+      password: request.password?.toString('utf8'),
+      state: request.state,
+      nasIp: ipv4(p),
+      nasIdentifier: text(p, Attr.NasIdentifier),
+      callingStation: text(p, Attr.CallingStationId),
+      receivedAt: request.receivedAt,
+    };
+    const decision = await decideAccess(attempt, current.access);
+    audit(log, request, attempt, decision, now() - request.receivedAt);
     return toReply(decision, current.config);
   };
 
@@ -111,12 +118,13 @@ export function buildApp(config: Config, deps: AppDeps): App {
     start: () => server.start(),
     reload(next) {
       const restart = (['listen', 'store', 'state', 'dedupe'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
-      runtime = buildRuntime(next, deps, now, runtime);
+      runtime = buildRuntime(next, deps, pending, now, runtime);
       log.level = next.log.level;
       return restart;
     },
     async close() {
       await server.close();
+      pending.close();
       await runtime.access.firstFactor.close?.();
     },
   };
@@ -144,18 +152,18 @@ function ipv4(packet: RadiusPacket): string | undefined {
 }
 
 /** One line per decision; never the password, the code or the State. */
-function audit(log: Logger, request: AccessRequest, decision: Decision, ms: number): void {
-  const p = request.packet;
-  log.info(
+function audit(log: Logger, request: AccessRequest, attempt: AccessAttempt, decision: Decision, ms: number): void {
+  const entry = (decision.reason === 'failmode_safe' ? log.error : log.info).bind(log);
+  entry(
     {
       audit: true,
       q: request.q,
       user: request.userName,
       client: request.client.name,
       src: request.source.address,
-      nas_id: text(p, Attr.NasIdentifier),
-      nas_ip: ipv4(p),
-      calling_station: text(p, Attr.CallingStationId),
+      nas_id: attempt.nasIdentifier,
+      nas_ip: attempt.nasIp,
+      calling_station: attempt.callingStation,
       method: decision.method,
       result: decision.kind,
       reason: decision.reason,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
-import { encodeNamedAttributes } from '../radius/dictionary.js';
+import { attributeKeyOf, encodeNamedAttributes } from '../radius/dictionary.js';
 
 /** "30s", "500ms", "15m", "1h", "2d" or a bare number of seconds -> milliseconds. */
 export function parseDuration(value: string | number): number | undefined {
@@ -57,7 +57,7 @@ export function isAddressOrCidr(value: string): boolean {
   return Number(bits) <= (family === 4 ? 32 : 128);
 }
 
-export const METHODS = ['totp', 'challenge', 'none', 'deny'] as const;
+export const METHODS = ['push', 'auto', 'totp', 'challenge', 'none', 'deny'] as const;
 export const methodSchema = z.enum(METHODS);
 export type Method = z.infer<typeof methodSchema>;
 
@@ -78,12 +78,116 @@ const client = z.strictObject({
   ),
   secret: z.string().min(1, 'must not be empty').meta({ description: 'Shared secret; use "${ENV_VAR}" to keep it out of the file.' }),
   require_message_authenticator: z.boolean().default(true),
+  nas_timeout: duration.optional().meta({ description: "The NAS's own RADIUS timeout per try; with nas_retries it bounds how long a push may hold a request." }),
+  nas_retries: z.number().int().min(0).max(10).default(0).meta({ description: 'How many times the NAS retries after nas_timeout.' }),
+  number_matching: z.boolean().optional().meta({ description: 'Overrides mfa.push.number_matching for this client (some VPNs cannot show a second prompt).' }),
+});
+
+const ldapUrl = z.string().regex(/^ldaps?:\/\/[^/\s]+\/?$/i, 'must be "ldap://host[:port]" or "ldaps://host[:port]"');
+const userPlaceholder = (what: string) => z.string().min(1).refine((v) => v.includes('{user}'), { message: `${what} must contain {user}` });
+
+const ldapFirstFactor = z
+  .strictObject({
+    type: z.literal('ldap'),
+    url: oneOrMany(ldapUrl).optional().meta({ description: 'One URL or a list: several = failover, tried in order.' }),
+    urls: z.array(ldapUrl).min(1).optional().meta({ description: 'Same as a list in `url`.' }),
+    start_tls: z.boolean().default(false).meta({ description: 'Upgrade ldap:// with StartTLS before any bind (refused if the server cannot).' }),
+    ca_file: z.string().min(1).optional().meta({ description: 'PEM CA bundle for ldaps:// and StartTLS; default: the system CAs.' }),
+    bind_dn_template: userPlaceholder('bind_dn_template')
+      .optional()
+      .meta({ description: 'Bind as this DN, {user} escaped per RFC 4514, e.g. "uid={user},ou=people,dc=example,dc=com" or AD "{user}@corp.example.com".' }),
+    search: z
+      .strictObject({
+        bind_dn: z.string().min(1).meta({ description: 'Service account that finds the user (and reads groups).' }),
+        password: z.string().min(1),
+        base: z.string().min(1),
+        filter: userPlaceholder('search.filter')
+          .default('(uid={user})')
+          .meta({ description: 'RFC 4515 filter; {user} is escaped. AD: "(sAMAccountName={user})" or "(userPrincipalName={user})", or mail.' }),
+        scope: z.enum(['base', 'one', 'sub']).default('sub'),
+      })
+      .optional(),
+    groups: z
+      .strictObject({
+        attribute: z.string().min(1).default('memberOf').meta({ description: 'User attribute listing group DNs (AD, OpenLDAP memberof overlay).' }),
+        search: z
+          .strictObject({
+            base: z.string().min(1),
+            filter: z.string().min(1).default('(member={dn})').meta({ description: 'Groups of the user: {dn} and {user} are escaped.' }),
+          })
+          .optional()
+          .meta({ description: 'Find groups by search instead (groupOfNames, posixGroup "(memberUid={user})").' }),
+        name_attribute: z.string().min(1).default('cn').meta({ description: 'Which RDN/attribute names the group in config `groups:`.' }),
+      })
+      .prefault({}),
+    timeout: duration.prefault('5s').meta({ description: 'Per LDAP server: connect and each operation.' }),
+  })
+  .superRefine((v, ctx) => {
+    if (!v.url && !v.urls) ctx.addIssue({ code: 'custom', path: ['url'], message: 'url (or urls) is required' });
+    if (v.url && v.urls) ctx.addIssue({ code: 'custom', path: ['urls'], message: 'give url or urls, not both' });
+    if (!v.bind_dn_template === !v.search) ctx.addIssue({ code: 'custom', path: ['bind_dn_template'], message: 'give exactly one of bind_dn_template and search' });
+    if (v.start_tls && [...(v.url ?? []), ...(v.urls ?? [])].some((u) => /^ldaps:/i.test(u))) {
+      ctx.addIssue({ code: 'custom', path: ['start_tls'], message: 'start_tls is for ldap:// URLs; ldaps:// is TLS already' });
+    }
+  });
+
+/** "10.0.0.5" or "10.0.0.5:1812" (an IP address: replies are matched by source address). */
+const upstreamAddress = z.string().transform((v, ctx) => {
+  const hp = parseHostPort(v) ?? (isIP(v) ? { host: v, port: 1812 } : undefined);
+  if (!hp || !isIP(hp.host)) {
+    ctx.addIssue({ code: 'custom', message: `invalid address ${JSON.stringify(v)}: use an IP address with an optional port, e.g. "10.0.0.5:1812"` });
+    return z.NEVER;
+  }
+  return hp;
+});
+
+const upstreamServer = z.strictObject({
+  address: upstreamAddress,
+  secret: z.string().min(1, 'must not be empty'),
+});
+
+const attributeNames = z.array(
+  z.string().refine((n) => attributeKeyOf(n) !== undefined, { message: 'unknown attribute name (not in the RADIUS or shipped vendor dictionaries)' }),
+);
+
+const radiusFirstFactor = z.strictObject({
+  type: z.literal('radius'),
+  servers: z.array(upstreamServer).min(1).meta({ description: 'Upstream RADIUS servers (NPS, FreeRADIUS), tried in order.' }),
+  timeout: duration.prefault('3s').meta({ description: 'Wait per try before retransmitting.' }),
+  retries: z.number().int().min(0).max(10).default(2).meta({ description: 'Retransmissions per server before failing over to the next.' }),
+  nas_identifier: z.string().min(1).default('radius-mfa').meta({ description: 'NAS-Identifier sent upstream.' }),
+  reply_attributes: z
+    .strictObject({
+      allow: attributeNames.optional().meta({ description: 'Pass only these attributes of the upstream Access-Accept.' }),
+      deny: attributeNames.default([]).meta({ description: 'Never pass these.' }),
+    })
+    .prefault({})
+    .meta({ description: 'Attributes of the upstream Access-Accept (Class, Filter-Id, vendor ones) go to the NAS unless filtered here.' }),
 });
 
 const firstFactor = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('local') }),
   z.strictObject({ type: z.literal('none') }),
+  ldapFirstFactor,
+  radiusFirstFactor,
 ]);
+
+export type LdapFirstFactorConfig = z.output<typeof ldapFirstFactor>;
+export type RadiusFirstFactorConfig = z.output<typeof radiusFirstFactor>;
+
+const accounting = z
+  .strictObject({
+    forward: z
+      .strictObject({
+        servers: z.array(upstreamServer).min(1),
+        timeout: duration.prefault('3s'),
+        retries: z.number().int().min(0).max(10).default(2),
+      })
+      .optional()
+      .meta({ description: 'Also send every verified Accounting-Request to these servers (in order, failover).' }),
+  })
+  .prefault({})
+  .meta({ description: 'Accounting-Requests on listen.acct are verified, logged as JSON and answered; optionally forwarded.' });
 
 const totp = z
   .strictObject({
@@ -107,6 +211,26 @@ const mfa = z
       .strictObject({
         timeout: duration.prefault(120),
         prompt: z.string().min(1).default('Enter the code from your authenticator app'),
+      })
+      .prefault({}),
+    failmode: z.enum(['secure', 'safe']).default('secure').meta({
+      description: 'When the push service cannot be reached: secure = reject, safe = accept after the first factor (logged loudly).',
+    }),
+    push: z
+      .strictObject({
+        timeout: duration.prefault(60).meta({ description: 'How long a push waits for the phone before the request is rejected.' }),
+        number_matching: z.boolean().default(false),
+        pin: z.enum(['off', 'optional', 'required']).default('off'),
+        no_device: z.enum(['totp', 'reject']).default('totp').meta({
+          description: 'push/auto for a user without an active device: totp = ask for a TOTP code (if enrolled), reject = refuse.',
+        }),
+        rate_limit: z
+          .strictObject({
+            max: z.number().int().min(1).default(5),
+            window: duration.prefault('10m'),
+          })
+          .prefault({}),
+        text: z.string().min(1).max(200).default('Sign-in request').meta({ description: 'The short text of the push notification.' }),
       })
       .prefault({}),
     lockout: z
@@ -136,6 +260,7 @@ export const configSchema = z.strictObject({
   }),
   clients: z.array(client).min(1, 'at least one client is needed: a RADIUS server answers nobody without one'),
   first_factor: firstFactor.prefault({ type: 'local' }),
+  accounting,
   mfa,
   groups: z.record(z.string(), group).default({}),
   users: z.record(z.string(), configUser).default({}),
@@ -145,6 +270,27 @@ export const configSchema = z.strictObject({
       max_entries: z.number().int().min(100).default(100_000),
     })
     .prefault({}),
+  mobile_app: z
+    .strictObject({
+      account_name: z.string().min(1).default('radius-mfa').meta({ description: 'The name the app shows for this account (the seed\'s "Account Name").' }),
+      public_url: z.url().optional().meta({ description: 'The URL phones reach the HTTP service at, e.g. https://mfa.example.com; default: from http.listen.' }),
+      activation_ttl: duration.prefault('15m'),
+      firebase: z
+        .strictObject({
+          service_account_file: z.string().min(1),
+        })
+        .optional()
+        .meta({ description: 'FCM delivery; without it devices poll /api/v1/pending.' }),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      listen: hostPort,
+      tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+      insecure: z.boolean().default(false).meta({ description: 'Allow plain HTTP on a non-loopback address (only behind a TLS reverse proxy).' }),
+    })
+    .optional()
+    .meta({ description: 'Mobile App API, portal and companion app. Off when absent.' }),
   store: z
     .strictObject({
       type: z.literal('sqlite').default('sqlite'),

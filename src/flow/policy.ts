@@ -13,6 +13,20 @@ export interface Profile {
   reply: Buffer;
 }
 
+/** What the push flow needs to know of a RADIUS client. */
+export interface ClientPolicy {
+  numberMatching: boolean | undefined;
+  /** How long the NAS waits in all (nas_timeout x tries) less a safety margin; Infinity when not declared. */
+  holdBudgetMs: number;
+}
+
+/** Margin between our answer and the NAS giving up: network and scheduling slack. */
+const HOLD_MARGIN_MS = 1000;
+
+export function holdBudgetMs(nasTimeoutMs: number | undefined, nasRetries: number): number {
+  return nasTimeoutMs === undefined ? Infinity : Math.max(0, nasTimeoutMs * (nasRetries + 1) - HOLD_MARGIN_MS);
+}
+
 interface Rule {
   method: Method | undefined;
   reply: Buffer;
@@ -22,8 +36,12 @@ export class Policy {
   private readonly groupsOf = new Map<string, Rule[]>();
   private readonly groupsByName = new Map<string, Rule>();
   private readonly configUsers = new Map<string, Rule>();
+  private readonly clients = new Map<string, ClientPolicy>();
 
   constructor(private readonly config: Config) {
+    for (const c of config.clients) {
+      this.clients.set(c.name, { numberMatching: c.number_matching, holdBudgetMs: holdBudgetMs(c.nas_timeout, c.nas_retries) });
+    }
     for (const [name, group] of Object.entries(config.groups)) {
       const rule = { method: group.method, reply: encodeOrThrow(group.reply, `groups.${name}.reply`) };
       this.groupsByName.set(name, rule);
@@ -36,6 +54,10 @@ export class Policy {
     for (const [name, user] of Object.entries(config.users)) {
       this.configUsers.set(name, { method: user.method, reply: encodeOrThrow(user.reply, `users.${name}.reply`) });
     }
+  }
+
+  client(name: string): ClientPolicy {
+    return this.clients.get(name) ?? { numberMatching: undefined, holdBudgetMs: Infinity };
   }
 
   get defaultMethod(): Method {

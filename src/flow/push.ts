@@ -1,0 +1,141 @@
+// Push approval: one push per attempt; the request is held until the phone answers, or, for number
+// matching and for NAS whose timeout is too short to hold, answered with an Access-Challenge whose
+// State leads back to the same push.
+import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+import type { Method } from '../config/schema.js';
+import { PendingPushes, type PendingPush, type PushOutcome } from '../mfa/pending.js';
+import type { ChallengeRecord } from '../state/state.js';
+import type { DeviceRecord, UserRecord } from '../store/store.js';
+import type { AccessAttempt, AccessDeps } from './access.js';
+import { MESSAGES, reject, type Decision } from './decision.js';
+import { recordFailure } from './lockout.js';
+
+type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps) => Promise<Decision>;
+
+type Delivery = 'sent' | 'stale' | 'unavailable';
+
+/** After the first factor: push (or join this attempt's push), then hold or challenge. */
+export async function startPush(
+  attempt: AccessAttempt,
+  username: string,
+  user: UserRecord | undefined,
+  method: Method,
+  reply: Buffer,
+  deps: AccessDeps,
+  askForCode: AskForCode,
+): Promise<Decision> {
+  const settings = deps.config.mfa.push;
+  const devices = await deps.store.devices.list(username);
+  if (devices.length === 0) {
+    if (settings.no_device === 'totp' && user?.totp) return askForCode(attempt, username, user, method, deps);
+    return reject(method, 'no_device', MESSAGES.noDevice);
+  }
+  const client = deps.policy.client(attempt.clientName);
+  const numberMatching = client.numberMatching ?? settings.number_matching;
+  const holdLimit = client.holdBudgetMs;
+
+  let push = deps.pending.findOpen(PendingPushes.joinKey(username, attempt.clientName, attempt.callingStation));
+  if (!push) {
+    const sent = await deps.state.increment(`push:${username}`, settings.rate_limit.window);
+    if (sent > settings.rate_limit.max) return reject(method, 'push_rate_limited', MESSAGES.rateLimited);
+    push = deps.pending.create(
+      {
+        username,
+        clientName: attempt.clientName,
+        nasIp: attempt.nasIp,
+        nasIdentifier: attempt.nasIdentifier,
+        callingStation: attempt.callingStation,
+        pinRequired: settings.pin === 'required' || (settings.pin === 'optional' && user?.pinHash != null),
+        number: numberMatching ? String(randomInt(10, 100)) : undefined,
+      },
+      settings.timeout,
+    );
+    const delivery = await deliver(push, devices, deps);
+    if (delivery !== 'sent') {
+      deps.pending.decide(push.id, { kind: 'timeout' });
+      if (delivery === 'stale') return reject(method, 'push_token_stale', MESSAGES.tokenStale);
+      if (deps.config.mfa.failmode === 'safe') return { kind: 'accept', method, reason: 'failmode_safe', reply };
+      return reject(method, 'push_unavailable', MESSAGES.pushUnavailable, false);
+    }
+  }
+
+  if (push.number !== undefined || settings.timeout > holdLimit) {
+    return pushChallenge(attempt, username, method, push, push.number !== undefined ? 'number_requested' : 'approve_then_enter', deps);
+  }
+  return fromOutcome(await deps.pending.wait(push.id), method, reply);
+}
+
+/** The answer to a push challenge: wait (within what the NAS allows) for the phone, then check the number. */
+export async function answerPushChallenge(
+  attempt: AccessAttempt,
+  username: string,
+  record: ChallengeRecord,
+  typed: string,
+  reply: Buffer,
+  deps: AccessDeps,
+): Promise<Decision> {
+  const method = record.method as Method;
+  const push = deps.pending.get(record.pushId!);
+  if (!push || push.username !== username) return reject(method, 'bad_state', MESSAGES.badState);
+  const holdLimit = deps.policy.client(attempt.clientName).holdBudgetMs;
+  const outcome = push.outcome ?? (await deps.pending.wait(push.id, Math.min(holdLimit, push.expires - deps.now())));
+  if (!outcome) return pushChallenge(attempt, username, method, push, 'push_pending', deps);
+  deps.pending.consume(push.id);
+  if (outcome.kind === 'approve' && push.number !== undefined && !sameText(typed, push.number)) {
+    const locked = await recordFailure(username, 'number_mismatch', attempt.receivedAt, deps);
+    return reject(method, 'number_mismatch', locked ? MESSAGES.locked : MESSAGES.numberMismatch);
+  }
+  return fromOutcome(outcome, method, reply);
+}
+
+async function pushChallenge(
+  attempt: AccessAttempt,
+  username: string,
+  method: Method,
+  push: PendingPush,
+  reason: 'number_requested' | 'approve_then_enter' | 'push_pending',
+  deps: AccessDeps,
+): Promise<Decision> {
+  const state = randomBytes(16);
+  await deps.state.putChallenge(state.toString('hex'), { username, clientName: attempt.clientName, method, pushId: push.id, expires: push.expires });
+  const message = reason === 'push_pending' ? MESSAGES.notYetApproved : reason === 'number_requested' ? MESSAGES.enterNumber : MESSAGES.approveThenEnter;
+  return { kind: 'challenge', method, reason, state, message };
+}
+
+function fromOutcome(outcome: PushOutcome | undefined, method: Method, reply: Buffer): Decision {
+  switch (outcome?.kind) {
+    case 'approve':
+      return { kind: 'accept', method, reason: 'push_approved', reply };
+    case 'deny':
+      return reject(method, 'push_denied', MESSAGES.pushDenied);
+    case 'fraud':
+      return reject(method, 'fraud', MESSAGES.fraud);
+    default:
+      return reject(method, 'push_timeout', MESSAGES.pushTimeout);
+  }
+}
+
+/**
+ * Sends the push to every device that has a live token. A device without a token polls, so it
+ * counts as reached. Stale tokens are marked so the app is asked for a new one.
+ */
+async function deliver(push: PendingPush, devices: DeviceRecord[], deps: AccessDeps): Promise<Delivery> {
+  if (!deps.pushSender) return 'sent';
+  const targets = devices.filter((d) => d.pushToken && !d.pushTokenStale);
+  const results = await Promise.all(targets.map((d) => sendTo(d, push, deps)));
+  if (results.includes('sent') || devices.some((d) => !d.pushToken)) return 'sent';
+  return results.includes('unavailable') ? 'unavailable' : 'stale';
+}
+
+async function sendTo(device: DeviceRecord, push: PendingPush, deps: AccessDeps): Promise<Delivery> {
+  const result = await deps.pushSender!.send(device.pushToken!, { requestId: push.id, text: deps.config.mfa.push.text, ttlMs: push.expires - push.createdAt });
+  if (result.ok) return 'sent';
+  if (result.kind === 'stale_token') await deps.store.devices.markPushTokenStale(device.id);
+  return result.kind === 'stale_token' ? 'stale' : 'unavailable';
+}
+
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
