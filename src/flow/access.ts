@@ -2,11 +2,11 @@
 // Knows nothing of sockets or packet bytes.
 import { randomBytes } from 'node:crypto';
 import type { Config, Method } from '../config/schema.js';
-import type { FirstFactor } from '../auth/first-factor.js';
+import type { FirstFactor, FirstFactorResult } from '../auth/first-factor.js';
 import type { PendingPushes } from '../mfa/pending.js';
 import type { PushSender } from '../mfa/push-sender.js';
 import { verifyTotp } from '../mfa/totp.js';
-import type { EphemeralState } from '../state/state.js';
+import type { ChallengeRecord, EphemeralState } from '../state/state.js';
 import type { Store, UserRecord } from '../store/store.js';
 import { MESSAGES, reject, type Decision } from './decision.js';
 import { clearFailures, isLocked, recordFailure } from './lockout.js';
@@ -49,7 +49,10 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
 
   const user = await deps.store.getUser(username);
   if (isLocked(user, attempt.receivedAt)) return reject(undefined, 'locked', MESSAGES.locked);
-  const profile = deps.policy.profileOf(username, user);
+  // Directory groups can pick the method, which decides how the password is split: ask before the password check.
+  const known = await groupsBeforeCheck(username, attempt, deps);
+  if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
+  const profile = deps.policy.profileOf(username, user, known.groups);
   const method = profile.method;
   if (method === 'deny') return reject(method, 'method_deny', MESSAGES.deny, false);
 
@@ -68,24 +71,114 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
     }
   }
 
-  const first = await deps.firstFactor.check(username, typedPassword, user);
+  const first = await deps.firstFactor.check(username, typedPassword, user, { q: attempt.q });
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   if (first.kind === 'reject') {
     if (first.reason !== 'unknown_user') await recordFailure(username, first.reason, attempt.receivedAt, deps);
     return reject(method, first.reason, MESSAGES.generic);
   }
+  // An upstream RADIUS server that challenges itself: relay its prompt; the second factor follows its Accept.
+  if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, known.groups, deps);
 
-  if (code !== undefined) return checkCode(attempt, username, user, code, method, profile.reply, deps);
+  const after = afterFirstFactor(username, user, first, known.groups, deps);
+  if (after.deny) return reject(method, 'method_deny', MESSAGES.deny, false);
+  const reply = after.reply;
+  const carrying = carryFirstFactor(deps, after.carried);
+
+  if (code !== undefined) return checkCode(attempt, username, user, code, method, reply, deps);
   switch (method) {
     case 'none':
-      return { kind: 'accept', method, reason: 'method_none', reply: profile.reply };
+      return { kind: 'accept', method, reason: 'method_none', reply };
     case 'challenge':
-      return askForCode(attempt, username, user, method, deps);
+      return askForCode(attempt, username, user, method, carrying);
     case 'push':
     case 'auto':
-      return startPush(attempt, username, user, method, profile.reply, deps, askForCode);
+      return startPush(attempt, username, user, method, reply, carrying, askForCode);
     case 'totp':
       throw new Error('unreachable: totp without a code was rejected above');
+  }
+}
+
+/** Directory groups before the password check, only when a backend can tell and some group sets a method. */
+async function groupsBeforeCheck(username: string, attempt: AccessAttempt, deps: AccessDeps): Promise<{ kind: 'ok'; groups: readonly string[] } | { kind: 'unavailable' }> {
+  if (!deps.firstFactor.groupsOf || !Object.values(deps.config.groups).some((g) => g.method !== undefined)) return { kind: 'ok', groups: [] };
+  const r = await deps.firstFactor.groupsOf(username, { q: attempt.q });
+  return r.kind === 'ok' ? r : { kind: 'unavailable' };
+}
+
+type Accepted = Extract<FirstFactorResult, { kind: 'accept' }>;
+
+/**
+ * Reply attributes after the first factor accepted: the upstream Access-Accept's own (Class, Filter-Id, ...)
+ * first, then those of the groups (including directory groups) and config user. Groups read only with the
+ * user's own bind can still deny, but no longer change the method: the password was already split.
+ */
+function afterFirstFactor(username: string, user: UserRecord | undefined, first: Accepted, groups: readonly string[], deps: AccessDeps) {
+  const allGroups = first.groups ? [...new Set([...groups, ...first.groups])] : groups;
+  const profile = deps.policy.profileOf(username, user, allGroups);
+  const reply = first.reply?.length ? Buffer.concat([first.reply, profile.reply]) : profile.reply;
+  const carried: ChallengeRecord['firstFactor'] =
+    first.reply?.length || allGroups.length ? { reply: first.reply?.length ? first.reply.toString('hex') : undefined, groups: allGroups } : undefined;
+  return { reply, carried, deny: profile.method === 'deny' };
+}
+
+/** Challenges created after this point (code prompt, push number) remember the first factor's groups and reply. */
+function carryFirstFactor(deps: AccessDeps, carried: ChallengeRecord['firstFactor']): AccessDeps {
+  if (!carried) return deps;
+  const state = new Proxy(deps.state, {
+    get(target, prop) {
+      if (prop === 'putChallenge') return (s: string, r: ChallengeRecord) => target.putChallenge(s, { ...r, firstFactor: { ...carried, ...r.firstFactor } });
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return { ...deps, state };
+}
+
+/** RFC 2865 §4.4 through a proxy: our own State to the NAS, the upstream's kept here to send back with the answer. */
+async function relayUpstreamChallenge(
+  attempt: AccessAttempt,
+  username: string,
+  method: Method,
+  first: Extract<FirstFactorResult, { kind: 'challenge' }>,
+  groups: readonly string[],
+  deps: AccessDeps,
+): Promise<Decision> {
+  const state = randomBytes(16);
+  await deps.state.putChallenge(state.toString('hex'), {
+    username,
+    clientName: attempt.clientName,
+    method,
+    expires: attempt.receivedAt + deps.config.mfa.challenge.timeout,
+    firstFactor: { upstreamState: first.upstreamState.toString('hex'), groups },
+  });
+  return { kind: 'challenge', method, reason: 'upstream_challenge', state, message: first.message };
+}
+
+/** The answer to a relayed upstream challenge goes upstream; after its Accept the second factor runs as usual. */
+async function answerUpstreamChallenge(attempt: AccessAttempt, username: string, typed: string, record: ChallengeRecord, user: UserRecord | undefined, deps: AccessDeps): Promise<Decision> {
+  const method = record.method as Method;
+  const groups = record.firstFactor?.groups ?? [];
+  const upstreamState = Buffer.from(record.firstFactor!.upstreamState!, 'hex');
+  const first = await deps.firstFactor.check(username, typed, user, { q: attempt.q, upstreamState });
+  if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
+  if (first.kind === 'reject') {
+    await recordFailure(username, first.reason, attempt.receivedAt, deps);
+    return reject(method, first.reason, MESSAGES.generic);
+  }
+  if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, groups, deps);
+  const after = afterFirstFactor(username, user, first, groups, deps);
+  if (after.deny) return reject(method, 'method_deny', MESSAGES.deny, false);
+  const carrying = carryFirstFactor(deps, after.carried);
+  switch (method) {
+    case 'none':
+      return { kind: 'accept', method, reason: 'method_none', reply: after.reply };
+    case 'push':
+    case 'auto':
+      return startPush(attempt, username, user, method, after.reply, carrying, askForCode);
+    default:
+      // A code typed with the password was used up by the upstream's own challenge: ask for a fresh one.
+      return askForCode(attempt, username, user, method, carrying);
   }
 }
 
@@ -111,10 +204,13 @@ async function answerChallenge(attempt: AccessAttempt, username: string, typed: 
   const method = record.method as Method;
   const user = await deps.store.getUser(username);
   if (isLocked(user, attempt.receivedAt)) return reject(method, 'locked', MESSAGES.locked);
+  if (record.firstFactor?.upstreamState) return answerUpstreamChallenge(attempt, username, typed, record, user, deps);
   // Policy may have changed since the challenge was sent: the reply attributes are today's.
-  const profile = deps.policy.profileOf(username, user);
-  if (record.pushId) return answerPushChallenge(attempt, username, record, typed.trim(), profile.reply, deps);
-  return checkCode(attempt, username, user, typed.trim(), method, profile.reply, deps);
+  const profile = deps.policy.profileOf(username, user, record.firstFactor?.groups);
+  const upstreamReply = record.firstFactor?.reply;
+  const reply = upstreamReply ? Buffer.concat([Buffer.from(upstreamReply, 'hex'), profile.reply]) : profile.reply;
+  if (record.pushId) return answerPushChallenge(attempt, username, record, typed.trim(), reply, deps);
+  return checkCode(attempt, username, user, typed.trim(), method, reply, deps);
 }
 
 async function checkCode(

@@ -25,7 +25,7 @@ export type RejectReason =
   | 'number_mismatch';
 
 export type AcceptReason = 'second_factor_ok' | 'method_none' | 'push_approved' | 'failmode_safe';
-export type ChallengeReason = 'code_requested' | 'number_requested' | 'approve_then_enter' | 'push_pending';
+export type ChallengeReason = 'code_requested' | 'number_requested' | 'approve_then_enter' | 'push_pending' | 'upstream_challenge';
 
 export type Decision =
   | { kind: 'accept'; method: Method; reason: AcceptReason; reply: Buffer }

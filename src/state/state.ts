@@ -5,6 +5,11 @@ export interface ChallengeRecord {
   method: string;
   /** The push this challenge waits on (number matching, or approve-then-Enter). */
   pushId?: string;
+  /**
+   * What the first factor said, kept for the answer: the State of an upstream RADIUS Access-Challenge
+   * (hex), the upstream Access-Accept's reply attributes (hex) and the directory groups.
+   */
+  firstFactor?: { upstreamState?: string; reply?: string; groups?: readonly string[] };
   /** Epoch ms after which the State is refused. */
   expires: number;
 }
