@@ -1,8 +1,15 @@
 // Composition root: wires config, store, state and policy to the RADIUS server. Builds; never exits the process.
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { buildApi } from './api/server.js';
 import type { Config } from './config/schema.js';
 import type { FirstFactor } from './auth/first-factor.js';
+import { ldapFirstFactor } from './auth/ldap.js';
 import { localFirstFactor } from './auth/local.js';
+import { radiusUpstreamFirstFactor } from './auth/radius-upstream.js';
+import { AccountingForwarder } from './radius/accounting-forwarder.js';
 import { noFirstFactor } from './auth/none.js';
 import { decideAccess, type AccessAttempt, type AccessDeps, type Decision } from './flow/access.js';
 import { Policy } from './flow/policy.js';
@@ -29,16 +36,48 @@ interface Runtime {
   access: AccessDeps;
 }
 
+export interface BoundAddress {
+  role: 'auth' | 'acct' | 'http';
+  address: string;
+  port: number;
+}
+
 export interface App {
-  start(): Promise<{ role: 'auth' | 'acct'; address: string; port: number }[]>;
+  /** Binds RADIUS (and HTTP when configured); port 0 picks free ports, reported here. */
+  start(): Promise<BoundAddress[]>;
   /** Swaps in a new (already validated) config; returns the changed settings that need a restart. */
   reload(config: Config): string[];
   close(): Promise<void>;
   readonly server: RadiusServer;
+  readonly pending: PendingPushes;
 }
 
-function firstFactorFor(config: Config): FirstFactor {
-  return config.first_factor.type === 'local' ? localFirstFactor() : noFirstFactor;
+export class AppError extends Error {
+  constructor(
+    readonly code: 'HTTP_INSECURE',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function firstFactorFor(config: Config, logger: Logger): FirstFactor {
+  const ff = config.first_factor;
+  switch (ff.type) {
+    case 'local':
+      return localFirstFactor();
+    case 'none':
+      return noFirstFactor;
+    case 'ldap':
+      return ldapFirstFactor(ff, logger);
+    case 'radius':
+      return radiusUpstreamFirstFactor(ff, logger);
+  }
 }
 
 function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, now: () => number, previous?: Runtime): Runtime {
@@ -49,7 +88,7 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, now
     })),
   );
   const sameFirstFactor = previous && JSON.stringify(previous.config.first_factor) === JSON.stringify(config.first_factor);
-  const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config);
+  const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config, deps.logger);
   return {
     config,
     clients,
@@ -82,8 +121,18 @@ export function buildApp(config: Config, deps: AppDeps): App {
     return toReply(decision, current.config);
   };
 
+  const fwd = config.accounting.forward;
+  const forwarder = fwd
+    ? new AccountingForwarder({
+        servers: fwd.servers.map((s) => ({ host: s.address.host, port: s.address.port, secret: Buffer.from(s.secret, 'utf8') })),
+        timeoutMs: fwd.timeout,
+        retries: fwd.retries,
+        logger: log,
+      })
+    : undefined;
   const onAccounting = (request: AccountingRequest) => {
     const p = request.packet;
+    forwarder?.forward(p, request.q);
     log.info(
       {
         q: request.q,
@@ -113,19 +162,39 @@ export function buildApp(config: Config, deps: AppDeps): App {
     if (!c.require_message_authenticator) log.warn({ client: c.name }, 'client may send Access-Request without Message-Authenticator: exposed to BlastRADIUS (CVE-2024-3596)');
   }
 
+  let http: FastifyInstance | undefined;
+  const startHttp = async (): Promise<BoundAddress[]> => {
+    const settings = config.http;
+    if (!settings) return [];
+    if (!settings.tls && !settings.insecure && !isLoopback(settings.listen.host)) {
+      throw new AppError('HTTP_INSECURE', `http.listen ${settings.listen.host} is not a loopback address: set http.tls {cert, key}, or put a TLS reverse proxy in front and set http.insecure: true`);
+    }
+    const https = settings.tls ? { cert: readFileSync(settings.tls.cert), key: readFileSync(settings.tls.key) } : undefined;
+    http = await buildApi({ config: () => runtime.config, store: deps.store, state: deps.state, pending, logger: log, now }, { https });
+    await http.listen({ host: settings.listen.host, port: settings.listen.port });
+    const a = http.server.address() as AddressInfo;
+    return [{ role: 'http', address: a.address, port: a.port }];
+  };
+
   return {
     server,
-    start: () => server.start(),
+    pending,
+    async start() {
+      const radius = await server.start();
+      return [...radius, ...(await startHttp())];
+    },
     reload(next) {
-      const restart = (['listen', 'store', 'state', 'dedupe'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
+      const restart = (['listen', 'store', 'state', 'dedupe', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
       runtime = buildRuntime(next, deps, pending, now, runtime);
       log.level = next.log.level;
       return restart;
     },
     async close() {
       await server.close();
+      await http?.close();
       pending.close();
       await runtime.access.firstFactor.close?.();
+      await forwarder?.close();
     },
   };
 }

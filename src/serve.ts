@@ -3,6 +3,7 @@ import { buildApp } from './app.js';
 import { loadConfig, formatIssues } from './config/load.js';
 import { watchConfig } from './config/watch.js';
 import { createLogger } from './log/logger.js';
+import { createFirebasePushSender } from './mfa/push-sender.js';
 import { resolveEncryptionKey } from './mfa/secret-box.js';
 import { MemoryState } from './state/memory.js';
 import { openSqliteStore } from './store/sqlite.js';
@@ -22,7 +23,10 @@ export async function serve(configPath: string): Promise<void> {
   if (key.created) logger.warn({ key_file: key.source }, 'created a new store encryption key file (0600): back it up with the database, secrets cannot be read without it');
   const store = openSqliteStore(config.store, key.key);
   const state = new MemoryState(Date.now);
-  const app = buildApp(config, { store, state, logger });
+  const firebase = config.mobile_app.firebase;
+  const pushSender = firebase ? await createFirebasePushSender({ serviceAccountFile: firebase.service_account_file }) : undefined;
+  if (!firebase && config.http) logger.info('no mobile_app.firebase: phones poll /api/v1/pending for sign-in requests');
+  const app = buildApp(config, { store, state, logger, pushSender });
   try {
     const bound = await app.start();
     logger.info({ listen: bound, config: configPath, first_factor: config.first_factor.type }, 'listening');

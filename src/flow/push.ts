@@ -110,6 +110,8 @@ function fromOutcome(outcome: PushOutcome | undefined, method: Method, reply: Bu
       return reject(method, 'push_denied', MESSAGES.pushDenied);
     case 'fraud':
       return reject(method, 'fraud', MESSAGES.fraud);
+    case 'locked':
+      return reject(method, 'locked', MESSAGES.locked);
     default:
       return reject(method, 'push_timeout', MESSAGES.pushTimeout);
   }

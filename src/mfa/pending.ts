@@ -3,7 +3,8 @@
 import { randomBytes } from 'node:crypto';
 
 export type PushAnswer = 'approve' | 'deny' | 'fraud';
-export type PushOutcome = { kind: PushAnswer; deviceId: string } | { kind: 'timeout' };
+/** locked: wrong PINs on the phone reached the lockout limit. */
+export type PushOutcome = { kind: PushAnswer | 'locked'; deviceId: string } | { kind: 'timeout' };
 
 export interface PendingPushInit {
   username: string;

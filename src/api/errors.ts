@@ -1,0 +1,35 @@
+// The Mobile App API's error catalog: a stable code per failure; clients branch on `error.code`.
+export const API_ERRORS = {
+  UNAUTHORIZED: { status: 401, message: 'Missing or unknown device token: activate the app again.' },
+  VALIDATION: { status: 400, message: 'The request body is not valid.' },
+  INVALID_PUBLIC_KEY: { status: 400, message: 'public_key must be an ECDSA P-256 key, base64 SPKI DER (WebCrypto exportKey("spki")).' },
+  ACTIVATION_INVALID: { status: 400, message: 'Unknown, used or expired activation code: ask for a new one.' },
+  PIN_REQUIRED: { status: 400, message: 'A PIN is required: send pin (4 to 12 digits).' },
+  PIN_NOT_SET: { status: 403, message: 'A PIN is required but none is set for this account: set one in the portal or activate the app again.' },
+  WRONG_PIN: { status: 403, message: 'Wrong PIN.' },
+  BAD_SIGNATURE: { status: 403, message: 'The signature does not verify with this device\'s key over "{id}.{decision}".' },
+  NOT_YOUR_REQUEST: { status: 403, message: 'This request belongs to another account.' },
+  REQUEST_NOT_FOUND: { status: 404, message: 'No such pending request.' },
+  REQUEST_EXPIRED: { status: 410, message: 'The request expired before it was answered.' },
+  ALREADY_ANSWERED: { status: 409, message: 'The request was already answered.' },
+  RATE_LIMITED: { status: 429, message: 'Too many attempts: wait a few minutes.' },
+} as const;
+
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ApiErrorCode,
+    message?: string,
+  ) {
+    super(message ?? API_ERRORS[code].message);
+    this.status = API_ERRORS[code].status;
+  }
+}
+
+export const errorBodySchema = {
+  type: 'object',
+  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] } },
+  required: ['error'],
+} as const;

@@ -1,0 +1,76 @@
+// The HTTP service: Mobile App API under /api/v1 (and, later, the portal and companion app).
+// buildApi() returns an unstarted fastify instance; app.ts decides whether and where it listens.
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { PendingPushes } from '../mfa/pending.js';
+import type { EphemeralState } from '../state/state.js';
+import type { DeviceRecord, Store } from '../store/store.js';
+import { hashSecretToken } from '../mfa/activation.js';
+import { ApiError } from './errors.js';
+import { activationRoutes } from './routes/activation.js';
+import { deviceRoutes } from './routes/device.js';
+import { requestRoutes } from './routes/requests.js';
+
+export interface ApiDeps {
+  /** Read per request, so a reload takes effect at once. */
+  config: () => Config;
+  store: Store;
+  state: EphemeralState;
+  pending: PendingPushes;
+  logger: Logger;
+  now: () => number;
+}
+
+export interface BuildApiOptions {
+  https?: { cert: Buffer; key: Buffer };
+}
+
+/** The device that owns the bearer token, or a 401. */
+export async function authenticateDevice(request: FastifyRequest, deps: ApiDeps): Promise<DeviceRecord> {
+  const header = request.headers.authorization ?? '';
+  const token = /^Bearer ([A-Za-z0-9_-]{20,200})$/.exec(header)?.[1];
+  const device = token ? await deps.store.devices.byTokenHash(hashSecretToken(token)) : undefined;
+  if (!device) throw new ApiError('UNAUTHORIZED');
+  await deps.store.devices.touch(device.id, deps.now());
+  return device;
+}
+
+export async function buildApi(deps: ApiDeps, options: BuildApiOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'http' }) as never,
+    disableRequestLogging: true,
+    trustProxy: true,
+    bodyLimit: 16 * 1024,
+    ...(options.https ? { https: options.https } : {}),
+  }) as unknown as FastifyInstance;
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'radius-mfa Mobile App API', version: '1', description: 'Activate a phone, list pending sign-in requests, answer them with a signed approve / deny / fraud. See docs/mobile-api.md.' },
+      components: { securitySchemes: { device: { type: 'http', scheme: 'bearer', description: 'device_token from POST /api/v1/activation' } } },
+    },
+  });
+
+  app.setErrorHandler((err: Error & { validation?: unknown; statusCode?: number }, request, reply) => {
+    if (err instanceof ApiError) return reply.status(err.status).send({ error: { code: err.code, message: err.message } });
+    if (err.validation) return reply.status(400).send({ error: { code: 'VALIDATION', message: err.message } });
+    if (err.statusCode && err.statusCode < 500) return reply.status(err.statusCode).send({ error: { code: 'BAD_REQUEST', message: err.message } });
+    request.log.error({ err, url: request.url }, 'bug: HTTP handler failed');
+    return reply.status(500).send({ error: { code: 'INTERNAL', message: 'Internal error; the server log has the details.' } });
+  });
+  app.setNotFoundHandler((_request, reply) => reply.status(404).send({ error: { code: 'NOT_FOUND', message: 'No such endpoint; the API lives under /api/v1 (see /api/v1/openapi.json).' } }));
+
+  await app.register(
+    async (api) => {
+      activationRoutes(api, deps);
+      requestRoutes(api, deps);
+      deviceRoutes(api, deps);
+      api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    },
+    { prefix: '/api/v1' },
+  );
+  return app;
+}
