@@ -1,8 +1,6 @@
 // `radius-mfa totp ...`: enroll (new secret, otpauth:// URI and QR code) and import (an existing secret).
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { chmodSync, writeFileSync } from 'node:fs';
-import { generateSecret, generateURI } from 'otplib';
-import QRCode from 'qrcode';
 import type { Config } from '../config/schema.js';
 import type { Store, TotpAlgorithm, TotpEnrollment } from '../store/store.js';
 import { CliError, loadConfigOrFail, print, warn, withStore } from './context.js';
@@ -22,8 +20,10 @@ export function registerTotpCommands(program: Command, configPath: ConfigPath): 
     .action(async (name: string, opts: { png?: string; force?: boolean }, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
       const { digits, period, algorithm } = config.mfa.totp;
+      // Loaded here so that other commands do not pay for them at start.
+      const [{ generateSecret }, { default: QRCode }] = await Promise.all([import('otplib'), import('qrcode')]);
       const secret = generateSecret();
-      const uri = otpauthUri(config, name, secret, { algorithm, digits, period });
+      const uri = await otpauthUri(config, name, secret, { algorithm, digits, period });
       await withStore(config, async (store) => {
         await requireEnrollable(store, name, opts.force);
         // The image first: a bad path then fails before anything is stored.
@@ -67,7 +67,8 @@ export function registerTotpCommands(program: Command, configPath: ConfigPath): 
 }
 
 /** The URI authenticator apps scan; label "issuer:username" (Key Uri Format). */
-export function otpauthUri(config: Config, username: string, secret: string | Buffer, t: Omit<TotpEnrollment, 'secret'>): string {
+export async function otpauthUri(config: Config, username: string, secret: string | Buffer, t: Omit<TotpEnrollment, 'secret'>): Promise<string> {
+  const { generateURI } = await import('otplib');
   return generateURI({
     issuer: config.mfa.totp.issuer,
     label: username,

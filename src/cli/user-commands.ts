@@ -2,8 +2,8 @@
 import { Argument, Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { hashPassword } from '../auth/password-hash.js';
-import { METHODS, type Method } from '../config/schema.js';
-import { Policy, type MethodSource } from '../flow/policy.js';
+import { METHODS, type Config, type Method } from '../config/schema.js';
+import type { MethodSource, Policy } from '../flow/policy.js';
 import type { UserRecord } from '../store/store.js';
 import { CliError, loadConfigOrFail, print, requireUsername, warn, withStore } from './context.js';
 import { planUserImport } from './user-import.js';
@@ -34,7 +34,7 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
       const users = await withStore(config, (store) => store.listUsers());
-      const policy = new Policy(config);
+      const policy = await loadPolicy(config);
       const views = users.map((u) => describeUser(u, policy, Date.now()));
       if (opts.json) return print(JSON.stringify(views, null, 2));
       if (views.length === 0) return print('no users; add one with: radius-mfa user add NAME');
@@ -62,7 +62,7 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
       const config = loadConfigOrFail(configPath(cmd));
       const record = await withStore(config, (store) => store.getUser(name));
       if (!record) throw noUser(name);
-      const v = describeUser(record, new Policy(config), Date.now());
+      const v = describeUser(record, await loadPolicy(config), Date.now());
       if (opts.json) return print(JSON.stringify(v, null, 2));
       const rows: [string, string][] = [
         ['username', v.username],
@@ -167,6 +167,12 @@ function describeUser(u: UserRecord, policy: Policy, now: number): UserView {
     lock_reason: locked ? u.lockReason : null,
     created_at: new Date(u.createdAt).toISOString(),
   };
+}
+
+/** The server's own method resolution, loaded only by the commands that show it (it reads the RADIUS dictionaries). */
+async function loadPolicy(config: Config): Promise<Policy> {
+  const { Policy } = await import('../flow/policy.js');
+  return new Policy(config);
 }
 
 function formatTable(head: string[], rows: string[][]): string {
