@@ -34,6 +34,8 @@ export type LoadOptions = {
   /** Number of users u00000..; must match what the server has enrolled (same seed). */
   users: number;
   userSeed: string;
+  /** All users have this password (our first_factor local variant: one argon2 hash for all). */
+  sharedPassword: string | undefined;
   /** Outstanding requests. */
   concurrency: number;
   /** Measured window, after the warm-up. */
@@ -76,13 +78,16 @@ export type LoadResult = {
   /** Answered per second of the window, to see whether the rate was steady. */
   perSecond: number[];
   generator: { cpuPercent: number; userPercent: number; systemPercent: number; eventLoopUtilization: number };
-  server: { pid: number; cpuPercent: number } | undefined;
+  server: { pid: number; cpuPercent: number; answeredPerCpuSecond: number } | undefined;
+  /** Busy share of each core over the window (all processes): shows load from outside the bench. */
+  cores: Array<{ cpu: number; busyPercent: number; stealPercent: number }>;
 };
 
 export const DEFAULT_LOAD: Omit<LoadOptions, 'port' | 'secret'> = {
   host: '127.0.0.1',
   users: 10_000,
   userSeed: DEFAULT_USER_SEED,
+  sharedPassword: undefined,
   concurrency: 64,
   seconds: 10,
   warmupSeconds: 2,
@@ -106,6 +111,24 @@ function clamp(name: keyof typeof LIMITS, v: number): number {
 const FREE = -1;
 const PARKED = -2;
 const IDS = 256;
+
+/** Per-core [busy, steal, total] jiffies from /proc/stat (empty where /proc is missing). */
+function coreTicks(): Array<[number, number, number]> {
+  try {
+    const out: Array<[number, number, number]> = [];
+    for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+      const m = /^cpu(\d+) (.*)$/.exec(line);
+      if (!m) continue;
+      const v = m[2]!.trim().split(/\s+/).map(Number);
+      const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+      const idle = v[3]! + v[4]!; // idle + iowait
+      out[Number(m[1])] = [total - idle, v[7]!, total];
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
 
 /** CPU ticks (user+system) of a process from /proc, or undefined if it is gone. */
 function procCpuSeconds(pid: number): number | undefined {
@@ -133,7 +156,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   const nas = Buffer.from(o.nasIdentifier);
 
   // Users: names, first-factor passwords, per-user code cache (6 ASCII digits per user).
-  const users = makeUsers(o.users, o.userSeed);
+  const users = makeUsers(o.users, o.userSeed, o.sharedPassword);
   const names = users.map((u) => Buffer.from(u.name));
   const empty = Buffer.alloc(0);
   const passwords = users.map((u) => (o.passwordMode === 'code' ? empty : Buffer.from(u.password)));
@@ -303,6 +326,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   let cpu0 = process.cpuUsage();
   let elu0 = performance.eventLoopUtilization();
   let srv0: number | undefined;
+  let cores0 = coreTicks();
   let wall0 = 0;
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -316,6 +340,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   cpu0 = process.cpuUsage();
   elu0 = performance.eventLoopUtilization();
   srv0 = o.serverPid !== undefined ? procCpuSeconds(o.serverPid) : undefined;
+  cores0 = coreTicks();
   wall0 = performance.now();
   windowStart = wall0;
   measuring = true;
@@ -327,6 +352,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   const cpu = process.cpuUsage(cpu0);
   const elu = performance.eventLoopUtilization(elu0);
   const srv1 = o.serverPid !== undefined ? procCpuSeconds(o.serverPid) : undefined;
+  const cores1 = coreTicks();
   running = false;
   const drainUntil = performance.now() + o.timeoutMs + 100;
   while (outstanding > 0 && performance.now() < drainUntil) await sleep(20);
@@ -364,8 +390,17 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
       eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000,
     },
     server: o.serverPid !== undefined && srv0 !== undefined && srv1 !== undefined
-      ? { pid: o.serverPid, cpuPercent: Math.round(((srv1 - srv0) / windowSeconds) * 1000) / 10 }
+      ? {
+          pid: o.serverPid,
+          cpuPercent: Math.round(((srv1 - srv0) / windowSeconds) * 1000) / 10,
+          answeredPerCpuSecond: srv1 > srv0 ? Math.round(answered / (srv1 - srv0)) : NaN,
+        }
       : undefined,
+    cores: cores1.map(([busy, steal, total], cpu) => {
+      const [b0, s0, t0] = cores0[cpu] ?? [0, 0, 0];
+      const dt = total - t0 || 1;
+      return { cpu, busyPercent: Math.round(((busy - b0) / dt) * 1000) / 10, stealPercent: Math.round(((steal - s0) / dt) * 1000) / 10 };
+    }),
   };
 }
 
@@ -378,7 +413,8 @@ export function formatResult(r: LoadResult): string {
     `  latency ms: p50 ${l.p50Ms}  p90 ${l.p90Ms}  p99 ${l.p99Ms}  p99.9 ${l.p999Ms}  max ${l.maxMs}  mean ${l.meanMs}`,
     `  reply Message-Authenticator: first ${r.replyMessageAuthenticator.first}  not-first ${r.replyMessageAuthenticator.notFirst}  missing ${r.replyMessageAuthenticator.missing}  bad ${r.replyMessageAuthenticator.bad}`,
     `  generator CPU ${r.generator.cpuPercent}% of one core (user ${r.generator.userPercent}%, sys ${r.generator.systemPercent}%), event-loop utilization ${r.generator.eventLoopUtilization}` +
-      (r.server ? `; server pid ${r.server.pid} CPU ${r.server.cpuPercent}%` : ''),
+      (r.server ? `; server pid ${r.server.pid} CPU ${r.server.cpuPercent}% (${r.server.answeredPerCpuSecond} answered per server CPU-second)` : ''),
+    `  cores busy (all processes): ${r.cores.map((c) => `cpu${c.cpu} ${c.busyPercent}%` + (c.stealPercent ? ` (steal ${c.stealPercent}%)` : '')).join('  ')}`,
   ].join('\n');
 }
 
@@ -388,7 +424,7 @@ export function parseLoadArgs(argv: string[]): { opts: Partial<LoadOptions> & Pi
     args: argv,
     options: {
       host: { type: 'string' }, port: { type: 'string' }, secret: { type: 'string' },
-      users: { type: 'string' }, 'user-seed': { type: 'string' }, concurrency: { type: 'string' },
+      users: { type: 'string' }, 'user-seed': { type: 'string' }, 'shared-password': { type: 'string' }, concurrency: { type: 'string' },
       seconds: { type: 'string' }, warmup: { type: 'string' }, timeout: { type: 'string' },
       sockets: { type: 'string' }, nas: { type: 'string' }, pick: { type: 'string' },
       'password-mode': { type: 'string' }, 'no-verify-ma': { type: 'boolean' },
@@ -403,6 +439,7 @@ export function parseLoadArgs(argv: string[]): { opts: Partial<LoadOptions> & Pi
   set('host', values.host);
   set('users', num(values.users));
   set('userSeed', values['user-seed']);
+  set('sharedPassword', values['shared-password']);
   set('concurrency', num(values.concurrency));
   set('seconds', num(values.seconds));
   set('warmupSeconds', num(values.warmup));
