@@ -47,11 +47,14 @@ export function ldapFirstFactor(config: LdapFirstFactorConfig, logger: Logger): 
   async function withServer<T>(q: number | undefined, work: (s: Session) => Promise<T>): Promise<T | { kind: 'unavailable'; reason: string }> {
     const failures: string[] = [];
     for (const url of urls) {
-      const client = new Client({ url, timeout: config.timeout, connectTimeout: config.timeout, tlsOptions, strictDN: false });
+      // Fresh option objects each time: ldapts' startTLS writes the socket into the object it is given.
+      // Client-level tlsOptions only for ldaps://: given for ldap:// they break ldapts' StartTLS handshake.
+      const secure = /^ldaps:/i.test(url);
+      const client = new Client({ url, timeout: config.timeout, connectTimeout: config.timeout, ...(secure ? { tlsOptions: { ...tlsOptions } } : {}), strictDN: false });
       try {
         if (config.start_tls) {
           try {
-            await client.startTLS(tlsOptions);
+            await client.startTLS({ ...tlsOptions });
           } catch (err) {
             throw new LdapUnavailable(`StartTLS failed: ${describe(err)}`);
           }
