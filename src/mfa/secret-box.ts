@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Config } from '../config/schema.js';
 
@@ -43,7 +43,7 @@ export function keyFingerprint(key: Buffer): string {
 
 export class KeyError extends Error {
   constructor(
-    readonly code: 'BAD_KEY' | 'KEY_FILE_MODE' | 'KEY_FILE_INVALID' | 'KEY_FILE_IO',
+    readonly code: 'BAD_KEY' | 'KEY_FILE_MODE' | 'KEY_FILE_INVALID' | 'KEY_FILE_MISSING' | 'KEY_FILE_IO',
     message: string,
   ) {
     super(message);
@@ -67,8 +67,9 @@ export function parseHexKey(text: string): Buffer | undefined {
 
 /**
  * store.encryption_key, else store.key_file, else "<store.path>.key". A missing key file is
- * created with a random key, mode 0600. Relative paths resolve against `baseDir` (the process
- * cwd, the same rule as store.path).
+ * created with a random key, mode 0600, but only while the database does not exist yet: a new
+ * key could not read the secrets already stored. Relative paths resolve against `baseDir` (the
+ * process cwd, the same rule as store.path).
  */
 export function resolveEncryptionKey(store: Config['store'], baseDir: string = process.cwd()): ResolvedKey {
   if (store.encryption_key !== undefined) {
@@ -79,6 +80,13 @@ export function resolveEncryptionKey(store: Config['store'], baseDir: string = p
     return { key, source: 'store.encryption_key', created: false };
   }
   const path = resolve(baseDir, store.key_file ?? `${store.path}.key`);
+  const database = resolve(baseDir, store.path);
+  if (!existsSync(path) && store.path !== ':memory:' && existsSync(database) && statSync(database).size > 0) {
+    throw new KeyError(
+      'KEY_FILE_MISSING',
+      `key file ${path} is missing but the database ${database} exists; restore the key file from backup (a new key cannot read the stored TOTP secrets)`,
+    );
+  }
   const created = createKeyFileIfMissing(path);
   return { key: readKeyFile(path), source: path, created };
 }
