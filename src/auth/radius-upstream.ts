@@ -22,7 +22,12 @@ export interface UpstreamFilter {
 export function radiusUpstreamFirstFactor(config: RadiusFirstFactorConfig, logger: Logger): FirstFactor {
   const log = logger.child({ first_factor: 'radius' });
   const client = new UpstreamClient({
-    servers: config.servers.map((s) => ({ host: s.address.host, port: s.address.port, secret: Buffer.from(s.secret, 'utf8') })),
+    servers: config.servers.map((s) => ({
+      host: s.address.host,
+      port: s.address.port,
+      secret: Buffer.from(s.secret, 'utf8'),
+      requireMessageAuthenticator: s.require_message_authenticator,
+    })),
     timeoutMs: config.timeout,
     retries: config.retries,
     logger: log,
@@ -32,6 +37,9 @@ export function radiusUpstreamFirstFactor(config: RadiusFirstFactorConfig, logge
     deny: config.reply_attributes.deny.map((n) => attributeKeyOf(n)!),
   };
   const nasIdentifier = encodeAttribute(Attr.NasIdentifier, config.nas_identifier);
+  for (const s of config.servers) {
+    if (!s.require_message_authenticator) log.warn({ upstream: `${s.address.host}:${s.address.port}` }, 'upstream replies are accepted without Message-Authenticator: exposed to BlastRADIUS (CVE-2024-3596)');
+  }
 
   return {
     type: 'radius',

@@ -144,6 +144,9 @@ const upstreamAddress = z.string().transform((v, ctx) => {
 const upstreamServer = z.strictObject({
   address: upstreamAddress,
   secret: z.string().min(1, 'must not be empty'),
+  require_message_authenticator: z.boolean().default(true).meta({
+    description: 'Drop Access-* replies without a valid Message-Authenticator (BlastRADIUS). false only for an upstream too old to send it (FreeRADIUS < 3.2.5 without a reply rule, old NPS).',
+  }),
 });
 
 const attributeNames = z.array(

@@ -12,6 +12,8 @@ export interface UpstreamServer {
   host: string;
   port: number;
   secret: Buffer;
+  /** Access-* replies must carry a valid Message-Authenticator (default true: BlastRADIUS, CVE-2024-3596). */
+  requireMessageAuthenticator?: boolean;
 }
 
 export interface UpstreamClientOptions {
@@ -194,7 +196,7 @@ export class UpstreamClient {
       return;
     }
     // BlastRADIUS: an Access-* response without Message-Authenticator may be forged; drop it.
-    if (entry.code === Code.AccessRequest && packet.messageAuthenticatorOffset < 0) {
+    if (entry.code === Code.AccessRequest && packet.messageAuthenticatorOffset < 0 && entry.server.requireMessageAuthenticator !== false) {
       entry.badResponses++;
       this.options.logger.warn({ upstream: name, id: packet.identifier }, `response from upstream RADIUS server ${name} has no Message-Authenticator (BlastRADIUS, CVE-2024-3596): dropped; upgrade it or enable Message-Authenticator in its replies`);
       return;
