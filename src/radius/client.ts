@@ -154,7 +154,7 @@ export class UpstreamClient {
     const detail =
       entry.badResponses > 0
         ? `${entry.badResponses} response(s) failed verification (wrong shared secret, or no Message-Authenticator); no valid answer after ${tries} tries`
-        : `no answer after ${tries} tries of ${this.options.timeoutMs} ms`;
+        : `no answer after ${tries} tries of ${this.options.timeoutMs} ms (server down, or a wrong shared secret: servers silently drop requests whose Message-Authenticator does not verify)`;
     return { kind: 'failed', detail };
   }
 
