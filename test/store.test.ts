@@ -197,8 +197,8 @@ test('getUser is fast enough for the per-request path, with and without the reco
   const cachedUs = await measure(store, 100_000);
   const uncachedUs = await measure(uncached, 20_000);
   t.diagnostic(`getUser over 10,000 users: ${cachedUs.toFixed(2)} µs/op cached, ${uncachedUs.toFixed(2)} µs/op uncached (join + AES-GCM decrypt)`);
-  assert.ok(cachedUs < 20, `cached getUser took ${cachedUs} µs/op`);
-  assert.ok(uncachedUs < 200, `uncached getUser took ${uncachedUs} µs/op`);
+  assert.ok(cachedUs < 50, `cached getUser took ${cachedUs} µs/op`);
+  assert.ok(uncachedUs < 500, `uncached getUser took ${uncachedUs} µs/op`);
 });
 
 test('a cached user reflects changes committed by another process at the next getUser', async (t) => {
