@@ -22,6 +22,12 @@ import type { RunningServer } from './freeradius.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const OURS_CLI = join(REPO, 'dist', 'cli.js');
+/**
+ * BENCH_OURS_FROM_SRC=1 runs src/cli.ts through tsx instead of dist/cli.js: for working on the
+ * bench before a build exists. Numbers from it include the tsx loader and are not the ones to report.
+ */
+const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1';
+const CLI_ARGS = FROM_SRC ? ['--import', 'tsx', join(REPO, 'src', 'cli.ts')] : [OURS_CLI];
 
 export type OursOptions = {
   port: number;
@@ -32,10 +38,12 @@ export type OursOptions = {
   logLevel: 'info' | 'warn';
   cpu?: number;
   dir?: string;
+  /** Run node with --cpu-prof, writing the profile into this directory on exit. */
+  profileDir?: string;
 };
 
 export function oursBuilt(): boolean {
-  return existsSync(OURS_CLI);
+  return FROM_SRC || existsSync(OURS_CLI);
 }
 
 export function writeOursConfig(dir: string, o: Pick<OursOptions, 'port' | 'secret' | 'firstFactor' | 'logLevel'>): string {
@@ -64,7 +72,7 @@ log:
 }
 
 function cli(cfg: string, args: string[]): { status: number | null; out: string } {
-  const r = spawnSync(process.execPath, [OURS_CLI, '--config', cfg, ...args], { encoding: 'utf8', cwd: dirname(cfg), maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(process.execPath, [...CLI_ARGS, '--config', cfg, ...args], { encoding: 'utf8', cwd: REPO, maxBuffer: 64 * 1024 * 1024 });
   return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
@@ -99,10 +107,10 @@ export async function startOurs(o: OursOptions): Promise<RunningServer & { impor
   const { cfg, importMs } = await provisionOurs(dir, o);
   const logFile = join(dir, 'serve.log');
   const fd = openSync(logFile, 'w');
-  const args = [OURS_CLI, '--config', cfg, 'serve'];
+  const args = [...(o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : []), ...CLI_ARGS, '--config', cfg, 'serve'];
   const child: ChildProcess = o.cpu === undefined
-    ? spawn(process.execPath, args, { stdio: ['ignore', fd, fd], cwd: dir })
-    : spawn('taskset', ['-c', String(o.cpu), process.execPath, ...args], { stdio: ['ignore', fd, fd], cwd: dir });
+    ? spawn(process.execPath, args, { stdio: ['ignore', fd, fd], cwd: REPO })
+    : spawn('taskset', ['-c', String(o.cpu), process.execPath, ...args], { stdio: ['ignore', fd, fd], cwd: REPO });
   closeSync(fd);
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const u = o.users[0]!;
@@ -116,7 +124,7 @@ export async function startOurs(o: OursOptions): Promise<RunningServer & { impor
     throw new Error(`our server did not answer on 127.0.0.1:${o.port}:\n${readFileSync(logFile, 'utf8').slice(-4000)}`);
   }
   return {
-    name: `ours (first_factor ${o.firstFactor}, log ${o.logLevel})`,
+    name: `ours (first_factor ${o.firstFactor}, log ${o.logLevel}${FROM_SRC ? ', from src via tsx' : ''})`,
     pid: child.pid!,
     port: o.port,
     dir,

@@ -5,13 +5,14 @@
  * on core 0 shows the generator's own ceiling. Prints a table and writes bench/out/*.json.
  *
  *   npm run bench [-- --seconds 10 --warmup 2 --concurrency 64 --users 10000 --rounds 2
- *                    --servers freeradius,ours --ours-variants none[,audit,local] --skip-echo]
+ *                    --servers freeradius,ours --ours-variants none[,audit,local] --skip-echo
+ *                    --profile (ours under node --cpu-prof; prints where its time goes)]
  *
  * Bounded: everything stops at 175 s (a full default run takes ~1.5 min).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,6 +20,7 @@ import { checkCrypto } from './check.js';
 import { freeradiusVersion, startFreeradius, type RunningServer } from './freeradius.js';
 import type { LoadResult } from './load-generator.js';
 import { OURS_CLI, REPO, oursBuilt, startOurs } from './ours.js';
+import { formatProfile, summarizeProfile, type ProfileSummary } from './profile-summary.js';
 import { makeUsers } from './users.js';
 
 const HARD_LIMIT_MS = 175_000;
@@ -39,6 +41,7 @@ const { values: a } = parseArgs({
     'skip-echo': { type: 'boolean', default: false },
     'echo-seconds': { type: 'string', default: '5' },
     'keep-dirs': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -187,6 +190,9 @@ async function main(): Promise<void> {
   }
 
   const users = makeUsers(userCount);
+  const stamp = new Date(t0).toISOString().replace(/[:.]/g, '-');
+  const outDir = join(REPO, 'bench', 'out');
+  const profileDir = join(outDir, `profile-${stamp}`);
   type Target = { key: string; server: RunningServer; extra: Record<string, string | number | undefined> };
   const targets: Target[] = [];
   const notes: string[] = [];
@@ -206,6 +212,7 @@ async function main(): Promise<void> {
           port: await freePort(), secret: SECRET, cpu: SERVER_CPU,
           users: local ? makeUsers(userCount, undefined, LOCAL_PASSWORD) : users,
           firstFactor: local ? 'local' : 'none', logLevel: v === 'audit' ? 'info' : 'warn',
+          ...(a.profile && v === 'none' ? { profileDir } : {}),
         });
         started.push(srv);
         importMs = { ...importMs, [`ours-${v}`]: srv.importMs };
@@ -269,13 +276,24 @@ async function main(): Promise<void> {
     'FreeRADIUS 3.2.1 rlm_totp has no replay guard (and checks only the current step), so it accepts them.');
   for (const n of notes) console.log(`note: ${n}`);
 
-  const outDir = join(REPO, 'bench', 'out');
+  let profile: ProfileSummary | undefined;
+  if (a.profile) {
+    const files = readdirSync(profileDir, { withFileTypes: true }).filter((f) => f.name.endsWith('.cpuprofile'))
+      .map((f) => join(profileDir, f.name)).sort((x, y) => statSync(y).size - statSync(x).size);
+    if (files[0]) {
+      const oursRuns = rows.filter((r) => r.server === 'ours-none');
+      const requests = Math.round(oursRuns.reduce((n, r) => n + r.result.answeredPerSec * (warmup + r.result.windowSeconds), 0));
+      profile = summarizeProfile(files[0], 30);
+      console.log(`\nWhere ours spends its time (node --cpu-prof, ${files[0]}; profiling slows it by a few %):`);
+      console.log(formatProfile(profile, requests));
+    }
+  }
+
   mkdirSync(outDir, { recursive: true });
-  const stamp = new Date(t0).toISOString().replace(/[:.]/g, '-');
   const json = {
     startedAt: new Date(t0).toISOString(), durationSeconds: Math.round(elapsed() / 1000), machine,
     settings: { users: userCount, concurrency, warmupSeconds: warmup, seconds, rounds, serverCpu: SERVER_CPU, generatorCpu: GENERATOR_CPU, oursVariants: variants },
-    importMs, echo: echoRows, runs: rows, ratio, notes,
+    importMs, echo: echoRows, runs: rows, ratio, notes, profile,
   };
   writeFileSync(join(outDir, `bench-${stamp}.json`), JSON.stringify(json, null, 2));
   writeFileSync(join(outDir, 'latest.json'), JSON.stringify(json, null, 2));
