@@ -115,6 +115,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       nasIdentifier: text(p, Attr.NasIdentifier),
       callingStation: text(p, Attr.CallingStationId),
       receivedAt: request.receivedAt,
+      arrival: request.arrival,
     };
     const decision = await decideAccess(attempt, current.access);
     audit(log, request, attempt, decision, now() - request.receivedAt);

@@ -26,6 +26,8 @@ export interface AccessAttempt {
   nasIdentifier: string | undefined;
   callingStation: string | undefined;
   receivedAt: number;
+  /** Monotonic reception time, for ordering only (see PendingPushes.findForAttempt). */
+  arrival: number;
 }
 
 export interface AccessDeps {
@@ -44,8 +46,9 @@ export interface AccessDeps {
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision> {
   const { username, password } = attempt;
   if (!username) return reject(undefined, 'no_username', MESSAGES.generic);
+  // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
+  if (attempt.state) return answerChallenge(attempt, username, password ?? '', deps);
   if (password === undefined) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
-  if (attempt.state) return answerChallenge(attempt, username, password, deps);
 
   const user = await deps.store.getUser(username);
   if (isLocked(user, attempt.receivedAt)) return reject(undefined, 'locked', MESSAGES.locked);

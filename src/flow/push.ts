@@ -34,10 +34,9 @@ export async function startPush(
   const numberMatching = client.numberMatching ?? settings.number_matching;
   const holdLimit = client.holdBudgetMs;
 
-  let push = deps.pending.findOpen(PendingPushes.joinKey(username, attempt.clientName, attempt.callingStation));
+  let push = deps.pending.findForAttempt(PendingPushes.joinKey(username, attempt.clientName, attempt.callingStation), attempt.arrival);
   if (!push) {
-    const sent = await deps.state.increment(`push:${username}`, settings.rate_limit.window);
-    if (sent > settings.rate_limit.max) return reject(method, 'push_rate_limited', MESSAGES.rateLimited);
+    // Created before any await, so a request of the same attempt arriving meanwhile joins it.
     push = deps.pending.create(
       {
         username,
@@ -50,6 +49,10 @@ export async function startPush(
       },
       settings.timeout,
     );
+    if ((await deps.state.increment(`push:${username}`, settings.rate_limit.window)) > settings.rate_limit.max) {
+      deps.pending.decide(push.id, { kind: 'timeout' });
+      return reject(method, 'push_rate_limited', MESSAGES.rateLimited);
+    }
     const delivery = await deliver(push, devices, deps);
     if (delivery !== 'sent') {
       deps.pending.decide(push.id, { kind: 'timeout' });

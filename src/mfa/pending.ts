@@ -29,6 +29,8 @@ interface Entry {
   waiters: ((outcome: PushOutcome) => void)[];
   timer: NodeJS.Timeout;
   joinKey: string;
+  /** performance.now() when decided: requests that arrived before belong to this attempt. */
+  decidedArrival: number;
 }
 
 /** How long a decided push is kept for the request that comes back with its State. */
@@ -45,11 +47,15 @@ export class PendingPushes {
     return `${username}\0${clientName}\0${callingStation ?? ''}`;
   }
 
-  /** The undecided push of this attempt, if any. */
-  findOpen(joinKey: string): PendingPush | undefined {
+  /**
+   * The push of the attempt this request belongs to: the open one, or one decided after the request
+   * arrived (its password check finished after the phone answered the copy that created the push).
+   */
+  findForAttempt(joinKey: string, arrival: number): PendingPush | undefined {
     const id = this.byAttempt.get(joinKey);
-    const push = id === undefined ? undefined : this.entries.get(id)?.push;
-    return push && !push.outcome ? push : undefined;
+    const entry = id === undefined ? undefined : this.entries.get(id);
+    if (!entry) return undefined;
+    return !entry.push.outcome || entry.decidedArrival >= arrival ? entry.push : undefined;
   }
 
   create(init: PendingPushInit, timeoutMs: number): PendingPush {
@@ -57,7 +63,7 @@ export class PendingPushes {
     const push: PendingPush = { ...init, id: randomBytes(16).toString('base64url'), createdAt, expires: createdAt + timeoutMs, outcome: undefined };
     const joinKey = PendingPushes.joinKey(init.username, init.clientName, init.callingStation);
     const timer = setTimeout(() => this.decide(push.id, { kind: 'timeout' }), timeoutMs);
-    this.entries.set(push.id, { push, waiters: [], timer, joinKey });
+    this.entries.set(push.id, { push, waiters: [], timer, joinKey, decidedArrival: Infinity });
     this.byAttempt.set(joinKey, push.id);
     return push;
   }
@@ -99,11 +105,11 @@ export class PendingPushes {
     const entry = this.entries.get(id);
     if (!entry || entry.push.outcome) return false;
     entry.push.outcome = outcome;
+    entry.decidedArrival = performance.now();
     clearTimeout(entry.timer);
-    if (this.byAttempt.get(entry.joinKey) === id) this.byAttempt.delete(entry.joinKey);
     for (const w of entry.waiters) w(outcome);
     entry.waiters.length = 0;
-    entry.timer = setTimeout(() => this.entries.delete(id), KEEP_DECIDED_MS);
+    entry.timer = setTimeout(() => this.forget(id), KEEP_DECIDED_MS);
     return true;
   }
 
@@ -112,7 +118,14 @@ export class PendingPushes {
     const entry = this.entries.get(id);
     if (!entry?.push.outcome) return;
     clearTimeout(entry.timer);
+    this.forget(id);
+  }
+
+  private forget(id: string): void {
+    const entry = this.entries.get(id);
+    if (!entry) return;
     this.entries.delete(id);
+    if (this.byAttempt.get(entry.joinKey) === id) this.byAttempt.delete(entry.joinKey);
   }
 
   get size(): number {

@@ -16,6 +16,8 @@ export interface AccessRequest {
   packet: RadiusPacket;
   source: { address: string; port: number };
   receivedAt: number;
+  /** performance.now() at reception: orders this request against other events, whatever the clock says. */
+  arrival: number;
   userName: string | undefined;
   /** PAP User-Password, revealed; undefined when the request has none (CHAP, EAP). */
   password: Buffer | undefined;
@@ -175,6 +177,7 @@ export class RadiusServer {
       packet,
       source: { address: rinfo.address, port: rinfo.port },
       receivedAt: this.options.now(),
+      arrival: performance.now(),
       userName: userName?.toString('utf8'),
       password: hidden ? revealPassword(hidden, client.secret, packet.authenticator) : undefined,
       state,

@@ -9,6 +9,7 @@ import { hashPassword } from '../../src/auth/password-hash.js';
 import { configSchema, type Config, type Method } from '../../src/config/schema.js';
 import { createLogger } from '../../src/log/logger.js';
 import { hotp, timeStep } from '../../src/mfa/totp.js';
+import type { PushSender } from '../../src/mfa/push-sender.js';
 import { MemoryState } from '../../src/state/memory.js';
 import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite.js';
 import type { Store, TotpAlgorithm } from '../../src/store/store.js';
@@ -81,11 +82,15 @@ export interface StartOptions {
   /** Shared secret of the default client (random when not given). */
   secret?: string;
   start?: number;
+  /** Push delivery; default none (devices poll). */
+  pushSender?: PushSender;
 }
 
 export interface TestServer {
   authPort: number;
   acctPort: number;
+  /** 0 unless the config has `http`. */
+  httpPort: number;
   host: string;
   secret: string;
   config: Config;
@@ -131,7 +136,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
   const logger = createLogger(config.log.level, logs);
   const store = openSqliteStore(config.store, randomBytes(32), { now: clock.now });
   const state = new MemoryState(clock.now);
-  const app = buildApp(config, { store, state, logger, now: clock.now });
+  const app = buildApp(config, { store, state, logger, now: clock.now, pushSender: opts.pushSender });
   let bound;
   try {
     bound = await app.start();
@@ -141,11 +146,12 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const port = (role: 'auth' | 'acct') => bound.find((b) => b.role === role)?.port ?? 0;
+  const port = (role: 'auth' | 'acct' | 'http') => bound.find((b) => b.role === role)?.port ?? 0;
   let closed = false;
   return {
     authPort: port('auth'),
     acctPort: port('acct'),
+    httpPort: port('http'),
     host,
     secret,
     config,
