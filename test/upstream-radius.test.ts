@@ -5,9 +5,11 @@ import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { createLogger } from '../src/log/logger.js';
+import { createActivation } from '../src/mfa/activation.js';
 import { encodeResponse } from '../src/radius/crypto.js';
 import { UpstreamClient } from '../src/radius/client.js';
 import { Attr, Code, decodePacket, encodeAttribute } from '../src/radius/packet.js';
+import { SimulatedPhone } from './helpers/phone.js';
 import { freeUdpPort, startFreeradius, type Freeradius } from './helpers/freeradius.js';
 import { radclient, type AttributeInput } from './helpers/radclient.js';
 import { enrollTotp, LogCapture, startTestServer, type ConfigInput, type TestServer } from './helpers/server.js';
@@ -206,4 +208,17 @@ test('accounting: verified, answered, logged as JSON and forwarded to the upstre
   // A wrong NAS secret: the Accounting-Request authenticator does not verify (RFC 2866 §3), no answer.
   const bad = await radclient({ 'User-Name': 'alice', 'Acct-Status-Type': 'Stop', 'Acct-Session-Id': session }, { port: s.acctPort, secret: 'wrong', type: 'acct', timeout: 0.5, messageAuthenticator: false });
   assert.equal(bad.code, 'timeout');
+});
+
+test('push after the upstream accepted: the upstream reply attributes come with the push approval', async (t) => {
+  const s = await server(t, upstream([{ port: fr.port }]), { http: { listen: '127.0.0.1:0' }, mfa: { default_method: 'push', push: { timeout: '10s' } } });
+  await enrollTotp(s.store, 'alice');
+  const activation = await createActivation(s.store, s.config, 'alice', s.clock.now());
+  const phone = await SimulatedPhone.activate(`http://127.0.0.1:${s.httpPort}`, activation.activation_code);
+  const login = ask(s, { 'User-Name': 'alice', 'User-Password': USERS[0]!.password });
+  await phone.answer((await phone.waitForPending(8000)).id, 'approve');
+  const r = await login;
+  assert.equal(r.code, 'Access-Accept', r.stdout);
+  assert.deepEqual(r.attributes['Class'], [hex('upstream-class')]);
+  assert.deepEqual(r.attributes['Filter-Id'], ['from-upstream']);
 });
