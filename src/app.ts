@@ -171,7 +171,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       throw new AppError('HTTP_INSECURE', `http.listen ${settings.listen.host} is not a loopback address: set http.tls {cert, key}, or put a TLS reverse proxy in front and set http.insecure: true`);
     }
     const https = settings.tls ? { cert: readFileSync(settings.tls.cert), key: readFileSync(settings.tls.key) } : undefined;
-    http = await buildApi({ config: () => runtime.config, store: deps.store, state: deps.state, pending, logger: log, now }, { https });
+    http = await buildApi({ config: () => runtime.config, store: deps.store, state: deps.state, pending, access: () => runtime.access, logger: log, now }, { https });
     await http.listen({ host: settings.listen.host, port: settings.listen.port });
     const a = http.server.address() as AddressInfo;
     return [{ role: 'http', address: a.address, port: a.port }];

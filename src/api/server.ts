@@ -4,6 +4,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import type { AccessDeps } from '../flow/access.js';
 import type { PendingPushes } from '../mfa/pending.js';
 import type { EphemeralState } from '../state/state.js';
 import type { DeviceRecord, Store } from '../store/store.js';
@@ -19,6 +20,8 @@ export interface ApiDeps {
   store: Store;
   state: EphemeralState;
   pending: PendingPushes;
+  /** The RADIUS decision path (policy, first factor, lockout): the portal signs users in through it. */
+  access: () => AccessDeps;
   logger: Logger;
   now: () => number;
 }
