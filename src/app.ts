@@ -186,7 +186,12 @@ export function buildApp(config: Config, deps: AppDeps): App {
     },
     reload(next) {
       const restart = (['listen', 'store', 'state', 'dedupe', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
+      const previous = runtime;
       runtime = buildRuntime(next, deps, pending, now, runtime);
+      // A replaced first factor (LDAP, upstream RADIUS) is closed once requests in flight are done with it.
+      if (previous.access.firstFactor !== runtime.access.firstFactor && previous.access.firstFactor.close) {
+        setTimeout(() => void previous.access.firstFactor.close?.(), 120_000).unref();
+      }
       log.level = next.log.level;
       return restart;
     },
