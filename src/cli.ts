@@ -3,6 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { formatIssues, loadConfig } from './config/load.js';
 import { CliError, print, warn } from './cli/context.js';
+import { registerDeviceCommands } from './cli/device-commands.js';
 import { registerTotpCommands } from './cli/totp-commands.js';
 import { registerUserCommands } from './cli/user-commands.js';
 import { KeyError, parseHexKey } from './mfa/secret-box.js';
@@ -45,6 +46,7 @@ function buildProgram(): Command {
 
   registerUserCommands(program, configPath);
   registerTotpCommands(program, configPath);
+  registerDeviceCommands(program, configPath);
   return program;
 }
 

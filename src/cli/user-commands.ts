@@ -175,7 +175,7 @@ async function loadPolicy(config: Config): Promise<Policy> {
   return new Policy(config);
 }
 
-function formatTable(head: string[], rows: string[][]): string {
+export function formatTable(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
