@@ -86,17 +86,16 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
   const after = afterFirstFactor(username, user, first, known.groups, deps);
   if (after.deny) return reject(method, 'method_deny', MESSAGES.deny, false);
   const reply = after.reply;
-  const carrying = carryFirstFactor(deps, after.carried);
 
   if (code !== undefined) return checkCode(attempt, username, user, code, method, reply, deps);
   switch (method) {
     case 'none':
       return { kind: 'accept', method, reason: 'method_none', reply };
     case 'challenge':
-      return askForCode(attempt, username, user, method, carrying);
+      return askForCode(attempt, username, user, method, deps, after.carried);
     case 'push':
     case 'auto':
-      return startPush(attempt, username, user, method, reply, carrying, askForCode);
+      return startPush(attempt, username, user, method, reply, deps, askForCode, after.carried);
     case 'totp':
       throw new Error('unreachable: totp without a code was rejected above');
   }
@@ -123,19 +122,6 @@ function afterFirstFactor(username: string, user: UserRecord | undefined, first:
   const carried: ChallengeRecord['firstFactor'] =
     first.reply?.length || allGroups.length ? { reply: first.reply?.length ? first.reply.toString('hex') : undefined, groups: allGroups } : undefined;
   return { reply, carried, deny: profile.method === 'deny' };
-}
-
-/** Challenges created after this point (code prompt, push number) remember the first factor's groups and reply. */
-function carryFirstFactor(deps: AccessDeps, carried: ChallengeRecord['firstFactor']): AccessDeps {
-  if (!carried) return deps;
-  const state = new Proxy(deps.state, {
-    get(target, prop) {
-      if (prop === 'putChallenge') return (s: string, r: ChallengeRecord) => target.putChallenge(s, { ...r, firstFactor: { ...carried, ...r.firstFactor } });
-      const v = Reflect.get(target, prop, target) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-  return { ...deps, state };
 }
 
 /** RFC 2865 §4.4 through a proxy: our own State to the NAS, the upstream's kept here to send back with the answer. */
@@ -172,21 +158,23 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
   if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, groups, deps);
   const after = afterFirstFactor(username, user, first, groups, deps);
   if (after.deny) return reject(method, 'method_deny', MESSAGES.deny, false);
-  const carrying = carryFirstFactor(deps, after.carried);
   switch (method) {
     case 'none':
       return { kind: 'accept', method, reason: 'method_none', reply: after.reply };
     case 'push':
     case 'auto':
-      return startPush(attempt, username, user, method, after.reply, carrying, askForCode);
+      return startPush(attempt, username, user, method, after.reply, deps, askForCode, after.carried);
     default:
       // A code typed with the password was used up by the upstream's own challenge: ask for a fresh one.
-      return askForCode(attempt, username, user, method, carrying);
+      return askForCode(attempt, username, user, method, deps, after.carried);
   }
 }
 
+/** What a challenge remembers of the first factor (directory groups, upstream reply) for the answer's Accept. */
+export type FirstFactorCarry = ChallengeRecord['firstFactor'];
+
 /** Access-Challenge asking for the TOTP code; the State is random, single-use and expires. */
-async function askForCode(attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps): Promise<Decision> {
+async function askForCode(attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry): Promise<Decision> {
   if (!user?.totp) return reject(method, 'not_enrolled', MESSAGES.notEnrolled);
   const state = randomBytes(16);
   await deps.state.putChallenge(state.toString('hex'), {
@@ -194,6 +182,7 @@ async function askForCode(attempt: AccessAttempt, username: string, user: UserRe
     clientName: attempt.clientName,
     method,
     expires: attempt.receivedAt + deps.config.mfa.challenge.timeout,
+    firstFactor: carried,
   });
   return { kind: 'challenge', method, reason: 'code_requested', state, message: deps.config.mfa.challenge.prompt };
 }

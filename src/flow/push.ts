@@ -6,11 +6,11 @@ import type { Method } from '../config/schema.js';
 import { PendingPushes, type PendingPush, type PushOutcome } from '../mfa/pending.js';
 import type { ChallengeRecord } from '../state/state.js';
 import type { DeviceRecord, UserRecord } from '../store/store.js';
-import type { AccessAttempt, AccessDeps } from './access.js';
+import type { AccessAttempt, AccessDeps, FirstFactorCarry } from './access.js';
 import { MESSAGES, reject, type Decision } from './decision.js';
 import { recordFailure } from './lockout.js';
 
-type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps) => Promise<Decision>;
+type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry) => Promise<Decision>;
 
 type Delivery = 'sent' | 'stale' | 'unavailable';
 
@@ -23,11 +23,12 @@ export async function startPush(
   reply: Buffer,
   deps: AccessDeps,
   askForCode: AskForCode,
+  carried?: FirstFactorCarry,
 ): Promise<Decision> {
   const settings = deps.config.mfa.push;
   const devices = await deps.store.devices.list(username);
   if (devices.length === 0) {
-    if (settings.no_device === 'totp' && user?.totp) return askForCode(attempt, username, user, method, deps);
+    if (settings.no_device === 'totp' && user?.totp) return askForCode(attempt, username, user, method, deps, carried);
     return reject(method, 'no_device', MESSAGES.noDevice);
   }
   const client = deps.policy.client(attempt.clientName);
@@ -63,7 +64,7 @@ export async function startPush(
   }
 
   if (push.number !== undefined || settings.timeout > holdLimit) {
-    return pushChallenge(attempt, username, method, push, push.number !== undefined ? 'number_requested' : 'approve_then_enter', deps);
+    return pushChallenge(attempt, username, method, push, push.number !== undefined ? 'number_requested' : 'approve_then_enter', deps, carried);
   }
   return fromOutcome(await deps.pending.wait(push.id), method, reply);
 }
@@ -82,7 +83,7 @@ export async function answerPushChallenge(
   if (!push || push.username !== username) return reject(method, 'bad_state', MESSAGES.badState);
   const holdLimit = deps.policy.client(attempt.clientName).holdBudgetMs;
   const outcome = push.outcome ?? (await deps.pending.wait(push.id, Math.min(holdLimit, push.expires - deps.now())));
-  if (!outcome) return pushChallenge(attempt, username, method, push, 'push_pending', deps);
+  if (!outcome) return pushChallenge(attempt, username, method, push, 'push_pending', deps, record.firstFactor);
   deps.pending.consume(push.id);
   if (outcome.kind === 'approve' && push.number !== undefined && !sameText(typed, push.number)) {
     const locked = await recordFailure(username, 'number_mismatch', attempt.receivedAt, deps);
@@ -98,9 +99,10 @@ async function pushChallenge(
   push: PendingPush,
   reason: 'number_requested' | 'approve_then_enter' | 'push_pending',
   deps: AccessDeps,
+  carried: FirstFactorCarry,
 ): Promise<Decision> {
   const state = randomBytes(16);
-  await deps.state.putChallenge(state.toString('hex'), { username, clientName: attempt.clientName, method, pushId: push.id, expires: push.expires });
+  await deps.state.putChallenge(state.toString('hex'), { username, clientName: attempt.clientName, method, pushId: push.id, expires: push.expires, firstFactor: carried });
   const message = reason === 'push_pending' ? MESSAGES.notYetApproved : reason === 'number_requested' ? MESSAGES.enterNumber : MESSAGES.approveThenEnter;
   return { kind: 'challenge', method, reason, state, message };
 }
