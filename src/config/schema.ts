@@ -294,11 +294,26 @@ export const configSchema = z.strictObject({
     })
     .optional()
     .meta({ description: 'Mobile App API, portal and companion app. Off when absent.' }),
+  portal: z
+    .strictObject({
+      allow_user_enrollment: z.boolean().default(true).meta({ description: 'A user may enroll a second factor (TOTP) in the portal; a user with none may sign in with the password only to do so.' }),
+      allow_method_selection: z.boolean().default(false).meta({ description: 'A user may choose their own method among portal.allowed_methods.' }),
+      allow_mobile_app_activation: z.boolean().default(true).meta({ description: 'The portal shows an activation QR code and code for the companion app (or any app speaking the Mobile App API).' }),
+      allowed_methods: z
+        .array(z.enum(['push', 'auto', 'totp', 'challenge']))
+        .min(1)
+        .default(['push', 'totp', 'challenge'])
+        .meta({ description: 'What a user may choose when allow_method_selection is on.' }),
+      session_ttl: duration.prefault('15m').meta({ description: 'A portal session ends after this long without a request.' }),
+      session_max: duration.prefault('8h').meta({ description: 'A portal session ends this long after sign-in, active or not.' }),
+    })
+    .prefault({})
+    .meta({ description: 'The self-service portal under /portal (served with the Mobile App API on http.listen).' }),
   store: z
     .strictObject({
       type: z.literal('sqlite').default('sqlite'),
       path: z.string().min(1).default('./data/radius-mfa.db'),
-      encryption_key: z.string().optional().meta({ description: '64 hex chars (32 bytes) for AES-256-GCM; default: key_file.' }),
+      encryption_key: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters (32 bytes): generate one with openssl rand -hex 32').optional().meta({ description: '64 hex chars (32 bytes) for AES-256-GCM; default: key_file.' }),
       key_file: z.string().optional().meta({ description: 'Created 0600 with a random key on first start; default: <store.path>.key.' }),
     })
     .prefault({}),
