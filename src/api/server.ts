@@ -42,9 +42,8 @@ export async function authenticateDevice(request: FastifyRequest, deps: ApiDeps)
 
 export async function buildApi(deps: ApiDeps, options: BuildApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: deps.logger.child({ component: 'http' }) as never,
-    disableRequestLogging: true,
-    trustProxy: true,
+    // X-Forwarded-For is believed only from a reverse proxy on this host: rate limits key on the client address.
+    trustProxy: 'loopback',
     bodyLimit: 16 * 1024,
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
@@ -61,7 +60,7 @@ export async function buildApi(deps: ApiDeps, options: BuildApiOptions = {}): Pr
     if (err instanceof ApiError) return reply.status(err.status).send({ error: { code: err.code, message: err.message } });
     if (err.validation) return reply.status(400).send({ error: { code: 'VALIDATION', message: err.message } });
     if (err.statusCode && err.statusCode < 500) return reply.status(err.statusCode).send({ error: { code: 'BAD_REQUEST', message: err.message } });
-    request.log.error({ err, url: request.url }, 'bug: HTTP handler failed');
+    deps.logger.error({ err, url: request.url, component: 'http' }, 'bug: HTTP handler failed');
     return reply.status(500).send({ error: { code: 'INTERNAL', message: 'Internal error; the server log has the details.' } });
   });
   app.setNotFoundHandler((_request, reply) => reply.status(404).send({ error: { code: 'NOT_FOUND', message: 'No such endpoint; the API lives under /api/v1 (see /api/v1/openapi.json).' } }));
