@@ -209,7 +209,7 @@ test('device list shows activated devices with push token yes/no/stale; device r
   // The removed device's token no longer opens the API; the others still do.
   const refused = await alicePush.pending();
   assert.equal(refused.status, 401);
-  assert.equal((refused.body as { error: { code: string } }).error.code, 'UNAUTHORIZED');
+  assert.equal((refused.body as unknown as { error: { code: string } }).error.code, 'UNAUTHORIZED');
   assert.equal((await alicePoll.pending()).status, 200);
   assert.equal((await httpCall('GET', `${server.base}/api/v1/pending`, undefined, bob.token)).status, 200);
 

@@ -1,0 +1,284 @@
+// FirebasePushSender against a local fake FCM: firebase-admin's own send() code path, with its HTTPS
+// agent redirected to a plain-HTTP server on loopback and a fake credential (no OAuth exchange).
+// Every socket the process opens during a test is recorded: nothing may leave loopback.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { Agent } from 'node:https';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { createActivation } from '../src/mfa/activation.js';
+import { createFirebasePushSender, type PushSender } from '../src/mfa/push-sender.js';
+import { SimulatedPhone } from './helpers/phone.js';
+import { radclient } from './helpers/radclient.js';
+import { enrollTotp, startTestServer } from './helpers/server.js';
+
+const PROJECT = 'demo-proj';
+
+interface Received {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: { message: Record<string, unknown> };
+}
+
+type Reply = { status: number; body?: unknown; headers?: Record<string, string> } | 'hang-up';
+
+/** Plain-HTTP stand-in for fcm.googleapis.com: records each request, answers from a script. */
+class FakeFcm {
+  readonly received: Received[] = [];
+  private constructor(
+    private readonly server: Server,
+    private readonly reply: (n: number) => Reply,
+  ) {}
+
+  static async start(reply: (n: number) => Reply): Promise<FakeFcm> {
+    let fake: FakeFcm;
+    const server = createServer((req, res) => {
+      let data = '';
+      req.setEncoding('utf8').on('data', (d: string) => (data += d));
+      req.on('end', () => {
+        fake.received.push({ method: req.method!, url: req.url!, headers: req.headers, body: JSON.parse(data) as Received['body'] });
+        const r = fake.reply(fake.received.length);
+        if (r === 'hang-up') return req.socket.destroy();
+        res.writeHead(r.status, { 'content-type': 'application/json; charset=UTF-8', ...r.headers }).end(JSON.stringify(r.body ?? {}));
+      });
+    });
+    fake = new FakeFcm(server, reply);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return fake;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** An https.Agent whose every connection goes to 127.0.0.1:port over plain TCP; it records what was asked for. */
+class RedirectAgent extends Agent {
+  readonly asked: string[] = [];
+  constructor(private readonly port: number) {
+    super({ keepAlive: false });
+  }
+  override createConnection(options: { host?: string; port?: number | string }): net.Socket {
+    this.asked.push(`${options.host}:${options.port}`);
+    return net.connect(this.port, '127.0.0.1');
+  }
+}
+
+/** Records the target of every TCP connection this process starts (http, https, tls, http2 all end here). */
+function recordConnections(t: TestContext): string[] {
+  const targets: string[] = [];
+  const original = net.Socket.prototype.connect;
+  net.Socket.prototype.connect = function (this: net.Socket, ...args: unknown[]) {
+    const first = Array.isArray(args[0]) ? (args[0] as unknown[])[0] : args[0];
+    const opts = (typeof first === 'object' && first !== null ? first : { port: first, host: args[1] }) as { host?: string; port?: number; path?: string };
+    targets.push(opts.path ?? `${opts.host ?? 'localhost'}:${opts.port}`);
+    return (original as (...a: unknown[]) => net.Socket).apply(this, args);
+  } as typeof original;
+  t.after(() => {
+    net.Socket.prototype.connect = original;
+  });
+  return targets;
+}
+
+async function until(condition: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+let appCount = 0;
+
+async function senderFor(port: number) {
+  const agent = new RedirectAgent(port);
+  let tokenRequests = 0;
+  const credential = {
+    async getAccessToken() {
+      tokenRequests++;
+      return { access_token: 'fake-access-token', expires_in: 3600 };
+    },
+  };
+  const sender: PushSender = await createFirebasePushSender({ credential, projectId: PROJECT, httpAgent: agent, appName: `firebase-test-${++appCount}` });
+  return { sender, agent, tokenRequests: () => tokenRequests };
+}
+
+const MESSAGE = { requestId: 'Zq3v9p1GZ3aVbAq0oV7Ykw', text: 'Sign-in request', ttlMs: 60_000 };
+
+const fcmError = (status: number, statusText: string, errorCode?: string) => ({
+  error: {
+    code: status,
+    message: `fake ${statusText}`,
+    status: statusText,
+    ...(errorCode ? { details: [{ '@type': 'type.googleapis.com/google.firebase.fcm.v1.FcmError', errorCode }] } : {}),
+  },
+});
+
+test('send() reaches the fake FCM with a data message of only request_id and text, and 200 means ok', async (t) => {
+  const connections = recordConnections(t);
+  const fcm = await FakeFcm.start(() => ({ status: 200, body: { name: `projects/${PROJECT}/messages/0:1234` } }));
+  t.after(() => fcm.close());
+  const { sender, agent, tokenRequests } = await senderFor(fcm.port);
+
+  assert.deepEqual(await sender.send('device-registration-token-1', MESSAGE), { ok: true });
+
+  assert.equal(fcm.received.length, 1);
+  const req = fcm.received[0]!;
+  assert.equal(req.method, 'POST');
+  assert.equal(req.url, `/v1/projects/${PROJECT}/messages:send`);
+  assert.equal(req.headers.authorization, 'Bearer fake-access-token');
+  assert.equal(req.headers.host, 'fcm.googleapis.com');
+  assert.deepEqual(req.body, {
+    message: {
+      token: 'device-registration-token-1',
+      data: { request_id: MESSAGE.requestId, text: 'Sign-in request' },
+      android: { priority: 'high', ttl: '60s' },
+      apns: { headers: { 'apns-priority': '10', 'apns-push-type': 'alert' }, payload: { aps: { alert: 'Sign-in request', sound: 'default' } } },
+    },
+  });
+  // Who the user is, which VPN, from where: none of it rides in the notification.
+  assert.deepEqual(Object.keys(req.body.message.data as object).sort(), ['request_id', 'text']);
+
+  assert.deepEqual(agent.asked, ['fcm.googleapis.com:443'], 'firebase-admin asked for FCM only (no OAuth host: the credential is local)');
+  assert.deepEqual(connections, [`127.0.0.1:${fcm.port}`], 'the only TCP connection this process opened went to the fake');
+  assert.equal(tokenRequests(), 1);
+});
+
+test('404 UNREGISTERED -> stale_token (the device must register a new token)', async (t) => {
+  const connections = recordConnections(t);
+  const fcm = await FakeFcm.start(() => ({ status: 404, body: fcmError(404, 'NOT_FOUND', 'UNREGISTERED') }));
+  t.after(() => fcm.close());
+  const { sender } = await senderFor(fcm.port);
+  assert.deepEqual(await sender.send('gone-token', MESSAGE), { ok: false, kind: 'stale_token', detail: 'messaging/registration-token-not-registered' });
+  assert.equal(fcm.received.length, 1);
+  assert.deepEqual(connections, [`127.0.0.1:${fcm.port}`]);
+});
+
+// FCM v1 answers a malformed token with 400 INVALID_ARGUMENT and a token of another Firebase project with
+// 403 SENDER_ID_MISMATCH; firebase-admin names them messaging/invalid-argument and messaging/mismatched-credential.
+// Neither is in push-sender.ts's STALE_CODES today, so both count as "push service unavailable".
+test('400 INVALID_ARGUMENT and 403 SENDER_ID_MISMATCH -> unavailable (not stale_token) with firebase-admin 14 codes', async (t) => {
+  const connections = recordConnections(t);
+  const replies: Reply[] = [
+    { status: 400, body: fcmError(400, 'INVALID_ARGUMENT', 'INVALID_ARGUMENT') },
+    { status: 403, body: fcmError(403, 'PERMISSION_DENIED', 'SENDER_ID_MISMATCH') },
+  ];
+  const fcm = await FakeFcm.start((n) => replies[n - 1]!);
+  t.after(() => fcm.close());
+  const { sender } = await senderFor(fcm.port);
+  assert.deepEqual(await sender.send('malformed-token', MESSAGE), { ok: false, kind: 'unavailable', detail: 'messaging/invalid-argument' });
+  assert.deepEqual(await sender.send('other-project-token', MESSAGE), { ok: false, kind: 'unavailable', detail: 'messaging/mismatched-credential' });
+  assert.equal(fcm.received.length, 2);
+  assert.deepEqual(connections, [`127.0.0.1:${fcm.port}`, `127.0.0.1:${fcm.port}`]);
+});
+
+test('500 -> unavailable, without a retry', async (t) => {
+  const connections = recordConnections(t);
+  const fcm = await FakeFcm.start(() => ({ status: 500, body: fcmError(500, 'INTERNAL', 'INTERNAL') }));
+  t.after(() => fcm.close());
+  const { sender } = await senderFor(fcm.port);
+  const r = await sender.send('token', MESSAGE);
+  assert.deepEqual(r, { ok: false, kind: 'unavailable', detail: 'messaging/internal-error' });
+  assert.equal(fcm.received.length, 1);
+  assert.deepEqual(connections, [`127.0.0.1:${fcm.port}`]);
+});
+
+test('connection refused -> unavailable, at once', async (t) => {
+  const connections = recordConnections(t);
+  // A port that was free a moment ago: nothing listens there.
+  const fcm = await FakeFcm.start(() => ({ status: 200 }));
+  const port = fcm.port;
+  await fcm.close();
+  const { sender, agent } = await senderFor(port);
+  const started = performance.now();
+  const r = await sender.send('token', MESSAGE);
+  const ms = performance.now() - started;
+  assert.equal(r.ok, false);
+  assert.equal(!r.ok && r.kind, 'unavailable');
+  assert.equal(!r.ok && r.detail, 'app/network-error');
+  assert.ok(ms < 2000, `${ms} ms`);
+  assert.deepEqual(agent.asked, ['fcm.googleapis.com:443']);
+  assert.deepEqual(connections, [`127.0.0.1:${port}`]);
+});
+
+test('a connection reset mid-request is retried by firebase-admin; a success on the retry is ok', async (t) => {
+  recordConnections(t);
+  const fcm = await FakeFcm.start((n) => (n === 1 ? 'hang-up' : { status: 200, body: { name: `projects/${PROJECT}/messages/2` } }));
+  t.after(() => fcm.close());
+  const { sender } = await senderFor(fcm.port);
+  assert.deepEqual(await sender.send('token', MESSAGE), { ok: true });
+  assert.equal(fcm.received.length, 2);
+  assert.deepEqual(fcm.received[1]!.body, fcm.received[0]!.body);
+});
+
+test('503 is retried by firebase-admin (4 retries, 1+2+4 s back-off) before send() reports unavailable', async (t) => {
+  recordConnections(t);
+  const fcm = await FakeFcm.start(() => ({ status: 503, body: fcmError(503, 'UNAVAILABLE', 'UNAVAILABLE') }));
+  t.after(() => fcm.close());
+  const { sender } = await senderFor(fcm.port);
+  const started = performance.now();
+  const r = await sender.send('token', MESSAGE);
+  const ms = performance.now() - started;
+  t.diagnostic(`503: ${fcm.received.length} requests, unavailable after ${Math.round(ms)} ms`);
+  assert.deepEqual(r, { ok: false, kind: 'unavailable', detail: 'messaging/server-unavailable' });
+  assert.equal(fcm.received.length, 5);
+  assert.ok(ms >= 6500 && ms < 12_000, `${ms} ms`);
+});
+
+test('end to end: the server pushes through firebase-admin to the fake FCM; a stale token marks the device and tells the user', async (t) => {
+  const connections = recordConnections(t);
+  let status = 200;
+  const fcm = await FakeFcm.start((n) => (status === 200 ? { status, body: { name: `projects/${PROJECT}/messages/${n}` } } : { status, body: fcmError(404, 'NOT_FOUND', 'UNREGISTERED') }));
+  t.after(() => fcm.close());
+  const { sender } = await senderFor(fcm.port);
+  const server = await startTestServer({
+    pushSender: sender,
+    config: { http: { listen: '127.0.0.1:0' }, mfa: { default_method: 'push', reject_delay: '0ms', push: { timeout: '5s', text: 'VPN sign-in' } } },
+  });
+  t.after(() => server.close());
+  const base = `http://127.0.0.1:${server.httpPort}`;
+  await enrollTotp(server.store, 'alice', { password: 'pw-alice' });
+  const phone = await SimulatedPhone.activate(base, (await createActivation(server.store, server.config, 'alice', server.clock.now())).activation_code, { pushToken: 'fcm-alice-1' });
+  const login = () => radclient({ 'User-Name': 'alice', 'User-Password': 'pw-alice', 'Calling-Station-Id': '203.0.113.7' }, { port: server.authPort, secret: server.secret, timeout: 8 });
+
+  const held = login();
+  const pending = await phone.waitForPending();
+  // The pending request exists before the push is sent: wait for the fake to have it.
+  await until(() => fcm.received.length === 1);
+  assert.deepEqual(fcm.received[0]!.body.message.token, 'fcm-alice-1');
+  assert.deepEqual(fcm.received[0]!.body.message.data, { request_id: pending.id, text: 'VPN sign-in' });
+  assert.deepEqual(fcm.received[0]!.body.message.android, { priority: 'high', ttl: '5s' });
+  await phone.answer(pending.id, 'approve');
+  assert.equal((await held).code, 'Access-Accept');
+
+  status = 404;
+  const refused = await login();
+  assert.equal(refused.code, 'Access-Reject');
+  assert.match(refused.attributes['Reply-Message']![0]!, /no longer registered for notifications/);
+  assert.equal((await server.store.devices.list('alice'))[0]!.pushTokenStale, true);
+  // A stale token is not tried again until the app sends a new one.
+  const before = fcm.received.length;
+  assert.equal((await login()).code, 'Access-Reject');
+  assert.equal(fcm.received.length, before);
+
+  status = 200;
+  assert.equal((await phone.setPushToken('fcm-alice-2')).status, 204);
+  assert.equal((await server.store.devices.list('alice'))[0]!.pushTokenStale, false);
+  const again = login();
+  const next = await phone.waitForPending();
+  await until(() => fcm.received.length === before + 1);
+  assert.equal(fcm.received.at(-1)!.body.message.token, 'fcm-alice-2');
+  await phone.answer(next.id, 'approve');
+  assert.equal((await again).code, 'Access-Accept');
+
+  const outside = connections.filter((c) => !c.startsWith('127.0.0.1:'));
+  assert.deepEqual(outside, [], 'every TCP connection (FCM via the agent, the phone\'s HTTP calls) stayed on loopback');
+  assert.ok(connections.filter((c) => c === `127.0.0.1:${fcm.port}`).length >= 3);
+});
