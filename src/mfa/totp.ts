@@ -25,19 +25,23 @@ export function timeStep(nowMs: number, periodSeconds: number): number {
 }
 
 /**
- * Checks a code against the steps now-window .. now+window (RFC 6238 §5.2 network delay).
+ * Checks a code against the steps now-window .. now+window (RFC 6238 §5.2 network delay), the
+ * current step first: a code typed in time matches it, so one HMAC usually settles the request.
  * Returns the matched time step (to be claimed once against replay), or undefined.
- * Every step in the window is computed and compared in constant time, match or not.
+ * Comparisons are constant-time; which step matched is not a secret.
  */
 export function verifyTotp(t: TotpEnrollment, code: string, nowMs: number, window: number): number | undefined {
   if (code.length !== t.digits) return undefined;
   const given = Buffer.from(code, 'latin1');
   const current = timeStep(nowMs, t.period);
-  let matched: number | undefined;
-  for (let step = current - window; step <= current + window; step++) {
-    if (step < 0) continue;
-    const expected = Buffer.from(hotp(t.secret, step, t.digits, t.algorithm), 'latin1');
-    if (timingSafeEqual(expected, given) && matched === undefined) matched = step;
+  if (matches(t, current, given)) return current;
+  for (let d = 1; d <= window; d++) {
+    if (current - d >= 0 && matches(t, current - d, given)) return current - d;
+    if (matches(t, current + d, given)) return current + d;
   }
-  return matched;
+  return undefined;
+}
+
+function matches(t: TotpEnrollment, step: number, given: Buffer): boolean {
+  return timingSafeEqual(Buffer.from(hotp(t.secret, step, t.digits, t.algorithm), 'latin1'), given);
 }

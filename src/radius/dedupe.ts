@@ -1,26 +1,32 @@
 // Duplicate detection (RFC 5080 §2.2.2): a retransmission has the same source, Identifier and Request
 // Authenticator. While the first copy is decided, copies are dropped; once answered, the cached reply is re-sent.
-import { LRUCache } from 'lru-cache';
-
-/** In-flight marker: an entry without reply bytes. */
-const IN_FLIGHT: Buffer = Buffer.alloc(0);
+// Every answered entry lives for the same window, so insertion order is expiry order: a FIFO queue
+// expires them in O(1), with no per-entry timer (this runs for every request).
 
 export type DuplicateStatus = { kind: 'new' } | { kind: 'in_flight' } | { kind: 'answered'; reply: Buffer };
 
 export interface DedupeOptions {
   /** How long an answered request's reply is kept for retransmissions. */
   windowMs: number;
+  /** Bound on answered entries; the oldest go first when it is reached. */
   maxEntries: number;
   /** How long a request may stay undecided before its entry is forgotten (a held push lasts up to minutes). */
   inFlightMs: number;
+  now: () => number;
+}
+
+interface Answered {
+  reply: Buffer;
+  expires: number;
 }
 
 export class DedupeCache {
-  private readonly cache: LRUCache<string, Buffer>;
+  private readonly inFlight = new Map<string, number>();
+  private readonly answeredByKey = new Map<string, Answered>();
+  private readonly order: string[] = [];
+  private head = 0;
 
-  constructor(private readonly options: DedupeOptions) {
-    this.cache = new LRUCache<string, Buffer>({ max: options.maxEntries, ttl: options.windowMs, ttlAutopurge: false });
-  }
+  constructor(private readonly options: DedupeOptions) {}
 
   static key(listener: number, address: string, port: number, identifier: number, authenticator: Buffer): string {
     return `${listener}|${address}|${port}|${identifier}|${authenticator.toString('latin1')}`;
@@ -28,24 +34,56 @@ export class DedupeCache {
 
   /** Looks the request up and, when new, marks it in flight: one decision per request. */
   begin(key: string): DuplicateStatus {
-    const hit = this.cache.get(key);
-    if (hit === undefined) {
-      this.cache.set(key, IN_FLIGHT, { ttl: this.options.inFlightMs });
-      return { kind: 'new' };
-    }
-    return hit === IN_FLIGHT ? { kind: 'in_flight' } : { kind: 'answered', reply: hit };
+    const now = this.options.now();
+    this.expire(now);
+    const answered = this.answeredByKey.get(key);
+    if (answered) return { kind: 'answered', reply: answered.reply };
+    const since = this.inFlight.get(key);
+    if (since !== undefined && now - since < this.options.inFlightMs) return { kind: 'in_flight' };
+    this.inFlight.set(key, now);
+    return { kind: 'new' };
   }
 
   answered(key: string, reply: Buffer): void {
-    this.cache.set(key, reply, { ttl: this.options.windowMs });
+    this.inFlight.delete(key);
+    if (this.answeredByKey.size >= this.options.maxEntries) this.evictOldest();
+    if (!this.answeredByKey.has(key)) this.order.push(key);
+    this.answeredByKey.set(key, { reply, expires: this.options.now() + this.options.windowMs });
   }
 
   /** Forgets a request that got no answer, so that the client's retransmission is decided afresh. */
   abandon(key: string): void {
-    this.cache.delete(key);
+    this.inFlight.delete(key);
   }
 
   get size(): number {
-    return this.cache.size;
+    return this.inFlight.size + this.answeredByKey.size;
+  }
+
+  private expire(now: number): void {
+    while (this.head < this.order.length) {
+      const key = this.order[this.head]!;
+      const entry = this.answeredByKey.get(key);
+      if (entry && entry.expires > now) break;
+      if (entry) this.answeredByKey.delete(key);
+      this.head++;
+    }
+    this.compact();
+  }
+
+  private evictOldest(): void {
+    while (this.head < this.order.length) {
+      const key = this.order[this.head++]!;
+      if (this.answeredByKey.delete(key)) break;
+    }
+    this.compact();
+  }
+
+  /** Drops the consumed front of the queue once it is most of the array. */
+  private compact(): void {
+    if (this.head > 1024 && this.head * 2 > this.order.length) {
+      this.order.splice(0, this.head);
+      this.head = 0;
+    }
   }
 }

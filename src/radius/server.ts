@@ -72,7 +72,7 @@ export class RadiusServer {
   readonly counters = { received: 0, dropped: 0, duplicates: 0, resent: 0, answered: 0, errors: 0 };
 
   constructor(private readonly options: RadiusServerOptions) {
-    this.dedupe = new DedupeCache({ ...options.dedupe, inFlightMs: Math.max(IN_FLIGHT_LIMIT_MS, options.dedupe.windowMs) });
+    this.dedupe = new DedupeCache({ ...options.dedupe, inFlightMs: Math.max(IN_FLIGHT_LIMIT_MS, options.dedupe.windowMs), now: options.now });
     this.dropped = rateLimitedWarn(options.logger, 10_000, options.now);
   }
 

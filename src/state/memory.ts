@@ -12,11 +12,12 @@ export class MemoryState implements EphemeralState {
 
   constructor(private readonly now: () => number) {}
 
-  async claimTotpStep(username: string, step: number, ttlMs: number): Promise<boolean> {
+  /** The TTL is for stores that need one (Redis); here the LRU bound caps memory and steps only grow. */
+  async claimTotpStep(username: string, step: number, _ttlMs: number): Promise<boolean> {
     const last = this.lastStep.get(username);
     // RFC 6238 §5.2: a code is good once; a step at or before the last accepted one is a replay.
     if (last !== undefined && step <= last) return false;
-    this.lastStep.set(username, step, { ttl: ttlMs });
+    this.lastStep.set(username, step);
     return true;
   }
 
