@@ -13,6 +13,7 @@ import { ApiError } from './errors.js';
 import { activationRoutes } from './routes/activation.js';
 import { deviceRoutes } from './routes/device.js';
 import { requestRoutes } from './routes/requests.js';
+import { registerPortal } from '../portal/routes.js';
 
 export interface ApiDeps {
   /** Read per request, so a reload takes effect at once. */
@@ -74,5 +75,7 @@ export async function buildApi(deps: ApiDeps, options: BuildApiOptions = {}): Pr
     },
     { prefix: '/api/v1' },
   );
+  // The self-service portal (/portal/) and the companion app (/app/): see src/portal/.
+  await registerPortal(app, deps);
   return app;
 }

@@ -1,0 +1,68 @@
+// The self-service portal (/portal/) and the companion app's files (/app/), on the Mobile App API's server.
+import type { FastifyInstance } from 'fastify';
+import type { ApiDeps } from '../api/server.js';
+import { accountRoutes } from './account-routes.js';
+import { attachSession, isHttps, sendPage, sessionOf, type PortalDeps } from './context.js';
+import { csrfMatches, SessionStore, sessionCookie, sessionIdFrom } from './session.js';
+import { signInRoutes } from './sign-in-routes.js';
+import { CONTENT_SECURITY_POLICY, staticRoutes } from './static.js';
+import { messagePage } from './views.js';
+
+/** Registers /portal/*, /app/* and a redirect from / to the portal. */
+export async function registerPortal(app: FastifyInstance, apiDeps: ApiDeps): Promise<void> {
+  const deps: PortalDeps = { ...apiDeps, sessions: new SessionStore(apiDeps.now) };
+  staticRoutes(app);
+  app.get('/', async (_request, reply) => reply.redirect('/portal/', 302));
+  await app.register(
+    async (portal) => {
+      // HTML forms post application/x-www-form-urlencoded; parsed here only, never for the API.
+      portal.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8 * 1024 }, (_request, body, done) => {
+        done(null, Object.fromEntries(new URLSearchParams(body as string)));
+      });
+
+      portal.addHook('onRequest', async (request, reply) => {
+        reply
+          .header('content-security-policy', CONTENT_SECURITY_POLICY)
+          .header('x-content-type-options', 'nosniff')
+          .header('x-frame-options', 'DENY')
+          .header('referrer-policy', 'no-referrer')
+          .header('cache-control', 'no-store');
+        const config = deps.config();
+        const secure = isHttps(request);
+        let session = deps.sessions.get(sessionIdFrom(request.headers.cookie, secure), { ttlMs: config.portal.session_ttl, maxMs: config.portal.session_max });
+        if (!session) {
+          session = deps.sessions.create();
+          reply.header('set-cookie', sessionCookie(session.id, secure));
+        }
+        attachSession(request, session);
+      });
+
+      // Every form carries the session's token (synchronizer token): a POST without it changes nothing.
+      portal.addHook('preHandler', async (request, reply) => {
+        if (request.method !== 'POST') return;
+        const session = sessionOf(request);
+        if (csrfMatches(session, (request.body as Record<string, unknown> | undefined)?._csrf)) return;
+        deps.logger.warn({ audit: true, event: 'portal_refused', reason: 'csrf', url: request.url, src: request.ip, user: session.username }, 'portal form without a valid CSRF token refused');
+        return sendPage(reply, request, deps, {
+          title: 'Form expired',
+          status: 403,
+          body: messagePage('This form has expired or did not come from this site. Nothing was changed. Reload the page and try again.', '/portal/'),
+        });
+      });
+
+      portal.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
+        const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
+        if (status === 500) request.log.error({ err, url: request.url }, 'bug: portal handler failed');
+        const text = status === 500 ? 'Something went wrong on the server. Try again; if it keeps happening, tell your helpdesk.' : 'The request was not understood. Go back and try again.';
+        return reply.status(status).type('text/html; charset=utf-8').send(`<!doctype html><html lang="en"><title>Error</title><main><p role="alert">${text}</p><p><a href="/portal/">Back</a></p></main></html>`);
+      });
+      portal.setNotFoundHandler((_request, reply) =>
+        reply.status(404).type('text/html; charset=utf-8').send('<!doctype html><html lang="en"><title>Not found</title><main><p role="alert">No such page.</p><p><a href="/portal/">Go to your sign-in settings</a></p></main></html>'),
+      );
+
+      signInRoutes(portal, deps);
+      accountRoutes(portal, deps);
+    },
+    { prefix: '/portal' },
+  );
+}

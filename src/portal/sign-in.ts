@@ -1,0 +1,142 @@
+// Portal sign-in: the configured first factor, then the user's second factor (TOTP code or a push).
+// Failures and locks are the RADIUS ones (flow/lockout, the same counters and store locks), TOTP steps
+// are claimed in the same replay guard, pushes count toward the same per-user push limit.
+import { randomInt } from 'node:crypto';
+import type { ApiDeps } from '../api/server.js';
+import { MESSAGES } from '../flow/decision.js';
+import { clearFailures, isLocked, recordFailure } from '../flow/lockout.js';
+import type { PendingPush } from '../mfa/pending.js';
+import { verifyTotp } from '../mfa/totp.js';
+
+export type PasswordResult =
+  | { kind: 'signed_in'; username: string; reason: 'no_second_factor' }
+  | { kind: 'second_factor'; username: string; totp: boolean; push: boolean }
+  | { kind: 'refused'; message: string; reason: string };
+
+export type FactorResult = { kind: 'signed_in' } | { kind: 'waiting' } | { kind: 'refused'; message: string; reason: string };
+
+export const PORTAL_MESSAGES = {
+  rateLimited: 'Too many sign-in attempts from your address. Wait a few minutes and try again.',
+  notEnrolled: 'No second factor is set up for this account, and self-enrollment is turned off. Ask your helpdesk to set one up.',
+  upstreamChallenge: 'Your password server asks for an extra step that the portal cannot show. Ask your helpdesk.',
+  expired: 'The sign-in took too long. Start again.',
+  noPush: 'No phone is activated for this account: use a code instead.',
+  numberMissing: 'Type the number shown in the app.',
+} as const;
+
+/** The portal shows itself as this client in the app and the audit log. */
+export const PORTAL_CLIENT = 'portal';
+
+const ADDRESS_LIMIT = 20;
+const ADDRESS_WINDOW_MS = 10 * 60_000;
+
+/** Step 1: username and password. */
+export async function checkPassword(deps: ApiDeps, username: string, password: string, src: string): Promise<PasswordResult> {
+  const config = deps.config();
+  const access = deps.access();
+  const now = deps.now();
+  // Per address: bounds password guessing across many usernames; per user the lockout does.
+  if ((await deps.state.increment(`portal-sign-in:${src}`, ADDRESS_WINDOW_MS)) > ADDRESS_LIMIT) return refused('rate_limited', PORTAL_MESSAGES.rateLimited);
+  const user = await deps.store.getUser(username);
+  if (isLocked(user, now)) return refused('locked', MESSAGES.locked);
+  const first = await access.firstFactor.check(username, password, user);
+  if (first.kind === 'unavailable') return refused('first_factor_unavailable', MESSAGES.unavailable);
+  if (first.kind === 'challenge') return refused('upstream_challenge', PORTAL_MESSAGES.upstreamChallenge);
+  if (first.kind === 'reject') {
+    const locked = first.reason !== 'unknown_user' && (await recordFailure(username, first.reason, now, access));
+    return refused(first.reason, locked ? MESSAGES.locked : MESSAGES.generic);
+  }
+  if (access.policy.profileOf(username, user, first.groups).method === 'deny') return refused('method_deny', MESSAGES.deny);
+  const devices = await deps.store.devices.list(username);
+  const totp = user?.totp != null;
+  const push = devices.length > 0;
+  if (totp || push) return { kind: 'second_factor', username, totp, push };
+  if (!config.portal.allow_user_enrollment) return refused('not_enrolled', PORTAL_MESSAGES.notEnrolled);
+  await clearFailures(username, access);
+  return { kind: 'signed_in', username, reason: 'no_second_factor' };
+}
+
+/** Step 2a: a TOTP code, checked as RADIUS checks it (window, one use per step, lockout). */
+export async function checkCode(deps: ApiDeps, username: string, code: string): Promise<FactorResult> {
+  const access = deps.access();
+  const now = deps.now();
+  const user = await deps.store.getUser(username);
+  if (isLocked(user, now)) return refused('locked', MESSAGES.locked);
+  if (!user?.totp) return refused('not_enrolled', MESSAGES.notEnrolled);
+  const window = access.config.mfa.totp.window;
+  const step = verifyTotp(user.totp, code.replace(/\s/g, ''), now, window);
+  let reason: 'bad_code' | 'replay' | undefined = step === undefined ? 'bad_code' : undefined;
+  if (step !== undefined && !(await deps.state.claimTotpStep(username, step, (2 * window + 2) * user.totp.period * 1000))) reason = 'replay';
+  if (reason) {
+    const locked = await recordFailure(username, reason, now, access);
+    return refused(reason, locked ? MESSAGES.locked : reason === 'replay' ? MESSAGES.replay : 'Wrong code. Check the time on your phone and type the current code.');
+  }
+  await clearFailures(username, access);
+  return { kind: 'signed_in' };
+}
+
+/** Step 2b: a push to the user's phones; the page then waits for the answer. */
+export async function sendPush(deps: ApiDeps, username: string, src: string): Promise<{ kind: 'sent'; push: PendingPush } | { kind: 'refused'; message: string; reason: string }> {
+  const access = deps.access();
+  const settings = access.config.mfa.push;
+  const user = await deps.store.getUser(username);
+  const devices = await deps.store.devices.list(username);
+  if (devices.length === 0) return refused('no_device', PORTAL_MESSAGES.noPush);
+  if ((await deps.state.increment(`push:${username}`, settings.rate_limit.window)) > settings.rate_limit.max) return refused('push_rate_limited', MESSAGES.rateLimited);
+  const push = deps.pending.create(
+    {
+      username,
+      clientName: PORTAL_CLIENT,
+      nasIp: undefined,
+      nasIdentifier: 'Self-service portal',
+      callingStation: src,
+      pinRequired: settings.pin === 'required' || (settings.pin === 'optional' && user?.pinHash != null),
+      number: settings.number_matching ? String(randomInt(10, 100)) : undefined,
+    },
+    settings.timeout,
+  );
+  // Devices without a push token poll /api/v1/pending (the companion PWA does); others get an FCM message.
+  const sender = access.pushSender;
+  if (sender) {
+    for (const d of devices.filter((x) => x.pushToken && !x.pushTokenStale)) {
+      const r = await sender.send(d.pushToken!, { requestId: push.id, text: settings.text, ttlMs: settings.timeout });
+      if (!r.ok && r.kind === 'stale_token') await deps.store.devices.markPushTokenStale(d.id);
+    }
+  }
+  return { kind: 'sent', push };
+}
+
+/** Step 2b, later: the phone's answer (and the number typed back, with number matching). */
+export async function checkPush(deps: ApiDeps, username: string, pushId: string, typedNumber: string | undefined): Promise<FactorResult> {
+  const access = deps.access();
+  const push = deps.pending.get(pushId);
+  if (!push || push.username !== username) return refused('push_timeout', MESSAGES.pushTimeout);
+  const outcome = push.outcome;
+  if (!outcome) return { kind: 'waiting' };
+  if (outcome.kind === 'approve' && push.number !== undefined) {
+    if (!typedNumber?.trim()) return { kind: 'waiting' };
+    deps.pending.consume(pushId);
+    if (typedNumber.trim() !== push.number) {
+      const locked = await recordFailure(username, 'number_mismatch', deps.now(), access);
+      return refused('number_mismatch', locked ? MESSAGES.locked : MESSAGES.numberMismatch);
+    }
+  }
+  deps.pending.consume(pushId);
+  switch (outcome.kind) {
+    case 'approve':
+      await clearFailures(username, access);
+      return { kind: 'signed_in' };
+    case 'deny':
+      return refused('push_denied', MESSAGES.pushDenied);
+    case 'fraud':
+      return refused('fraud', MESSAGES.fraud);
+    case 'locked':
+      return refused('locked', MESSAGES.locked);
+    default:
+      return refused('push_timeout', MESSAGES.pushTimeout);
+  }
+}
+
+function refused(reason: string, message: string): { kind: 'refused'; message: string; reason: string } {
+  return { kind: 'refused', reason, message };
+}
