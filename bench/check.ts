@@ -7,7 +7,7 @@
 import { createHash, createHmac, hash, randomBytes, randomFillSync } from 'node:crypto';
 import { strict as assert } from 'node:assert';
 import { pathToFileURL } from 'node:url';
-import { hmacMd5, hmacMd5Key, md5 } from './md5.js';
+import { hmacMd5, hmacMd5Key, md5 } from '../src/radius/md5.js';
 import { hidePassword } from './packet.js';
 import { base32Encode, totpCode } from './users.js';
 

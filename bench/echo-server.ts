@@ -9,7 +9,7 @@
 import { createSocket } from 'node:dgram';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { hmacMd5Key } from './md5.js';
+import { hmacMd5Key } from '../src/radius/md5.js';
 import { CODE, packetLength, writeSignedReply } from './packet.js';
 
 export function startEchoServer(host: string, port: number, secretText: string): Promise<{ port: number; close: () => Promise<number> }> {

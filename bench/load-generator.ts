@@ -22,7 +22,7 @@ import { randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { hmacMd5Key } from './md5.js';
+import { hmacMd5Key } from '../src/radius/md5.js';
 import { CODE, MA_BAD, MA_FIRST, MA_MALFORMED, MA_MISSING, MA_NOT_FIRST, checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { DEFAULT_USER_SEED, makeUsers, totpCode, totpStep } from './users.js';

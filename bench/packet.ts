@@ -4,7 +4,7 @@
  * (RFC 2865 §5.2), Response Authenticator (RFC 2865 §3) and reply Message-Authenticator checks.
  * No allocation per packet; module-level scratch buffers (single-threaded use only).
  */
-import { hmacMd5, md5, type HmacMd5Key } from './md5.js';
+import { hmacMd5, md5, type HmacMd5Key } from '../src/radius/md5.js';
 
 export const CODE = {
   AccessRequest: 1,

@@ -1,7 +1,7 @@
 /** One-shot Access-Request for readiness checks (no sleeps: poll until a verified reply arrives). */
 import { createSocket } from 'node:dgram';
 import { randomFillSync } from 'node:crypto';
-import { hmacMd5Key } from './md5.js';
+import { hmacMd5Key } from '../src/radius/md5.js';
 import { packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
 
 export type ProbeOptions = { host?: string; port: number; secret: string; userName: string; password: string; timeoutMs?: number };

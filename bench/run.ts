@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -161,17 +161,37 @@ function best(rows: Row[], server: string): Row | undefined {
   return rows.filter((r) => r.server === server).sort((x, y) => y.result.answeredPerSec - x.result.answeredPerSec)[0];
 }
 
+/** Busy % of each core over `ms` while the bench runs nothing: load from outside the bench. */
+async function backgroundLoad(ms: number): Promise<number[]> {
+  const ticks = () => readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l))
+    .map((l) => l.trim().split(/\s+/).slice(1, 9).map(Number)).map((v) => [v.reduce((x, y) => x + y, 0), v[3]! + v[4]!] as const);
+  try {
+    const before = ticks();
+    await new Promise((r) => setTimeout(r, ms));
+    return ticks().map(([total, idle], i) => {
+      const [t0, i0] = before[i] ?? [0, 0];
+      return Math.round((1 - (idle - i0) / Math.max(1, total - t0)) * 1000) / 10;
+    });
+  } catch {
+    return [];
+  }
+}
+
 async function main(): Promise<void> {
   checkCrypto();
+  const background = await backgroundLoad(1000);
   const machine = {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
     node: process.version,
     freeradius: freeradiusVersion(),
     loadavgAtStart: loadavg().map((x) => Math.round(x * 100) / 100),
+    backgroundBusyPercent: background,
   };
   console.log(`bench: ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.freeradius}; load average ${machine.loadavgAtStart.join(' ')}`);
   console.log(`bench: ${userCount} users, concurrency ${concurrency}, warm-up ${warmup}s + ${seconds}s per run, ${rounds} round(s); servers on core ${SERVER_CPU}, generator on core ${GENERATOR_CPU}`);
+  console.log(`bench: background load before starting (1 s, per core): ${background.map((b, i) => `cpu${i} ${b}%`).join('  ')}`);
+  if (background.some((b) => b > 15)) console.log('bench: WARNING other processes are busy on this machine: absolute numbers will be low and noisy; see per srv CPU-s and core busy% below');
   if (machine.cores < 2) console.log('bench: WARNING fewer than 2 cores: server and generator share a core, numbers are not meaningful');
 
   const echoRows: Row[] = [];

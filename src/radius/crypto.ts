@@ -1,8 +1,24 @@
 // RADIUS cryptography: User-Password hiding, authenticators, Message-Authenticator. Pure functions.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { hmacMd5, hmacMd5Key, md5, type HmacMd5Key } from './md5.js';
 import { Attr, Code, HEADER_LENGTH, type RadiusPacket } from './packet.js';
 
 const ZERO16 = Buffer.alloc(16);
+
+/** HMAC keys are derived once per shared secret (the secret Buffers live as long as their config). */
+const hmacKeys = new WeakMap<Buffer, HmacMd5Key>();
+function hmacKeyOf(secret: Buffer): HmacMd5Key {
+  let key = hmacKeys.get(secret);
+  if (!key) hmacKeys.set(secret, (key = hmacMd5Key(secret)));
+  return key;
+}
+
+let scratch = Buffer.alloc(256);
+/** A reusable buffer of at least n bytes (single-threaded: used and done within one call). */
+function scratchOf(n: number): Buffer {
+  if (scratch.length < n) scratch = Buffer.alloc(n * 2);
+  return scratch;
+}
 
 /**
  * RFC 2865 §5.2: recovers a hidden User-Password. b1 = MD5(S + RA), c1 = p1 XOR b1, bi = MD5(S + c(i-1)).
@@ -11,12 +27,17 @@ const ZERO16 = Buffer.alloc(16);
 export function revealPassword(hidden: Buffer, secret: Buffer, requestAuthenticator: Buffer): Buffer | undefined {
   if (hidden.length < 16 || hidden.length > 128 || hidden.length % 16 !== 0) return undefined;
   const out = Buffer.allocUnsafe(hidden.length);
+  const input = scratchOf(secret.length + 32);
+  const b = input.subarray(secret.length + 16);
+  secret.copy(input, 0);
   let chain = requestAuthenticator;
   for (let i = 0; i < hidden.length; i += 16) {
-    const b = createHash('md5').update(secret).update(chain).digest();
+    chain.copy(input, secret.length);
+    md5(input, 0, secret.length + 16, b, 0);
     for (let j = 0; j < 16; j++) out[i + j] = hidden[i + j]! ^ b[j]!;
     chain = hidden.subarray(i, i + 16);
   }
+  input.fill(0, 0, secret.length);
   let end = out.length;
   while (end > 0 && out[end - 1] === 0) end--; // the padding is NULs
   return out.subarray(0, end);
@@ -51,10 +72,15 @@ function messageAuthenticatorOf(raw: Buffer, maOffset: number, secret: Buffer, a
 export function verifyRequestMessageAuthenticator(packet: RadiusPacket, secret: Buffer): boolean {
   const at = packet.messageAuthenticatorOffset;
   if (at < 0) return false;
+  const raw = packet.raw;
+  const copy = scratchOf(raw.length + 16);
+  raw.copy(copy, 0);
+  ZERO16.copy(copy, at + 2);
   // Accounting-Request: the Authenticator is computed over 16 zero octets in its place (RFC 3579 §3.2, RFC 2866).
-  const auth = packet.code === Code.AccountingRequest ? ZERO16 : undefined;
-  const expected = messageAuthenticatorOf(packet.raw, at, secret, auth);
-  return timingSafeEqual(expected, packet.raw.subarray(at + 2, at + 18));
+  if (packet.code === Code.AccountingRequest) ZERO16.copy(copy, 4);
+  const expected = copy.subarray(raw.length, raw.length + 16);
+  hmacMd5(hmacKeyOf(secret), copy, 0, raw.length, expected, 0);
+  return timingSafeEqual(expected, raw.subarray(at + 2, at + 18));
 }
 
 /** RFC 2866 §3: Accounting-Request Authenticator = MD5(Code+ID+Length+16 zero octets+Attributes+Secret). */
@@ -82,7 +108,8 @@ export function encodeResponse(p: ResponseParts): Buffer {
   let length = HEADER_LENGTH + (p.withMessageAuthenticator ? 18 : 0) + p.attributes.length;
   for (const ps of p.proxyStates) length += ps.length;
   if (length > 4096) throw new RangeError(`reply would be ${length} octets; RADIUS allows 4096`);
-  const out = Buffer.allocUnsafe(length);
+  // Room for the secret after the packet: the Response Authenticator is MD5 over both, in one pass.
+  const out = Buffer.allocUnsafe(length + p.secret.length);
   out[0] = p.code;
   out[1] = p.identifier;
   out.writeUInt16BE(length, 2);
@@ -97,10 +124,12 @@ export function encodeResponse(p: ResponseParts): Buffer {
   at += p.attributes.copy(out, at);
   for (const ps of p.proxyStates) at += ps.copy(out, at);
   // RFC 3579 §3.2: the response's Message-Authenticator is computed with the Request Authenticator in place.
-  if (p.withMessageAuthenticator) createHmac('md5', p.secret).update(out).digest().copy(out, HEADER_LENGTH + 2);
+  if (p.withMessageAuthenticator) hmacMd5(hmacKeyOf(p.secret), out, 0, length, out, HEADER_LENGTH + 2);
   // RFC 2865 §3: Response Authenticator = MD5(Code+ID+Length+RequestAuth+Attributes+Secret).
-  createHash('md5').update(out).update(p.secret).digest().copy(out, 4);
-  return out;
+  p.secret.copy(out, length);
+  md5(out, 0, length + p.secret.length, out, 4);
+  out.fill(0, length);
+  return out.subarray(0, length);
 }
 
 /** Client side (tests, upstream): checks a response's authenticator and, if present, its Message-Authenticator. */

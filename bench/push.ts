@@ -1,0 +1,668 @@
+/**
+ * Push approval benchmark (issue 3): N Access-Requests held at once waiting for the phone, then
+ * every one approved over the Mobile App API.
+ *
+ * - Our server runs as a child (`node dist/cli.js --config CFG serve`, pinned to core 0 when there
+ *   are 2+ cores) with RADIUS and HTTP on loopback: `first_factor: none` (no password hashing in
+ *   the numbers), `default_method: push`, `push.timeout` 10 min, a per-user push rate limit of
+ *   1000, `log.level: warn` (no audit line per decision), no FCM (devices poll). The store (temp
+ *   dir) gets N users u00000.. with one device each, written directly through the store API.
+ * - One ECDSA P-256 key pair is shared by all N devices (keeps provisioning and signing cheap; the
+ *   server verifies each signature against the device's own stored public key all the same).
+ * - Requests: our own encoder (test/helpers/udp.ts buildAccessRequest: Message-Authenticator,
+ *   User-Name, User-Password, NAS-Identifier, Calling-Station-Id), 250 per UDP socket, sent at
+ *   ~20,000/s; each device then reads its request id from GET /api/v1/pending (a lost datagram is
+ *   re-sent byte for byte and counted).
+ * - Memory: the server's VmRSS (/proc/PID/status) after a warm-up of full push cycles, with the
+ *   N requests held, and after every device fetched /pending.
+ * - Latency: approve-to-Accept = from just before the answer POST is written to the Access-Accept
+ *   (Response Authenticator verified) arriving on the request's UDP socket. First a paced phase
+ *   (`--rate` answers/s, so the number is latency and not queueing), then the rest all at once over
+ *   `--concurrency` keep-alive connections (throughput = answers / (last Accept - first POST)).
+ * - Checks: every request got exactly an Access-Accept; every answer got 200 {status: approved}.
+ *
+ *   node --import tsx bench/push.ts [--users 10000] [--rate 250] [--paced 2500] [--concurrency 64]
+ *                                   [--json] [--no-docs] [--no-pin] [--keep-dir]
+ *
+ * Prints a summary, replaces the "## Push" section of docs/performance.md (unless --no-docs) and
+ * with --json prints the result as the last line. Bounded: stops itself after 110 s.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, generateKeyPairSync, sign as ecdsaSign } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
+import { Attr } from '../src/radius/packet.js';
+import { openSqliteStore } from '../src/store/sqlite.js';
+import { buildAccessRequest, decodeReply } from '../test/helpers/udp.js';
+import { LatencyHistogram, type LatencySummary } from './histogram.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const DIST_CLI = join(REPO, 'dist', 'cli.js');
+const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1' || !existsSync(DIST_CLI);
+const CLI_ARGS = FROM_SRC ? ['--import', 'tsx', join(REPO, 'src', 'cli.ts')] : [DIST_CLI];
+const SECRET = 'bench-push-secret-0123456789';
+const PER_SOCKET = 250;
+const WARMUP_USERS = 300;
+const HARD_LIMIT_MS = 110_000;
+const SERVER_CPU = 0;
+const CLIENT_CPU = 1;
+
+export type PushBenchResult = {
+  startedAt: string;
+  machine: { cpu: string; cores: number; node: string; pinned: boolean };
+  server: string;
+  users: number;
+  sharedKeyPair: true;
+  provisionMs: number;
+  rss: { baselineMiB: number; heldMiB: number; afterFetchMiB: number; endMiB: number; peakMiB: number; extraHeldMiB: number; extraAfterFetchMiB: number; perHeldKiB: number };
+  hold: { sendMs: number; retransmitted: number; fetchPendingMs: number; serverCpuMsPerHeld: number };
+  paced: { count: number; ratePerSec: number; latency: LatencySummary; httpLatency: LatencySummary };
+  burst: { count: number; concurrency: number; seconds: number; approvalsPerSec: number; latency: LatencySummary; serverCpuMsPerApproval: number };
+  accepts: number;
+  rejects: number;
+  failures: string[];
+  targets: { rssMiB: number; p99Ms: number; rssMet: boolean; p99Met: boolean };
+  durationSeconds: number;
+};
+
+type Options = { users: number; rate: number; paced: number; concurrency: number; json: boolean; docs: boolean; pin: boolean; keepDir: boolean };
+
+function parseOptions(argv: string[]): Options {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      users: { type: 'string', default: '10000' },
+      rate: { type: 'string', default: '250' },
+      paced: { type: 'string', default: '2500' },
+      concurrency: { type: 'string', default: '64' },
+      json: { type: 'boolean', default: false },
+      'no-docs': { type: 'boolean', default: false },
+      'no-pin': { type: 'boolean', default: false },
+      'keep-dir': { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const num = (name: string, s: string, lo: number, hi: number) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`--${name} must be a whole number in ${lo}..${hi}`);
+    return n;
+  };
+  const users = num('users', v.users, 1, 100_000);
+  return {
+    users,
+    rate: num('rate', v.rate, 1, 5000),
+    paced: Math.min(users, num('paced', v.paced, 0, 100_000)),
+    concurrency: num('concurrency', v.concurrency, 1, 1024),
+    json: v.json,
+    docs: !v['no-docs'],
+    pin: !v['no-pin'],
+    keepDir: v['keep-dir'],
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
+const userName = (i: number) => (i < 0 ? `w${String(-i - 1).padStart(4, '0')}` : `u${String(i).padStart(5, '0')}`);
+/** Deterministic bearer token per device (the store keeps only its SHA-256, as activation does). */
+const tokenOf = (name: string) => createHash('sha256').update(`bench-push-token:${name}`).digest('base64url');
+
+function procStatus(pid: number): { rssKiB: number; hwmKiB: number } {
+  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+  return { rssKiB: field('VmRSS'), hwmKiB: field('VmHWM') };
+}
+
+/** utime + stime of the process in ms. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+/** Waits until the server has used no CPU for `quietMs` (it has worked through what it was sent). */
+async function settle(pid: number, quietMs = 300, maxMs = 10_000): Promise<void> {
+  const until = Date.now() + maxMs;
+  let last = cpuMs(pid);
+  let quietSince = Date.now();
+  while (Date.now() < until) {
+    await sleep(50);
+    const now = cpuMs(pid);
+    if (now !== last) {
+      last = now;
+      quietSince = Date.now();
+    } else if (Date.now() - quietSince >= quietMs) return;
+  }
+}
+
+function freeTcpPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function freeUdpPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createSocket('udp4');
+    s.bind(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function canPin(): boolean {
+  return cpus().length >= 2 && spawnSync('taskset', ['-V']).status === 0;
+}
+
+function writeConfig(dir: string, authPort: number, httpPort: number): string {
+  const cfg = join(dir, 'config.yaml');
+  writeFileSync(cfg, `# Written by bench/push.ts
+listen:
+  auth: "127.0.0.1:${authPort}"
+clients:
+  - name: bench
+    address: 127.0.0.1
+    secret: ${JSON.stringify(SECRET)}
+first_factor:
+  type: none
+mfa:
+  default_method: push
+  reject_delay: 0
+  lockout:
+    max_failures: 0
+  push:
+    timeout: 10m
+    rate_limit:
+      max: 1000
+      window: 10m
+http:
+  listen: "127.0.0.1:${httpPort}"
+store:
+  path: ${JSON.stringify(join(dir, 'bench.db'))}
+log:
+  level: warn
+`);
+  return cfg;
+}
+
+/** N users + one device each (and the warm-up users), through the store API; one P-256 public key for all. */
+async function provision(dir: string, indexes: number[], publicKeyDer: Buffer): Promise<void> {
+  const storeConfig = { type: 'sqlite' as const, path: join(dir, 'bench.db'), encryption_key: undefined, key_file: undefined };
+  const store = openSqliteStore(storeConfig, resolveEncryptionKey(storeConfig).key, { cacheSize: 0 });
+  try {
+    await store.addUsers(indexes.map((i) => ({ username: userName(i) })));
+    for (const i of indexes) {
+      const name = userName(i);
+      await store.devices.add({ id: `dev-${name}`, username: name, name: `bench phone ${name}`, publicKey: publicKeyDer, tokenHash: createHash('sha256').update(tokenOf(name), 'utf8').digest(), pushToken: null });
+    }
+  } finally {
+    store.close();
+  }
+}
+
+type HttpReply = { status: number; body: unknown };
+
+function http(agent: Agent, port: number, method: string, path: string, token: string, body?: unknown, onWritten?: () => void): Promise<HttpReply> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = httpRequest(
+      { agent, host: '127.0.0.1', port, method, path, headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as unknown) : undefined }));
+      },
+    );
+    req.on('error', reject);
+    onWritten?.();
+    req.end(payload);
+  });
+}
+
+/** Runs `jobs` with at most `limit` in flight. */
+async function pool<T>(items: readonly T[], limit: number, job: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await job(items[next++]!);
+  }));
+}
+
+/** Sockets for `count` users; user k (0-based within the set) uses socket k/250 with identifier k%250. */
+class RequestSet {
+  readonly sockets: Socket[] = [];
+  readonly requests: Buffer[] = [];
+  readonly acceptedAt: Float64Array;
+  readonly code: Uint8Array;
+  readonly sentAt: Float64Array;
+  private waiters: (() => void)[] = [];
+  received = 0;
+  unverified = 0;
+  duplicates = 0;
+
+  private constructor(readonly indexes: number[], readonly port: number) {
+    this.acceptedAt = new Float64Array(indexes.length);
+    this.code = new Uint8Array(indexes.length);
+    this.sentAt = new Float64Array(indexes.length);
+  }
+
+  static async open(indexes: number[], port: number): Promise<RequestSet> {
+    const set = new RequestSet(indexes, port);
+    const n = Math.ceil(indexes.length / PER_SOCKET);
+    for (let s = 0; s < n; s++) {
+      const socket = createSocket('udp4');
+      await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
+      socket.setRecvBufferSize(4 * 1024 * 1024);
+      socket.on('message', (msg) => set.onReply(s, msg));
+      set.sockets.push(socket);
+    }
+    indexes.forEach((i, k) => {
+      set.requests.push(
+        buildAccessRequest({
+          secret: SECRET,
+          identifier: k % PER_SOCKET,
+          userName: userName(i),
+          password: 'not-checked',
+          attributes: [
+            [Attr.NasIdentifier, 'bench-vpn'],
+            [Attr.CallingStationId, `198.51.100.${k % 250}`],
+          ],
+        }),
+      );
+    });
+    return set;
+  }
+
+  private onReply(s: number, msg: Buffer): void {
+    const at = performance.now();
+    const k = s * PER_SOCKET + msg[1]!;
+    const request = this.requests[k];
+    if (!request) return;
+    if (!decodeReply(msg, request, SECRET).verified) {
+      this.unverified++;
+      return;
+    }
+    if (this.code[k] !== 0) {
+      this.duplicates++;
+      return;
+    }
+    this.code[k] = msg[0]!;
+    this.acceptedAt[k] = at;
+    this.received++;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  send(k: number): void {
+    this.sentAt[k] = performance.now();
+    this.sockets[Math.floor(k / PER_SOCKET)]!.send(this.requests[k]!, this.port, '127.0.0.1');
+  }
+
+  /** Sends every request, ~20,000/s in bursts of 100 (the server's socket buffer holds a few hundred). */
+  async sendAll(): Promise<void> {
+    for (let k = 0; k < this.requests.length; k++) {
+      this.send(k);
+      if (k % 100 === 99) await sleep(5);
+    }
+  }
+
+  async waitForReplies(count: number, timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.received < count) {
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return true;
+  }
+
+  close(): void {
+    for (const s of this.sockets) s.close();
+  }
+}
+
+/** Every device reads its request id from /pending; a request that is not there (datagram lost) is re-sent. */
+async function fetchPendingIds(set: RequestSet, agent: Agent, httpPort: number, concurrency: number, pid: number): Promise<{ ids: string[]; retransmitted: number }> {
+  const ids: string[] = new Array(set.indexes.length).fill('');
+  let retransmitted = 0;
+  for (let round = 0; round < 5; round++) {
+    const missing = set.indexes.map((_, k) => k).filter((k) => !ids[k]);
+    if (missing.length === 0) break;
+    if (round > 0) {
+      for (const k of missing) set.send(k);
+      retransmitted += missing.length;
+      await settle(pid, 200);
+    }
+    await pool(missing, concurrency, async (k) => {
+      const name = userName(set.indexes[k]!);
+      const r = await http(agent, httpPort, 'GET', '/api/v1/pending', tokenOf(name));
+      if (r.status !== 200) throw new Error(`GET /pending for ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+      const item = (r.body as { id: string; username: string }[]).find((p) => p.username === name);
+      if (item) ids[k] = item.id;
+    });
+  }
+  const lost = ids.filter((id) => !id).length;
+  if (lost) throw new Error(`${lost} requests never showed up in /pending after 4 re-sends`);
+  return { ids, retransmitted };
+}
+
+function signAll(ids: string[], privateKey: ReturnType<typeof generateKeyPairSync>['privateKey']): string[] {
+  return ids.map((id) => ecdsaSign('sha256', Buffer.from(`${id}.approve`, 'utf8'), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64'));
+}
+
+async function answer(agent: Agent, httpPort: number, set: RequestSet, k: number, id: string, signature: string, postedAt: Float64Array, failures: string[], httpHist?: LatencyHistogram): Promise<void> {
+  const name = userName(set.indexes[k]!);
+  const r = await http(agent, httpPort, 'POST', `/api/v1/requests/${id}/answer`, tokenOf(name), { decision: 'approve', signature }, () => (postedAt[k] = performance.now()));
+  httpHist?.record(performance.now() - postedAt[k]!);
+  if (r.status !== 200 || (r.body as { status?: string }).status !== 'approved') failures.push(`${name}: answer ${r.status} ${JSON.stringify(r.body)}`);
+}
+
+/** A full cycle for the warm-up users: every code path the measurement uses runs (and is compiled) first. */
+async function warmUp(port: number, httpPort: number, pid: number, privateKey: ReturnType<typeof generateKeyPairSync>['privateKey']): Promise<void> {
+  const indexes = Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1);
+  const set = await RequestSet.open(indexes, port);
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+  try {
+    await set.sendAll();
+    await settle(pid, 200);
+    const { ids } = await fetchPendingIds(set, agent, httpPort, 16, pid);
+    const sigs = signAll(ids, privateKey);
+    const posted = new Float64Array(ids.length);
+    const failures: string[] = [];
+    await pool(ids.map((_, k) => k), 16, (k) => answer(agent, httpPort, set, k, ids[k]!, sigs[k]!, posted, failures));
+    if (!(await set.waitForReplies(ids.length, 10_000))) throw new Error(`warm-up: ${set.received}/${ids.length} replies`);
+    if (failures.length) throw new Error(`warm-up: ${failures.slice(0, 3).join('; ')}`);
+  } finally {
+    agent.destroy();
+    set.close();
+  }
+}
+
+async function startServer(cfg: string, dir: string, httpPort: number, pin: boolean): Promise<{ child: ChildProcess; logFile: string; stop: () => Promise<void> }> {
+  const logFile = join(dir, 'serve.log');
+  const fd = openSync(logFile, 'w');
+  const args = [...CLI_ARGS, '--config', cfg, 'serve'];
+  const child = pin
+    ? spawn('taskset', ['-c', String(SERVER_CPU), process.execPath, ...args], { cwd: REPO, stdio: ['ignore', fd, fd] })
+    : spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const agent = new Agent({ keepAlive: false });
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+    // HTTP listens after the RADIUS sockets are bound: once it answers, both are up.
+    const up = await http(agent, httpPort, 'GET', '/api/v1/openapi.json', 'x'.repeat(20)).then((r) => r.status === 200, () => false);
+    if (up) break;
+    if (Date.now() > deadline) throw new Error(`server not up after 20 s:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+    await sleep(100);
+  }
+  agent.destroy();
+  return {
+    child,
+    logFile,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await Promise.race([exited, sleep(5000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+export async function runPushBench(o: Options): Promise<PushBenchResult> {
+  const t0 = Date.now();
+  const log = (s: string) => process.stderr.write(`push bench: ${s}\n`);
+  const pin = o.pin && canPin();
+  if (pin) spawnSync('taskset', ['-a', '-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
+  const dir = mkdtempSync(join(tmpdir(), 'bench-push-'));
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let set: RequestSet | undefined;
+  const agents: Agent[] = [];
+  try {
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const publicKeyDer = publicKey.export({ type: 'spki', format: 'der' });
+    const indexes = Array.from({ length: o.users }, (_, i) => i);
+    const [authPort, httpPort] = [await freeUdpPort(), await freeTcpPort()];
+    const cfg = writeConfig(dir, authPort, httpPort);
+    let t = performance.now();
+    await provision(dir, [...indexes, ...Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1)], publicKeyDer);
+    const provisionMs = Math.round(performance.now() - t);
+    log(`${o.users} users with a device each provisioned in ${provisionMs} ms; starting ${FROM_SRC ? 'src/cli.ts via tsx' : 'dist/cli.js'} serve${pin ? ` on core ${SERVER_CPU}, bench on core ${CLIENT_CPU}` : ' (not pinned)'}`);
+    server = await startServer(cfg, dir, httpPort, pin);
+    const pid = server.child.pid!;
+
+    await warmUp(authPort, httpPort, pid, privateKey);
+    await settle(pid);
+    const base = procStatus(pid);
+    const cpuBefore = cpuMs(pid);
+
+    set = await RequestSet.open(indexes, authPort);
+    t = performance.now();
+    await set.sendAll();
+    const sendMs = Math.round(performance.now() - t);
+    await settle(pid);
+    const held = procStatus(pid);
+    const cpuHeld = cpuMs(pid) - cpuBefore;
+    log(`${o.users} requests sent in ${sendMs} ms; server RSS ${mib(base.rssKiB)} -> ${mib(held.rssKiB)} MiB`);
+
+    const getAgent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
+    agents.push(getAgent);
+    t = performance.now();
+    const { ids, retransmitted } = await fetchPendingIds(set, getAgent, httpPort, o.concurrency, pid);
+    const fetchPendingMs = Math.round(performance.now() - t);
+    await settle(pid);
+    const fetched = procStatus(pid);
+    if (set.received > 0) throw new Error(`${set.received} requests were answered before any approval`);
+    log(`every device fetched its request id from /pending in ${fetchPendingMs} ms (${retransmitted} datagrams re-sent); RSS ${mib(fetched.rssKiB)} MiB`);
+
+    const signatures = signAll(ids, privateKey);
+    const postedAt = new Float64Array(ids.length);
+    const failures: string[] = [];
+
+    // Paced: one answer every 1/rate s, so each meets an idle server.
+    const pacedAgent = new Agent({ keepAlive: true, maxSockets: 8 });
+    agents.push(pacedAgent);
+    const pacedHttp = new LatencyHistogram();
+    const pacedDone: Promise<void>[] = [];
+    const interval = 1000 / o.rate;
+    const pacedStart = performance.now();
+    for (let k = 0; k < o.paced; k++) {
+      const due = pacedStart + k * interval;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait - 0.5);
+      while (performance.now() < due) await new Promise((r) => setImmediate(r));
+      pacedDone.push(answer(pacedAgent, httpPort, set, k, ids[k]!, signatures[k]!, postedAt, failures, pacedHttp));
+    }
+    await Promise.all(pacedDone);
+    if (!(await set.waitForReplies(o.paced, 10_000))) failures.push(`paced: only ${set.received}/${o.paced} replies`);
+    const pacedHist = new LatencyHistogram();
+    for (let k = 0; k < o.paced; k++) if (set.acceptedAt[k]) pacedHist.record(set.acceptedAt[k]! - postedAt[k]!);
+    log(`paced ${o.paced} approvals at ${o.rate}/s: approve-to-Accept p50 ${pacedHist.summary().p50Ms} ms, p99 ${pacedHist.summary().p99Ms} ms`);
+
+    // All at once: the rest, as fast as `concurrency` keep-alive connections carry them.
+    await settle(pid, 200);
+    const burst = indexes.slice(o.paced).map((_, j) => o.paced + j);
+    const cpuBurst0 = cpuMs(pid);
+    const burstStart = performance.now();
+    await pool(burst, o.concurrency, (k) => answer(getAgent, httpPort, set!, k, ids[k]!, signatures[k]!, postedAt, failures));
+    if (!(await set.waitForReplies(o.users, 20_000))) failures.push(`burst: only ${set.received}/${o.users} replies`);
+    let lastAccept = burstStart;
+    const burstHist = new LatencyHistogram();
+    for (const k of burst) {
+      if (!set.acceptedAt[k]) continue;
+      lastAccept = Math.max(lastAccept, set.acceptedAt[k]!);
+      burstHist.record(set.acceptedAt[k]! - postedAt[k]!);
+    }
+    await settle(pid, 200);
+    const cpuBurst = cpuMs(pid) - cpuBurst0;
+    const burstSeconds = (lastAccept - burstStart) / 1000;
+    const end = procStatus(pid);
+
+    let accepts = 0;
+    let rejects = 0;
+    for (let k = 0; k < o.users; k++) {
+      if (set.code[k] === 2) accepts++;
+      else if (set.code[k] === 3) rejects++;
+    }
+    if (accepts !== o.users) failures.push(`${accepts}/${o.users} Access-Accept (${rejects} Access-Reject)`);
+    if (set.unverified) failures.push(`${set.unverified} replies did not verify`);
+    if (set.duplicates) failures.push(`${set.duplicates} duplicate replies`);
+
+    const extraHeld = mib(held.rssKiB - base.rssKiB);
+    const p99 = pacedHist.summary().p99Ms;
+    return {
+      startedAt: new Date(t0).toISOString(),
+      machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin },
+      server: FROM_SRC ? 'src/cli.ts via tsx (no dist/: run npm run build for the numbers to report)' : 'node dist/cli.js serve',
+      users: o.users,
+      sharedKeyPair: true,
+      provisionMs,
+      rss: {
+        baselineMiB: mib(base.rssKiB),
+        heldMiB: mib(held.rssKiB),
+        afterFetchMiB: mib(fetched.rssKiB),
+        endMiB: mib(end.rssKiB),
+        peakMiB: mib(end.hwmKiB),
+        extraHeldMiB: extraHeld,
+        extraAfterFetchMiB: mib(fetched.rssKiB - base.rssKiB),
+        perHeldKiB: Math.round(((held.rssKiB - base.rssKiB) / o.users) * 100) / 100,
+      },
+      hold: { sendMs, retransmitted, fetchPendingMs, serverCpuMsPerHeld: Math.round((cpuHeld / o.users) * 1000) / 1000 },
+      paced: { count: o.paced, ratePerSec: o.rate, latency: pacedHist.summary(), httpLatency: pacedHttp.summary() },
+      burst: {
+        count: burst.length,
+        concurrency: o.concurrency,
+        seconds: Math.round(burstSeconds * 1000) / 1000,
+        approvalsPerSec: burst.length ? Math.round(burst.length / burstSeconds) : 0,
+        latency: burstHist.summary(),
+        serverCpuMsPerApproval: burst.length ? Math.round((cpuBurst / burst.length) * 1000) / 1000 : 0,
+      },
+      accepts,
+      rejects,
+      failures,
+      targets: { rssMiB: 64, p99Ms: 5, rssMet: extraHeld <= 64, p99Met: p99 <= 5 },
+      durationSeconds: Math.round((Date.now() - t0) / 1000),
+    };
+  } catch (err) {
+    if (server) process.stderr.write(`push bench: server log tail:\n${readFileSync(server.logFile, 'utf8').slice(-2000)}\n`);
+    throw err;
+  } finally {
+    for (const a of agents) a.destroy();
+    set?.close();
+    await server?.stop();
+    if (!o.keepDir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function formatPushResult(r: PushBenchResult): string {
+  const l = (s: LatencySummary) => `p50 ${s.p50Ms} ms, p90 ${s.p90Ms} ms, p99 ${s.p99Ms} ms, max ${s.maxMs} ms`;
+  return [
+    `Push: ${r.users} requests held at once, then approved over the Mobile App API (${r.server}${r.machine.pinned ? '; server on core 0, bench on core 1' : ''})`,
+    `  server RSS: ${r.rss.baselineMiB} MiB after warm-up -> ${r.rss.heldMiB} MiB with ${r.users} held: +${r.rss.extraHeldMiB} MiB (${r.rss.perHeldKiB} KiB per held request; target <= ${r.targets.rssMiB} MiB: ${r.targets.rssMet ? 'met' : 'NOT MET'})`,
+    `              ${r.rss.afterFetchMiB} MiB after every device fetched /pending (+${r.rss.extraAfterFetchMiB} MiB), ${r.rss.endMiB} MiB at the end, peak ${r.rss.peakMiB} MiB`,
+    `  holding: ${r.users} Access-Requests sent in ${r.hold.sendMs} ms (${r.hold.retransmitted} re-sent), ${r.hold.serverCpuMsPerHeld} ms server CPU each; ${r.users} GET /pending in ${r.hold.fetchPendingMs} ms`,
+    `  approve-to-Accept, paced (${r.paced.count} at ${r.paced.ratePerSec}/s): ${l(r.paced.latency)} (target p99 <= ${r.targets.p99Ms} ms: ${r.targets.p99Met ? 'met' : 'NOT MET'})`,
+    `    answer POST -> HTTP 200, same requests: ${l(r.paced.httpLatency)}`,
+    `  all at once (${r.burst.count} over ${r.burst.concurrency} connections): ${r.burst.approvalsPerSec} approvals/s (${r.burst.seconds} s), ${r.burst.serverCpuMsPerApproval} ms server CPU per approval; approve-to-Accept under that load ${l(r.burst.latency)}`,
+    `  result: ${r.accepts}/${r.users} Access-Accept, ${r.rejects} Access-Reject${r.failures.length ? `; FAILURES: ${r.failures.slice(0, 5).join('; ')}` : '; every answer 200 approved'}`,
+  ].join('\n');
+}
+
+/** Replaces (or appends) the "## Push" section of docs/performance.md. */
+export function writePushDocs(r: PushBenchResult, file = join(REPO, 'docs', 'performance.md')): void {
+  const l = (s: LatencySummary) => `${s.p50Ms} / ${s.p90Ms} / ${s.p99Ms} / ${s.maxMs}`;
+  const section = `## Push
+
+Written by \`bench/push.ts\` (run alone: \`node --import tsx bench/push.ts\`; \`npm run bench\` runs it after the TOTP
+runs). ${r.users} users with one device each in a temp store; our server as a child (\`${r.server}\`${r.machine.pinned ? ', pinned to core 0; the bench on core 1' : ''})
+with RADIUS and HTTP on loopback, \`first_factor: none\` (no password hashing measured), \`default_method: push\`,
+\`push.timeout: 10m\`, push rate limit 1000 per user, \`log.level: warn\`, no FCM (devices poll \`/pending\`).
+All devices share one ECDSA P-256 key pair (cheap to set up; the server still verifies every answer against the
+device's stored key). Requests come from our own encoder (Message-Authenticator, User-Name, User-Password,
+NAS-Identifier, Calling-Station-Id). RSS is VmRSS of the server process after a warm-up of ${WARMUP_USERS} full push cycles.
+Approve-to-Accept is the time from just before the answer POST is written to the Access-Accept (Response
+Authenticator verified) arriving on the request's UDP socket.
+
+Run ${r.startedAt}, ${r.machine.cores} cores (${r.machine.cpu}), Node ${r.machine.node}, ${r.durationSeconds} s:
+
+| measure | value | target |
+|---|---|---|
+| server RSS after warm-up | ${r.rss.baselineMiB} MiB | |
+| with ${r.users} requests held | ${r.rss.heldMiB} MiB (**+${r.rss.extraHeldMiB} MiB**, ${r.rss.perHeldKiB} KiB each) | ≤ 64 MiB extra: ${r.targets.rssMet ? 'met' : '**not met**'} |
+| after every device fetched \`/pending\` | ${r.rss.afterFetchMiB} MiB (+${r.rss.extraAfterFetchMiB} MiB); peak ${r.rss.peakMiB} MiB | |
+| holding: server CPU per held request | ${r.hold.serverCpuMsPerHeld} ms (${r.users} sent in ${r.hold.sendMs} ms, ${r.hold.retransmitted} re-sent) | |
+| ${r.users} × \`GET /pending\` (${r.burst.concurrency} connections) | ${r.hold.fetchPendingMs} ms | |
+| approve-to-Accept, paced ${r.paced.ratePerSec}/s, n=${r.paced.count}: p50 / p90 / p99 / max | **${l(r.paced.latency)} ms** | p99 ≤ 5 ms: ${r.targets.p99Met ? 'met' : '**not met**'} |
+| answer POST -> HTTP 200, same requests | ${l(r.paced.httpLatency)} ms | |
+| all at once, n=${r.burst.count} over ${r.burst.concurrency} connections | **${r.burst.approvalsPerSec} approvals/s**, ${r.burst.serverCpuMsPerApproval} ms server CPU each | |
+| approve-to-Accept under that load: p50 / p90 / p99 / max | ${l(r.burst.latency)} ms (queueing) | |
+| result | ${r.accepts}/${r.users} Access-Accept, ${r.rejects} Access-Reject${r.failures.length ? `, failures: ${r.failures.slice(0, 3).join('; ')}` : ''} | all Accept |
+`;
+  const current = existsSync(file) ? readFileSync(file, 'utf8') : '# Performance\n';
+  const start = current.search(/^## Push$/m);
+  let next = start < 0 ? -1 : current.slice(start + 1).search(/^## /m);
+  if (next >= 0) next += start + 1;
+  const updated = start < 0 ? `${current.trimEnd()}\n\n${section}` : `${current.slice(0, start)}${section}${next >= 0 ? `\n${current.slice(next)}` : ''}`;
+  writeFileSync(file, updated);
+}
+
+/** For `npm run bench`: runs this file as a child pinned to `cpu` (so its affinity does not leak), prints and returns the result. */
+export function runPushBenchChild(args: string[] = [], cpu = CLIENT_CPU): Promise<PushBenchResult | undefined> {
+  const node = [process.execPath, '--import', 'tsx', fileURLToPath(import.meta.url), ...args, '--json'];
+  const child = canPin() ? spawn('taskset', ['-c', String(cpu), ...node], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(node[0]!, node.slice(1), { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  return new Promise((resolve) => {
+    child.once('exit', (code) => {
+      const lines = out.trim().split('\n');
+      const last = lines.at(-1) ?? '';
+      process.stdout.write(`\n${(last.startsWith('{') ? lines.slice(0, -1) : lines).join('\n')}\n`);
+      try {
+        resolve(JSON.parse(lines.at(-1) ?? '') as PushBenchResult);
+      } catch {
+        console.log(`push bench: exited ${code} without a result; no push numbers`);
+        resolve(undefined);
+      }
+    });
+  });
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const o = parseOptions(process.argv.slice(2));
+  const hardStop = setTimeout(() => {
+    console.error(`push bench: hard limit of ${HARD_LIMIT_MS / 1000} s reached; stopping`);
+    process.exit(3);
+  }, HARD_LIMIT_MS);
+  hardStop.unref();
+  try {
+    const r = await runPushBench(o);
+    console.log(formatPushResult(r));
+    if (o.docs) {
+      writePushDocs(r);
+      console.log('push bench: wrote the "## Push" section of docs/performance.md');
+    }
+    if (o.json) console.log(JSON.stringify(r));
+    process.exitCode = r.failures.length ? 1 : 0;
+  } catch (err) {
+    console.error(`push bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exitCode = 1;
+  }
+}
