@@ -1,6 +1,5 @@
 // The decision for one Access-Request: first factor, then the second factor the policy picks.
 // Knows nothing of sockets or packet bytes.
-import { randomBytes } from 'node:crypto';
 import type { Config, Method } from '../config/schema.js';
 import type { FirstFactor, FirstFactorResult } from '../auth/first-factor.js';
 import type { PendingPushes } from '../mfa/pending.js';
@@ -8,6 +7,7 @@ import type { PushSender } from '../mfa/push-sender.js';
 import { verifyTotp } from '../mfa/totp.js';
 import type { ChallengeRecord, EphemeralState } from '../state/state.js';
 import type { Store, UserRecord } from '../store/store.js';
+import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision } from './decision.js';
 import { clearFailures, isLocked, recordFailure } from './lockout.js';
 import type { Policy } from './policy.js';
@@ -133,8 +133,7 @@ async function relayUpstreamChallenge(
   groups: readonly string[],
   deps: AccessDeps,
 ): Promise<Decision> {
-  const state = randomBytes(16);
-  await deps.state.putChallenge(state.toString('hex'), {
+  const state = await newChallenge(deps.state, {
     username,
     clientName: attempt.clientName,
     method,
@@ -176,8 +175,7 @@ export type FirstFactorCarry = ChallengeRecord['firstFactor'];
 /** Access-Challenge asking for the TOTP code; the State is random, single-use and expires. */
 async function askForCode(attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry): Promise<Decision> {
   if (!user?.totp) return reject(method, 'not_enrolled', MESSAGES.notEnrolled);
-  const state = randomBytes(16);
-  await deps.state.putChallenge(state.toString('hex'), {
+  const state = await newChallenge(deps.state, {
     username,
     clientName: attempt.clientName,
     method,

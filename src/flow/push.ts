@@ -1,12 +1,13 @@
 // Push approval: one push per attempt; the request is held until the phone answers, or, for number
 // matching and for NAS whose timeout is too short to hold, answered with an Access-Challenge whose
 // State leads back to the same push.
-import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+import { randomInt, timingSafeEqual } from 'node:crypto';
 import type { Method } from '../config/schema.js';
 import { PendingPushes, type PendingPush, type PushOutcome } from '../mfa/pending.js';
 import type { ChallengeRecord } from '../state/state.js';
 import type { DeviceRecord, UserRecord } from '../store/store.js';
 import type { AccessAttempt, AccessDeps, FirstFactorCarry } from './access.js';
+import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision } from './decision.js';
 import { recordFailure } from './lockout.js';
 
@@ -101,8 +102,7 @@ async function pushChallenge(
   deps: AccessDeps,
   carried: FirstFactorCarry,
 ): Promise<Decision> {
-  const state = randomBytes(16);
-  await deps.state.putChallenge(state.toString('hex'), { username, clientName: attempt.clientName, method, pushId: push.id, expires: push.expires, firstFactor: carried });
+  const state = await newChallenge(deps.state, { username, clientName: attempt.clientName, method, pushId: push.id, expires: push.expires, firstFactor: carried });
   const message = reason === 'push_pending' ? MESSAGES.notYetApproved : reason === 'number_requested' ? MESSAGES.enterNumber : MESSAGES.approveThenEnter;
   return { kind: 'challenge', method, reason, state, message };
 }
