@@ -334,6 +334,16 @@ describe('loadConfig warnings', () => {
     assert.match(result.warnings[0]!, /BlastRADIUS \(CVE-2024-3596\)/);
   });
 
+  test('warns when mfa.push.timeout does not fit the NAS timeout budget, and not when it does', () => {
+    const short = load(minimal('    nas_timeout: 10s\n    nas_retries: 2\n', 'mfa:\n  push:\n    timeout: 60s\n'));
+    assert.ok(short.result.ok);
+    assert.equal(short.result.warnings.length, 1);
+    assert.match(short.result.warnings[0]!, /:7:18 clients\[0\]\.nas_timeout: client "vpn" gives up after 29\.0 s .*mfa\.push\.timeout 60 s.*press Enter/);
+    const fits = load(minimal('    nas_timeout: 30s\n    nas_retries: 2\n', 'mfa:\n  push:\n    timeout: 60s\n'));
+    assert.ok(fits.result.ok);
+    assert.deepEqual(fits.result.warnings, []);
+  });
+
   test('warns about a shared secret shorter than 16 characters without printing it', () => {
     const { result } = load(minimal().replace(GOOD_SECRET, 'hunter2hunter2'));
     assert.ok(result.ok);

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, holdBudgetMs, type Config } from './schema.js';
 
 export type ConfigIssue = { file: string; line: number; column: number; path: string; message: string };
 export type LoadResult = { ok: true; config: Config; warnings: string[] } | { ok: false; issues: ConfigIssue[] };
@@ -83,6 +83,13 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
       warn(
         ['clients', i, 'secret'],
         `client ${name} has a shared secret shorter than ${MIN_SECRET_LENGTH} characters; use a long random one, e.g. from: openssl rand -base64 24`,
+      );
+    }
+    const budget = holdBudgetMs(client.nas_timeout, client.nas_retries);
+    if (config.mfa.push.timeout > budget) {
+      warn(
+        ['clients', i, 'nas_timeout'],
+        `client ${name} gives up after ${(budget / 1000).toFixed(1)} s (nas_timeout x ${client.nas_retries + 1} tries, less 1 s), shorter than mfa.push.timeout ${config.mfa.push.timeout / 1000} s: push users of this client get the "approve on your phone, then press Enter" challenge instead of a held request; raise the appliance's RADIUS timeout to hold pushes`,
       );
     }
   });

@@ -326,5 +326,13 @@ export const configSchema = z.strictObject({
 });
 
 export type Config = z.output<typeof configSchema>;
+
+/** Margin between our answer and the NAS giving up: network and scheduling slack. */
+const HOLD_MARGIN_MS = 1000;
+
+/** How long a client's NAS waits in all (nas_timeout x tries, less a margin); Infinity when not declared. */
+export function holdBudgetMs(nasTimeoutMs: number | undefined, nasRetries: number): number {
+  return nasTimeoutMs === undefined ? Infinity : Math.max(0, nasTimeoutMs * (nasRetries + 1) - HOLD_MARGIN_MS);
+}
 export type ClientConfig = Config['clients'][number];
 export type HostPort = { host: string; port: number };

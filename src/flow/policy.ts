@@ -1,6 +1,6 @@
 // The policy view of the config: which method and which reply attributes apply to a user.
 // Built once per config load (reply attributes are encoded here, not per request).
-import type { Config, Method } from '../config/schema.js';
+import { holdBudgetMs, type Config, type Method } from '../config/schema.js';
 import { encodeNamedAttributes, type NamedAttributes } from '../radius/dictionary.js';
 import type { UserRecord } from '../store/store.js';
 
@@ -18,13 +18,6 @@ export interface ClientPolicy {
   numberMatching: boolean | undefined;
   /** How long the NAS waits in all (nas_timeout x tries) less a safety margin; Infinity when not declared. */
   holdBudgetMs: number;
-}
-
-/** Margin between our answer and the NAS giving up: network and scheduling slack. */
-const HOLD_MARGIN_MS = 1000;
-
-export function holdBudgetMs(nasTimeoutMs: number | undefined, nasRetries: number): number {
-  return nasTimeoutMs === undefined ? Infinity : Math.max(0, nasTimeoutMs * (nasRetries + 1) - HOLD_MARGIN_MS);
 }
 
 interface Rule {
