@@ -158,6 +158,19 @@ test('the same client with require_message_authenticator: false is answered, and
   assert.ok(s.logs.filter((l) => l.level === 'warn' && l.client === 'legacy-nas' && /BlastRADIUS/.test(String(l.msg))).length === 1);
 });
 
+test('a legacy client without Message-Authenticator may not send Proxy-State (BlastRADIUS limit_proxy_state)', async (t) => {
+  const s = await server(t, { config: { clients: [{ name: 'legacy-nas', address: '127.0.0.1', secret: 'legacy-secret-1234567', require_message_authenticator: false }] } });
+  const alice = await enrollTotp(s.store, 'alice', { password: PASSWORD });
+  const r = await radclient({ 'User-Name': 'alice', 'User-Password': PASSWORD + alice.codeAt(s.clock.now()), 'Proxy-State': '0x01' }, {
+    port: s.authPort,
+    secret: 'legacy-secret-1234567',
+    messageAuthenticator: false,
+    timeout: 0.5,
+  });
+  assert.equal(r.code, 'timeout', r.stdout);
+  assert.equal(s.logs.filter({ reason: 'proxy_state_without_message_authenticator' }).length, 1);
+});
+
 test('a datagram from an address that is no configured client is dropped', async (t) => {
   // 127.0.0.2 exactly and 10/8 as a CIDR: neither covers 127.0.0.1, where radclient sends from.
   const s = await server(t, { config: { clients: [{ name: 'elsewhere', address: ['127.0.0.2', '10.0.0.0/8'], secret: 'elsewhere-secret-123' }] } });

@@ -154,6 +154,10 @@ export class RadiusServer {
       return this.drop('missing_message_authenticator', rinfo, `Access-Request without Message-Authenticator from client ${client.name}: dropped (set require_message_authenticator: false only for legacy NAS)`);
     } else if (findAttribute(packet, Attr.EapMessage)) {
       return this.drop('eap_without_message_authenticator', rinfo, 'EAP-Message without Message-Authenticator: dropped (RFC 3579)');
+    } else if (findAttribute(packet, Attr.ProxyState)) {
+      // BlastRADIUS: Proxy-State is where a forged prefix goes; a legacy NAS is no proxy and never sends it
+      // (FreeRADIUS limit_proxy_state).
+      return this.drop('proxy_state_without_message_authenticator', rinfo, `Proxy-State without Message-Authenticator from client ${client.name}: dropped (BlastRADIUS)`);
     }
 
     const key = DedupeCache.key(listener, rinfo.address, rinfo.port, packet.identifier, packet.authenticator);
