@@ -15,6 +15,8 @@ command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
 [ -x /usr/sbin/openvpn ] || need+=(openvpn)
 [ -e /usr/lib/openvpn/radiusplugin.so ] || need+=(openvpn-auth-radius)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Portal and companion-app tests: the real browser, driven by playwright-core (never `npx playwright install`).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,6 +1,9 @@
 // Real headless Chromium (Debian's /usr/bin/chromium, installed by scripts/install-test-deps.sh) driven by
 // playwright-core. A fresh profile per launch; the flags keep Chromium off the network except for loopback.
 import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -20,12 +23,13 @@ export async function phoneContext(browser: Browser): Promise<BrowserContext> {
   return context;
 }
 
-export const SCREENSHOTS = new URL('../../docs/screenshots/', import.meta.url);
+/** docs/screenshots/ with SCREENSHOTS=1 (to refresh the committed ones), else a temp folder: runs leave the tree clean. */
+export const SCREENSHOTS = process.env.SCREENSHOTS === '1' ? fileURLToPath(new URL('../../docs/screenshots/', import.meta.url)) : join(tmpdir(), 'radius-mfa-screenshots');
 
-/** Saves a screenshot for the docs (docs/screenshots/<name>.png). */
+/** Saves a full-page screenshot as <name>.png in SCREENSHOTS. */
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  await page.screenshot({ path: new URL(`${name}.png`, SCREENSHOTS).pathname, fullPage: true });
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
 
 /** Collects page errors and console errors so a test can assert there were none. */
