@@ -361,3 +361,44 @@ test('a device of another user cannot be removed through the portal', async (t) 
   assert.equal((await server.store.devices.list('lee')).length, 1);
 });
 
+
+test('push sign-in with number matching: approved on the phone, then the number the app shows; a wrong number is refused and counts as a failure', async (t) => {
+  const { server, base } = await portalServer({ mfa: { push: { number_matching: true, timeout: '20s' } } });
+  t.after(() => server.close());
+  await server.store.addUser({ username: 'max', passwordHash: await hashPassword('max-pw') });
+  const phone = await SimulatedPhone.activate(base, (await createActivation(server.store, server.config, 'max', server.clock.now())).activation_code);
+
+  for (const right of [false, true]) {
+    const client = new PortalClient(base);
+    await client.get('/portal/sign-in');
+    assert.equal((await client.post('/portal/sign-in', { username: 'max', password: 'max-pw' })).status, 303);
+    assert.match((await client.get('/portal/sign-in')).text, /Number shown in the app/);
+    const early = await client.post('/portal/sign-in/push/complete', { number: '10' });
+    assert.equal(early.status, 202, 'not approved yet: nothing decided');
+    const request = await phone.waitForPending();
+    assert.match(request.number!, /^\d{2}$/);
+    await phone.answer(request.id, 'approve');
+    const typed = right ? request.number! : String(((Number(request.number) - 10 + 1) % 90) + 10);
+    const done = await client.post('/portal/sign-in/push/complete', { number: typed });
+    if (right) {
+      assert.equal(done.status, 303);
+      assert.equal((await client.get('/portal/')).status, 200);
+    } else {
+      assert.equal(done.status, 401);
+      assert.match(done.text, /does not match the one shown in the app/);
+      assert.equal((await client.get('/portal/')).status, 303, 'not signed in');
+      // The lockout counter RADIUS uses: the mismatch was one failure (this probe adds the second).
+      assert.equal(await server.state.increment('fail:max', 60_000), 2);
+    }
+  }
+  assert.deepEqual(server.logs.filter({ event: 'portal_sign_in' }).map((r) => `${r.result}:${r.reason}`), ['reject:number_mismatch', 'accept:push']);
+});
+
+test('over HTTPS (a TLS proxy in front) the session cookie is Secure with the __Host- prefix', async (t) => {
+  const { server, base } = await portalServer();
+  t.after(() => server.close());
+  const r = await fetch(`${base}/portal/sign-in`, { headers: { 'x-forwarded-proto': 'https' } });
+  assert.match(r.headers.get('set-cookie')!, /^__Host-rmfa_portal=[A-Za-z0-9_-]+; Path=\/; HttpOnly; SameSite=Strict; Secure$/);
+  assert.match(r.headers.get('content-security-policy')!, /frame-ancestors 'none'/);
+  assert.equal(r.headers.get('cache-control'), 'no-store');
+});
