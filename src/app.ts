@@ -1,5 +1,6 @@
 // Composition root: wires config, store, state and policy to the RADIUS server. Builds; never exits the process.
 import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -16,6 +17,7 @@ import { Policy } from './flow/policy.js';
 import { buildClientTable, type ClientTable } from './radius/clients.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
+import { buildRegistry, DecisionCounts, listenMetrics } from './metrics/metrics.js';
 import { PendingPushes } from './mfa/pending.js';
 import type { PushSender } from './mfa/push-sender.js';
 import type { EphemeralState } from './state/state.js';
@@ -37,7 +39,7 @@ interface Runtime {
 }
 
 export interface BoundAddress {
-  role: 'auth' | 'acct' | 'http';
+  role: 'auth' | 'acct' | 'http' | 'metrics';
   address: string;
   port: number;
 }
@@ -100,6 +102,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const now = deps.now ?? Date.now;
   const log = deps.logger;
   const pending = new PendingPushes(now);
+  const decisions = new DecisionCounts();
   let runtime = buildRuntime(config, deps, pending, now);
 
   const onAccess = async (request: AccessRequest): Promise<AccessReply> => {
@@ -119,6 +122,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     };
     const decision = await decideAccess(attempt, current.access);
     audit(log, request, attempt, decision, now() - request.receivedAt);
+    decisions.add(request.client.name, decision.method, decision.kind, decision.reason);
     return toReply(decision, current.config);
   };
 
@@ -177,15 +181,23 @@ export function buildApp(config: Config, deps: AppDeps): App {
     return [{ role: 'http', address: a.address, port: a.port }];
   };
 
+  let metrics: Server | undefined;
+  const startMetrics = async (): Promise<BoundAddress[]> => {
+    if (!config.metrics) return [];
+    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions }), config.metrics.listen.host, config.metrics.listen.port);
+    metrics = bound.server;
+    return [{ role: 'metrics', address: config.metrics.listen.host, port: bound.port }];
+  };
+
   return {
     server,
     pending,
     async start() {
       const radius = await server.start();
-      return [...radius, ...(await startHttp())];
+      return [...radius, ...(await startHttp()), ...(await startMetrics())];
     },
     reload(next) {
-      const restart = (['listen', 'store', 'state', 'dedupe', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
+      const restart = (['listen', 'http', 'store', 'state', 'dedupe', 'metrics', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
       const previous = runtime;
       runtime = buildRuntime(next, deps, pending, now, runtime);
       // A replaced first factor (LDAP, upstream RADIUS) is closed once requests in flight are done with it.
@@ -198,6 +210,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     async close() {
       await server.close();
       await http?.close();
+      await new Promise((resolve) => (metrics ? metrics.close(resolve) : resolve(undefined)));
       pending.close();
       await runtime.access.firstFactor.close?.();
       await forwarder?.close();

@@ -318,6 +318,10 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   state: z.strictObject({ type: z.literal('memory').default('memory') }).prefault({}),
+  metrics: z
+    .strictObject({ listen: hostPort })
+    .optional()
+    .meta({ description: 'Prometheus metrics at http://HOST:PORT/metrics. Off when absent; keep it on an internal address.' }),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),

@@ -69,7 +69,11 @@ export class RadiusServer {
   private readonly dropped: ReturnType<typeof rateLimitedWarn>;
   private readonly timers = new Set<NodeJS.Timeout>();
   private nextQ = 1;
+  /** Set by close(): decisions that finish afterwards have no socket to answer on. */
+  private closed = false;
   readonly counters = { received: 0, dropped: 0, duplicates: 0, resent: 0, answered: 0, errors: 0 };
+  /** Dropped datagrams by reason (a fixed set of names), for metrics. */
+  readonly drops = new Map<string, number>();
 
   constructor(private readonly options: RadiusServerOptions) {
     this.dedupe = new DedupeCache({ ...options.dedupe, inFlightMs: Math.max(IN_FLIGHT_LIMIT_MS, options.dedupe.windowMs), now: options.now });
@@ -101,6 +105,7 @@ export class RadiusServer {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     await Promise.all(this.sockets.map(({ socket }) => new Promise<void>((resolve) => socket.close(() => resolve()))));
@@ -113,6 +118,7 @@ export class RadiusServer {
 
   private drop(reason: string, rinfo: RemoteInfo, msg: string): void {
     this.counters.dropped++;
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
     this.dropped(reason, { from: `${rinfo.address}:${rinfo.port}` }, msg);
   }
 
@@ -202,6 +208,7 @@ export class RadiusServer {
   }
 
   private reply(request: AccessRequest, reply: AccessReply | null, key: string, socket: Socket): void {
+    if (this.closed) return;
     if (!reply) {
       this.dedupe.abandon(key);
       return;

@@ -91,6 +91,8 @@ export interface TestServer {
   acctPort: number;
   /** 0 unless the config has `http`. */
   httpPort: number;
+  /** 0 unless the config has `metrics`. */
+  metricsPort: number;
   host: string;
   secret: string;
   config: Config;
@@ -146,12 +148,13 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const port = (role: 'auth' | 'acct' | 'http') => bound.find((b) => b.role === role)?.port ?? 0;
+  const port = (role: 'auth' | 'acct' | 'http' | 'metrics') => bound.find((b) => b.role === role)?.port ?? 0;
   let closed = false;
   return {
     authPort: port('auth'),
     acctPort: port('acct'),
     httpPort: port('http'),
+    metricsPort: port('metrics'),
     host,
     secret,
     config,

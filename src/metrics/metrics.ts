@@ -1,0 +1,96 @@
+// Prometheus metrics, read from counters the request path keeps anyway: scraping costs the path nothing.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { PendingPushes } from '../mfa/pending.js';
+import type { RadiusServer } from '../radius/server.js';
+
+/** Decisions by client, method, result and reason; filled by the audit step. */
+export class DecisionCounts {
+  private readonly counts = new Map<string, { labels: Record<string, string>; n: number }>();
+
+  add(client: string, method: string | undefined, result: string, reason: string): void {
+    const key = `${client}\0${method}\0${result}\0${reason}`;
+    const hit = this.counts.get(key);
+    if (hit) hit.n++;
+    else this.counts.set(key, { labels: { client, method: method ?? 'none_chosen', result, reason }, n: 1 });
+  }
+
+  entries(): Iterable<{ labels: Record<string, string>; n: number }> {
+    return this.counts.values();
+  }
+}
+
+export interface MetricSources {
+  radius: RadiusServer;
+  pending: PendingPushes;
+  decisions: DecisionCounts;
+}
+
+/** Counters whose value is copied from a source at scrape time (prom-client counters only go up, as these do). */
+function mirrorCounter(registry: Registry, name: string, help: string, labelNames: string[], read: (c: Counter) => void): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      read(this);
+    },
+  });
+}
+
+export function buildRegistry(src: MetricSources): Registry {
+  const registry = new Registry();
+  const c = src.radius.counters;
+  mirrorCounter(registry, 'radius_datagrams_received_total', 'UDP datagrams received on the RADIUS ports', [], (m) => m.inc(c.received));
+  mirrorCounter(registry, 'radius_datagrams_dropped_total', 'Datagrams silently discarded, by reason', ['reason'], (m) => {
+    for (const [reason, n] of src.radius.drops) m.inc({ reason }, n);
+  });
+  mirrorCounter(registry, 'radius_retransmissions_total', 'Retransmitted requests: dropped while in flight, or answered from the reply cache', ['kind'], (m) => {
+    m.inc({ kind: 'in_flight' }, c.duplicates);
+    m.inc({ kind: 'resent' }, c.resent);
+  });
+  mirrorCounter(registry, 'radius_replies_total', 'Access replies sent (not counting re-sent cached replies)', [], (m) => m.inc(c.answered));
+  mirrorCounter(registry, 'radius_errors_total', 'Requests that hit a bug and got no reply (see the error log)', [], (m) => m.inc(c.errors));
+  mirrorCounter(registry, 'radius_decisions_total', 'Access decisions by client, method, result and reason', ['client', 'method', 'result', 'reason'], (m) => {
+    for (const { labels, n } of src.decisions.entries()) m.inc(labels, n);
+  });
+  new Gauge({
+    name: 'radius_pushes_pending',
+    help: 'Push requests waiting for the phone (and decided ones kept briefly for their State)',
+    registers: [registry],
+    collect() {
+      this.set(src.pending.size);
+    },
+  });
+  new Gauge({
+    name: 'radius_reply_cache_entries',
+    help: 'Requests in flight plus answered ones kept for retransmissions',
+    registers: [registry],
+    collect() {
+      this.set(src.radius.pendingDuplicates);
+    },
+  });
+  return registry;
+}
+
+/** GET /metrics on its own port (keep it off the public API address). */
+export async function listenMetrics(registry: Registry, host: string, port: number): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' || req.url !== '/metrics') {
+      res.writeHead(404).end('see /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500).end(`${err.message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}
