@@ -74,17 +74,11 @@ export class SessionStore {
   /** A new id (and CSRF token) for the signed-in user: an id seen before sign-in is never trusted after it. */
   rotate(old: PortalSession): PortalSession {
     this.sessions.delete(old.id);
-    const next = this.create();
-    return next;
+    return this.create();
   }
 
   destroy(id: string): void {
     this.sessions.delete(id);
-  }
-
-  /** Ends every session of a user (their factors changed elsewhere, or an admin asked). */
-  destroyUser(username: string): void {
-    for (const [id, s] of this.sessions.entries()) if (s.username === username) this.sessions.delete(id);
   }
 
   get size(): number {
