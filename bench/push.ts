@@ -33,7 +33,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -42,6 +42,7 @@ import { Attr } from '../src/radius/packet.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { buildAccessRequest, decodeReply } from '../test/helpers/udp.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
+import { InspectorSession, inspectorUrlIn, type MemoryUsage } from './inspector.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DIST_CLI = join(REPO, 'dist', 'cli.js');
@@ -53,16 +54,32 @@ const WARMUP_USERS = 300;
 const HARD_LIMIT_MS = 110_000;
 const SERVER_CPU = 0;
 const CLIENT_CPU = 1;
+/** The server child, killed on the hard limit or a signal (it must not outlive the bench). */
+let serverChild: ChildProcess | undefined;
 
 export type PushBenchResult = {
   startedAt: string;
-  machine: { cpu: string; cores: number; node: string; pinned: boolean };
+  machine: { cpu: string; cores: number; node: string; pinned: boolean; backgroundBusyPercent: number[]; loadavg: number[] };
   server: string;
   users: number;
   sharedKeyPair: true;
   provisionMs: number;
-  rss: { baselineMiB: number; heldMiB: number; afterFetchMiB: number; endMiB: number; peakMiB: number; extraHeldMiB: number; extraAfterFetchMiB: number; perHeldKiB: number };
-  hold: { sendMs: number; retransmitted: number; fetchPendingMs: number; serverCpuMsPerHeld: number };
+  /** After a forced full GC (inspector) unless named otherwise. */
+  memory: {
+    baselineRssMiB: number;
+    heldRssMiB: number;
+    extraRssMiB: number;
+    perHeldRssKiB: number;
+    baselineHeapMiB: number;
+    heldHeapMiB: number;
+    extraHeapMiB: number;
+    perHeldHeapKiB: number;
+    /** RSS right after the requests arrived, before any forced GC: what `top` would show then. */
+    heldRssNoGcMiB: number;
+    endRssMiB: number;
+    peakRssMiB: number;
+  };
+  hold: { sendMs: number; retransmitted: number; missingAtFirst: number; fetchPendingMs: number; serverCpuMsPerHeld: number };
   paced: { count: number; ratePerSec: number; latency: LatencySummary; httpLatency: LatencySummary };
   burst: { count: number; concurrency: number; seconds: number; approvalsPerSec: number; latency: LatencySummary; serverCpuMsPerApproval: number };
   accepts: number;
@@ -113,6 +130,17 @@ const userName = (i: number) => (i < 0 ? `w${String(-i - 1).padStart(4, '0')}` :
 /** Deterministic bearer token per device (the store keeps only its SHA-256, as activation does). */
 const tokenOf = (name: string) => createHash('sha256').update(`bench-push-token:${name}`).digest('base64url');
 
+/** Full GC in the server, then its memory: VmRSS from /proc (what the OS charges) and V8's heap. */
+async function measureMemory(inspectorUrl: string, pid: number): Promise<{ rssKiB: number; usage: MemoryUsage }> {
+  const session = await InspectorSession.connect(inspectorUrl);
+  try {
+    const usage = await session.collectGarbageAndMeasure();
+    return { rssKiB: procStatus(pid).rssKiB, usage };
+  } finally {
+    session.close();
+  }
+}
+
 function procStatus(pid: number): { rssKiB: number; hwmKiB: number } {
   const s = readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
@@ -162,6 +190,20 @@ function freeUdpPort(): Promise<number> {
   });
 }
 
+/** Busy % of each core over `ms` before the bench starts anything: load from outside the bench. */
+async function backgroundBusy(ms: number): Promise<number[]> {
+  const ticks = () =>
+    readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l))
+      .map((l) => l.trim().split(/\s+/).slice(1, 9).map(Number)).map((v) => [v.reduce((x, y) => x + y, 0), v[3]! + v[4]!] as const);
+  try {
+    const before = ticks();
+    await sleep(ms);
+    return ticks().map(([total, idle], i) => Math.round((1 - (idle - before[i]![1]) / Math.max(1, total - before[i]![0])) * 1000) / 10);
+  } catch {
+    return [];
+  }
+}
+
 function canPin(): boolean {
   return cpus().length >= 2 && spawnSync('taskset', ['-V']).status === 0;
 }
@@ -192,7 +234,7 @@ http:
 store:
   path: ${JSON.stringify(join(dir, 'bench.db'))}
 log:
-  level: warn
+  level: ${process.env.BENCH_PUSH_LOG_LEVEL ?? 'warn'}
 `);
   return cfg;
 }
@@ -310,11 +352,15 @@ class RequestSet {
     this.sockets[Math.floor(k / PER_SOCKET)]!.send(this.requests[k]!, this.port, '127.0.0.1');
   }
 
-  /** Sends every request, ~20,000/s in bursts of 100 (the server's socket buffer holds a few hundred). */
-  async sendAll(): Promise<void> {
-    for (let k = 0; k < this.requests.length; k++) {
-      this.send(k);
-      if (k % 100 === 99) await sleep(5);
+  /**
+   * Sends these requests (default all) at ~2,500/s in bursts of 50: the server's socket buffer
+   * (net.core.rmem_default, 208 KiB) holds a few hundred datagrams, and on a shared core the server
+   * drains it slower than its ~0.1 ms of CPU per request suggests. Lost ones are re-sent later.
+   */
+  async sendPaced(ks: readonly number[] = this.requests.map((_, k) => k)): Promise<void> {
+    for (let j = 0; j < ks.length; j++) {
+      this.send(ks[j]!);
+      if (j % 50 === 49) await sleep(20);
     }
   }
 
@@ -340,17 +386,19 @@ class RequestSet {
 }
 
 /** Every device reads its request id from /pending; a request that is not there (datagram lost) is re-sent. */
-async function fetchPendingIds(set: RequestSet, agent: Agent, httpPort: number, concurrency: number, pid: number): Promise<{ ids: string[]; retransmitted: number }> {
+async function fetchPendingIds(set: RequestSet, agent: Agent, httpPort: number, concurrency: number, pid: number): Promise<{ ids: string[]; retransmitted: number; missingAtFirst: number }> {
   const ids: string[] = new Array(set.indexes.length).fill('');
   let retransmitted = 0;
+  let missingAtFirst = 0;
   for (let round = 0; round < 5; round++) {
     const missing = set.indexes.map((_, k) => k).filter((k) => !ids[k]);
     if (missing.length === 0) break;
     if (round > 0) {
-      for (const k of missing) set.send(k);
+      await set.sendPaced(missing);
       retransmitted += missing.length;
       await settle(pid, 200);
     }
+    const t = performance.now();
     await pool(missing, concurrency, async (k) => {
       const name = userName(set.indexes[k]!);
       const r = await http(agent, httpPort, 'GET', '/api/v1/pending', tokenOf(name));
@@ -358,10 +406,12 @@ async function fetchPendingIds(set: RequestSet, agent: Agent, httpPort: number, 
       const item = (r.body as { id: string; username: string }[]).find((p) => p.username === name);
       if (item) ids[k] = item.id;
     });
+    if (round === 0) missingAtFirst = missing.filter((k) => !ids[k]).length;
+    if (process.env.BENCH_PUSH_DEBUG) process.stderr.write(`push bench: /pending round ${round}: ${missing.length} asked, ${missing.filter((k) => ids[k]).length} found, ${Math.round(performance.now() - t)} ms\n`);
   }
   const lost = ids.filter((id) => !id).length;
-  if (lost) throw new Error(`${lost} requests never showed up in /pending after 4 re-sends`);
-  return { ids, retransmitted };
+  if (lost) throw new Error(`${lost} requests never showed up in /pending after 4 re-sends (${set.received} were answered)`);
+  return { ids, retransmitted, missingAtFirst };
 }
 
 function signAll(ids: string[], privateKey: ReturnType<typeof generateKeyPairSync>['privateKey']): string[] {
@@ -381,7 +431,7 @@ async function warmUp(port: number, httpPort: number, pid: number, privateKey: R
   const set = await RequestSet.open(indexes, port);
   const agent = new Agent({ keepAlive: true, maxSockets: 16 });
   try {
-    await set.sendAll();
+    await set.sendPaced();
     await settle(pid, 200);
     const { ids } = await fetchPendingIds(set, agent, httpPort, 16, pid);
     const sigs = signAll(ids, privateKey);
@@ -396,14 +446,17 @@ async function warmUp(port: number, httpPort: number, pid: number, privateKey: R
   }
 }
 
-async function startServer(cfg: string, dir: string, httpPort: number, pin: boolean): Promise<{ child: ChildProcess; logFile: string; stop: () => Promise<void> }> {
+async function startServer(cfg: string, dir: string, httpPort: number, pin: boolean): Promise<{ child: ChildProcess; logFile: string; inspector: string; stop: () => Promise<void> }> {
   const logFile = join(dir, 'serve.log');
   const fd = openSync(logFile, 'w');
-  const args = [...CLI_ARGS, '--config', cfg, 'serve'];
+  const profile = process.env.BENCH_PUSH_PROFILE_DIR;
+  // --inspect on loopback: the bench forces a full GC before each memory reading (bench/inspector.ts).
+  const args = ['--inspect=127.0.0.1:0', ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []), ...CLI_ARGS, '--config', cfg, 'serve'];
   const child = pin
     ? spawn('taskset', ['-c', String(SERVER_CPU), process.execPath, ...args], { cwd: REPO, stdio: ['ignore', fd, fd] })
     : spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', fd, fd] });
   closeSync(fd);
+  serverChild = child;
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const agent = new Agent({ keepAlive: false });
   const deadline = Date.now() + 20_000;
@@ -416,9 +469,12 @@ async function startServer(cfg: string, dir: string, httpPort: number, pin: bool
     await sleep(100);
   }
   agent.destroy();
+  const inspector = inspectorUrlIn(readFileSync(logFile, 'utf8'));
+  if (!inspector) throw new Error('no "Debugger listening on ws://..." line from the server');
   return {
     child,
     logFile,
+    inspector,
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await Promise.race([exited, sleep(5000)]);
@@ -430,6 +486,9 @@ async function startServer(cfg: string, dir: string, httpPort: number, pin: bool
 export async function runPushBench(o: Options): Promise<PushBenchResult> {
   const t0 = Date.now();
   const log = (s: string) => process.stderr.write(`push bench: ${s}\n`);
+  const background = await backgroundBusy(1000);
+  const loadavgAtStart = loadavg().map((x) => Math.round(x * 100) / 100);
+  if (background.some((b) => b > 15)) log(`WARNING other processes keep the cores busy (${background.map((b, i) => `cpu${i} ${b}%`).join(', ')}; load average ${loadavgAtStart.join(' ')}): latency numbers will be inflated`);
   const pin = o.pin && canPin();
   if (pin) spawnSync('taskset', ['-a', '-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
   const dir = mkdtempSync(join(tmpdir(), 'bench-push-'));
@@ -451,27 +510,28 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
 
     await warmUp(authPort, httpPort, pid, privateKey);
     await settle(pid);
-    const base = procStatus(pid);
+    const base = await measureMemory(server.inspector, pid);
     const cpuBefore = cpuMs(pid);
 
     set = await RequestSet.open(indexes, authPort);
     t = performance.now();
-    await set.sendAll();
+    await set.sendPaced();
     const sendMs = Math.round(performance.now() - t);
     await settle(pid);
-    const held = procStatus(pid);
+    const heldNoGc = procStatus(pid);
     const cpuHeld = cpuMs(pid) - cpuBefore;
-    log(`${o.users} requests sent in ${sendMs} ms; server RSS ${mib(base.rssKiB)} -> ${mib(held.rssKiB)} MiB`);
+    log(`${o.users} requests sent in ${sendMs} ms; server RSS ${mib(base.rssKiB)} -> ${mib(heldNoGc.rssKiB)} MiB (before GC)`);
 
     const getAgent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
     agents.push(getAgent);
     t = performance.now();
-    const { ids, retransmitted } = await fetchPendingIds(set, getAgent, httpPort, o.concurrency, pid);
+    const { ids, retransmitted, missingAtFirst } = await fetchPendingIds(set, getAgent, httpPort, o.concurrency, pid);
     const fetchPendingMs = Math.round(performance.now() - t);
     await settle(pid);
-    const fetched = procStatus(pid);
     if (set.received > 0) throw new Error(`${set.received} requests were answered before any approval`);
-    log(`every device fetched its request id from /pending in ${fetchPendingMs} ms (${retransmitted} datagrams re-sent); RSS ${mib(fetched.rssKiB)} MiB`);
+    // All N confirmed held (each device saw its request): now what the server retains for them.
+    const held = await measureMemory(server.inspector, pid);
+    log(`every device fetched its request id from /pending in ${fetchPendingMs} ms (${retransmitted} of the first ${o.users} datagrams lost and re-sent; ${missingAtFirst} missing at the first look); after a full GC: RSS ${mib(base.rssKiB)} -> ${mib(held.rssKiB)} MiB, heap ${mib(base.usage.heapUsed / 1024)} -> ${mib(held.usage.heapUsed / 1024)} MiB`);
 
     const signatures = signAll(ids, privateKey);
     const postedAt = new Float64Array(ids.length);
@@ -527,25 +587,29 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     if (set.duplicates) failures.push(`${set.duplicates} duplicate replies`);
 
     const extraHeld = mib(held.rssKiB - base.rssKiB);
+    const heapKiB = (u: MemoryUsage) => (u.heapUsed + u.external) / 1024;
     const p99 = pacedHist.summary().p99Ms;
     return {
       startedAt: new Date(t0).toISOString(),
-      machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin },
+      machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin, backgroundBusyPercent: background, loadavg: loadavgAtStart },
       server: FROM_SRC ? 'src/cli.ts via tsx (no dist/: run npm run build for the numbers to report)' : 'node dist/cli.js serve',
       users: o.users,
       sharedKeyPair: true,
       provisionMs,
-      rss: {
-        baselineMiB: mib(base.rssKiB),
-        heldMiB: mib(held.rssKiB),
-        afterFetchMiB: mib(fetched.rssKiB),
-        endMiB: mib(end.rssKiB),
-        peakMiB: mib(end.hwmKiB),
-        extraHeldMiB: extraHeld,
-        extraAfterFetchMiB: mib(fetched.rssKiB - base.rssKiB),
-        perHeldKiB: Math.round(((held.rssKiB - base.rssKiB) / o.users) * 100) / 100,
+      memory: {
+        baselineRssMiB: mib(base.rssKiB),
+        heldRssMiB: mib(held.rssKiB),
+        extraRssMiB: extraHeld,
+        perHeldRssKiB: Math.round(((held.rssKiB - base.rssKiB) / o.users) * 100) / 100,
+        baselineHeapMiB: mib(heapKiB(base.usage)),
+        heldHeapMiB: mib(heapKiB(held.usage)),
+        extraHeapMiB: mib(heapKiB(held.usage) - heapKiB(base.usage)),
+        perHeldHeapKiB: Math.round(((heapKiB(held.usage) - heapKiB(base.usage)) / o.users) * 100) / 100,
+        heldRssNoGcMiB: mib(heldNoGc.rssKiB),
+        endRssMiB: mib(end.rssKiB),
+        peakRssMiB: mib(end.hwmKiB),
       },
-      hold: { sendMs, retransmitted, fetchPendingMs, serverCpuMsPerHeld: Math.round((cpuHeld / o.users) * 1000) / 1000 },
+      hold: { sendMs, retransmitted, missingAtFirst, fetchPendingMs, serverCpuMsPerHeld: Math.round((cpuHeld / o.users) * 1000) / 1000 },
       paced: { count: o.paced, ratePerSec: o.rate, latency: pacedHist.summary(), httpLatency: pacedHttp.summary() },
       burst: {
         count: burst.length,
@@ -574,11 +638,14 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
 
 export function formatPushResult(r: PushBenchResult): string {
   const l = (s: LatencySummary) => `p50 ${s.p50Ms} ms, p90 ${s.p90Ms} ms, p99 ${s.p99Ms} ms, max ${s.maxMs} ms`;
+  const m = r.memory;
   return [
     `Push: ${r.users} requests held at once, then approved over the Mobile App API (${r.server}${r.machine.pinned ? '; server on core 0, bench on core 1' : ''})`,
-    `  server RSS: ${r.rss.baselineMiB} MiB after warm-up -> ${r.rss.heldMiB} MiB with ${r.users} held: +${r.rss.extraHeldMiB} MiB (${r.rss.perHeldKiB} KiB per held request; target <= ${r.targets.rssMiB} MiB: ${r.targets.rssMet ? 'met' : 'NOT MET'})`,
-    `              ${r.rss.afterFetchMiB} MiB after every device fetched /pending (+${r.rss.extraAfterFetchMiB} MiB), ${r.rss.endMiB} MiB at the end, peak ${r.rss.peakMiB} MiB`,
-    `  holding: ${r.users} Access-Requests sent in ${r.hold.sendMs} ms (${r.hold.retransmitted} re-sent), ${r.hold.serverCpuMsPerHeld} ms server CPU each; ${r.users} GET /pending in ${r.hold.fetchPendingMs} ms`,
+    `  background load before the run: ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} ${b}%`).join(', ')}; load average ${r.machine.loadavg.join(' ')}`,
+    `  server memory after a full GC: RSS ${m.baselineRssMiB} -> ${m.heldRssMiB} MiB with ${r.users} held: +${m.extraRssMiB} MiB (${m.perHeldRssKiB} KiB each; target <= ${r.targets.rssMiB} MiB: ${r.targets.rssMet ? 'met' : 'NOT MET'})`,
+    `                 V8 heap + external ${m.baselineHeapMiB} -> ${m.heldHeapMiB} MiB: +${m.extraHeapMiB} MiB (${m.perHeldHeapKiB} KiB each)`,
+    `                 RSS before any forced GC right after the requests arrived ${m.heldRssNoGcMiB} MiB; at the end ${m.endRssMiB} MiB, peak ${m.peakRssMiB} MiB`,
+    `  holding: ${r.users} Access-Requests sent in ${r.hold.sendMs} ms, ${r.hold.serverCpuMsPerHeld} ms server CPU each (${r.hold.missingAtFirst} lost in the socket buffer and re-sent); ${r.users} GET /pending in ${r.hold.fetchPendingMs} ms`,
     `  approve-to-Accept, paced (${r.paced.count} at ${r.paced.ratePerSec}/s): ${l(r.paced.latency)} (target p99 <= ${r.targets.p99Ms} ms: ${r.targets.p99Met ? 'met' : 'NOT MET'})`,
     `    answer POST -> HTTP 200, same requests: ${l(r.paced.httpLatency)}`,
     `  all at once (${r.burst.count} over ${r.burst.concurrency} connections): ${r.burst.approvalsPerSec} approvals/s (${r.burst.seconds} s), ${r.burst.serverCpuMsPerApproval} ms server CPU per approval; approve-to-Accept under that load ${l(r.burst.latency)}`,
@@ -589,31 +656,37 @@ export function formatPushResult(r: PushBenchResult): string {
 /** Replaces (or appends) the "## Push" section of docs/performance.md. */
 export function writePushDocs(r: PushBenchResult, file = join(REPO, 'docs', 'performance.md')): void {
   const l = (s: LatencySummary) => `${s.p50Ms} / ${s.p90Ms} / ${s.p99Ms} / ${s.maxMs}`;
+  const m = r.memory;
+  const loaded = r.machine.backgroundBusyPercent.some((b) => b > 15);
   const section = `## Push
 
-Written by \`bench/push.ts\` (run alone: \`node --import tsx bench/push.ts\`; \`npm run bench\` runs it after the TOTP
-runs). ${r.users} users with one device each in a temp store; our server as a child (\`${r.server}\`${r.machine.pinned ? ', pinned to core 0; the bench on core 1' : ''})
-with RADIUS and HTTP on loopback, \`first_factor: none\` (no password hashing measured), \`default_method: push\`,
-\`push.timeout: 10m\`, push rate limit 1000 per user, \`log.level: warn\`, no FCM (devices poll \`/pending\`).
-All devices share one ECDSA P-256 key pair (cheap to set up; the server still verifies every answer against the
-device's stored key). Requests come from our own encoder (Message-Authenticator, User-Name, User-Password,
-NAS-Identifier, Calling-Station-Id). RSS is VmRSS of the server process after a warm-up of ${WARMUP_USERS} full push cycles.
-Approve-to-Accept is the time from just before the answer POST is written to the Access-Accept (Response
-Authenticator verified) arriving on the request's UDP socket.
+Written by \`bench/push.ts\` (alone: \`node --import tsx bench/push.ts\`; \`npm run bench\` runs it after the TOTP runs).
+${r.users} users with one device each in a temp store; our server as a child (\`${r.server}\`${r.machine.pinned ? ', pinned to core 0; the bench on core 1' : ''},
+with \`--inspect=127.0.0.1:0\` so the bench can force a full GC before each memory reading) with RADIUS and HTTP on
+loopback, \`first_factor: none\` (no password hashing measured), \`default_method: push\`, \`push.timeout: 10m\`, push
+rate limit 1000 per user, \`log.level: warn\`, no FCM (devices poll \`/pending\`). All devices share one ECDSA P-256
+key pair (cheap to set up; the server still verifies every answer against the device's stored key). Requests
+come from our own encoder (Message-Authenticator, User-Name, User-Password, NAS-Identifier, Calling-Station-Id)
+at ~2,500/s; datagrams the server's socket buffer dropped are re-sent (counted). Every device then reads its
+request id from \`GET /api/v1/pending\`, which confirms all ${r.users} are held before the memory reading.
+Baseline = after a warm-up of ${WARMUP_USERS} full push cycles. Approve-to-Accept = from just before the answer POST is
+written to the Access-Accept (Response Authenticator verified) arriving on the request's UDP socket.
 
-Run ${r.startedAt}, ${r.machine.cores} cores (${r.machine.cpu}), Node ${r.machine.node}, ${r.durationSeconds} s:
+Run ${r.startedAt}, ${r.machine.cores} cores (${r.machine.cpu}), Node ${r.machine.node}, ${r.durationSeconds} s. Busy before the
+run (other processes): ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} ${b}%`).join(', ')}, load average ${r.machine.loadavg.join(' ')}${loaded ? ': **a loaded machine; latencies and throughput are inflated by it, the server-CPU-per-operation figures much less so**' : ''}.
 
 | measure | value | target |
 |---|---|---|
-| server RSS after warm-up | ${r.rss.baselineMiB} MiB | |
-| with ${r.users} requests held | ${r.rss.heldMiB} MiB (**+${r.rss.extraHeldMiB} MiB**, ${r.rss.perHeldKiB} KiB each) | ≤ 64 MiB extra: ${r.targets.rssMet ? 'met' : '**not met**'} |
-| after every device fetched \`/pending\` | ${r.rss.afterFetchMiB} MiB (+${r.rss.extraAfterFetchMiB} MiB); peak ${r.rss.peakMiB} MiB | |
-| holding: server CPU per held request | ${r.hold.serverCpuMsPerHeld} ms (${r.users} sent in ${r.hold.sendMs} ms, ${r.hold.retransmitted} re-sent) | |
+| server RSS after warm-up (full GC) | ${m.baselineRssMiB} MiB | |
+| with ${r.users} requests held (full GC) | ${m.heldRssMiB} MiB: **+${m.extraRssMiB} MiB** (${m.perHeldRssKiB} KiB each) | ≤ 64 MiB extra: ${r.targets.rssMet ? 'met' : '**not met**'} |
+| V8 heap + external, same two moments | ${m.baselineHeapMiB} -> ${m.heldHeapMiB} MiB: +${m.extraHeapMiB} MiB (${m.perHeldHeapKiB} KiB each) | |
+| RSS right after the requests arrived, no forced GC | ${m.heldRssNoGcMiB} MiB (uncollected garbage included); peak ${m.peakRssMiB} MiB | |
+| server CPU per held request | ${r.hold.serverCpuMsPerHeld} ms (${r.hold.missingAtFirst} of ${r.users} datagrams re-sent) | |
 | ${r.users} × \`GET /pending\` (${r.burst.concurrency} connections) | ${r.hold.fetchPendingMs} ms | |
 | approve-to-Accept, paced ${r.paced.ratePerSec}/s, n=${r.paced.count}: p50 / p90 / p99 / max | **${l(r.paced.latency)} ms** | p99 ≤ 5 ms: ${r.targets.p99Met ? 'met' : '**not met**'} |
 | answer POST -> HTTP 200, same requests | ${l(r.paced.httpLatency)} ms | |
 | all at once, n=${r.burst.count} over ${r.burst.concurrency} connections | **${r.burst.approvalsPerSec} approvals/s**, ${r.burst.serverCpuMsPerApproval} ms server CPU each | |
-| approve-to-Accept under that load: p50 / p90 / p99 / max | ${l(r.burst.latency)} ms (queueing) | |
+| approve-to-Accept under that load: p50 / p90 / p99 / max | ${l(r.burst.latency)} ms (mostly queueing) | |
 | result | ${r.accepts}/${r.users} Access-Accept, ${r.rejects} Access-Reject${r.failures.length ? `, failures: ${r.failures.slice(0, 3).join('; ')}` : ''} | all Accept |
 `;
   const current = existsSync(file) ? readFileSync(file, 'utf8') : '# Performance\n';
@@ -649,9 +722,16 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const o = parseOptions(process.argv.slice(2));
   const hardStop = setTimeout(() => {
     console.error(`push bench: hard limit of ${HARD_LIMIT_MS / 1000} s reached; stopping`);
+    serverChild?.kill('SIGKILL');
     process.exit(3);
   }, HARD_LIMIT_MS);
   hardStop.unref();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      serverChild?.kill('SIGKILL');
+      process.exit(130);
+    });
+  }
   try {
     const r = await runPushBench(o);
     console.log(formatPushResult(r));
