@@ -55,7 +55,7 @@ const rounds = bounded('rounds', Number(a.rounds), 1, 5);
 const echoSeconds = bounded('echo-seconds', Number(a['echo-seconds']), 1, 10);
 const servers = new Set(a.servers.split(',').map((s) => s.trim()));
 const variants = a['ours-variants'].split(',').map((s) => s.trim()).filter(Boolean);
-const [frStart, frMax] = a['fr-threads'].split(':').map(Number);
+const [frStart = 0, frMax = 0] = a['fr-threads'].split(':').map(Number);
 if (!frStart || !frMax || frStart > frMax || frMax > 64) throw new Error('--fr-threads START:MAX, e.g. 5:32');
 for (const v of variants) if (!['none', 'audit', 'local'].includes(v)) throw new Error(`--ours-variants: none, audit, local (got ${v})`);
 
