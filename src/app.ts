@@ -143,7 +143,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
         q: request.q,
         client: request.client.name,
         user: text(p, Attr.UserName),
-        status: findAttribute(p, Attr.AcctStatusType)?.readUInt32BE(0),
+        status: uint32(p, Attr.AcctStatusType),
         session: text(p, Attr.AcctSessionId),
         nas_id: text(p, Attr.NasIdentifier),
         nas_ip: ipv4(p),
@@ -232,6 +232,11 @@ function toReply(decision: Decision, config: Config): AccessReply {
 
 function text(packet: RadiusPacket, type: number): string | undefined {
   return findAttribute(packet, type)?.toString('utf8');
+}
+
+function uint32(packet: RadiusPacket, type: number): number | undefined {
+  const v = findAttribute(packet, type);
+  return v?.length === 4 ? v.readUInt32BE(0) : undefined;
 }
 
 function ipv4(packet: RadiusPacket): string | undefined {

@@ -7,7 +7,7 @@ import { rateLimitedWarn } from '../log/rate-limited.js';
 import type { ClientTable, RadiusClient } from './clients.js';
 import { encodeResponse, revealPassword, verifyAccountingRequestAuthenticator, verifyRequestMessageAuthenticator } from './crypto.js';
 import { DedupeCache } from './dedupe.js';
-import { Attr, Code, decodePacket, findAttribute, type RadiusPacket } from './packet.js';
+import { Attr, Code, decodePacket, findAttribute, HEADER_LENGTH, MAX_PACKET_LENGTH, type RadiusPacket } from './packet.js';
 
 export interface AccessRequest {
   /** Monotonic request number: every log line about this request carries it. */
@@ -116,9 +116,13 @@ export class RadiusServer {
     return this.dedupe.size;
   }
 
-  private drop(reason: string, rinfo: RemoteInfo, msg: string): void {
+  private countDrop(reason: string): void {
     this.counters.dropped++;
     this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
+
+  private drop(reason: string, rinfo: RemoteInfo, msg: string): void {
+    this.countDrop(reason);
     this.dropped(reason, { from: `${rinfo.address}:${rinfo.port}` }, msg);
   }
 
@@ -192,11 +196,17 @@ export class RadiusServer {
       password: hidden ? revealPassword(hidden, client.secret, packet.authenticator) : undefined,
       state,
     };
-    const finish = (reply: AccessReply | null) => this.reply(request, reply, key, socket);
     const fail = (err: unknown) => {
       this.counters.errors++;
       this.dedupe.abandon(key);
       this.options.logger.error({ err, q: request.q }, 'bug: access handler failed; no reply sent');
+    };
+    const finish = (reply: AccessReply | null) => {
+      try {
+        this.reply(request, reply, key, socket);
+      } catch (err) {
+        fail(err);
+      }
     };
     try {
       const result = this.options.onAccess(request);
@@ -213,12 +223,19 @@ export class RadiusServer {
       this.dedupe.abandon(key);
       return;
     }
+    const proxyStates = proxyStatesOf(request.packet);
+    if (!fitsInReply(reply.attributes, proxyStates)) {
+      this.dedupe.abandon(key);
+      this.countDrop('reply_too_large');
+      this.options.logger.warn({ q: request.q, client: request.client.name }, 'the reply with the request\'s Proxy-State attributes would exceed 4096 octets: not sent');
+      return;
+    }
     const bytes = encodeResponse({
       code: reply.code,
       identifier: request.packet.identifier,
       requestAuthenticator: request.packet.authenticator,
       attributes: reply.attributes,
-      proxyStates: proxyStatesOf(request.packet),
+      proxyStates,
       secret: request.client.secret,
       withMessageAuthenticator: true,
     });
@@ -248,7 +265,15 @@ export class RadiusServer {
       if (seen.kind === 'answered') socket.send(seen.reply, rinfo.port, rinfo.address);
       return;
     }
-    this.options.onAccounting({ q: this.nextQ++, client, packet, source: { address: rinfo.address, port: rinfo.port } });
+    try {
+      this.options.onAccounting({ q: this.nextQ++, client, packet, source: { address: rinfo.address, port: rinfo.port } });
+    } catch (err) {
+      // RFC 2866 §2: no Accounting-Response unless the request was recorded; the NAS will retry.
+      this.dedupe.abandon(key);
+      this.counters.errors++;
+      this.options.logger.error({ err, from: `${rinfo.address}:${rinfo.port}` }, 'bug: accounting handler failed; no reply sent');
+      return;
+    }
     const bytes = encodeResponse({
       code: Code.AccountingResponse,
       identifier: packet.identifier,
@@ -281,6 +306,13 @@ export class RadiusServer {
 }
 
 const NO_PROXY_STATE: readonly Buffer[] = [];
+
+/** RFC 2865 §3: a reply is at most 4096 octets, Message-Authenticator and the copied Proxy-State included. */
+function fitsInReply(attributes: Buffer, proxyStates: readonly Buffer[]): boolean {
+  let length = HEADER_LENGTH + 18 + attributes.length;
+  for (const ps of proxyStates) length += ps.length;
+  return length <= MAX_PACKET_LENGTH;
+}
 
 /** The request's Proxy-State attributes, whole and in order (RFC 2865 §5.33). */
 function proxyStatesOf(packet: RadiusPacket): readonly Buffer[] {
