@@ -2,8 +2,9 @@
 // express the request; a raw UDP client (test/helpers/udp.ts) does the byte-level checks radclient cannot.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createSocket } from 'node:dgram';
-import { Attr, Code } from '../src/radius/packet.js';
+import { Attr, Code, encodeAttribute } from '../src/radius/packet.js';
 import { radclient, type AttributeInput, type RadclientOptions } from './helpers/radclient.js';
 import { enrollTotp, startTestServer, wrongCodeAt, type StartOptions, type TestServer } from './helpers/server.js';
 import { buildAccessRequest, decodeReply, UdpClient } from './helpers/udp.js';
@@ -110,7 +111,7 @@ test('a wrong code gets Access-Reject with a Reply-Message only after mfa.reject
   assert.equal(decodeReply(firstReply.bytes, aliceReq, s.secret).packet.code, Code.AccessAccept, "alice's accept came after bob's reject");
   assert.equal(decodeReply(secondReply.bytes, bobReq, s.secret).packet.code, Code.AccessReject);
   assert.ok(secondReply.at - bobSent >= 300, `raw reject after ${(secondReply.at - bobSent).toFixed(1)} ms`);
-  assert.ok(firstReply.at < secondReply.at);
+  assert.ok(firstReply.at < secondReply.at, "alice's accept arrived after bob's reject");
 });
 
 test('a request signed with the wrong shared secret gets no reply and one rate-limited log line', async (t) => {
@@ -155,7 +156,7 @@ test('the same client with require_message_authenticator: false is answered, and
   });
   assert.equal(r.code, 'Access-Accept', r.stdout);
   assert.equal(r.order[0], 'Message-Authenticator');
-  assert.ok(s.logs.filter((l) => l.level === 'warn' && l.client === 'legacy-nas' && /BlastRADIUS/.test(String(l.msg))).length === 1);
+  assert.equal(s.logs.filter((l) => l.level === 'warn' && l.client === 'legacy-nas' && /BlastRADIUS/.test(String(l.msg))).length, 1, 'one BlastRADIUS warning at start');
 });
 
 test('a legacy client without Message-Authenticator may not send Proxy-State (BlastRADIUS limit_proxy_state)', async (t) => {
@@ -322,9 +323,9 @@ test('Proxy-State attributes are copied into the reply unchanged and in order', 
   const values = [Buffer.from('first'), Buffer.alloc(0), Buffer.from([0, 1, 2, 3]), Buffer.alloc(253, 0xaa)];
   const req = buildAccessRequest({ secret: s.secret, userName: 'alice', password: 'no-code-here', attributes: values.map((v) => [Attr.ProxyState, v] as const) });
   const reply = await c.request(req, s.authPort);
-  assert.ok(reply);
+  assert.ok(reply, 'no reply');
   const { packet, verified } = decodeReply(reply.bytes, req, s.secret);
-  assert.ok(verified);
+  assert.ok(verified, 'reply does not verify');
   assert.equal(packet.code, Code.AccessReject);
   assert.deepEqual(
     packet.attributes.filter((a) => a.type === Attr.ProxyState).map((a) => a.value),
@@ -342,7 +343,7 @@ test('duplicates: ten copies while the first is held get exactly one reply; a la
   for (let i = 0; i < 10; i++) await c.send(req, s.authPort);
   const first = await c.next(3000);
   assert.ok(first, 'no reply');
-  assert.ok(first.at - sentAt >= 400);
+  assert.ok(first.at - sentAt >= 400, `reply after ${(first.at - sentAt).toFixed(0)} ms, before the 400 ms reject delay`);
   // Nothing else may arrive: wait as long again as the delay, then count.
   assert.equal(await c.next(500), undefined);
   assert.equal(c.received.length, 1);
@@ -395,9 +396,52 @@ test('a malformed datagram from a client is dropped with a log line and the serv
   assert.equal(s.logs.filter({ reason: 'truncated' }).length, 1);
   assert.equal(s.logs.filter({ reason: 'attribute_overrun' }).length, 1);
   const reply = await c.request(good, s.authPort);
-  assert.ok(reply);
+  assert.ok(reply, 'no reply to the valid request');
   assert.equal(decodeReply(reply.bytes, good, s.secret).packet.code, Code.AccessAccept);
   assert.equal(c.received.length, 1);
+});
+
+test('an Accounting-Request whose Acct-Status-Type is not 4 octets is still answered, without a "bug" error', async (t) => {
+  const s = await server(t);
+  const c = await udp(t);
+  // RFC 2866 §5.1 says 4 octets; a NAS (or a bit flip) sending 2 must not make the server fail the request.
+  const body = Buffer.concat([encodeAttribute(Attr.UserName, 'alice'), encodeAttribute(Attr.AcctStatusType, Buffer.from([0, 1])), encodeAttribute(Attr.AcctSessionId, 's-2')]);
+  const req = Buffer.alloc(20 + body.length);
+  req[0] = Code.AccountingRequest;
+  req[1] = 9;
+  req.writeUInt16BE(req.length, 2);
+  body.copy(req, 20);
+  createHash('md5').update(req).update(s.secret).digest().copy(req, 4); // RFC 2866 §3 Request Authenticator
+  const reply = await c.request(req, s.acctPort, '127.0.0.1', 1000);
+  assert.deepEqual(s.logs.filter((l) => l.level === 'error').map((l) => l.msg), []);
+  assert.equal(s.app.server.counters.errors, 0);
+  assert.ok(reply, 'no Accounting-Response');
+  assert.equal(decodeReply(reply.bytes, req, s.secret).packet.code, Code.AccountingResponse);
+});
+
+test('a signed request whose Proxy-States would make the reply exceed 4096 octets neither crashes nor stalls the server', async (t) => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (err: unknown) => unhandled.push(err);
+  process.on('unhandledRejection', onUnhandled);
+  t.after(() => process.off('unhandledRejection', onUnhandled));
+  const s = await server(t, { config: { first_factor: { type: 'none' } } });
+  const alice = await enrollTotp(s.store, 'alice');
+  const c = await udp(t);
+  // 4027 octets of Proxy-State (RFC 2865 §5.33: to be copied unmodified into the reply): a legal 4073-octet
+  // request, but with Message-Authenticator and a Reply-Message the reply cannot fit.
+  const proxyStates: [number, Buffer][] = [...Array.from({ length: 15 }, (_, i) => Buffer.alloc(253, i)), Buffer.alloc(200, 0xee)].map((v) => [Attr.ProxyState, v]);
+  const big = buildAccessRequest({ secret: s.secret, userName: 'nobody', attributes: proxyStates });
+  assert.equal(big.length, 4073);
+  await c.send(big, s.authPort);
+  await waitUntil(() => s.app.server.counters.received >= 1);
+  await new Promise((r) => setTimeout(r, 50));
+
+  const req = buildAccessRequest({ secret: s.secret, userName: 'alice', password: 'pw' + alice.codeAt(s.clock.now()) });
+  const reply = await c.request(req, s.authPort, '127.0.0.1', 1000);
+  assert.deepEqual(unhandled.map(String), [], 'unhandled rejection: under Node 20 defaults this exits the server process');
+  assert.deepEqual(s.logs.filter((l) => l.level === 'error').map((l) => l.msg), [], 'an oversized reply is a drop, not a bug');
+  assert.ok(reply, 'no reply to the next request');
+  assert.equal(decodeReply(reply.bytes, req, s.secret).packet.code, Code.AccessAccept);
 });
 
 test('a server listening on [::1] answers radclient -6', async (t) => {

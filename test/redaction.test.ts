@@ -83,9 +83,9 @@ test('no log line carries the password, a TOTP code, the shared secret or a TOTP
 
   const lines = s.logs.lines;
   // The search finds what is there: usernames, reasons and the drop line are logged.
-  assert.ok(lines.some((l) => l.includes('"user":"alice"')));
+  assert.ok(lines.some((l) => l.includes('"user":"alice"')), 'no line names alice: is the capture working?');
   assert.ok(s.logs.audits().length >= 11, `only ${s.logs.audits().length} audit lines`);
-  assert.ok(s.logs.filter({ reason: 'bad_message_authenticator' }).length >= 1);
+  assert.ok(s.logs.filter({ reason: 'bad_message_authenticator' }).length >= 1, 'the wrong-secret drop was not logged');
 
   const needles: [string, string][] = [
     ...renderings('password', Buffer.from(PASSWORD)),

@@ -38,12 +38,20 @@ export function createClock(start = T0): TestClock {
 
 export type LogRecord = Record<string, unknown> & { level: string; msg?: string };
 
-/** A pino destination that keeps every JSON line. */
+/** A pino destination that keeps every JSON line (the first `limit` of them) and counts lines by level. */
 export class LogCapture {
   readonly lines: string[] = [];
+  readonly counts: Record<string, number> = {};
+
+  constructor(private readonly limit = Infinity) {}
 
   write(chunk: string): void {
-    for (const line of chunk.split('\n')) if (line) this.lines.push(line);
+    for (const line of chunk.split('\n')) {
+      if (!line) continue;
+      const level = /"level":"(\w+)"/.exec(line)?.[1] ?? 'unknown';
+      this.counts[level] = (this.counts[level] ?? 0) + 1;
+      if (this.lines.length < this.limit) this.lines.push(line);
+    }
   }
 
   get records(): LogRecord[] {
@@ -84,6 +92,8 @@ export interface StartOptions {
   start?: number;
   /** Push delivery; default none (devices poll). */
   pushSender?: PushSender;
+  /** Keep at most this many log lines (all are still counted by level). Default: all. */
+  logLimit?: number;
 }
 
 export interface TestServer {
@@ -134,7 +144,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
   const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-test-'));
   const config = configSchema.parse(mergeConfig(mergeConfig(baseConfig(host, secret), { store: { path: join(dir, 'users.db') } }), opts.config ?? {}));
   const clock = createClock(opts.start ?? T0);
-  const logs = new LogCapture();
+  const logs = new LogCapture(opts.logLimit);
   const logger = createLogger(config.log.level, logs);
   const store = openSqliteStore(config.store, randomBytes(32), { now: clock.now });
   const state = new MemoryState(clock.now);

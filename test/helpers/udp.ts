@@ -120,6 +120,13 @@ export class UdpClient {
     return this.received[this.cursor++];
   }
 
+  /** Removes and returns everything received so far (read or not): next() then waits for what arrives later. */
+  takeReceived(): Received[] {
+    const all = this.received.splice(0);
+    this.cursor = 0;
+    return all;
+  }
+
   /** Sends one datagram and waits for the next reply. */
   async request(datagram: Buffer, port: number, host = '127.0.0.1', timeoutMs = 2000): Promise<Received | undefined> {
     await this.send(datagram, port, host);
