@@ -4,12 +4,12 @@ import type { Config, Method } from '../config/schema.js';
 import type { FirstFactor, FirstFactorResult } from '../auth/first-factor.js';
 import type { PendingPushes } from '../mfa/pending.js';
 import type { PushSender } from '../mfa/push-sender.js';
-import { verifyTotp } from '../mfa/totp.js';
 import type { ChallengeRecord, EphemeralState } from '../state/state.js';
 import type { Store, UserRecord } from '../store/store.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision } from './decision.js';
-import { clearFailures, isLocked, recordFailure } from './lockout.js';
+import { checkUserCode } from './code-check.js';
+import { isLocked, recordFailure } from './lockout.js';
 import type { Policy } from './policy.js';
 import { answerPushChallenge, startPush } from './push.js';
 
@@ -212,23 +212,10 @@ async function checkCode(
   reply: Buffer,
   deps: AccessDeps,
 ): Promise<Decision> {
-  const totp = user?.totp;
-  if (!totp) return reject(method, 'not_enrolled', MESSAGES.notEnrolled);
-  const window = deps.config.mfa.totp.window;
-  const step = verifyTotp(totp, code, attempt.receivedAt, window);
-  if (step === undefined) return failed(attempt, username, method, 'bad_code', MESSAGES.generic, deps);
-  // Keep the claim as long as the step can still be offered: (2 * window + 1) periods.
-  const claimTtl = (2 * window + 2) * totp.period * 1000;
-  if (!(await deps.state.claimTotpStep(username, step, claimTtl))) {
-    return failed(attempt, username, method, 'replay', MESSAGES.replay, deps);
-  }
-  await clearFailures(username, deps);
-  return { kind: 'accept', method, reason: 'second_factor_ok', reply };
-}
-
-async function failed(attempt: AccessAttempt, username: string, method: Method, reason: 'bad_code' | 'replay', message: string, deps: AccessDeps): Promise<Decision> {
-  const locked = await recordFailure(username, reason, attempt.receivedAt, deps);
-  return reject(method, reason, locked ? MESSAGES.locked : message);
+  const r = await checkUserCode(username, user, code, attempt.receivedAt, deps);
+  if (r.ok) return { kind: 'accept', method, reason: 'second_factor_ok', reply };
+  if (r.reason === 'not_enrolled') return reject(method, r.reason, MESSAGES.notEnrolled);
+  return reject(method, r.reason, r.locked ? MESSAGES.locked : r.reason === 'replay' ? MESSAGES.replay : MESSAGES.generic);
 }
 
 /** "s3cret123456" or, with a separator, "s3cret,123456" -> password and code; undefined when no code is there. */

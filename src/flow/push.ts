@@ -13,7 +13,7 @@ import { recordFailure } from './lockout.js';
 
 type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry) => Promise<Decision>;
 
-type Delivery = 'sent' | 'stale' | 'unavailable';
+export type Delivery = 'sent' | 'stale' | 'unavailable';
 
 /** After the first factor: push (or join this attempt's push), then hold or challenge. */
 export async function startPush(
@@ -55,7 +55,7 @@ export async function startPush(
       deps.pending.decide(push.id, { kind: 'timeout' });
       return reject(method, 'push_rate_limited', MESSAGES.rateLimited);
     }
-    const delivery = await deliver(push, devices, deps);
+    const delivery = await deliverPush(push, devices, deps);
     if (delivery !== 'sent') {
       deps.pending.decide(push.id, { kind: 'timeout' });
       if (delivery === 'stale') return reject(method, 'push_token_stale', MESSAGES.tokenStale);
@@ -126,7 +126,10 @@ function fromOutcome(outcome: PushOutcome | undefined, method: Method, reply: Bu
  * Sends the push to every device that has a live token. A device without a token polls, so it
  * counts as reached. Stale tokens are marked so the app is asked for a new one.
  */
-async function deliver(push: PendingPush, devices: DeviceRecord[], deps: AccessDeps): Promise<Delivery> {
+/** What delivery needs: shared by RADIUS pushes and portal sign-ins. */
+export type DeliveryDeps = Pick<AccessDeps, 'pushSender' | 'store' | 'config'>;
+
+export async function deliverPush(push: PendingPush, devices: DeviceRecord[], deps: DeliveryDeps): Promise<Delivery> {
   if (!deps.pushSender) return 'sent';
   const targets = devices.filter((d) => d.pushToken && !d.pushTokenStale);
   const results = await Promise.all(targets.map((d) => sendTo(d, push, deps)));
@@ -134,7 +137,7 @@ async function deliver(push: PendingPush, devices: DeviceRecord[], deps: AccessD
   return results.includes('unavailable') ? 'unavailable' : 'stale';
 }
 
-async function sendTo(device: DeviceRecord, push: PendingPush, deps: AccessDeps): Promise<Delivery> {
+async function sendTo(device: DeviceRecord, push: PendingPush, deps: DeliveryDeps): Promise<Delivery> {
   const result = await deps.pushSender!.send(device.pushToken!, { requestId: push.id, text: deps.config.mfa.push.text, ttlMs: push.expires - push.createdAt });
   if (result.ok) return 'sent';
   if (result.kind === 'stale_token') await deps.store.devices.markPushTokenStale(device.id);

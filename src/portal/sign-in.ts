@@ -1,12 +1,13 @@
 // Portal sign-in: the configured first factor, then the user's second factor (TOTP code or a push).
 // Failures and locks are the RADIUS ones (flow/lockout, the same counters and store locks), TOTP steps
 // are claimed in the same replay guard, pushes count toward the same per-user push limit.
-import { randomInt } from 'node:crypto';
+import { randomInt, timingSafeEqual } from 'node:crypto';
 import type { ApiDeps } from '../api/server.js';
+import { checkUserCode } from '../flow/code-check.js';
 import { MESSAGES } from '../flow/decision.js';
 import { clearFailures, isLocked, recordFailure } from '../flow/lockout.js';
+import { deliverPush } from '../flow/push.js';
 import type { PendingPush } from '../mfa/pending.js';
-import { verifyTotp } from '../mfa/totp.js';
 
 export type PasswordResult =
   | { kind: 'signed_in'; username: string; reason: 'no_second_factor' }
@@ -62,17 +63,10 @@ export async function checkCode(deps: ApiDeps, username: string, code: string): 
   const now = deps.now();
   const user = await deps.store.getUser(username);
   if (isLocked(user, now)) return refused('locked', MESSAGES.locked);
-  if (!user?.totp) return refused('not_enrolled', MESSAGES.notEnrolled);
-  const window = access.config.mfa.totp.window;
-  const step = verifyTotp(user.totp, code.replace(/\s/g, ''), now, window);
-  let reason: 'bad_code' | 'replay' | undefined = step === undefined ? 'bad_code' : undefined;
-  if (step !== undefined && !(await deps.state.claimTotpStep(username, step, (2 * window + 2) * user.totp.period * 1000))) reason = 'replay';
-  if (reason) {
-    const locked = await recordFailure(username, reason, now, access);
-    return refused(reason, locked ? MESSAGES.locked : reason === 'replay' ? MESSAGES.replay : 'Wrong code. Check the time on your phone and type the current code.');
-  }
-  await clearFailures(username, access);
-  return { kind: 'signed_in' };
+  const r = await checkUserCode(username, user, code.replace(/\s/g, ''), now, access);
+  if (r.ok) return { kind: 'signed_in' };
+  if (r.reason === 'not_enrolled') return refused(r.reason, MESSAGES.notEnrolled);
+  return refused(r.reason, r.locked ? MESSAGES.locked : r.reason === 'replay' ? MESSAGES.replay : 'Wrong code. Check the time on your phone and type the current code.');
 }
 
 /** Step 2b: a push to the user's phones; the page then waits for the answer. */
@@ -95,13 +89,10 @@ export async function sendPush(deps: ApiDeps, username: string, src: string): Pr
     },
     settings.timeout,
   );
-  // Devices without a push token poll /api/v1/pending (the companion PWA does); others get an FCM message.
-  const sender = access.pushSender;
-  if (sender) {
-    for (const d of devices.filter((x) => x.pushToken && !x.pushTokenStale)) {
-      const r = await sender.send(d.pushToken!, { requestId: push.id, text: settings.text, ttlMs: settings.timeout });
-      if (!r.ok && r.kind === 'stale_token') await deps.store.devices.markPushTokenStale(d.id);
-    }
+  const delivery = await deliverPush(push, devices, access);
+  if (delivery !== 'sent') {
+    deps.pending.decide(push.id, { kind: 'timeout' });
+    return refused(delivery === 'stale' ? 'push_token_stale' : 'push_unavailable', delivery === 'stale' ? MESSAGES.tokenStale : MESSAGES.pushUnavailable);
   }
   return { kind: 'sent', push };
 }
@@ -116,7 +107,8 @@ export async function checkPush(deps: ApiDeps, username: string, pushId: string,
   if (outcome.kind === 'approve' && push.number !== undefined) {
     if (!typedNumber?.trim()) return { kind: 'waiting' };
     deps.pending.consume(pushId);
-    if (typedNumber.trim() !== push.number) {
+    const typed = Buffer.from(typedNumber.trim());
+    if (typed.length !== push.number.length || !timingSafeEqual(typed, Buffer.from(push.number))) {
       const locked = await recordFailure(username, 'number_mismatch', deps.now(), access);
       return refused('number_mismatch', locked ? MESSAGES.locked : MESSAGES.numberMismatch);
     }
