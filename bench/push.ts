@@ -2,30 +2,33 @@
  * Push approval benchmark (issue 3): N Access-Requests held at once waiting for the phone, then
  * every one approved over the Mobile App API.
  *
- * - Our server runs as a child (`node dist/cli.js --config CFG serve`, pinned to core 0 when there
- *   are 2+ cores) with RADIUS and HTTP on loopback: `first_factor: none` (no password hashing in
- *   the numbers), `default_method: push`, `push.timeout` 10 min, a per-user push rate limit of
- *   1000, `log.level: warn` (no audit line per decision), no FCM (devices poll). The store (temp
- *   dir) gets N users u00000.. with one device each, written directly through the store API.
- * - One ECDSA P-256 key pair is shared by all N devices (keeps provisioning and signing cheap; the
- *   server verifies each signature against the device's own stored public key all the same).
- * - Requests: our own encoder (test/helpers/udp.ts buildAccessRequest: Message-Authenticator,
- *   User-Name, User-Password, NAS-Identifier, Calling-Station-Id), 250 per UDP socket, sent at
- *   ~20,000/s; each device then reads its request id from GET /api/v1/pending (a lost datagram is
- *   re-sent byte for byte and counted).
- * - Memory: the server's VmRSS (/proc/PID/status) after a warm-up of full push cycles, with the
- *   N requests held, and after every device fetched /pending.
+ * - Our server runs as its own process (bench/push-server.ts: what `radius-mfa serve` builds from
+ *   dist/, with `--inspect=127.0.0.1:0` so the bench can force a full GC before reading memory),
+ *   pinned to core 0 when there are 2+ cores; RADIUS and HTTP on loopback; `first_factor: none` (no
+ *   password hashing in the numbers), `default_method: push`, `push.timeout` 10 min, push rate limit
+ *   1000 per user, `log.level: warn`. Its PushSender hands (token, request id) to the bench over IPC
+ *   instead of FCM: the simulated phones learn their request ids as from a data message.
+ * - The store (temp dir) gets N users u00000.. with one device each, written through the store API.
+ *   One ECDSA P-256 key pair is shared by all devices (cheap to set up and sign with); the server
+ *   still verifies each answer against the device's own stored public key.
+ * - Requests: our own encoder (test/helpers/udp.ts buildAccessRequest: User-Name, User-Password,
+ *   NAS-Identifier, Calling-Station-Id, Message-Authenticator), 250 per UDP socket, ~2,500/s; a
+ *   request whose push did not arrive (datagram dropped by a full socket buffer) is re-sent
+ *   byte for byte and counted.
+ * - Memory: VmRSS (/proc/PID/status) and V8 heap after a full GC, after a warm-up of full push
+ *   cycles and again with all N held. Then `--get-sample` devices call GET /pending (cost of a poll
+ *   with N held).
  * - Latency: approve-to-Accept = from just before the answer POST is written to the Access-Accept
  *   (Response Authenticator verified) arriving on the request's UDP socket. First a paced phase
  *   (`--rate` answers/s, so the number is latency and not queueing), then the rest all at once over
  *   `--concurrency` keep-alive connections (throughput = answers / (last Accept - first POST)).
- * - Checks: every request got exactly an Access-Accept; every answer got 200 {status: approved}.
+ * - Checks: every request got exactly one Access-Accept; every answer got 200 {status: approved}.
  *
  *   node --import tsx bench/push.ts [--users 10000] [--rate 250] [--paced 2500] [--concurrency 64]
- *                                   [--json] [--no-docs] [--no-pin] [--keep-dir]
+ *                                   [--get-sample 1000] [--json] [--no-docs] [--no-pin] [--keep-dir]
  *
  * Prints a summary, replaces the "## Push" section of docs/performance.md (unless --no-docs) and
- * with --json prints the result as the last line. Bounded: stops itself after 110 s.
+ * with --json prints the result as the last line. Bounded: stops itself (and the server) after 110 s.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign as ecdsaSign } from 'node:crypto';
@@ -45,17 +48,22 @@ import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { InspectorSession, inspectorUrlIn, type MemoryUsage } from './inspector.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const DIST_CLI = join(REPO, 'dist', 'cli.js');
-const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1' || !existsSync(DIST_CLI);
-const CLI_ARGS = FROM_SRC ? ['--import', 'tsx', join(REPO, 'src', 'cli.ts')] : [DIST_CLI];
+const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1' || !existsSync(join(REPO, 'dist', 'app.js'));
 const SECRET = 'bench-push-secret-0123456789';
 const PER_SOCKET = 250;
 const WARMUP_USERS = 300;
 const HARD_LIMIT_MS = 110_000;
 const SERVER_CPU = 0;
 const CLIENT_CPU = 1;
-/** The server child, killed on the hard limit or a signal (it must not outlive the bench). */
+/** The server child and the temp dir: killed / removed on the hard limit or a signal (they must not outlive the bench). */
 let serverChild: ChildProcess | undefined;
+let workDir: string | undefined;
+
+function abort(code: number): never {
+  serverChild?.kill('SIGKILL');
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  process.exit(code);
+}
 
 export type PushBenchResult = {
   startedAt: string;
@@ -79,8 +87,9 @@ export type PushBenchResult = {
     endRssMiB: number;
     peakRssMiB: number;
   };
-  hold: { sendMs: number; retransmitted: number; missingAtFirst: number; fetchPendingMs: number; serverCpuMsPerHeld: number };
-  paced: { count: number; ratePerSec: number; latency: LatencySummary; httpLatency: LatencySummary };
+  hold: { ms: number; retransmitted: number; missingAtFirst: number; serverCpuMsPerHeld: number; requestToPush: LatencySummary };
+  polls: { count: number; latency: LatencySummary; serverCpuMsPerPoll: number; wrong: number };
+  paced: { count: number; ratePerSec: number; latency: LatencySummary; httpLatency: LatencySummary; serverCpuMsPerApproval: number };
   burst: { count: number; concurrency: number; seconds: number; approvalsPerSec: number; latency: LatencySummary; serverCpuMsPerApproval: number };
   accepts: number;
   rejects: number;
@@ -89,7 +98,7 @@ export type PushBenchResult = {
   durationSeconds: number;
 };
 
-type Options = { users: number; rate: number; paced: number; concurrency: number; json: boolean; docs: boolean; pin: boolean; keepDir: boolean };
+type Options = { users: number; rate: number; paced: number; concurrency: number; getSample: number; json: boolean; docs: boolean; pin: boolean; keepDir: boolean };
 
 function parseOptions(argv: string[]): Options {
   const { values: v } = parseArgs({
@@ -99,6 +108,7 @@ function parseOptions(argv: string[]): Options {
       rate: { type: 'string', default: '250' },
       paced: { type: 'string', default: '2500' },
       concurrency: { type: 'string', default: '64' },
+      'get-sample': { type: 'string', default: '1000' },
       json: { type: 'boolean', default: false },
       'no-docs': { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
@@ -117,6 +127,7 @@ function parseOptions(argv: string[]): Options {
     rate: num('rate', v.rate, 1, 5000),
     paced: Math.min(users, num('paced', v.paced, 0, 100_000)),
     concurrency: num('concurrency', v.concurrency, 1, 1024),
+    getSample: Math.min(users, num('get-sample', v['get-sample'], 0, 100_000)),
     json: v.json,
     docs: !v['no-docs'],
     pin: !v['no-pin'],
@@ -129,6 +140,7 @@ const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
 const userName = (i: number) => (i < 0 ? `w${String(-i - 1).padStart(4, '0')}` : `u${String(i).padStart(5, '0')}`);
 /** Deterministic bearer token per device (the store keeps only its SHA-256, as activation does). */
 const tokenOf = (name: string) => createHash('sha256').update(`bench-push-token:${name}`).digest('base64url');
+const pushTokenOf = (name: string) => `bench-fcm-${name}`;
 
 /** Full GC in the server, then its memory: VmRSS from /proc (what the OS charges) and V8's heap. */
 async function measureMemory(inspectorUrl: string, pid: number): Promise<{ rssKiB: number; usage: MemoryUsage }> {
@@ -247,7 +259,7 @@ async function provision(dir: string, indexes: number[], publicKeyDer: Buffer): 
     await store.addUsers(indexes.map((i) => ({ username: userName(i) })));
     for (const i of indexes) {
       const name = userName(i);
-      await store.devices.add({ id: `dev-${name}`, username: name, name: `bench phone ${name}`, publicKey: publicKeyDer, tokenHash: createHash('sha256').update(tokenOf(name), 'utf8').digest(), pushToken: null });
+      await store.devices.add({ id: `dev-${name}`, username: name, name: `bench phone ${name}`, publicKey: publicKeyDer, tokenHash: createHash('sha256').update(tokenOf(name), 'utf8').digest(), pushToken: pushTokenOf(name) });
     }
   } finally {
     store.close();
@@ -288,6 +300,10 @@ class RequestSet {
   readonly acceptedAt: Float64Array;
   readonly code: Uint8Array;
   readonly sentAt: Float64Array;
+  /** Request id per user, from the push the server sent (IPC); '' until it arrives. */
+  readonly ids: string[];
+  readonly pushedAt: Float64Array;
+  pushes = 0;
   private waiters: (() => void)[] = [];
   received = 0;
   unverified = 0;
@@ -297,6 +313,15 @@ class RequestSet {
     this.acceptedAt = new Float64Array(indexes.length);
     this.code = new Uint8Array(indexes.length);
     this.sentAt = new Float64Array(indexes.length);
+    this.ids = new Array<string>(indexes.length).fill('');
+    this.pushedAt = new Float64Array(indexes.length);
+  }
+
+  /** The server pushed request `id` to this set's user `k`. */
+  onPush(k: number, id: string): void {
+    if (!this.ids[k]) this.pushes++;
+    this.ids[k] = id;
+    this.pushedAt[k] = performance.now();
   }
 
   static async open(indexes: number[], port: number): Promise<RequestSet> {
@@ -385,33 +410,38 @@ class RequestSet {
   }
 }
 
-/** Every device reads its request id from /pending; a request that is not there (datagram lost) is re-sent. */
-async function fetchPendingIds(set: RequestSet, agent: Agent, httpPort: number, concurrency: number, pid: number): Promise<{ ids: string[]; retransmitted: number; missingAtFirst: number }> {
-  const ids: string[] = new Array(set.indexes.length).fill('');
+/** Sends every request and re-sends (paced) those whose push has not come: returns how many were re-sent. */
+async function holdAll(set: RequestSet, pid: number): Promise<{ missingAtFirst: number; retransmitted: number }> {
+  await set.sendPaced();
+  let missingAtFirst = -1;
   let retransmitted = 0;
-  let missingAtFirst = 0;
-  for (let round = 0; round < 5; round++) {
-    const missing = set.indexes.map((_, k) => k).filter((k) => !ids[k]);
-    if (missing.length === 0) break;
-    if (round > 0) {
-      await set.sendPaced(missing);
-      retransmitted += missing.length;
-      await settle(pid, 200);
-    }
-    const t = performance.now();
-    await pool(missing, concurrency, async (k) => {
-      const name = userName(set.indexes[k]!);
-      const r = await http(agent, httpPort, 'GET', '/api/v1/pending', tokenOf(name));
-      if (r.status !== 200) throw new Error(`GET /pending for ${name}: ${r.status} ${JSON.stringify(r.body)}`);
-      const item = (r.body as { id: string; username: string }[]).find((p) => p.username === name);
-      if (item) ids[k] = item.id;
-    });
-    if (round === 0) missingAtFirst = missing.filter((k) => !ids[k]).length;
-    if (process.env.BENCH_PUSH_DEBUG) process.stderr.write(`push bench: /pending round ${round}: ${missing.length} asked, ${missing.filter((k) => ids[k]).length} found, ${Math.round(performance.now() - t)} ms\n`);
+  for (let round = 0; round < 6; round++) {
+    await settle(pid, 300);
+    const missing = set.ids.map((id, k) => (id ? -1 : k)).filter((k) => k >= 0);
+    if (missingAtFirst < 0) missingAtFirst = missing.length;
+    if (missing.length === 0) return { missingAtFirst, retransmitted };
+    await set.sendPaced(missing);
+    retransmitted += missing.length;
   }
-  const lost = ids.filter((id) => !id).length;
-  if (lost) throw new Error(`${lost} requests never showed up in /pending after 4 re-sends (${set.received} were answered)`);
-  return { ids, retransmitted, missingAtFirst };
+  throw new Error(`${set.ids.filter((id) => !id).length} requests got no push after 5 re-sends (${set.received} were answered)`);
+}
+
+/** `count` devices poll GET /pending with everything held: latency per poll, and each sees its own request. */
+async function samplePolls(set: RequestSet, agent: Agent, httpPort: number, count: number, pid: number): Promise<{ latency: LatencySummary; serverCpuMsPerPoll: number; wrong: number }> {
+  const hist = new LatencyHistogram();
+  let wrong = 0;
+  const step = Math.max(1, Math.floor(set.indexes.length / Math.max(1, count)));
+  const ks = Array.from({ length: count }, (_, j) => (j * step) % set.indexes.length);
+  const cpu0 = cpuMs(pid);
+  await pool(ks, 4, async (k) => {
+    const name = userName(set.indexes[k]!);
+    const t = performance.now();
+    const r = await http(agent, httpPort, 'GET', '/api/v1/pending', tokenOf(name));
+    hist.record(performance.now() - t);
+    const items = r.status === 200 ? (r.body as { id: string }[]) : [];
+    if (items.length !== 1 || items[0]!.id !== set.ids[k]) wrong++;
+  });
+  return { latency: hist.summary(), serverCpuMsPerPoll: count ? Math.round(((cpuMs(pid) - cpu0) / count) * 1000) / 1000 : 0, wrong };
 }
 
 function signAll(ids: string[], privateKey: ReturnType<typeof generateKeyPairSync>['privateKey']): string[] {
@@ -426,14 +456,15 @@ async function answer(agent: Agent, httpPort: number, set: RequestSet, k: number
 }
 
 /** A full cycle for the warm-up users: every code path the measurement uses runs (and is compiled) first. */
-async function warmUp(port: number, httpPort: number, pid: number, privateKey: ReturnType<typeof generateKeyPairSync>['privateKey']): Promise<void> {
+async function warmUp(server: Server, port: number, httpPort: number, pid: number, privateKey: ReturnType<typeof generateKeyPairSync>['privateKey']): Promise<void> {
   const indexes = Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1);
   const set = await RequestSet.open(indexes, port);
+  server.route(set);
   const agent = new Agent({ keepAlive: true, maxSockets: 16 });
   try {
-    await set.sendPaced();
-    await settle(pid, 200);
-    const { ids } = await fetchPendingIds(set, agent, httpPort, 16, pid);
+    await holdAll(set, pid);
+    await samplePolls(set, agent, httpPort, WARMUP_USERS, pid);
+    const ids = set.ids;
     const sigs = signAll(ids, privateKey);
     const posted = new Float64Array(ids.length);
     const failures: string[] = [];
@@ -446,17 +477,31 @@ async function warmUp(port: number, httpPort: number, pid: number, privateKey: R
   }
 }
 
-async function startServer(cfg: string, dir: string, httpPort: number, pin: boolean): Promise<{ child: ChildProcess; logFile: string; inspector: string; stop: () => Promise<void> }> {
+type Server = {
+  child: ChildProcess;
+  logFile: string;
+  inspector: string;
+  /** Pushes (IPC) for this set's users go to it from now on. */
+  route: (set: RequestSet) => void;
+  stop: () => Promise<void>;
+};
+
+async function startServer(cfg: string, dir: string, httpPort: number, pin: boolean): Promise<Server> {
   const logFile = join(dir, 'serve.log');
   const fd = openSync(logFile, 'w');
   const profile = process.env.BENCH_PUSH_PROFILE_DIR;
   // --inspect on loopback: the bench forces a full GC before each memory reading (bench/inspector.ts).
-  const args = ['--inspect=127.0.0.1:0', ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []), ...CLI_ARGS, '--config', cfg, 'serve'];
-  const child = pin
-    ? spawn('taskset', ['-c', String(SERVER_CPU), process.execPath, ...args], { cwd: REPO, stdio: ['ignore', fd, fd] })
-    : spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', fd, fd] });
+  const extra = (process.env.BENCH_PUSH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --trace-gc
+  const args = ['--inspect=127.0.0.1:0', ...extra, ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []), '--import', 'tsx', join(REPO, 'bench', 'push-server.ts'), cfg];
+  const options = { cwd: REPO, stdio: ['ignore', fd, fd, 'ipc'] as ('ignore' | number | 'ipc')[], env: { ...process.env, BENCH_PUSH_FROM_SRC: FROM_SRC ? '1' : '0' } };
+  const child = pin ? spawn('taskset', ['-c', String(SERVER_CPU), process.execPath, ...args], options) : spawn(process.execPath, args, options);
   closeSync(fd);
   serverChild = child;
+  let route = new Map<string, { set: RequestSet; k: number }>();
+  child.on('message', (m: [string, string]) => {
+    const to = route.get(m[0]);
+    if (to) to.set.onPush(to.k, m[1]);
+  });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const agent = new Agent({ keepAlive: false });
   const deadline = Date.now() + 20_000;
@@ -475,6 +520,9 @@ async function startServer(cfg: string, dir: string, httpPort: number, pin: bool
     child,
     logFile,
     inspector,
+    route: (set) => {
+      route = new Map(set.indexes.map((i, k) => [pushTokenOf(userName(i)), { set, k }]));
+    },
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await Promise.race([exited, sleep(5000)]);
@@ -492,6 +540,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
   const pin = o.pin && canPin();
   if (pin) spawnSync('taskset', ['-a', '-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
   const dir = mkdtempSync(join(tmpdir(), 'bench-push-'));
+  if (!o.keepDir) workDir = dir;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
   let set: RequestSet | undefined;
   const agents: Agent[] = [];
@@ -504,34 +553,36 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     let t = performance.now();
     await provision(dir, [...indexes, ...Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1)], publicKeyDer);
     const provisionMs = Math.round(performance.now() - t);
-    log(`${o.users} users with a device each provisioned in ${provisionMs} ms; starting ${FROM_SRC ? 'src/cli.ts via tsx' : 'dist/cli.js'} serve${pin ? ` on core ${SERVER_CPU}, bench on core ${CLIENT_CPU}` : ' (not pinned)'}`);
+    log(`${o.users} users with a device each provisioned in ${provisionMs} ms; starting bench/push-server.ts (${FROM_SRC ? 'src/ via tsx' : 'dist/'})${pin ? ` on core ${SERVER_CPU}, bench on core ${CLIENT_CPU}` : ' (not pinned)'}`);
     server = await startServer(cfg, dir, httpPort, pin);
     const pid = server.child.pid!;
 
-    await warmUp(authPort, httpPort, pid, privateKey);
+    await warmUp(server, authPort, httpPort, pid, privateKey);
     await settle(pid);
     const base = await measureMemory(server.inspector, pid);
     const cpuBefore = cpuMs(pid);
 
     set = await RequestSet.open(indexes, authPort);
+    server.route(set);
     t = performance.now();
-    await set.sendPaced();
-    const sendMs = Math.round(performance.now() - t);
-    await settle(pid);
+    const { missingAtFirst, retransmitted } = await holdAll(set, pid);
+    const holdMs = Math.round(performance.now() - t);
     const heldNoGc = procStatus(pid);
     const cpuHeld = cpuMs(pid) - cpuBefore;
-    log(`${o.users} requests sent in ${sendMs} ms; server RSS ${mib(base.rssKiB)} -> ${mib(heldNoGc.rssKiB)} MiB (before GC)`);
+    if (set.received > 0) throw new Error(`${set.received} requests were answered before any approval`);
+    // All N held (the server pushed each one): what it retains for them.
+    const held = await measureMemory(server.inspector, pid);
+    log(`${o.users} requests held in ${holdMs} ms (${missingAtFirst} datagrams dropped and re-sent); after a full GC: RSS ${mib(base.rssKiB)} -> ${mib(held.rssKiB)} MiB, heap ${mib(base.usage.heapUsed / 1024)} -> ${mib(held.usage.heapUsed / 1024)} MiB`);
+    const pushHist = new LatencyHistogram();
+    for (let k = 0; k < o.users; k++) if (set.pushedAt[k]! > set.sentAt[k]!) pushHist.record(set.pushedAt[k]! - set.sentAt[k]!);
 
     const getAgent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
     agents.push(getAgent);
-    t = performance.now();
-    const { ids, retransmitted, missingAtFirst } = await fetchPendingIds(set, getAgent, httpPort, o.concurrency, pid);
-    const fetchPendingMs = Math.round(performance.now() - t);
-    await settle(pid);
-    if (set.received > 0) throw new Error(`${set.received} requests were answered before any approval`);
-    // All N confirmed held (each device saw its request): now what the server retains for them.
-    const held = await measureMemory(server.inspector, pid);
-    log(`every device fetched its request id from /pending in ${fetchPendingMs} ms (${retransmitted} of the first ${o.users} datagrams lost and re-sent; ${missingAtFirst} missing at the first look); after a full GC: RSS ${mib(base.rssKiB)} -> ${mib(held.rssKiB)} MiB, heap ${mib(base.usage.heapUsed / 1024)} -> ${mib(held.usage.heapUsed / 1024)} MiB`);
+    const polls = await samplePolls(set, getAgent, httpPort, o.getSample, pid);
+    if (polls.wrong) throw new Error(`${polls.wrong} devices did not see exactly their own request in /pending`);
+    log(`${o.getSample} GET /pending with ${o.users} held: p50 ${polls.latency.p50Ms} ms, p99 ${polls.latency.p99Ms} ms, ${polls.serverCpuMsPerPoll} ms server CPU each`);
+    await settle(pid, 200);
+    const ids = set.ids;
 
     const signatures = signAll(ids, privateKey);
     const postedAt = new Float64Array(ids.length);
@@ -543,6 +594,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     const pacedHttp = new LatencyHistogram();
     const pacedDone: Promise<void>[] = [];
     const interval = 1000 / o.rate;
+    const cpuPaced0 = cpuMs(pid);
     const pacedStart = performance.now();
     for (let k = 0; k < o.paced; k++) {
       const due = pacedStart + k * interval;
@@ -553,6 +605,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     }
     await Promise.all(pacedDone);
     if (!(await set.waitForReplies(o.paced, 10_000))) failures.push(`paced: only ${set.received}/${o.paced} replies`);
+    const cpuPaced = cpuMs(pid) - cpuPaced0;
     const pacedHist = new LatencyHistogram();
     for (let k = 0; k < o.paced; k++) if (set.acceptedAt[k]) pacedHist.record(set.acceptedAt[k]! - postedAt[k]!);
     log(`paced ${o.paced} approvals at ${o.rate}/s: approve-to-Accept p50 ${pacedHist.summary().p50Ms} ms, p99 ${pacedHist.summary().p99Ms} ms`);
@@ -592,7 +645,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     return {
       startedAt: new Date(t0).toISOString(),
       machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin, backgroundBusyPercent: background, loadavg: loadavgAtStart },
-      server: FROM_SRC ? 'src/cli.ts via tsx (no dist/: run npm run build for the numbers to report)' : 'node dist/cli.js serve',
+      server: FROM_SRC ? 'bench/push-server.ts on src/ via tsx (no dist/: run npm run build for the numbers to report)' : 'bench/push-server.ts on dist/',
       users: o.users,
       sharedKeyPair: true,
       provisionMs,
@@ -609,8 +662,9 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
         endRssMiB: mib(end.rssKiB),
         peakRssMiB: mib(end.hwmKiB),
       },
-      hold: { sendMs, retransmitted, missingAtFirst, fetchPendingMs, serverCpuMsPerHeld: Math.round((cpuHeld / o.users) * 1000) / 1000 },
-      paced: { count: o.paced, ratePerSec: o.rate, latency: pacedHist.summary(), httpLatency: pacedHttp.summary() },
+      hold: { ms: holdMs, retransmitted, missingAtFirst, serverCpuMsPerHeld: Math.round((cpuHeld / o.users) * 1000) / 1000, requestToPush: pushHist.summary() },
+      polls: { count: o.getSample, ...polls },
+      paced: { count: o.paced, ratePerSec: o.rate, latency: pacedHist.summary(), httpLatency: pacedHttp.summary(), serverCpuMsPerApproval: o.paced ? Math.round((cpuPaced / o.paced) * 1000) / 1000 : 0 },
       burst: {
         count: burst.length,
         concurrency: o.concurrency,
@@ -645,9 +699,10 @@ export function formatPushResult(r: PushBenchResult): string {
     `  server memory after a full GC: RSS ${m.baselineRssMiB} -> ${m.heldRssMiB} MiB with ${r.users} held: +${m.extraRssMiB} MiB (${m.perHeldRssKiB} KiB each; target <= ${r.targets.rssMiB} MiB: ${r.targets.rssMet ? 'met' : 'NOT MET'})`,
     `                 V8 heap + external ${m.baselineHeapMiB} -> ${m.heldHeapMiB} MiB: +${m.extraHeapMiB} MiB (${m.perHeldHeapKiB} KiB each)`,
     `                 RSS before any forced GC right after the requests arrived ${m.heldRssNoGcMiB} MiB; at the end ${m.endRssMiB} MiB, peak ${m.peakRssMiB} MiB`,
-    `  holding: ${r.users} Access-Requests sent in ${r.hold.sendMs} ms, ${r.hold.serverCpuMsPerHeld} ms server CPU each (${r.hold.missingAtFirst} lost in the socket buffer and re-sent); ${r.users} GET /pending in ${r.hold.fetchPendingMs} ms`,
+    `  holding: ${r.users} held in ${r.hold.ms} ms, ${r.hold.serverCpuMsPerHeld} ms server CPU each (${r.hold.missingAtFirst} datagrams dropped by the socket buffer and re-sent); Access-Request -> push handed over: p50 ${r.hold.requestToPush.p50Ms} ms, p99 ${r.hold.requestToPush.p99Ms} ms`,
+    `  GET /pending with ${r.users} held (${r.polls.count} devices): p50 ${r.polls.latency.p50Ms} ms, p99 ${r.polls.latency.p99Ms} ms, ${r.polls.serverCpuMsPerPoll} ms server CPU per poll`,
     `  approve-to-Accept, paced (${r.paced.count} at ${r.paced.ratePerSec}/s): ${l(r.paced.latency)} (target p99 <= ${r.targets.p99Ms} ms: ${r.targets.p99Met ? 'met' : 'NOT MET'})`,
-    `    answer POST -> HTTP 200, same requests: ${l(r.paced.httpLatency)}`,
+    `    answer POST -> HTTP 200, same requests: ${l(r.paced.httpLatency)}; ${r.paced.serverCpuMsPerApproval} ms server CPU per approval`,
     `  all at once (${r.burst.count} over ${r.burst.concurrency} connections): ${r.burst.approvalsPerSec} approvals/s (${r.burst.seconds} s), ${r.burst.serverCpuMsPerApproval} ms server CPU per approval; approve-to-Accept under that load ${l(r.burst.latency)}`,
     `  result: ${r.accepts}/${r.users} Access-Accept, ${r.rejects} Access-Reject${r.failures.length ? `; FAILURES: ${r.failures.slice(0, 5).join('; ')}` : '; every answer 200 approved'}`,
   ].join('\n');
@@ -661,14 +716,15 @@ export function writePushDocs(r: PushBenchResult, file = join(REPO, 'docs', 'per
   const section = `## Push
 
 Written by \`bench/push.ts\` (alone: \`node --import tsx bench/push.ts\`; \`npm run bench\` runs it after the TOTP runs).
-${r.users} users with one device each in a temp store; our server as a child (\`${r.server}\`${r.machine.pinned ? ', pinned to core 0; the bench on core 1' : ''},
+${r.users} users with one device each in a temp store; our server as a child (\`${r.server}\`: what \`radius-mfa serve\` builds, with an IPC PushSender${r.machine.pinned ? '; pinned to core 0, the bench on core 1' : ''},
 with \`--inspect=127.0.0.1:0\` so the bench can force a full GC before each memory reading) with RADIUS and HTTP on
 loopback, \`first_factor: none\` (no password hashing measured), \`default_method: push\`, \`push.timeout: 10m\`, push
-rate limit 1000 per user, \`log.level: warn\`, no FCM (devices poll \`/pending\`). All devices share one ECDSA P-256
+rate limit 1000 per user, \`log.level: warn\`. All devices share one ECDSA P-256
 key pair (cheap to set up; the server still verifies every answer against the device's stored key). Requests
 come from our own encoder (Message-Authenticator, User-Name, User-Password, NAS-Identifier, Calling-Station-Id)
 at ~2,500/s; datagrams the server's socket buffer dropped are re-sent (counted). Every device then reads its
-request id from \`GET /api/v1/pending\`, which confirms all ${r.users} are held before the memory reading.
+request id from the push (the server's PushSender hands it to the bench over IPC instead of FCM), which confirms
+all ${r.users} are held before the memory reading; then ${r.polls.count} devices poll \`GET /api/v1/pending\` with all held.
 Baseline = after a warm-up of ${WARMUP_USERS} full push cycles. Approve-to-Accept = from just before the answer POST is
 written to the Access-Accept (Response Authenticator verified) arriving on the request's UDP socket.
 
@@ -681,8 +737,9 @@ run (other processes): ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} 
 | with ${r.users} requests held (full GC) | ${m.heldRssMiB} MiB: **+${m.extraRssMiB} MiB** (${m.perHeldRssKiB} KiB each) | ≤ 64 MiB extra: ${r.targets.rssMet ? 'met' : '**not met**'} |
 | V8 heap + external, same two moments | ${m.baselineHeapMiB} -> ${m.heldHeapMiB} MiB: +${m.extraHeapMiB} MiB (${m.perHeldHeapKiB} KiB each) | |
 | RSS right after the requests arrived, no forced GC | ${m.heldRssNoGcMiB} MiB (uncollected garbage included); peak ${m.peakRssMiB} MiB | |
-| server CPU per held request | ${r.hold.serverCpuMsPerHeld} ms (${r.hold.missingAtFirst} of ${r.users} datagrams re-sent) | |
-| ${r.users} × \`GET /pending\` (${r.burst.concurrency} connections) | ${r.hold.fetchPendingMs} ms | |
+| server CPU per held request | ${r.hold.serverCpuMsPerHeld} ms (${r.hold.missingAtFirst} of ${r.users} datagrams dropped by the socket buffer, re-sent) | |
+| Access-Request sent -> push handed to the sender: p50 / p99 | ${r.hold.requestToPush.p50Ms} / ${r.hold.requestToPush.p99Ms} ms | |
+| \`GET /pending\` with ${r.users} held, ${r.polls.count} devices: p50 / p99; server CPU per poll | ${r.polls.latency.p50Ms} / ${r.polls.latency.p99Ms} ms; ${r.polls.serverCpuMsPerPoll} ms | |
 | approve-to-Accept, paced ${r.paced.ratePerSec}/s, n=${r.paced.count}: p50 / p90 / p99 / max | **${l(r.paced.latency)} ms** | p99 ≤ 5 ms: ${r.targets.p99Met ? 'met' : '**not met**'} |
 | answer POST -> HTTP 200, same requests | ${l(r.paced.httpLatency)} ms | |
 | all at once, n=${r.burst.count} over ${r.burst.concurrency} connections | **${r.burst.approvalsPerSec} approvals/s**, ${r.burst.serverCpuMsPerApproval} ms server CPU each | |
@@ -700,9 +757,10 @@ run (other processes): ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} 
 /** For `npm run bench`: runs this file as a child pinned to `cpu` (so its affinity does not leak), prints and returns the result. */
 export function runPushBenchChild(args: string[] = [], cpu = CLIENT_CPU): Promise<PushBenchResult | undefined> {
   const node = [process.execPath, '--import', 'tsx', fileURLToPath(import.meta.url), ...args, '--json'];
-  const child = canPin() ? spawn('taskset', ['-c', String(cpu), ...node], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(node[0]!, node.slice(1), { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+  const options = { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] as ('ignore' | 'pipe' | 'inherit' | 'ipc')[] };
+  const child = canPin() ? spawn('taskset', ['-c', String(cpu), ...node], options) : spawn(node[0]!, node.slice(1), options);
   let out = '';
-  child.stdout.on('data', (d) => (out += d));
+  child.stdout!.on('data', (d) => (out += d));
   return new Promise((resolve) => {
     child.once('exit', (code) => {
       const lines = out.trim().split('\n');
@@ -722,16 +780,13 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const o = parseOptions(process.argv.slice(2));
   const hardStop = setTimeout(() => {
     console.error(`push bench: hard limit of ${HARD_LIMIT_MS / 1000} s reached; stopping`);
-    serverChild?.kill('SIGKILL');
-    process.exit(3);
+    abort(3);
   }, HARD_LIMIT_MS);
   hardStop.unref();
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      serverChild?.kill('SIGKILL');
-      process.exit(130);
-    });
-  }
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => abort(130));
+  // Started by `npm run bench` (runPushBenchChild) with an IPC channel: if that process goes, so do we.
+  const orphaned = () => abort(130);
+  process.once('disconnect', orphaned);
   try {
     const r = await runPushBench(o);
     console.log(formatPushResult(r));
@@ -745,4 +800,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     console.error(`push bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exitCode = 1;
   }
+  process.off('disconnect', orphaned);
+  if (process.connected) process.disconnect();
 }

@@ -22,6 +22,7 @@ import { freeradiusVersion, startFreeradius, type RunningServer } from './freera
 import type { LoadResult } from './load-generator.js';
 import { OURS_CLI, REPO, oursBuilt, startOurs } from './ours.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './profile-summary.js';
+import { runPushBenchChild } from './push.js';
 import { makeUsers } from './users.js';
 
 const HARD_LIMIT_MS = 175_000;
@@ -318,11 +319,14 @@ async function main(): Promise<void> {
     }
   }
 
+  // Push approval (issue 3): 10,000 held, then approved; its own child, server and docs section (bench/push.ts).
+  const push = await runPushBenchChild();
+
   mkdirSync(outDir, { recursive: true });
   const json = {
     startedAt: new Date(t0).toISOString(), durationSeconds: Math.round(elapsed() / 1000), machine,
     settings: { freeradiusThreads: { start: frStart, max: frMax }, users: userCount, concurrency, warmupSeconds: warmup, seconds, rounds, serverCpu: SERVER_CPU, generatorCpu: GENERATOR_CPU, oursVariants: variants },
-    importMs, echo: echoRows, runs: rows, ratio, notes, profile,
+    importMs, echo: echoRows, runs: rows, ratio, notes, profile, push,
   };
   writeFileSync(join(outDir, `bench-${stamp}.json`), JSON.stringify(json, null, 2));
   writeFileSync(join(outDir, 'latest.json'), JSON.stringify(json, null, 2));
