@@ -15,6 +15,8 @@ command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
 [ -x /usr/sbin/openvpn ] || need+=(openvpn)
 [ -e /usr/lib/openvpn/radiusplugin.so ] || need+=(openvpn-auth-radius)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# docs/mobile-api.md's curl session, run by test/mobile-api-docs.test.ts.
+for tool in curl jq xxd; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 # Portal and companion-app tests: the real browser, driven by playwright-core (never `npx playwright install`).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 

@@ -3,73 +3,12 @@
 // Every socket the process opens during a test is recorded: nothing may leave loopback.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { Agent } from 'node:https';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { createActivation } from '../src/mfa/activation.js';
-import { createFirebasePushSender, type PushSender } from '../src/mfa/push-sender.js';
+import { FakeFcm, PROJECT, senderFor, type Reply } from './helpers/fake-fcm.js';
 import { SimulatedPhone } from './helpers/phone.js';
 import { radclient } from './helpers/radclient.js';
 import { enrollTotp, startTestServer } from './helpers/server.js';
-
-const PROJECT = 'demo-proj';
-
-interface Received {
-  method: string;
-  url: string;
-  headers: IncomingHttpHeaders;
-  body: { message: Record<string, unknown> };
-}
-
-type Reply = { status: number; body?: unknown; headers?: Record<string, string> } | 'hang-up';
-
-/** Plain-HTTP stand-in for fcm.googleapis.com: records each request, answers from a script. */
-class FakeFcm {
-  readonly received: Received[] = [];
-  private constructor(
-    private readonly server: Server,
-    private readonly reply: (n: number) => Reply,
-  ) {}
-
-  static async start(reply: (n: number) => Reply): Promise<FakeFcm> {
-    let fake: FakeFcm;
-    const server = createServer((req, res) => {
-      let data = '';
-      req.setEncoding('utf8').on('data', (d: string) => (data += d));
-      req.on('end', () => {
-        fake.received.push({ method: req.method!, url: req.url!, headers: req.headers, body: JSON.parse(data) as Received['body'] });
-        const r = fake.reply(fake.received.length);
-        if (r === 'hang-up') return req.socket.destroy();
-        res.writeHead(r.status, { 'content-type': 'application/json; charset=UTF-8', ...r.headers }).end(JSON.stringify(r.body ?? {}));
-      });
-    });
-    fake = new FakeFcm(server, reply);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return fake;
-  }
-
-  get port(): number {
-    return (this.server.address() as AddressInfo).port;
-  }
-
-  close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-/** An https.Agent whose every connection goes to 127.0.0.1:port over plain TCP; it records what was asked for. */
-class RedirectAgent extends Agent {
-  readonly asked: string[] = [];
-  constructor(private readonly port: number) {
-    super({ keepAlive: false });
-  }
-  override createConnection(options: { host?: string; port?: number | string }): net.Socket {
-    this.asked.push(`${options.host}:${options.port}`);
-    return net.connect(this.port, '127.0.0.1');
-  }
-}
 
 /** Records the target of every TCP connection this process starts (http, https, tls, http2 all end here). */
 function recordConnections(t: TestContext): string[] {
@@ -93,21 +32,6 @@ async function until(condition: () => boolean, timeoutMs = 3000): Promise<void> 
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-let appCount = 0;
-
-async function senderFor(port: number) {
-  const agent = new RedirectAgent(port);
-  let tokenRequests = 0;
-  const credential = {
-    async getAccessToken() {
-      tokenRequests++;
-      return { access_token: 'fake-access-token', expires_in: 3600 };
-    },
-  };
-  const sender: PushSender = await createFirebasePushSender({ credential, projectId: PROJECT, httpAgent: agent, appName: `firebase-test-${++appCount}` });
-  return { sender, agent, tokenRequests: () => tokenRequests };
 }
 
 const MESSAGE = { requestId: 'Zq3v9p1GZ3aVbAq0oV7Ykw', text: 'Sign-in request', ttlMs: 60_000 };
