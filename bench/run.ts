@@ -7,7 +7,8 @@
  *   npm run bench [-- --seconds 10 --warmup 2 --concurrency 64 --users 10000 --rounds 2
  *                    --servers freeradius,ours --ours-variants none[,audit,local] --skip-echo
  *                    --profile (ours under node --cpu-prof; prints where its time goes)
- *                    --fr-threads START:MAX (FreeRADIUS thread pool; packaged default 5:32)]
+ *                    --fr-threads START:MAX (FreeRADIUS thread pool; packaged default 5:32)
+ *                    --skip-push (leave out the push approval bench, bench/push.ts)]
  *
  * Bounded: everything stops at 175 s (a full default run takes ~1.5 min).
  */
@@ -45,6 +46,7 @@ const { values: a } = parseArgs({
     'keep-dirs': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     'fr-threads': { type: 'string', default: '5:32' },
+    'skip-push': { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -320,7 +322,7 @@ async function main(): Promise<void> {
   }
 
   // Push approval (issue 3): 10,000 held, then approved; its own child, server and docs section (bench/push.ts).
-  const push = await runPushBenchChild();
+  const push = a['skip-push'] ? undefined : await runPushBenchChild();
 
   mkdirSync(outDir, { recursive: true });
   const json = {
