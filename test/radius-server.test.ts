@@ -444,6 +444,17 @@ test('a signed request whose Proxy-States would make the reply exceed 4096 octet
   assert.equal(decodeReply(reply.bytes, req, s.secret).packet.code, Code.AccessAccept);
 });
 
+test('a flood of requests whose reply cannot fit its Proxy-States logs one rate-limited line, not one per request', async (t) => {
+  const s = await server(t, { config: { first_factor: { type: 'none' } } });
+  const c = await udp(t);
+  const proxyStates: [number, Buffer][] = [...Array.from({ length: 15 }, (_, i) => Buffer.alloc(253, i)), Buffer.alloc(200, 0xee)].map((v) => [Attr.ProxyState, v]);
+  for (let i = 0; i < 20; i++) await c.send(buildAccessRequest({ secret: s.secret, userName: 'nobody', attributes: proxyStates }), s.authPort);
+  await waitUntil(() => s.app.server.counters.received >= 20);
+  await waitUntil(() => s.app.server.counters.dropped >= 20);
+  const lines = s.logs.filter((l) => l.reason === 'reply_too_large' || /4096/.test(String(l.msg)));
+  assert.equal(lines.length, 1, `${lines.length} log lines for 20 oversized replies within the 10 s rate-limit interval`);
+});
+
 test('a server listening on [::1] answers radclient -6', async (t) => {
   const why = await ipv6LoopbackUnavailable();
   if (why) {

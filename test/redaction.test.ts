@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { radclient, type AttributeInput } from './helpers/radclient.js';
-import { enrollTotp, startTestServer, wrongCodeAt, type EnrolledUser } from './helpers/server.js';
+import { createLogger } from '../src/log/logger.js';
+import { enrollTotp, LogCapture, startTestServer, wrongCodeAt, type EnrolledUser } from './helpers/server.js';
 import { buildAccessRequest, UdpClient } from './helpers/udp.js';
 
 const PASSWORD = 'Zebra-Quartz-Marmalade-41';
@@ -100,4 +101,13 @@ test('no log line carries the password, a TOTP code, the shared secret or a TOTP
   }
   assert.deepEqual(leaks, []);
   t.diagnostic(`${lines.length} log lines searched for ${needles.length} secret renderings and ${codes.size} codes`);
+});
+
+test("redaction keeps an error's code (EADDRINUSE, SQLITE_BUSY) readable in error lines", () => {
+  const logs = new LogCapture();
+  const logger = createLogger('info', logs);
+  const err = Object.assign(new Error('bind EADDRINUSE 127.0.0.1:1812'), { code: 'EADDRINUSE', syscall: 'bind' });
+  logger.error({ err, role: 'auth' }, 'socket error');
+  const [line] = logs.records;
+  assert.equal((line?.err as { code?: string } | undefined)?.code, 'EADDRINUSE', JSON.stringify(line));
 });
