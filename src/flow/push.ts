@@ -56,8 +56,8 @@ export async function startPush(
       return reject(method, 'push_rate_limited', MESSAGES.rateLimited);
     }
     const delivery = await deliverPush(push, devices, deps);
-    if (delivery !== 'sent') {
-      deps.pending.decide(push.id, { kind: 'timeout' });
+    // Unless the phone answered meanwhile (an app polls /pending when opened): then its answer stands.
+    if (delivery !== 'sent' && deps.pending.decide(push.id, { kind: 'timeout' })) {
       if (delivery === 'stale') return reject(method, 'push_token_stale', MESSAGES.tokenStale);
       if (deps.config.mfa.failmode === 'safe') return { kind: 'accept', method, reason: 'failmode_safe', reply };
       return reject(method, 'push_unavailable', MESSAGES.pushUnavailable, false);
