@@ -26,6 +26,7 @@
  *
  *   node --import tsx bench/push.ts [--users 10000] [--rate 250] [--paced 2500] [--concurrency 64]
  *                                   [--get-sample 1000] [--json] [--no-docs] [--no-pin] [--keep-dir]
+ *   node --import tsx bench/push.ts --docs-from RESULT.json   (docs section from a saved --json line)
  *
  * Prints a summary, replaces the "## Push" section of docs/performance.md (unless --no-docs) and
  * with --json prints the result as the last line. Bounded: stops itself (and the server) after 110 s.
@@ -645,7 +646,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     return {
       startedAt: new Date(t0).toISOString(),
       machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin, backgroundBusyPercent: background, loadavg: loadavgAtStart },
-      server: FROM_SRC ? 'bench/push-server.ts on src/ via tsx (no dist/: run npm run build for the numbers to report)' : 'bench/push-server.ts on dist/',
+      server: FROM_SRC ? 'bench/push-server.ts running src/ via tsx (no dist/: run npm run build for the numbers to report)' : 'bench/push-server.ts running dist/',
       users: o.users,
       sharedKeyPair: true,
       provisionMs,
@@ -716,9 +717,9 @@ export function writePushDocs(r: PushBenchResult, file = join(REPO, 'docs', 'per
   const section = `## Push
 
 Written by \`bench/push.ts\` (alone: \`node --import tsx bench/push.ts\`; \`npm run bench\` runs it after the TOTP runs).
-${r.users} users with one device each in a temp store; our server as a child (\`${r.server}\`: what \`radius-mfa serve\` builds, with an IPC PushSender${r.machine.pinned ? '; pinned to core 0, the bench on core 1' : ''},
-with \`--inspect=127.0.0.1:0\` so the bench can force a full GC before each memory reading) with RADIUS and HTTP on
-loopback, \`first_factor: none\` (no password hashing measured), \`default_method: push\`, \`push.timeout: 10m\`, push
+${r.users} users with one device each in a temp store. Our server runs as a child process (${r.server}: the same
+composition as \`radius-mfa serve\` except for an IPC PushSender${r.machine.pinned ? '; pinned to core 0, the bench on core 1' : ''}; with
+\`--inspect=127.0.0.1:0\` so that the bench can force a full GC before each memory reading), RADIUS and HTTP on loopback, \`first_factor: none\` (no password hashing measured), \`default_method: push\`, \`push.timeout: 10m\`, push
 rate limit 1000 per user, \`log.level: warn\`. All devices share one ECDSA P-256
 key pair (cheap to set up; the server still verifies every answer against the device's stored key). Requests
 come from our own encoder (Message-Authenticator, User-Name, User-Password, NAS-Identifier, Calling-Station-Id)
@@ -741,7 +742,7 @@ run (other processes): ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} 
 | Access-Request sent -> push handed to the sender: p50 / p99 | ${r.hold.requestToPush.p50Ms} / ${r.hold.requestToPush.p99Ms} ms | |
 | \`GET /pending\` with ${r.users} held, ${r.polls.count} devices: p50 / p99; server CPU per poll | ${r.polls.latency.p50Ms} / ${r.polls.latency.p99Ms} ms; ${r.polls.serverCpuMsPerPoll} ms | |
 | approve-to-Accept, paced ${r.paced.ratePerSec}/s, n=${r.paced.count}: p50 / p90 / p99 / max | **${l(r.paced.latency)} ms** | p99 ≤ 5 ms: ${r.targets.p99Met ? 'met' : '**not met**'} |
-| answer POST -> HTTP 200, same requests | ${l(r.paced.httpLatency)} ms | |
+| answer POST -> HTTP 200, same requests; server CPU per approval | ${l(r.paced.httpLatency)} ms; ${r.paced.serverCpuMsPerApproval} ms | |
 | all at once, n=${r.burst.count} over ${r.burst.concurrency} connections | **${r.burst.approvalsPerSec} approvals/s**, ${r.burst.serverCpuMsPerApproval} ms server CPU each | |
 | approve-to-Accept under that load: p50 / p90 / p99 / max | ${l(r.burst.latency)} ms (mostly queueing) | |
 | result | ${r.accepts}/${r.users} Access-Accept, ${r.rejects} Access-Reject${r.failures.length ? `, failures: ${r.failures.slice(0, 3).join('; ')}` : ''} | all Accept |
@@ -776,7 +777,12 @@ export function runPushBenchChild(args: string[] = [], cpu = CLIENT_CPU): Promis
   });
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href && process.argv[2] === '--docs-from') {
+  // node --import tsx bench/push.ts --docs-from RESULT.json: (re)write the docs section from a saved --json result.
+  const r = JSON.parse(readFileSync(process.argv[3]!, 'utf8').trim().split('\n').pop()!) as PushBenchResult;
+  writePushDocs(r);
+  console.log(formatPushResult(r));
+} else if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const o = parseOptions(process.argv.slice(2));
   const hardStop = setTimeout(() => {
     console.error(`push bench: hard limit of ${HARD_LIMIT_MS / 1000} s reached; stopping`);
