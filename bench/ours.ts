@@ -121,7 +121,8 @@ export async function startOurs(o: OursOptions): Promise<RunningServer & { impor
   });
   if (!ready) {
     child.kill('SIGTERM');
-    throw new Error(`our server did not answer on 127.0.0.1:${o.port}:\n${readFileSync(logFile, 'utf8').slice(-4000)}`);
+    const how = child.exitCode !== null ? `exited with ${child.exitCode}` : 'no answer within 20 s';
+    throw new Error(`our server did not answer on 127.0.0.1:${o.port} (${how}; is dist/ being rebuilt?):\n${readFileSync(logFile, 'utf8').slice(-4000)}`);
   }
   return {
     name: `ours (first_factor ${o.firstFactor}, log ${o.logLevel}${FROM_SRC ? ', from src via tsx' : ''})`,
