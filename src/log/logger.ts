@@ -4,12 +4,10 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 export const REDACT_PATHS = [
   'password',
   'secret',
-  'code',
   'token',
   'key',
   '*.password',
   '*.secret',
-  '*.code',
   '*.token',
   '*.key',
   'req.headers.authorization',

@@ -3,12 +3,12 @@
 // Every answered entry lives for the same window, so insertion order is expiry order: a FIFO queue
 // expires them in O(1), with no per-entry timer (this runs for every request).
 
-export type DuplicateStatus = { kind: 'new' } | { kind: 'in_flight' } | { kind: 'answered'; reply: Buffer };
+export type DuplicateStatus = { kind: 'new' } | { kind: 'in_flight' } | { kind: 'answered'; reply: Buffer } | { kind: 'overloaded' };
 
 export interface DedupeOptions {
   /** How long an answered request's reply is kept for retransmissions. */
   windowMs: number;
-  /** Bound on answered entries; the oldest go first when it is reached. */
+  /** Bound on answered entries (the oldest go first) and, separately, on requests being decided. */
   maxEntries: number;
   /** How long a request may stay undecided before its entry is forgotten (a held push lasts up to minutes). */
   inFlightMs: number;
@@ -40,6 +40,9 @@ export class DedupeCache {
     if (answered) return { kind: 'answered', reply: answered.reply };
     const since = this.inFlight.get(key);
     if (since !== undefined && now - since < this.options.inFlightMs) return { kind: 'in_flight' };
+    // More undecided requests than the bound: refuse new work rather than grow without limit.
+    if (this.inFlight.size >= this.options.maxEntries) return { kind: 'overloaded' };
+    this.inFlight.delete(key);
     this.inFlight.set(key, now);
     return { kind: 'new' };
   }
@@ -61,6 +64,11 @@ export class DedupeCache {
   }
 
   private expire(now: number): void {
+    // Maps iterate in insertion order and entries are inserted with a growing time: the oldest come first.
+    for (const [key, since] of this.inFlight) {
+      if (now - since < this.options.inFlightMs) break;
+      this.inFlight.delete(key);
+    }
     while (this.head < this.order.length) {
       const key = this.order[this.head]!;
       const entry = this.answeredByKey.get(key);

@@ -116,13 +116,9 @@ export class RadiusServer {
     return this.dedupe.size;
   }
 
-  private countDrop(reason: string): void {
+  private drop(reason: string, rinfo: { address: string; port: number }, msg: string): void {
     this.counters.dropped++;
     this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
-  }
-
-  private drop(reason: string, rinfo: RemoteInfo, msg: string): void {
-    this.countDrop(reason);
     this.dropped(reason, { from: `${rinfo.address}:${rinfo.port}` }, msg);
   }
 
@@ -181,6 +177,7 @@ export class RadiusServer {
       socket.send(seen.reply, rinfo.port, rinfo.address);
       return;
     }
+    if (seen.kind === 'overloaded') return this.drop('overloaded', rinfo, 'too many requests being decided at once: dropped (the NAS will retry)');
 
     const userName = findAttribute(packet, Attr.UserName);
     const hidden = findAttribute(packet, Attr.UserPassword);
@@ -226,9 +223,7 @@ export class RadiusServer {
     const proxyStates = proxyStatesOf(request.packet);
     if (!fitsInReply(reply.attributes, proxyStates)) {
       this.dedupe.abandon(key);
-      this.countDrop('reply_too_large');
-      this.options.logger.warn({ q: request.q, client: request.client.name }, 'the reply with the request\'s Proxy-State attributes would exceed 4096 octets: not sent');
-      return;
+      return this.drop('reply_too_large', request.source, `the reply with the Proxy-State attributes of q=${request.q} from client ${request.client.name} would exceed 4096 octets: not sent`);
     }
     const bytes = encodeResponse({
       code: reply.code,
@@ -263,6 +258,7 @@ export class RadiusServer {
     const seen = this.dedupe.begin(key);
     if (seen.kind !== 'new') {
       if (seen.kind === 'answered') socket.send(seen.reply, rinfo.port, rinfo.address);
+      if (seen.kind === 'overloaded') this.drop('overloaded', rinfo, 'too many requests being decided at once: dropped (the NAS will retry)');
       return;
     }
     try {
