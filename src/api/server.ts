@@ -31,13 +31,17 @@ export interface BuildApiOptions {
   https?: { cert: Buffer; key: Buffer };
 }
 
+const LAST_SEEN_PRECISION_MS = 60_000;
+
 /** The device that owns the bearer token, or a 401. */
 export async function authenticateDevice(request: FastifyRequest, deps: ApiDeps): Promise<DeviceRecord> {
   const header = request.headers.authorization ?? '';
   const token = /^Bearer ([A-Za-z0-9_-]{20,200})$/.exec(header)?.[1];
   const device = token ? await deps.store.devices.byTokenHash(hashSecretToken(token)) : undefined;
   if (!device) throw new ApiError('UNAUTHORIZED');
-  await deps.store.devices.touch(device.id, deps.now());
+  // last_seen_at is for admins ("is this phone still used?"): a minute's precision spares a write per poll.
+  const now = deps.now();
+  if (device.lastSeenAt === null || now - device.lastSeenAt >= LAST_SEEN_PRECISION_MS) await deps.store.devices.touch(device.id, now);
   return device;
 }
 

@@ -39,6 +39,8 @@ const KEEP_DECIDED_MS = 120_000;
 export class PendingPushes {
   private readonly entries = new Map<string, Entry>();
   private readonly byAttempt = new Map<string, string>();
+  /** Open pushes per user, so a device's poll does not scan every held request. */
+  private readonly openByUser = new Map<string, Set<PendingPush>>();
 
   constructor(private readonly now: () => number) {}
 
@@ -65,6 +67,9 @@ export class PendingPushes {
     const timer = setTimeout(() => this.decide(push.id, { kind: 'timeout' }), timeoutMs);
     this.entries.set(push.id, { push, waiters: [], timer, joinKey, decidedArrival: Infinity });
     this.byAttempt.set(joinKey, push.id);
+    let open = this.openByUser.get(push.username);
+    if (!open) this.openByUser.set(push.username, (open = new Set()));
+    open.add(push);
     return push;
   }
 
@@ -74,9 +79,7 @@ export class PendingPushes {
 
   /** Undecided pushes for these users, oldest first (what a device lists). */
   openFor(username: string): PendingPush[] {
-    const out: PendingPush[] = [];
-    for (const { push } of this.entries.values()) if (push.username === username && !push.outcome) out.push(push);
-    return out;
+    return [...(this.openByUser.get(username) ?? [])];
   }
 
   /** Resolves with the outcome, or with undefined if it is still open after maxWaitMs. */
@@ -106,6 +109,9 @@ export class PendingPushes {
     if (!entry || entry.push.outcome) return false;
     entry.push.outcome = outcome;
     entry.decidedArrival = performance.now();
+    const open = this.openByUser.get(entry.push.username)!;
+    open.delete(entry.push);
+    if (open.size === 0) this.openByUser.delete(entry.push.username);
     clearTimeout(entry.timer);
     for (const w of entry.waiters) w(outcome);
     entry.waiters.length = 0;
@@ -136,5 +142,6 @@ export class PendingPushes {
     for (const { timer } of this.entries.values()) clearTimeout(timer);
     this.entries.clear();
     this.byAttempt.clear();
+    this.openByUser.clear();
   }
 }
