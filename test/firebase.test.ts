@@ -87,8 +87,9 @@ test('404 UNREGISTERED -> stale_token (the device must register a new token)', a
 
 // FCM v1 answers a malformed token with 400 INVALID_ARGUMENT and a token of another Firebase project with
 // 403 SENDER_ID_MISMATCH; firebase-admin names them messaging/invalid-argument and messaging/mismatched-credential.
-// Neither is in push-sender.ts's STALE_CODES today, so both count as "push service unavailable".
-test('400 INVALID_ARGUMENT and 403 SENDER_ID_MISMATCH -> unavailable (not stale_token) with firebase-admin 14 codes', async (t) => {
+// A malformed token never works: stale, so the app is asked for a new one (not "FCM down", which failmode safe
+// would turn into an accept). A sender-id mismatch may be our own credential: unavailable.
+test('400 INVALID_ARGUMENT -> stale_token; 403 SENDER_ID_MISMATCH -> unavailable (firebase-admin 14 codes)', async (t) => {
   const connections = recordConnections(t);
   const replies: Reply[] = [
     { status: 400, body: fcmError(400, 'INVALID_ARGUMENT', 'INVALID_ARGUMENT') },
@@ -97,7 +98,7 @@ test('400 INVALID_ARGUMENT and 403 SENDER_ID_MISMATCH -> unavailable (not stale_
   const fcm = await FakeFcm.start((n) => replies[n - 1]!);
   t.after(() => fcm.close());
   const { sender } = await senderFor(fcm.port);
-  assert.deepEqual(await sender.send('malformed-token', MESSAGE), { ok: false, kind: 'unavailable', detail: 'messaging/invalid-argument' });
+  assert.deepEqual(await sender.send('malformed-token', MESSAGE), { ok: false, kind: 'stale_token', detail: 'messaging/invalid-argument' });
   assert.deepEqual(await sender.send('other-project-token', MESSAGE), { ok: false, kind: 'unavailable', detail: 'messaging/mismatched-credential' });
   assert.equal(fcm.received.length, 2);
   assert.deepEqual(connections, [`127.0.0.1:${fcm.port}`, `127.0.0.1:${fcm.port}`]);
@@ -205,4 +206,15 @@ test('end to end: the server pushes through firebase-admin to the fake FCM; a st
   const outside = connections.filter((c) => !c.startsWith('127.0.0.1:'));
   assert.deepEqual(outside, [], 'every TCP connection (FCM via the agent, the phone\'s HTTP calls) stayed on loopback');
   assert.ok(connections.filter((c) => c === `127.0.0.1:${fcm.port}`).length >= 3);
+});
+
+test('send() gives up when FCM keeps retrying past the push lifetime: the held request is not kept waiting', async (t) => {
+  recordConnections(t);
+  const fcm = await FakeFcm.start(() => ({ status: 503, body: fcmError(503, 'UNAVAILABLE', 'UNAVAILABLE') }));
+  t.after(() => fcm.close());
+  const { sender } = await senderFor(fcm.port);
+  const started = performance.now();
+  const r = await sender.send('token', { ...MESSAGE, ttlMs: 500 });
+  assert.deepEqual(r, { ok: false, kind: 'unavailable', detail: 'no answer from FCM in time' });
+  assert.ok(performance.now() - started < 5000, 'well before firebase-admin\'s own retries end (about 7 s)');
 });

@@ -54,6 +54,8 @@ export async function buildApi(deps: ApiDeps, options: BuildApiOptions = {}): Pr
   }) as unknown as FastifyInstance;
 
   await app.register(swagger, {
+    // Only the Mobile App API is the published contract; the portal and app pages stay out of it.
+    transform: ({ schema, url }) => ({ schema: url.startsWith('/api/v1/') ? schema : { ...schema, hide: true }, url }),
     openapi: {
       openapi: '3.0.3',
       info: { title: 'radius-mfa Mobile App API', version: '1', description: 'Activate a phone, list pending sign-in requests, answer them with a signed approve / deny / fraud. See docs/mobile-api.md.' },

@@ -16,7 +16,11 @@ export interface PushSender {
 }
 
 /** FCM error codes meaning "this token will never work again": the device must register anew. */
-const STALE_CODES = new Set(['messaging/registration-token-not-registered', 'messaging/invalid-registration-token']);
+// invalid-argument is what FCM answers for a malformed token (our payload is fixed): treat it as stale, not as
+// "FCM down", or failmode safe would let that user in on the password alone.
+const STALE_CODES = new Set(['messaging/registration-token-not-registered', 'messaging/invalid-registration-token', 'messaging/invalid-argument']);
+
+const SEND_LIMIT_MS = 10_000;
 
 export interface FirebaseOptions {
   serviceAccountFile?: string;
@@ -38,19 +42,28 @@ export async function createFirebasePushSender(options: FirebaseOptions): Promis
   );
   const messaging = getMessaging(app);
   return {
-    async send(pushToken, message) {
-      try {
-        await messaging.send({
-          token: pushToken,
-          data: { request_id: message.requestId, text: message.text },
-          android: { priority: 'high', ttl: message.ttlMs },
-          apns: { headers: { 'apns-priority': '10', 'apns-push-type': 'alert' }, payload: { aps: { alert: message.text, sound: 'default' } } },
-        });
-        return { ok: true };
-      } catch (err) {
-        const code = (err as { code?: string }).code ?? '';
-        return { ok: false, kind: STALE_CODES.has(code) ? 'stale_token' : 'unavailable', detail: code || (err as Error).message };
-      }
+    send(pushToken, message) {
+      // firebase-admin retries 5xx with back-off (up to a minute): never hold a request longer than this.
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<PushSendResult>((resolve) => {
+        timer = setTimeout(() => resolve({ ok: false, kind: 'unavailable', detail: 'no answer from FCM in time' }), Math.min(message.ttlMs, SEND_LIMIT_MS));
+      });
+      return Promise.race([sendOnce(pushToken, message), limit]).finally(() => clearTimeout(timer));
     },
   };
+
+  async function sendOnce(pushToken: string, message: PushMessage): Promise<PushSendResult> {
+    try {
+      await messaging.send({
+        token: pushToken,
+        data: { request_id: message.requestId, text: message.text },
+        android: { priority: 'high', ttl: message.ttlMs },
+        apns: { headers: { 'apns-priority': '10', 'apns-push-type': 'alert' }, payload: { aps: { alert: message.text, sound: 'default' } } },
+      });
+      return { ok: true };
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? '';
+      return { ok: false, kind: STALE_CODES.has(code) ? 'stale_token' : 'unavailable', detail: code || (err as Error).message };
+    }
+  }
 }

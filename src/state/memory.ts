@@ -2,8 +2,10 @@
 import { LRUCache } from 'lru-cache';
 import type { ChallengeRecord, EphemeralState } from './state.js';
 
-const MAX_USERS = 1_000_000;
-const MAX_CHALLENGES = 200_000;
+// lru-cache reserves its index arrays for `max` up front (1,000,000 cost ~40 MiB each): size for the
+// users signing in within a few TOTP periods, not for the whole directory.
+const MAX_USERS = 100_000;
+const MAX_CHALLENGES = 50_000;
 
 export class MemoryState implements EphemeralState {
   private readonly lastStep = new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false });
