@@ -73,6 +73,8 @@ export type LoadResult = {
   late: number;
   /** Replies whose Identifier matched nothing outstanding. */
   unknown: number;
+  /** Requests the kernel dropped at the server's socket during the window (receive buffer full), if readable. */
+  serverSocketDrops: number | undefined;
   replyMessageAuthenticator: { first: number; notFirst: number; missing: number; bad: number };
   latency: LatencySummary;
   /** Answered per second of the window, to see whether the rate was steady. */
@@ -127,6 +129,32 @@ function coreTicks(): Array<[number, number, number]> {
     return out;
   } catch {
     return [];
+  }
+}
+
+/**
+ * Datagrams the kernel dropped at the server's socket(s) bound to `port` (the `drops` column of
+ * /proc/net/udp and udp6): a full receive buffer. Undefined where /proc is missing.
+ */
+function serverSocketDrops(port: number): number | undefined {
+  try {
+    const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    let drops = 0;
+    for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
+      let text = '';
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const line of text.split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (f[1]?.endsWith(hexPort)) drops += Number(f[f.length - 1]) || 0;
+      }
+    }
+    return drops;
+  } catch {
+    return undefined;
   }
 }
 
@@ -327,6 +355,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   let elu0 = performance.eventLoopUtilization();
   let srv0: number | undefined;
   let cores0 = coreTicks();
+  let drops0: number | undefined;
   let wall0 = 0;
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -341,6 +370,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   elu0 = performance.eventLoopUtilization();
   srv0 = o.serverPid !== undefined ? procCpuSeconds(o.serverPid) : undefined;
   cores0 = coreTicks();
+  drops0 = serverSocketDrops(o.port);
   wall0 = performance.now();
   windowStart = wall0;
   measuring = true;
@@ -353,6 +383,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   const elu = performance.eventLoopUtilization(elu0);
   const srv1 = o.serverPid !== undefined ? procCpuSeconds(o.serverPid) : undefined;
   const cores1 = coreTicks();
+  const drops1 = serverSocketDrops(o.port);
   running = false;
   const drainUntil = performance.now() + o.timeoutMs + 100;
   while (outstanding > 0 && performance.now() < drainUntil) await sleep(20);
@@ -380,6 +411,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
     timeouts,
     late,
     unknown,
+    serverSocketDrops: drops0 !== undefined && drops1 !== undefined ? drops1 - drops0 : undefined,
     replyMessageAuthenticator: { first: ma[MA_FIRST]!, notFirst: ma[MA_NOT_FIRST]!, missing: ma[MA_MISSING]!, bad: ma[MA_BAD]! + ma[MA_MALFORMED]! },
     latency: hist.summary(),
     perSecond: Array.from(perSecond.subarray(0, Math.floor(o.seconds))),
@@ -409,7 +441,8 @@ export function formatResult(r: LoadResult): string {
   const l = r.latency;
   return [
     `${r.target}: ${r.answeredPerSec} answered/s over ${r.windowSeconds}s (concurrency ${r.options.concurrency}, ${r.options.users} users, ${r.options.sockets} socket(s))`,
-    `  accept ${r.accept}  reject ${r.reject}  challenge ${r.challenge}  other ${r.other}  bad-authenticator ${r.badAuthenticator}  timeouts ${r.timeouts}  late ${r.late}`,
+    `  accept ${r.accept}  reject ${r.reject}  challenge ${r.challenge}  other ${r.other}  bad-authenticator ${r.badAuthenticator}  timeouts ${r.timeouts}  late ${r.late}` +
+      (r.serverSocketDrops !== undefined ? `  dropped at the server's socket ${r.serverSocketDrops}` : ''),
     `  latency ms: p50 ${l.p50Ms}  p90 ${l.p90Ms}  p99 ${l.p99Ms}  p99.9 ${l.p999Ms}  max ${l.maxMs}  mean ${l.meanMs}`,
     `  reply Message-Authenticator: first ${r.replyMessageAuthenticator.first}  not-first ${r.replyMessageAuthenticator.notFirst}  missing ${r.replyMessageAuthenticator.missing}  bad ${r.replyMessageAuthenticator.bad}`,
     `  generator CPU ${r.generator.cpuPercent}% of one core (user ${r.generator.userPercent}%, sys ${r.generator.systemPercent}%), event-loop utilization ${r.generator.eventLoopUtilization}` +
