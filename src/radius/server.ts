@@ -62,6 +62,7 @@ export interface RadiusServerOptions {
 type Role = 'auth' | 'acct';
 
 const IN_FLIGHT_LIMIT_MS = 15 * 60_000;
+const RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024;
 
 export class RadiusServer {
   private readonly sockets: { socket: Socket; role: Role }[] = [];
@@ -84,7 +85,9 @@ export class RadiusServer {
   async start(): Promise<{ role: Role; address: string; port: number }[]> {
     const bound: { role: Role; address: string; port: number }[] = [];
     const listen = async (addr: ListenAddress, role: Role) => {
-      const socket = createSocket({ type: isIPv6(addr.host) ? 'udp6' : 'udp4', ipv6Only: isIPv6(addr.host) });
+      // A Monday-morning burst must queue in the kernel, not be dropped: ask for a large receive buffer
+      // (Linux caps it at net.core.rmem_max; raise that sysctl for more than its default 208 KiB).
+      const socket = createSocket({ type: isIPv6(addr.host) ? 'udp6' : 'udp4', ipv6Only: isIPv6(addr.host), recvBufferSize: RECEIVE_BUFFER_BYTES });
       const index = this.sockets.length;
       this.sockets.push({ socket, role });
       socket.on('message', (msg, rinfo) => this.receive(msg, rinfo, socket, role, index));
