@@ -9,7 +9,8 @@ import { strict as assert } from 'node:assert';
 import { pathToFileURL } from 'node:url';
 import { hmacMd5, hmacMd5Key, md5 } from '../src/radius/md5.js';
 import { hidePassword } from './packet.js';
-import { base32Encode, totpCode } from './users.js';
+import { encodeBase32 } from '../src/cli/totp-secret.js';
+import { totpCode } from './users.js';
 
 export function checkCrypto(): void {
   const out = new Uint8Array(16);
@@ -25,7 +26,7 @@ export function checkCrypto(): void {
   }
   // RFC 6238 Appendix B (SHA1, seed "12345678901234567890"), last 6 of the 8-digit codes.
   const seed = Buffer.from('12345678901234567890');
-  assert.equal(base32Encode(seed), 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ');
+  assert.equal(encodeBase32(seed), 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ');
   const vectors: Array<[number, string]> = [[59, '94287082'], [1111111109, '07081804'], [1111111111, '14050471'],
     [1234567890, '89005924'], [2000000000, '69279037'], [20000000000, '65353130']];
   for (const [t, code] of vectors) {

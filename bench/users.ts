@@ -3,6 +3,7 @@
  * FreeRADIUS users file, our CSV import and the load generator all describe the same people.
  */
 import { createHmac } from 'node:crypto';
+import { encodeBase32 } from '../src/cli/totp-secret.js';
 
 export type BenchUser = {
   name: string;
@@ -31,28 +32,9 @@ export function makeUsers(count: number, seed = DEFAULT_USER_SEED, sharedPasswor
     const pwBytes = createHmac('sha256', seed).update(`pw:${name}`).digest();
     let password = sharedPassword ?? '';
     if (sharedPassword === undefined) for (let j = 0; j < 8; j++) password += PASSWORD_ALPHABET[pwBytes[j]! % PASSWORD_ALPHABET.length];
-    users[i] = { name, password, secretBase32: base32Encode(key), key };
+    users[i] = { name, password, secretBase32: encodeBase32(key), key };
   }
   return users;
-}
-
-const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-
-/** RFC 4648 base32, no padding. */
-export function base32Encode(bytes: Uint8Array): string {
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += B32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += B32[(value << (5 - bits)) & 31];
-  return out;
 }
 
 /** RFC 6238 TOTP with HMAC-SHA1 for one time step; `digits` of the RFC 4226 dynamic truncation. */

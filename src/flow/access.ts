@@ -103,7 +103,7 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
 
 /** Directory groups before the password check, only when a backend can tell and some group sets a method. */
 async function groupsBeforeCheck(username: string, attempt: AccessAttempt, deps: AccessDeps): Promise<{ kind: 'ok'; groups: readonly string[] } | { kind: 'unavailable' }> {
-  if (!deps.firstFactor.groupsOf || !Object.values(deps.config.groups).some((g) => g.method !== undefined)) return { kind: 'ok', groups: [] };
+  if (!deps.firstFactor.groupsOf || !deps.policy.groupsChooseMethod) return { kind: 'ok', groups: [] };
   const r = await deps.firstFactor.groupsOf(username, { q: attempt.q });
   return r.kind === 'ok' ? r : { kind: 'unavailable' };
 }

@@ -30,8 +30,11 @@ export class Policy {
   private readonly groupsByName = new Map<string, Rule>();
   private readonly configUsers = new Map<string, Rule>();
   private readonly clients = new Map<string, ClientPolicy>();
+  /** Some group sets a method: directory groups must then be known before the password is split. */
+  readonly groupsChooseMethod: boolean;
 
   constructor(private readonly config: Config) {
+    this.groupsChooseMethod = Object.values(config.groups).some((g) => g.method !== undefined);
     for (const c of config.clients) {
       this.clients.set(c.name, { numberMatching: c.number_matching, holdBudgetMs: holdBudgetMs(c.nas_timeout, c.nas_retries) });
     }

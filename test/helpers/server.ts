@@ -8,6 +8,7 @@ import { buildApp, type App } from '../../src/app.js';
 import { hashPassword } from '../../src/auth/password-hash.js';
 import { configSchema, type Config, type Method } from '../../src/config/schema.js';
 import { createLogger } from '../../src/log/logger.js';
+import { encodeBase32 } from '../../src/cli/totp-secret.js';
 import { hotp, timeStep } from '../../src/mfa/totp.js';
 import type { PushSender } from '../../src/mfa/push-sender.js';
 import { MemoryState } from '../../src/state/memory.js';
@@ -224,7 +225,7 @@ export async function enrollTotp(store: Store, username: string, opts: TotpOptio
     username,
     password: opts.password,
     secret,
-    base32: base32(secret),
+    base32: encodeBase32(secret),
     digits,
     period,
     algorithm,
@@ -246,23 +247,4 @@ export function wrongCodeAt(user: EnrolledUser, ms: number, window = 1): string 
     if (!valid.has(candidate)) return candidate;
   }
   throw new Error('unreachable: 100 candidates all valid');
-}
-
-const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-
-/** RFC 4648 base32 without padding (what authenticator apps are given). */
-export function base32(bytes: Buffer): string {
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += BASE32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += BASE32[(value << (5 - bits)) & 31];
-  return out;
 }
