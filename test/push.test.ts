@@ -152,7 +152,9 @@ test('PIN required: set at activation, missing or wrong PIN refused (and counted
   const pending = login(server, 'alice', 'pw-alice');
   const request = await phone.waitForPending();
   assert.equal(request.pin_required, true);
-  assert.equal((await phone.answer(request.id, 'approve')).body.error && (await phone.answer(request.id, 'approve')).status, 400);
+  const missing = await phone.answer(request.id, 'approve');
+  assert.equal(missing.status, 400);
+  assert.equal((missing.body.error as { code: string }).code, 'PIN_REQUIRED');
   const wrong = await phone.answer(request.id, 'approve', { pin: '0000' });
   assert.equal(wrong.status, 403);
   assert.equal((wrong.body.error as { code: string }).code, 'WRONG_PIN');
