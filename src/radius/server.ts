@@ -1,20 +1,19 @@
 // The UDP side of RADIUS: sockets, client lookup, authenticator checks, duplicate handling, replies.
 // It hands a protocol-level AccessRequest to a handler and knows nothing of users or second factors.
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import { rateLimitedWarn } from '../log/rate-limited.js';
 import type { ClientTable, RadiusClient } from './clients.js';
 import { encodeResponse, revealPassword, verifyAccountingRequestAuthenticator, verifyRequestMessageAuthenticator } from './crypto.js';
 import { DedupeCache } from './dedupe.js';
 import { Attr, Code, decodePacket, findAttribute, HEADER_LENGTH, MAX_PACKET_LENGTH, type RadiusPacket } from './packet.js';
+import { UdpSocket, type Peer } from './udp-socket.js';
 
 export interface AccessRequest {
   /** Monotonic request number: every log line about this request carries it. */
   q: number;
   client: RadiusClient;
   packet: RadiusPacket;
-  source: { address: string; port: number };
+  source: Peer;
   receivedAt: number;
   /** performance.now() at reception: orders this request against other events, whatever the clock says. */
   arrival: number;
@@ -39,7 +38,7 @@ export interface AccountingRequest {
   q: number;
   client: RadiusClient;
   packet: RadiusPacket;
-  source: { address: string; port: number };
+  source: Peer;
 }
 
 export interface ListenAddress {
@@ -65,7 +64,7 @@ const IN_FLIGHT_LIMIT_MS = 15 * 60_000;
 const RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024;
 
 export class RadiusServer {
-  private readonly sockets: { socket: Socket; role: Role }[] = [];
+  private readonly sockets: UdpSocket[] = [];
   private readonly dedupe: DedupeCache;
   private readonly dropped: ReturnType<typeof rateLimitedWarn>;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -87,20 +86,19 @@ export class RadiusServer {
     const listen = async (addr: ListenAddress, role: Role) => {
       // A Monday-morning burst must queue in the kernel, not be dropped: ask for a large receive buffer
       // (Linux caps it at net.core.rmem_max; raise that sysctl for more than its default 208 KiB).
-      const socket = createSocket({ type: isIPv6(addr.host) ? 'udp6' : 'udp4', ipv6Only: isIPv6(addr.host), recvBufferSize: RECEIVE_BUFFER_BYTES });
       const index = this.sockets.length;
-      this.sockets.push({ socket, role });
-      socket.on('message', (msg, rinfo) => this.receive(msg, rinfo, socket, role, index));
-      socket.on('error', (err) => this.options.logger.error({ err, role }, 'socket error'));
-      await new Promise<void>((resolve, reject) => {
-        socket.once('error', reject);
-        socket.bind(addr.port, addr.host, () => {
-          socket.off('error', reject);
-          resolve();
-        });
+      const socket: UdpSocket = await UdpSocket.bind({
+        host: addr.host,
+        port: addr.port,
+        receiveBufferBytes: RECEIVE_BUFFER_BYTES,
+        onMessage: (msg, peer) => this.receive(msg, peer, socket, role, index),
+        onSendRefused: (count) => {
+          this.drops.set('reply_refused', (this.drops.get('reply_refused') ?? 0) + count);
+          this.dropped('reply_refused', { count }, 'the kernel refused to send replies (socket buffer full?): the NAS will retransmit');
+        },
       });
-      const a = socket.address();
-      bound.push({ role, address: a.address, port: a.port });
+      this.sockets.push(socket);
+      bound.push({ role, address: socket.host, port: socket.port });
     };
     for (const a of this.options.auth) await listen(a, 'auth');
     for (const a of this.options.acct ?? []) await listen(a, 'acct');
@@ -111,7 +109,7 @@ export class RadiusServer {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    await Promise.all(this.sockets.map(({ socket }) => new Promise<void>((resolve) => socket.close(() => resolve()))));
+    for (const socket of this.sockets) socket.close();
     this.sockets.length = 0;
   }
 
@@ -119,13 +117,13 @@ export class RadiusServer {
     return this.dedupe.size;
   }
 
-  private drop(reason: string, rinfo: { address: string; port: number }, msg: string): void {
+  private drop(reason: string, rinfo: Peer, msg: string): void {
     this.counters.dropped++;
     this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
     this.dropped(reason, { from: `${rinfo.address}:${rinfo.port}` }, msg);
   }
 
-  private receive(msg: Buffer, rinfo: RemoteInfo, socket: Socket, role: Role, listener: number): void {
+  private receive(msg: Buffer, rinfo: Peer, socket: UdpSocket, role: Role, listener: number): void {
     this.counters.received++;
     // Nothing in a datagram may crash the process: every failure below is a typed drop.
     try {
@@ -152,7 +150,7 @@ export class RadiusServer {
     }
   }
 
-  private access(packet: RadiusPacket, client: RadiusClient, rinfo: RemoteInfo, socket: Socket, listener: number): void {
+  private access(packet: RadiusPacket, client: RadiusClient, rinfo: Peer, socket: UdpSocket, listener: number): void {
     if (packet.messageAuthenticatorOffset >= 0) {
       // RFC 3579 §3.2: a Message-Authenticator that is present is always checked.
       if (!verifyRequestMessageAuthenticator(packet, client.secret)) {
@@ -177,7 +175,7 @@ export class RadiusServer {
     }
     if (seen.kind === 'answered') {
       this.counters.resent++;
-      socket.send(seen.reply, rinfo.port, rinfo.address);
+      socket.send(seen.reply, rinfo);
       return;
     }
     if (seen.kind === 'overloaded') return this.drop('overloaded', rinfo, 'too many requests being decided at once: dropped (the NAS will retry)');
@@ -189,7 +187,7 @@ export class RadiusServer {
       q: this.nextQ++,
       client,
       packet,
-      source: { address: rinfo.address, port: rinfo.port },
+      source: rinfo,
       receivedAt: this.options.now(),
       arrival: performance.now(),
       userName: userName?.toString('utf8'),
@@ -217,7 +215,7 @@ export class RadiusServer {
     }
   }
 
-  private reply(request: AccessRequest, reply: AccessReply | null, key: string, socket: Socket): void {
+  private reply(request: AccessRequest, reply: AccessReply | null, key: string, socket: UdpSocket): void {
     if (this.closed) return;
     if (!reply) {
       this.dedupe.abandon(key);
@@ -240,7 +238,7 @@ export class RadiusServer {
     const send = () => {
       this.dedupe.answered(key, bytes);
       this.counters.answered++;
-      socket.send(bytes, request.source.port, request.source.address);
+      socket.send(bytes, request.source);
     };
     if (!reply.delayMs) return send();
     const timer = setTimeout(() => {
@@ -250,7 +248,7 @@ export class RadiusServer {
     this.timers.add(timer);
   }
 
-  private accounting(packet: RadiusPacket, client: RadiusClient, rinfo: RemoteInfo, socket: Socket, listener: number): void {
+  private accounting(packet: RadiusPacket, client: RadiusClient, rinfo: Peer, socket: UdpSocket, listener: number): void {
     if (!verifyAccountingRequestAuthenticator(packet, client.secret)) {
       return this.drop('bad_accounting_authenticator', rinfo, `Accounting-Request authenticator does not verify (wrong shared secret?) for client ${client.name}: dropped`);
     }
@@ -260,12 +258,12 @@ export class RadiusServer {
     const key = DedupeCache.key(listener, rinfo.address, rinfo.port, packet.identifier, packet.authenticator);
     const seen = this.dedupe.begin(key);
     if (seen.kind !== 'new') {
-      if (seen.kind === 'answered') socket.send(seen.reply, rinfo.port, rinfo.address);
+      if (seen.kind === 'answered') socket.send(seen.reply, rinfo);
       if (seen.kind === 'overloaded') this.drop('overloaded', rinfo, 'too many requests being decided at once: dropped (the NAS will retry)');
       return;
     }
     try {
-      this.options.onAccounting({ q: this.nextQ++, client, packet, source: { address: rinfo.address, port: rinfo.port } });
+      this.options.onAccounting({ q: this.nextQ++, client, packet, source: rinfo });
     } catch (err) {
       // RFC 2866 §2: no Accounting-Response unless the request was recorded; the NAS will retry.
       this.dedupe.abandon(key);
@@ -283,10 +281,10 @@ export class RadiusServer {
       withMessageAuthenticator: false,
     });
     this.dedupe.answered(key, bytes);
-    socket.send(bytes, rinfo.port, rinfo.address);
+    socket.send(bytes, rinfo);
   }
 
-  private statusServer(packet: RadiusPacket, client: RadiusClient, rinfo: RemoteInfo, socket: Socket, role: Role): void {
+  private statusServer(packet: RadiusPacket, client: RadiusClient, rinfo: Peer, socket: UdpSocket, role: Role): void {
     // RFC 5997 §3: Status-Server MUST carry a valid Message-Authenticator.
     if (!verifyRequestMessageAuthenticator(packet, client.secret)) {
       return this.drop('status_server_unsigned', rinfo, `Status-Server without a valid Message-Authenticator from client ${client.name}: dropped`);
@@ -300,7 +298,7 @@ export class RadiusServer {
       secret: client.secret,
       withMessageAuthenticator: true,
     });
-    socket.send(bytes, rinfo.port, rinfo.address);
+    socket.send(bytes, rinfo);
   }
 }
 

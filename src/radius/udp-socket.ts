@@ -1,0 +1,138 @@
+// The server's UDP sockets: native/udp_batch.c moves up to BATCH datagrams per crossing between C
+// and JS (recvmmsg / sendmmsg). Replies queued while handling a batch, or in the promise jobs and
+// ticks after it, leave together in one sendmmsg on the next process.nextTick.
+import { lookup } from 'node:dns/promises';
+import { createRequire } from 'node:module';
+import { isIP } from 'node:net';
+
+interface NativeUdp {
+  BATCH: number;
+  SLOT: number;
+  META: number;
+  open(ipv6: boolean, v6only: boolean, host: string, port: number, receiveBufferBytes: number, rx: Buffer, rxMeta: Buffer, tx: Buffer, txMeta: Buffer, onBatch: (count: number) => void): { handle: object; port: number };
+  flush(handle: object, count: number): number;
+  close(handle: object): void;
+}
+
+// Built by node-gyp on `npm ci` (binding.gyp); the same path from src/radius and dist/radius.
+const native = createRequire(import.meta.url)('../../build/Release/udp_batch.node') as NativeUdp;
+const { BATCH, SLOT, META } = native;
+const ADDRESS_TEXT = 28;
+const IPV4_NAMES_LIMIT = 65_536;
+
+/** Where a datagram came from, and where its reply goes. */
+export class Peer {
+  constructor(
+    readonly address: string,
+    readonly port: number,
+    /** The 16 address octets as the kernel gave them (IPv4: the first 4), for the reply. */
+    readonly octets: Buffer,
+    readonly family: 4 | 6,
+    readonly scopeId: number,
+  ) {}
+}
+
+export interface UdpSocketOptions {
+  host: string;
+  port: number;
+  receiveBufferBytes: number;
+  /** A handler that throws is a bug in it: the error goes to onError and the batch goes on. */
+  onMessage: (msg: Buffer, peer: Peer) => void;
+  /** Replies the kernel refused (send buffer full, unreachable address); the NAS will retransmit. */
+  onSendRefused: (count: number) => void;
+}
+
+export class UdpSocket {
+  private readonly rx = Buffer.alloc(BATCH * SLOT);
+  private readonly rxMeta = Buffer.alloc(BATCH * META);
+  private readonly tx = Buffer.alloc(BATCH * SLOT);
+  private readonly txMeta = Buffer.alloc(BATCH * META);
+  /** IPv4 sources seen, by address as a number: a datagram's source string is made once per host. */
+  private readonly ipv4Names = new Map<number, string>();
+  private handle: object | undefined;
+  private queued = 0;
+  private readonly flushQueued = () => this.flush();
+  readonly family: 4 | 6;
+  port = 0;
+
+  private constructor(
+    private readonly options: UdpSocketOptions,
+    readonly host: string,
+  ) {
+    this.family = isIP(host) === 6 ? 6 : 4;
+  }
+
+  static async bind(options: UdpSocketOptions): Promise<UdpSocket> {
+    const host = isIP(options.host) ? options.host : (await lookup(options.host)).address;
+    const socket = new UdpSocket(options, host);
+    const ipv6 = socket.family === 6;
+    const opened = native.open(ipv6, ipv6, host, options.port, options.receiveBufferBytes, socket.rx, socket.rxMeta, socket.tx, socket.txMeta, (count) => socket.receive(count));
+    socket.handle = opened.handle;
+    socket.port = opened.port;
+    return socket;
+  }
+
+  /** Queues a datagram; it leaves on the next tick with the others queued by then. */
+  send(bytes: Buffer, peer: Peer): void {
+    if (!this.handle) return;
+    if (this.queued === BATCH) this.flush();
+    const slot = this.queued++;
+    if (slot === 0) process.nextTick(this.flushQueued);
+    bytes.copy(this.tx, slot * SLOT);
+    const m = slot * META;
+    const meta = this.txMeta;
+    meta[m] = bytes.length & 0xff;
+    meta[m + 1] = bytes.length >>> 8;
+    meta[m + 2] = peer.port & 0xff;
+    meta[m + 3] = peer.port >>> 8;
+    meta[m + 4] = peer.family;
+    meta.writeUInt32LE(peer.scopeId, m + 8);
+    peer.octets.copy(meta, m + 12);
+  }
+
+  close(): void {
+    if (!this.handle) return;
+    this.flush();
+    native.close(this.handle);
+    this.handle = undefined;
+  }
+
+  private flush(): void {
+    const count = this.queued;
+    if (count === 0 || !this.handle) return;
+    this.queued = 0;
+    const refused = native.flush(this.handle, count);
+    if (refused > 0) this.options.onSendRefused(refused);
+  }
+
+  private receive(count: number): void {
+    const { rx, rxMeta, options } = this;
+    for (let i = 0; i < count; i++) {
+      const m = i * META;
+      const length = rxMeta[m]! | (rxMeta[m + 1]! << 8);
+      const peer = this.peerAt(m);
+      // A copy: the handler may keep the datagram past this batch (held pushes, async decisions).
+      const msg = Buffer.allocUnsafe(length);
+      rx.copy(msg, 0, i * SLOT, i * SLOT + length);
+      options.onMessage(msg, peer);
+    }
+  }
+
+  private peerAt(m: number): Peer {
+    const meta = this.rxMeta;
+    const port = meta[m + 2]! | (meta[m + 3]! << 8);
+    const octets = Buffer.allocUnsafe(16);
+    meta.copy(octets, 0, m + 12, m + 28);
+    if (meta[m + 4] === 4) {
+      const key = meta.readUInt32LE(m + 12);
+      let address = this.ipv4Names.get(key);
+      if (address === undefined) {
+        address = meta.toString('latin1', m + ADDRESS_TEXT, m + ADDRESS_TEXT + meta[m + 5]!);
+        if (this.ipv4Names.size === IPV4_NAMES_LIMIT) this.ipv4Names.clear();
+        this.ipv4Names.set(key, address);
+      }
+      return new Peer(address, port, octets, 4, 0);
+    }
+    return new Peer(meta.toString('latin1', m + ADDRESS_TEXT, m + ADDRESS_TEXT + meta[m + 5]!), port, octets, 6, meta.readUInt32LE(m + 8));
+  }
+}
