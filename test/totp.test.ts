@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateSync, generateSecret, ScureBase32Plugin } from 'otplib';
+import { createHmac, randomBytes } from 'node:crypto';
 import { hotp, verifyTotp, timeStep } from '../src/mfa/totp.js';
+import { hmacSha1Key, hotpSha1Binary } from '../src/mfa/sha1.js';
 import { splitCode } from '../src/flow/access.js';
 import type { TotpEnrollment } from '../src/store/store.js';
 
@@ -33,6 +35,21 @@ test('matches the RFC 6238 Appendix B vectors for SHA1, SHA256 and SHA512', () =
 test('matches the RFC 4226 Appendix D HOTP values', () => {
   const expected = ['755224', '287082', '359152', '969429', '338314', '254676', '287922', '162583', '399871', '520489'];
   expected.forEach((code, counter) => assert.equal(hotp(SEED.SHA1, counter, 6, 'SHA1'), code));
+});
+
+test('the JS HMAC-SHA1 truncation equals node:crypto for key lengths 0..140 and counters up to 2^53', () => {
+  const counters = [0, 1, 0xffffffff, 0x1_0000_0000, 0x1f_ffff_ffff_ffff, 56_666_666];
+  for (let length = 0; length <= 140; length++) {
+    const key = randomBytes(length);
+    const midstates = hmacSha1Key(key);
+    for (const counter of [...counters, Math.floor(Math.random() * 2 ** 40)]) {
+      const msg = Buffer.alloc(8);
+      msg.writeBigUInt64BE(BigInt(counter));
+      const mac = createHmac('sha1', key).update(msg).digest();
+      const offset = mac[19]! & 0x0f;
+      assert.equal(hotpSha1Binary(midstates, counter), mac.readUInt32BE(offset) & 0x7fffffff, `key length ${length}, counter ${counter}`);
+    }
+  }
 });
 
 test('agrees with otplib for random secrets, algorithms, digits and periods', () => {
