@@ -14,20 +14,30 @@ interface NativeUdp {
   close(handle: object): void;
 }
 
-// Built by node-gyp on `npm ci` (binding.gyp); the same path from src/radius and dist/radius.
-const native = createRequire(import.meta.url)('../../build/Release/udp_batch.node') as NativeUdp;
+const native = loadNative();
 const { BATCH, SLOT, META } = native;
 const ADDRESS_TEXT = 28;
 const IPV4_NAMES_LIMIT = 65_536;
+
+/** Built by node-gyp on `npm ci` (binding.gyp); the same path from src/radius and dist/radius. */
+function loadNative(): NativeUdp {
+  try {
+    return createRequire(import.meta.url)('../../build/Release/udp_batch.node') as NativeUdp;
+  } catch (err) {
+    throw new Error(`the UDP addon build/Release/udp_batch.node could not be loaded (${(err as Error).message}): run \`npm run install\` in the project (needs python3, make and g++, as better-sqlite3 does)`);
+  }
+}
 
 /** Where a datagram came from, and where its reply goes. */
 export class Peer {
   constructor(
     readonly address: string,
     readonly port: number,
-    /** The 16 address octets as the kernel gave them (IPv4: the first 4), for the reply. */
-    readonly octets: Buffer,
     readonly family: 4 | 6,
+    /** IPv4: the 4 address octets as the kernel wrote them, read as one little-endian number. */
+    readonly ipv4: number,
+    /** IPv6: the 16 address octets and the scope id. */
+    readonly ipv6: Buffer | undefined,
     readonly scopeId: number,
   ) {}
 }
@@ -36,7 +46,7 @@ export interface UdpSocketOptions {
   host: string;
   port: number;
   receiveBufferBytes: number;
-  /** A handler that throws is a bug in it: the error goes to onError and the batch goes on. */
+  /** Must not throw: an exception here is an uncaught exception, as in a node:dgram 'message' listener. */
   onMessage: (msg: Buffer, peer: Peer) => void;
   /** Replies the kernel refused (send buffer full, unreachable address); the NAS will retransmit. */
   onSendRefused: (count: number) => void;
@@ -86,8 +96,12 @@ export class UdpSocket {
     meta[m + 2] = peer.port & 0xff;
     meta[m + 3] = peer.port >>> 8;
     meta[m + 4] = peer.family;
-    meta.writeUInt32LE(peer.scopeId, m + 8);
-    peer.octets.copy(meta, m + 12);
+    if (peer.ipv6) {
+      meta.writeUInt32LE(peer.scopeId, m + 8);
+      peer.ipv6.copy(meta, m + 12);
+    } else {
+      meta.writeUInt32LE(peer.ipv4, m + 12);
+    }
   }
 
   close(): void {
@@ -121,18 +135,18 @@ export class UdpSocket {
   private peerAt(m: number): Peer {
     const meta = this.rxMeta;
     const port = meta[m + 2]! | (meta[m + 3]! << 8);
-    const octets = Buffer.allocUnsafe(16);
-    meta.copy(octets, 0, m + 12, m + 28);
     if (meta[m + 4] === 4) {
-      const key = meta.readUInt32LE(m + 12);
-      let address = this.ipv4Names.get(key);
+      const ipv4 = meta.readUInt32LE(m + 12);
+      let address = this.ipv4Names.get(ipv4);
       if (address === undefined) {
         address = meta.toString('latin1', m + ADDRESS_TEXT, m + ADDRESS_TEXT + meta[m + 5]!);
         if (this.ipv4Names.size === IPV4_NAMES_LIMIT) this.ipv4Names.clear();
-        this.ipv4Names.set(key, address);
+        this.ipv4Names.set(ipv4, address);
       }
-      return new Peer(address, port, octets, 4, 0);
+      return new Peer(address, port, 4, ipv4, undefined, 0);
     }
-    return new Peer(meta.toString('latin1', m + ADDRESS_TEXT, m + ADDRESS_TEXT + meta[m + 5]!), port, octets, 6, meta.readUInt32LE(m + 8));
+    const ipv6 = Buffer.allocUnsafe(16);
+    meta.copy(ipv6, 0, m + 12, m + 28);
+    return new Peer(meta.toString('latin1', m + ADDRESS_TEXT, m + ADDRESS_TEXT + meta[m + 5]!), port, 6, 0, ipv6, meta.readUInt32LE(m + 8));
   }
 }

@@ -1,0 +1,112 @@
+// The batched UDP socket (native/udp_batch.c + src/radius/udp-socket.ts) over real loopback sockets:
+// bursts larger than one batch, replies to the right peer, IPv6, oversize datagrams, sends after close.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket, type Socket } from 'node:dgram';
+import { once } from 'node:events';
+import { UdpSocket, type Peer } from '../src/radius/udp-socket.js';
+
+const noRefusals = () => assert.fail('the kernel refused a reply');
+
+async function client(type: 'udp4' | 'udp6', host: string): Promise<Socket> {
+  const socket = createSocket(type);
+  socket.bind(0, host);
+  await once(socket, 'listening');
+  return socket;
+}
+
+function collect(socket: Socket, count: number): Promise<Buffer[]> {
+  const got: Buffer[] = [];
+  return new Promise((resolve) => {
+    socket.on('message', (msg) => {
+      got.push(msg);
+      if (got.length === count) resolve(got);
+    });
+  });
+}
+
+test('a burst of 3 x 150 datagrams (several batches) is echoed, each reply to its own sender', async (t) => {
+  const echo = await UdpSocket.bind({ host: '127.0.0.1', port: 0, receiveBufferBytes: 1 << 20, onMessage: (msg, peer) => echo.send(msg, peer), onSendRefused: noRefusals });
+  t.after(() => echo.close());
+  assert.ok(echo.port > 0);
+  const senders = await Promise.all([1, 2, 3].map(() => client('udp4', '127.0.0.1')));
+  t.after(() => senders.forEach((s) => s.close()));
+  const replies = senders.map((s) => collect(s, 150));
+  senders.forEach((s, who) => {
+    for (let i = 0; i < 150; i++) s.send(Buffer.from(`${who}:${i}:${'x'.repeat(i)}`), echo.port, '127.0.0.1');
+  });
+  const got = await Promise.all(replies);
+  got.forEach((msgs, who) => {
+    const texts = msgs.map((m) => m.toString()).sort();
+    const sent = Array.from({ length: 150 }, (_, i) => `${who}:${i}:${'x'.repeat(i)}`).sort();
+    assert.deepEqual(texts, sent);
+  });
+});
+
+test('the peer carries the sender address and port; a reply queued later (timer) still leaves', async (t) => {
+  const seen: Peer[] = [];
+  const echo = await UdpSocket.bind({
+    host: '127.0.0.1',
+    port: 0,
+    receiveBufferBytes: 0,
+    onMessage: (msg, peer) => {
+      seen.push(peer);
+      setTimeout(() => echo.send(Buffer.concat([Buffer.from('late:'), msg]), peer), 5);
+    },
+    onSendRefused: noRefusals,
+  });
+  t.after(() => echo.close());
+  const sender = await client('udp4', '127.0.0.2');
+  t.after(() => sender.close());
+  const reply = collect(sender, 1);
+  sender.send('hello', echo.port, '127.0.0.1');
+  assert.equal((await reply)[0]!.toString(), 'late:hello');
+  assert.equal(seen[0]!.address, '127.0.0.2');
+  assert.equal(seen[0]!.port, sender.address().port);
+  assert.equal(seen[0]!.family, 4);
+});
+
+test('IPv6: [::1] receives and replies', async (t) => {
+  const echo = await UdpSocket.bind({ host: '::1', port: 0, receiveBufferBytes: 0, onMessage: (msg, peer) => echo.send(msg, peer), onSendRefused: noRefusals });
+  t.after(() => echo.close());
+  const sender = await client('udp6', '::1');
+  t.after(() => sender.close());
+  const reply = collect(sender, 1);
+  sender.send('six', echo.port, '::1');
+  assert.equal((await reply)[0]!.toString(), 'six');
+});
+
+test('a datagram longer than 4096 octets arrives cut to 4096 (RFC 2865 §3: octets past Length are padding)', async (t) => {
+  const lengths: number[] = [];
+  let got: () => void;
+  const arrived = new Promise<void>((r) => (got = r));
+  const sink = await UdpSocket.bind({
+    host: '127.0.0.1',
+    port: 0,
+    receiveBufferBytes: 0,
+    onMessage: (msg) => {
+      lengths.push(msg.length);
+      if (lengths.length === 2) got();
+    },
+    onSendRefused: noRefusals,
+  });
+  t.after(() => sink.close());
+  const sender = await client('udp4', '127.0.0.1');
+  t.after(() => sender.close());
+  sender.send(Buffer.alloc(6000, 1), sink.port, '127.0.0.1');
+  sender.send(Buffer.alloc(20, 2), sink.port, '127.0.0.1');
+  await arrived;
+  assert.deepEqual(lengths, [4096, 20]);
+});
+
+test('a port in use is refused with EADDRINUSE; send after close is ignored', async () => {
+  const first = await UdpSocket.bind({ host: '127.0.0.1', port: 0, receiveBufferBytes: 0, onMessage: () => undefined, onSendRefused: noRefusals });
+  await assert.rejects(
+    UdpSocket.bind({ host: '127.0.0.1', port: first.port, receiveBufferBytes: 0, onMessage: () => undefined, onSendRefused: noRefusals }),
+    (err: Error & { code?: string }) => err.code === 'EADDRINUSE' && /bind EADDRINUSE/.test(err.message),
+  );
+  const peer = { address: '127.0.0.1', port: 9, family: 4, ipv4: 0x0100007f, ipv6: undefined, scopeId: 0 } as Peer;
+  first.close();
+  first.send(Buffer.from('x'), peer);
+  first.close();
+});
