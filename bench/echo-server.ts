@@ -6,37 +6,37 @@
  *   node bench/echo-server.ts --port 18120 --secret s     (prints {"msg":"listening",...})
  * Stops on SIGTERM/SIGINT and prints {"msg":"stopped","packets":N}.
  */
-import { createSocket } from 'node:dgram';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { hmacMd5Key } from '../src/radius/md5.js';
+import { UdpSocket } from '../src/radius/udp-socket.js';
 import { CODE, packetLength, writeSignedReply } from './packet.js';
 
-export function startEchoServer(host: string, port: number, secretText: string): Promise<{ port: number; close: () => Promise<number> }> {
+export async function startEchoServer(host: string, port: number, secretText: string): Promise<{ port: number; close: () => Promise<number> }> {
   const secret = Buffer.from(secretText);
   const maKey = hmacMd5Key(secret);
-  const sock = createSocket({ type: 'udp4' });
   let packets = 0;
-  sock.on('message', (msg, rinfo) => {
-    if (packetLength(msg) < 0 || (msg[0] !== CODE.AccessRequest && msg[0] !== CODE.StatusServer)) return;
-    packets++;
-    // A fresh buffer per reply: a queued send must not see its bytes overwritten by the next one.
-    const out = Buffer.allocUnsafe(38);
-    const len = writeSignedReply(out, CODE.AccessAccept, msg[1]!, msg, 4, undefined, secret, maKey);
-    sock.send(out, 0, len, rinfo.port, rinfo.address);
+  // One reply buffer: UdpSocket.send copies it into the batch being sent.
+  const out = Buffer.allocUnsafe(38);
+  const sock = await UdpSocket.bind({
+    host,
+    port,
+    receiveBufferBytes: 4 * 1024 * 1024,
+    onMessage: (msg, peer) => {
+      if (packetLength(msg) < 0 || (msg[0] !== CODE.AccessRequest && msg[0] !== CODE.StatusServer)) return;
+      packets++;
+      const len = writeSignedReply(out, CODE.AccessAccept, msg[1]!, msg, 4, undefined, secret, maKey);
+      sock.send(out.subarray(0, len), peer);
+    },
+    onSendRefused: () => undefined,
   });
-  return new Promise((resolve, reject) => {
-    sock.once('error', reject);
-    sock.bind(port, host, () => {
-      try {
-        sock.setRecvBufferSize(4 * 1024 * 1024);
-      } catch { /* capped by net.core.rmem_max */ }
-      resolve({
-        port: sock.address().port,
-        close: () => new Promise((r) => sock.close(() => r(packets))),
-      });
-    });
-  });
+  return {
+    port: sock.port,
+    close: async () => {
+      sock.close();
+      return packets;
+    },
+  };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

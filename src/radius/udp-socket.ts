@@ -40,6 +40,13 @@ export class Peer {
     readonly ipv6: Buffer | undefined,
     readonly scopeId: number,
   ) {}
+
+  /** A destination given as a dotted IPv4 address (the bench's load generator sends to the server this way). */
+  static ipv4(address: string, port: number): Peer {
+    const octets = address.split('.').map(Number);
+    if (octets.length !== 4 || octets.some((o) => !(o >= 0 && o <= 255))) throw new Error(`not an IPv4 address: ${address}`);
+    return new Peer(address, port, 4, Buffer.from(octets).readUInt32LE(0), undefined, 0);
+  }
 }
 
 export interface UdpSocketOptions {
