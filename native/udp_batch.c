@@ -35,9 +35,9 @@ typedef struct {
   napi_ref buffers;
   napi_async_context async_context;
   uint8_t *rx, *rx_meta, *tx, *tx_meta;
-  struct mmsghdr msgs[BATCH];
-  struct iovec iov[BATCH];
-  struct sockaddr_in6 addrs[BATCH];
+  struct mmsghdr msgs[BATCH], tx_msgs[BATCH];
+  struct iovec iov[BATCH], tx_iov[BATCH];
+  struct sockaddr_in6 addrs[BATCH], tx_addrs[BATCH];
 } batch_socket;
 
 #define CHECK(call)                          \
@@ -199,6 +199,9 @@ static napi_value open_socket(napi_env env, napi_callback_info info) {
   for (int i = 0; i < BATCH; i++) {
     s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
     s->msgs[i].msg_hdr.msg_iovlen = 1;
+    s->tx_msgs[i].msg_hdr.msg_iov = &s->tx_iov[i];
+    s->tx_msgs[i].msg_hdr.msg_iovlen = 1;
+    s->tx_msgs[i].msg_hdr.msg_name = &s->tx_addrs[i];
   }
   napi_value buffers, name, result, handle, port_value;
   CHECK(napi_create_array_with_length(env, 4, &buffers));
@@ -245,31 +248,28 @@ static napi_value flush(napi_env env, napi_callback_info info) {
     uint16_t length, port;
     memcpy(&length, meta, 2);
     memcpy(&port, meta + 2, 2);
-    struct sockaddr_in6 *to = &s->addrs[i];
+    struct sockaddr_in6 *to = &s->tx_addrs[i];
+    struct msghdr *header = &s->tx_msgs[i].msg_hdr;
     memset(to, 0, sizeof *to);
     if (meta[4] == 4 && s->family == AF_INET) {
       struct sockaddr_in *v4 = (struct sockaddr_in *)to;
       v4->sin_family = AF_INET;
       v4->sin_port = htons(port);
       memcpy(&v4->sin_addr, meta + 12, 4);
-      s->msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
+      header->msg_namelen = sizeof(struct sockaddr_in);
     } else {
       to->sin6_family = AF_INET6;
       to->sin6_port = htons(port);
       memcpy(&to->sin6_scope_id, meta + 8, 4);
       memcpy(&to->sin6_addr, meta + 12, 16);
-      s->msgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in6);
+      header->msg_namelen = sizeof(struct sockaddr_in6);
     }
-    s->msgs[i].msg_hdr.msg_name = to;
-    s->msgs[i].msg_hdr.msg_control = NULL;
-    s->msgs[i].msg_hdr.msg_controllen = 0;
-    s->msgs[i].msg_hdr.msg_flags = 0;
-    s->iov[i].iov_base = s->tx + (size_t)i * SLOT;
-    s->iov[i].iov_len = length;
+    s->tx_iov[i].iov_base = s->tx + (size_t)i * SLOT;
+    s->tx_iov[i].iov_len = length;
   }
   uint32_t refused = 0, done = 0;
   while (done < count) {
-    int n = sendmmsg(s->fd, s->msgs + done, count - done, MSG_DONTWAIT);
+    int n = sendmmsg(s->fd, s->tx_msgs + done, count - done, MSG_DONTWAIT);
     if (n > 0) {
       done += (uint32_t)n;
     } else if (n < 0 && errno == EINTR) {

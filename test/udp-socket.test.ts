@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { UdpSocket, type Peer } from '../src/radius/udp-socket.js';
+import { Peer, UdpSocket } from '../src/radius/udp-socket.js';
 
 const noRefusals = () => assert.fail('the kernel refused a reply');
 
@@ -99,14 +99,34 @@ test('a datagram longer than 4096 octets arrives cut to 4096 (RFC 2865 §3: octe
   assert.deepEqual(lengths, [4096, 20]);
 });
 
+test('a reply the kernel refuses (port 0) is counted, and the other replies of the batch still leave', async (t) => {
+  const refused: number[] = [];
+  const echo = await UdpSocket.bind({
+    host: '127.0.0.1',
+    port: 0,
+    receiveBufferBytes: 0,
+    onMessage: (msg, peer) => {
+      echo.send(msg, Peer.ipv4('127.0.0.1', 0));
+      echo.send(msg, peer);
+    },
+    onSendRefused: (count) => refused.push(count),
+  });
+  t.after(() => echo.close());
+  const sender = await client('udp4', '127.0.0.1');
+  t.after(() => sender.close());
+  const reply = collect(sender, 1);
+  sender.send('still answered', echo.port, '127.0.0.1');
+  assert.equal((await reply)[0]!.toString(), 'still answered');
+  assert.deepEqual(refused, [1]);
+});
+
 test('a port in use is refused with EADDRINUSE; send after close is ignored', async () => {
   const first = await UdpSocket.bind({ host: '127.0.0.1', port: 0, receiveBufferBytes: 0, onMessage: () => undefined, onSendRefused: noRefusals });
   await assert.rejects(
     UdpSocket.bind({ host: '127.0.0.1', port: first.port, receiveBufferBytes: 0, onMessage: () => undefined, onSendRefused: noRefusals }),
     (err: Error & { code?: string }) => err.code === 'EADDRINUSE' && /bind EADDRINUSE/.test(err.message),
   );
-  const peer = { address: '127.0.0.1', port: 9, family: 4, ipv4: 0x0100007f, ipv6: undefined, scopeId: 0 } as Peer;
   first.close();
-  first.send(Buffer.from('x'), peer);
+  first.send(Buffer.from('x'), Peer.ipv4('127.0.0.1', 9));
   first.close();
 });
