@@ -1,6 +1,7 @@
 // Composition root: wires config, store, state and policy to the RADIUS server. Builds; never exits the process.
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
+import type { Agent } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -19,7 +20,8 @@ import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type Ra
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
 import { buildRegistry, DecisionCounts, listenMetrics } from './metrics/metrics.js';
 import { PendingPushes } from './mfa/pending.js';
-import type { PushSender } from './mfa/push-sender.js';
+import { routePushSender, type PushSender } from './mfa/push-sender.js';
+import { createWebPushSender } from './mfa/web-push-sender.js';
 import type { EphemeralState } from './state/state.js';
 import type { Store } from './store/store.js';
 
@@ -28,8 +30,10 @@ export interface AppDeps {
   state: EphemeralState;
   logger: Logger;
   now?: () => number;
-  /** Push delivery; undefined = devices poll the Mobile App API. */
+  /** FCM delivery; undefined = devices with an FCM token poll the Mobile App API. */
   pushSender?: PushSender;
+  /** Tests: the HTTPS agent Web Push goes through (one that trusts a local fake push service). */
+  webPushAgent?: Agent;
 }
 
 interface Runtime {
@@ -94,8 +98,15 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, now
   return {
     config,
     clients,
-    access: { config, policy: new Policy(config), store: deps.store, state: deps.state, firstFactor, pending, pushSender: deps.pushSender, now },
+    access: { config, policy: new Policy(config), store: deps.store, state: deps.state, firstFactor, pending, pushSender: pushSenderFor(config, deps), now },
   };
+}
+
+/** FCM from deps, Web Push from the config (so a reload with new VAPID keys takes effect); undefined = all devices poll. */
+function pushSenderFor(config: Config, deps: AppDeps): PushSender | undefined {
+  const vapid = config.mobile_app.web_push;
+  const webPush = vapid ? createWebPushSender(vapid, { agent: deps.webPushAgent }) : undefined;
+  return webPush || deps.pushSender ? routePushSender({ fcm: deps.pushSender, webPush }) : undefined;
 }
 
 export function buildApp(config: Config, deps: AppDeps): App {

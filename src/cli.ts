@@ -6,6 +6,7 @@ import { CliError, print, warn } from './cli/context.js';
 import { registerDeviceCommands } from './cli/device-commands.js';
 import { registerTotpCommands } from './cli/totp-commands.js';
 import { registerUserCommands } from './cli/user-commands.js';
+import { registerWebPushCommands } from './cli/web-push-commands.js';
 import { KeyError, parseHexKey } from './mfa/secret-box.js';
 import { MigrationError } from './store/migrations.js';
 import { StoreError } from './store/store.js';
@@ -47,6 +48,7 @@ function buildProgram(): Command {
   registerUserCommands(program, configPath);
   registerTotpCommands(program, configPath);
   registerDeviceCommands(program, configPath);
+  registerWebPushCommands(program);
   return program;
 }
 

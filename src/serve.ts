@@ -25,7 +25,7 @@ export async function serve(configPath: string): Promise<void> {
   const state = new MemoryState(Date.now);
   const firebase = config.mobile_app.firebase;
   const pushSender = firebase ? await createFirebasePushSender({ serviceAccountFile: firebase.service_account_file }) : undefined;
-  if (!firebase && config.http) logger.info('no mobile_app.firebase: phones poll /api/v1/pending for sign-in requests');
+  if (!firebase && !config.mobile_app.web_push && config.http) logger.info('no mobile_app.firebase or mobile_app.web_push: phones poll /api/v1/pending for sign-in requests');
   const app = buildApp(config, { store, state, logger, pushSender });
   try {
     const bound = await app.start();

@@ -277,6 +277,21 @@ test('check-config prints OK for a good file, and line:column problems with exit
   assert.equal(users.code, 1);
 });
 
+test('web-push keys prints a mobile_app.web_push section that check-config accepts; each run a new pair', async (t) => {
+  const env = setup(t);
+  const first = await env.cli(['web-push', 'keys', '--subject', 'mailto:vpn-admins@example.com']);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stdout, /^mobile_app:\n  web_push:\n    vapid_public_key: "B[\w-]{86}"\n    vapid_private_key: "[\w-]{43}"\n    subject: "mailto:vpn-admins@example.com"$/m);
+  writeFileSync(env.config, `${readFileSync(env.config, 'utf8')}${first.stdout}`);
+  const check = await env.cli(['check-config']);
+  assert.equal(check.code, 0, check.stderr);
+  assert.match(check.stdout, /^OK /);
+
+  const second = await env.cli(['web-push', 'keys']);
+  assert.notEqual(/vapid_private_key: "(.*)"/.exec(second.stdout)![1], /vapid_private_key: "(.*)"/.exec(first.stdout)![1]);
+  assert.equal((await env.cli(['web-push', 'keys', '--subject', 'vpn-admins@example.com'])).code, 2);
+});
+
 test('usage errors exit 2 and --help exits 0', async (t) => {
   const env = setup(t);
   assert.equal((await env.cli(['user', 'add'])).code, 2);

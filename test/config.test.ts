@@ -8,6 +8,7 @@ import { generateConfigJsonSchema } from '../src/config/json-schema.js';
 import { formatIssues, loadConfig, type ConfigIssue, type LoadResult } from '../src/config/load.js';
 import { METHODS } from '../src/config/schema.js';
 import { watchConfig } from '../src/config/watch.js';
+import webpush from 'web-push';
 
 const EXAMPLE = fileURLToPath(new URL('../config/config.yaml', import.meta.url));
 const JSON_SCHEMA = fileURLToPath(new URL('../config/config.schema.json', import.meta.url));
@@ -163,6 +164,30 @@ describe('loadConfig reports bad values at file:line:column with the path', () =
     const issue = onlyIssue(result);
     assert.deepEqual(issue, { file, line: 6, column: 13, path: 'clients[0].secret', message: 'must not be empty' });
     assert.equal(formatIssues([issue]), `${file}:6:13 clients[0].secret: must not be empty`);
+  });
+
+  test('mobile_app.web_push: a bad key, a key of another pair, a bad subject and a missing field are each an issue at that field', () => {
+    const a = webpush.generateVAPIDKeys();
+    const b = webpush.generateVAPIDKeys();
+    const section = (fields: Record<string, string>) => `mobile_app:\n  web_push:\n${Object.entries(fields).map(([k, v]) => `    ${k}: "${v}"\n`).join('')}`;
+    const good = { vapid_public_key: a.publicKey, vapid_private_key: a.privateKey, subject: 'mailto:helpdesk@example.com' };
+    const ok = load(minimal('', section(good))).result;
+    assert.ok(ok.ok, ok.ok ? '' : formatIssues(ok.issues));
+    assert.equal(ok.config.mobile_app.web_push?.vapid_public_key, a.publicKey);
+
+    const cases: [Record<string, string>, string, RegExp][] = [
+      [{ ...good, vapid_public_key: 'not-a-key' }, 'mobile_app.web_push.vapid_public_key', /P-256 public key .* radius-mfa web-push keys/],
+      [{ ...good, vapid_private_key: a.privateKey.slice(2) }, 'mobile_app.web_push.vapid_private_key', /P-256 private key .* radius-mfa web-push keys/],
+      [{ ...good, vapid_public_key: b.publicKey }, 'mobile_app.web_push.vapid_public_key', /is not the public half of vapid_private_key/],
+      [{ ...good, subject: 'helpdesk@example.com' }, 'mobile_app.web_push.subject', /mailto: address or an https: URL/],
+      [{ vapid_public_key: a.publicKey, vapid_private_key: a.privateKey }, 'mobile_app.web_push.subject', /./],
+    ];
+    for (const [fields, path, message] of cases) {
+      const issue = onlyIssue(load(minimal('', section(fields))).result);
+      assert.equal(issue.path, path, JSON.stringify(issue));
+      assert.match(issue.message, message);
+      assert.ok(!issue.message.includes(a.privateKey.slice(2)), 'the private key is never quoted');
+    }
   });
 
   test('a bad CIDR, also inside a list of addresses', () => {

@@ -11,7 +11,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { API_ERRORS } from '../src/api/errors.js';
 import { configSchema } from '../src/config/schema.js';
 import { createActivation } from '../src/mfa/activation.js';
+import webpush from 'web-push';
 import { FakeFcm, PROJECT, senderFor } from './helpers/fake-fcm.js';
+import { FakePushService, Subscriber } from './helpers/fake-push-service.js';
 import { httpCall, SimulatedPhone } from './helpers/phone.js';
 import { radclient } from './helpers/radclient.js';
 import { enrollTotp, startTestServer, type StartOptions, type TestServer } from './helpers/server.js';
@@ -202,6 +204,35 @@ test('the FCM message on the page is what the server sends through firebase-admi
   assert.equal((await held).code, 'Access-Accept');
 });
 
+test('the Web Push token on the page is accepted as push_token, and the payload is what a subscription gets (decrypted at a local fake push service)', async (t) => {
+  // No mobile_app.web_push here: the documented endpoint is a real push service and must never be sent to.
+  const { server, base } = await pushServer();
+  t.after(() => server.close());
+  const phone = await SimulatedPhone.activate(base, await code(server));
+  const documentedToken = block('web-push-token');
+  assert.equal((await httpCall('POST', `${base}/api/v1/push-token`, { push_token: documentedToken }, phone.token)).status, 204);
+  assert.equal((await server.store.devices.list('alice'))[0]!.pushToken, documentedToken);
+
+  const service = await FakePushService.start();
+  t.after(() => service.close());
+  const keys = webpush.generateVAPIDKeys();
+  const { server: pushing, base: pushingBase } = await pushServer({
+    webPushAgent: service.agent,
+    config: { http: { listen: '127.0.0.1:0' }, mfa: { default_method: 'push', push: { timeout: '10s' } }, mobile_app: { web_push: { vapid_public_key: keys.publicKey, vapid_private_key: keys.privateKey, subject: 'mailto:helpdesk@example.com' } } },
+  });
+  t.after(() => pushing.close());
+  const subscriber = new Subscriber(`${service.origin}/push/docs`);
+  const browserPhone = await SimulatedPhone.activate(pushingBase, await code(pushing), { pushToken: subscriber.pushToken });
+  const held = login(pushing);
+  const [push] = await service.waitForPushes(1);
+  const pending = await browserPhone.waitForPending();
+  const documented = JSON.parse(block('web-push-payload')) as { request_id: string };
+  documented.request_id = pending.id;
+  assert.deepEqual(JSON.parse(subscriber.decrypt(push!.body).toString('utf8')), documented);
+  await browserPhone.answer(pending.id, 'approve');
+  assert.equal((await held).code, 'Access-Accept');
+});
+
 test('the error table lists every code of src/api/errors.ts with its status, and the server answers with them', async (t) => {
   const table = DOC.slice(DOC.indexOf('<!-- test: error-table -->')).split('\n').slice(1).filter((l) => l.startsWith('| `'));
   const documented = new Map(table.map((l) => {
@@ -276,6 +307,6 @@ test('the OpenAPI document is served at /api/v1/openapi.json and has every endpo
   assert.equal(r.status, 200);
   assert.match(r.body.openapi, /^3\./);
   const documented = [...DOC.matchAll(/^### `(GET|POST|DELETE) (\/api\/v1\/[^`]+)`$/gm)].map((m) => [m[1]!.toLowerCase(), m[2]!]);
-  assert.deepEqual(documented.map(([m, p]) => `${m} ${p}`).sort(), ['delete /api/v1/device', 'get /api/v1/pending', 'post /api/v1/activation', 'post /api/v1/push-token', 'post /api/v1/requests/{id}/answer']);
+  assert.deepEqual(documented.map(([m, p]) => `${m} ${p}`).sort(), ['delete /api/v1/device', 'get /api/v1/pending', 'get /api/v1/web-push', 'post /api/v1/activation', 'post /api/v1/push-token', 'post /api/v1/requests/{id}/answer']);
   for (const [method, path] of documented) assert.ok(r.body.paths[path!]?.[method!], `${method} ${path} in openapi.json`);
 });

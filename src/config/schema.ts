@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
 import { attributeKeyOf, encodeNamedAttributes } from '../radius/dictionary.js';
+import { isVapidPrivateKey, isVapidPublicKey, isVapidSubject, vapidPublicKeyOf } from '../mfa/vapid.js';
 
 /** "30s", "500ms", "15m", "1h", "2d" or a bare number of seconds -> milliseconds. */
 export function parseDuration(value: string | number): number | undefined {
@@ -245,6 +246,28 @@ const mfa = z
   })
   .prefault({});
 
+const webPush = z
+  .strictObject({
+    vapid_public_key: z
+      .string()
+      .refine(isVapidPublicKey, { message: 'must be a P-256 public key (65 bytes) in base64url: make a key pair with radius-mfa web-push keys' })
+      .meta({ description: 'From radius-mfa web-push keys; browsers subscribe with it.' }),
+    vapid_private_key: z
+      .string()
+      .refine(isVapidPrivateKey, { message: 'must be a P-256 private key (32 bytes) in base64url: make a key pair with radius-mfa web-push keys' })
+      .meta({ description: 'Secret: use "${ENV_VAR}" to keep it out of the file.' }),
+    subject: z
+      .string()
+      .refine(isVapidSubject, { message: 'must be a mailto: address or an https: URL where push services can reach you, e.g. "mailto:helpdesk@example.com"' })
+      .meta({ description: 'How push services reach the operator (RFC 8292): "mailto:..." or "https://...".' }),
+  })
+  .superRefine((v, ctx) => {
+    // Browsers subscribe with the public key; pushes signed with a private key of another pair are refused.
+    if (isVapidPrivateKey(v.vapid_private_key) && isVapidPublicKey(v.vapid_public_key) && vapidPublicKeyOf(v.vapid_private_key) !== v.vapid_public_key) {
+      ctx.addIssue({ code: 'custom', path: ['vapid_public_key'], message: 'is not the public half of vapid_private_key: copy both from one run of radius-mfa web-push keys' });
+    }
+  });
+
 const group = z.strictObject({
   members: z.array(z.string().min(1)).default([]),
   method: methodSchema.optional(),
@@ -283,7 +306,10 @@ export const configSchema = z.strictObject({
           service_account_file: z.string().min(1),
         })
         .optional()
-        .meta({ description: 'FCM delivery; without it devices poll /api/v1/pending.' }),
+        .meta({ description: 'FCM delivery (native apps); without it they poll /api/v1/pending.' }),
+      web_push: webPush
+        .optional()
+        .meta({ description: 'Web Push (RFC 8030, VAPID keys) to the companion app; without it the app polls /api/v1/pending while it is open.' }),
     })
     .prefault({}),
   http: z

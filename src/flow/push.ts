@@ -122,24 +122,26 @@ function fromOutcome(outcome: PushOutcome | undefined, method: Method, reply: Bu
   }
 }
 
-/**
- * Sends the push to every device that has a live token. A device without a token polls, so it
- * counts as reached. Stale tokens are marked so the app is asked for a new one.
- */
 /** What delivery needs: shared by RADIUS pushes and portal sign-ins. */
 export type DeliveryDeps = Pick<AccessDeps, 'pushSender' | 'store' | 'config'>;
 
+/**
+ * Sends the push to every device that has a live token. A device without a token, or with a kind of
+ * token no sender is configured for (a Web Push subscription without mobile_app.web_push), polls, so
+ * it counts as reached. Stale tokens are marked so the app is asked for a new one.
+ */
 export async function deliverPush(push: PendingPush, devices: DeviceRecord[], deps: DeliveryDeps): Promise<Delivery> {
   if (!deps.pushSender) return 'sent';
   const targets = devices.filter((d) => d.pushToken && !d.pushTokenStale);
   const results = await Promise.all(targets.map((d) => sendTo(d, push, deps)));
-  if (results.includes('sent') || devices.some((d) => !d.pushToken)) return 'sent';
+  if (results.includes('sent') || results.includes('polls') || devices.some((d) => !d.pushToken)) return 'sent';
   return results.includes('unavailable') ? 'unavailable' : 'stale';
 }
 
-async function sendTo(device: DeviceRecord, push: PendingPush, deps: DeliveryDeps): Promise<Delivery> {
+async function sendTo(device: DeviceRecord, push: PendingPush, deps: DeliveryDeps): Promise<Delivery | 'polls'> {
   const result = await deps.pushSender!.send(device.pushToken!, { requestId: push.id, text: deps.config.mfa.push.text, ttlMs: push.expires - push.createdAt });
   if (result.ok) return 'sent';
+  if (result.kind === 'no_sender') return 'polls';
   if (result.kind === 'stale_token') await deps.store.devices.markPushTokenStale(device.id);
   return result.kind === 'stale_token' ? 'stale' : 'unavailable';
 }

@@ -2,8 +2,10 @@
 // the app fetches the details over the Mobile App API.
 import { readFileSync } from 'node:fs';
 import type { Agent } from 'node:https';
+import { isWebPushToken } from './push-token.js';
 
-export type PushSendResult = { ok: true } | { ok: false; kind: 'stale_token' | 'unavailable'; detail: string };
+/** no_sender: no sender for this kind of token is configured, so the device polls. */
+export type PushSendResult = { ok: true } | { ok: false; kind: 'stale_token' | 'unavailable' | 'no_sender'; detail: string };
 
 export interface PushMessage {
   requestId: string;
@@ -20,7 +22,30 @@ export interface PushSender {
 // "FCM down", or failmode safe would let that user in on the password alone.
 const STALE_CODES = new Set(['messaging/registration-token-not-registered', 'messaging/invalid-registration-token', 'messaging/invalid-argument']);
 
-const SEND_LIMIT_MS = 10_000;
+/** One send never holds a request longer than the push lives, nor than 10 s. */
+export function sendLimitMs(ttlMs: number): number {
+  return Math.min(ttlMs, 10_000);
+}
+
+export function withinSendLimit(send: Promise<PushSendResult>, ttlMs: number, service: string): Promise<PushSendResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<PushSendResult>((resolve) => {
+    timer = setTimeout(() => resolve({ ok: false, kind: 'unavailable', detail: `no answer from ${service} in time` }), sendLimitMs(ttlMs));
+  });
+  return Promise.race([send, limit]).finally(() => clearTimeout(timer));
+}
+
+/** Sends each token through the sender for its kind: Web Push subscriptions and FCM tokens. */
+export function routePushSender(senders: { fcm?: PushSender; webPush?: PushSender }): PushSender {
+  return {
+    send(pushToken, message) {
+      const web = isWebPushToken(pushToken);
+      const sender = web ? senders.webPush : senders.fcm;
+      if (!sender) return Promise.resolve({ ok: false, kind: 'no_sender', detail: `mobile_app.${web ? 'web_push' : 'firebase'} is not configured` });
+      return sender.send(pushToken, message);
+    },
+  };
+}
 
 export interface FirebaseOptions {
   serviceAccountFile?: string;
@@ -44,11 +69,7 @@ export async function createFirebasePushSender(options: FirebaseOptions): Promis
   return {
     send(pushToken, message) {
       // firebase-admin retries 5xx with back-off (up to a minute): never hold a request longer than this.
-      let timer: NodeJS.Timeout | undefined;
-      const limit = new Promise<PushSendResult>((resolve) => {
-        timer = setTimeout(() => resolve({ ok: false, kind: 'unavailable', detail: 'no answer from FCM in time' }), Math.min(message.ttlMs, SEND_LIMIT_MS));
-      });
-      return Promise.race([sendOnce(pushToken, message), limit]).finally(() => clearTimeout(timer));
+      return withinSendLimit(sendOnce(pushToken, message), message.ttlMs, 'FCM');
     },
   };
 

@@ -2,6 +2,7 @@
 // temp file, in-memory state, an injected clock and every log line captured.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import type { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp, type App } from '../../src/app.js';
@@ -91,8 +92,10 @@ export interface StartOptions {
   /** Shared secret of the default client (random when not given). */
   secret?: string;
   start?: number;
-  /** Push delivery; default none (devices poll). */
+  /** FCM delivery; default none (devices poll). */
   pushSender?: PushSender;
+  /** The HTTPS agent Web Push goes through: one that trusts a local fake push service. */
+  webPushAgent?: Agent;
   /** Keep at most this many log lines (all are still counted by level). Default: all. */
   logLimit?: number;
 }
@@ -149,7 +152,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
   const logger = createLogger(config.log.level, logs);
   const store = openSqliteStore(config.store, randomBytes(32), { now: clock.now });
   const state = new MemoryState(clock.now);
-  const app = buildApp(config, { store, state, logger, now: clock.now, pushSender: opts.pushSender });
+  const app = buildApp(config, { store, state, logger, now: clock.now, pushSender: opts.pushSender, webPushAgent: opts.webPushAgent });
   let bound;
   try {
     bound = await app.start();

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { generateSecret, ScureBase32Plugin } from 'otplib';
 import { hashPassword } from '../../auth/password-hash.js';
 import { hashSecretToken, newDeviceToken, normalizeActivationCode } from '../../mfa/activation.js';
+import { parsePushToken } from '../../mfa/push-token.js';
 import { parseDevicePublicKey } from '../../mfa/signature.js';
 import type { TotpEnrollment } from '../../store/store.js';
 import { ApiError, errorBodySchema } from '../errors.js';
@@ -34,7 +35,7 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
             activation_code: { type: 'string', minLength: 6, maxLength: 32, description: 'As shown by the CLI or the portal; spaces and dashes are ignored.' },
             device_name: { type: 'string', minLength: 1, maxLength: 100 },
             public_key: { type: 'string', minLength: 40, maxLength: 400, description: 'ECDSA P-256, base64 SPKI DER.' },
-            push_token: { type: 'string', minLength: 1, maxLength: 4096, description: 'FCM registration token; omit to poll.' },
+            push_token: { type: 'string', minLength: 1, maxLength: 4096, description: 'FCM registration token, or "webpush:" + the PushSubscription JSON; omit to poll.' },
             pin: { type: 'string', pattern: '^[0-9]{4,12}$', description: 'Sets the account PIN (required when mfa.push.pin is "required").' },
           },
         },
@@ -64,6 +65,7 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
       if ((await deps.state.increment(`activation:${request.ip}`, ATTEMPT_WINDOW_MS)) > MAX_ATTEMPTS_PER_ADDRESS) throw new ApiError('RATE_LIMITED');
       const publicKey = parseDevicePublicKey(body.public_key);
       if (!publicKey) throw new ApiError('INVALID_PUBLIC_KEY');
+      if (body.push_token !== undefined && !parsePushToken(body.push_token)) throw new ApiError('INVALID_PUSH_TOKEN');
       if (config.mfa.push.pin === 'required' && body.pin === undefined) throw new ApiError('PIN_REQUIRED');
 
       const now = deps.now();

@@ -1,14 +1,32 @@
-// The device's own registration: rotate its FCM token, or deregister.
+// The device's own registration: where pushes reach it (FCM token or Web Push subscription), or deregister.
 import type { FastifyInstance } from 'fastify';
-import { errorBodySchema } from '../errors.js';
+import { parsePushToken } from '../../mfa/push-token.js';
+import { ApiError, errorBodySchema } from '../errors.js';
 import { authenticateDevice, type ApiDeps } from '../server.js';
 
 export function deviceRoutes(api: FastifyInstance, deps: ApiDeps): void {
+  api.get(
+    '/web-push',
+    {
+      schema: {
+        summary: "The server's VAPID public key for PushManager.subscribe() (null: no Web Push, poll instead)",
+        response: {
+          200: {
+            type: 'object',
+            required: ['vapid_public_key'],
+            properties: { vapid_public_key: { type: ['string', 'null'], description: 'base64url P-256 point: the applicationServerKey.' } },
+          },
+        },
+      },
+    },
+    async () => ({ vapid_public_key: deps.config().mobile_app.web_push?.vapid_public_key ?? null }),
+  );
+
   api.post<{ Body: { push_token: string | null } }>(
     '/push-token',
     {
       schema: {
-        summary: 'Replace the FCM registration token (null: poll instead)',
+        summary: 'Replace the push registration: an FCM registration token or "webpush:" + PushSubscription JSON (null: poll instead)',
         security: [{ device: [] }],
         body: {
           type: 'object',
@@ -21,7 +39,9 @@ export function deviceRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (request, reply) => {
       const device = await authenticateDevice(request, deps);
-      await deps.store.devices.setPushToken(device.id, request.body.push_token);
+      const token = request.body.push_token;
+      if (token !== null && !parsePushToken(token)) throw new ApiError('INVALID_PUSH_TOKEN');
+      await deps.store.devices.setPushToken(device.id, token);
       deps.logger.info({ audit: true, event: 'push_token_rotated', user: device.username, device: device.id }, 'push token rotated');
       return reply.status(204).send();
     },

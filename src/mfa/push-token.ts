@@ -1,0 +1,59 @@
+// A device's push registration, as the Mobile App API stores it in push_token: an FCM registration
+// token, or "webpush:" followed by the browser's PushSubscription JSON (what subscription.toJSON() gives).
+import { createPublicKey } from 'node:crypto';
+
+export const WEB_PUSH_PREFIX = 'webpush:';
+
+export interface WebPushSubscription {
+  endpoint: string;
+  keys: { p256dh: string; auth: string };
+}
+
+export type PushToken = { kind: 'fcm'; token: string } | { kind: 'web_push'; subscription: WebPushSubscription };
+
+export function isWebPushToken(text: string): boolean {
+  return text.startsWith(WEB_PUSH_PREFIX);
+}
+
+/** undefined for a "webpush:" token that no push could ever be sent to. */
+export function parsePushToken(text: string): PushToken | undefined {
+  if (!isWebPushToken(text)) return { kind: 'fcm', token: text };
+  let json: unknown;
+  try {
+    json = JSON.parse(text.slice(WEB_PUSH_PREFIX.length));
+  } catch {
+    return undefined;
+  }
+  const { endpoint, keys } = (json ?? {}) as { endpoint?: unknown; keys?: { p256dh?: unknown; auth?: unknown } };
+  const p256dh = keys?.p256dh;
+  const auth = keys?.auth;
+  if (typeof endpoint !== 'string' || !isHttpsUrl(endpoint) || typeof p256dh !== 'string' || typeof auth !== 'string') return undefined;
+  // RFC 8291 §3: the subscriber's ECDH key is a P-256 point and its authentication secret 16 octets.
+  if (!isP256Point(p256dh) || base64urlBytes(auth)?.length !== 16) return undefined;
+  return { kind: 'web_push', subscription: { endpoint, keys: { p256dh, auth } } };
+}
+
+// Push services are HTTPS only (RFC 8030 §8), and web-push sends nothing else.
+function isHttpsUrl(text: string): boolean {
+  try {
+    return new URL(text).protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
+function base64urlBytes(text: string): Buffer | undefined {
+  return /^[A-Za-z0-9_-]+={0,2}$/.test(text) ? Buffer.from(text, 'base64url') : undefined;
+}
+
+function isP256Point(text: string): boolean {
+  const bytes = base64urlBytes(text);
+  if (bytes?.length !== 65 || bytes[0] !== 0x04) return false;
+  try {
+    // Refuses a point that is not on the curve.
+    createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: bytes.subarray(1, 33).toString('base64url'), y: bytes.subarray(33).toString('base64url') }, format: 'jwk' });
+    return true;
+  } catch {
+    return false;
+  }
+}
