@@ -1,7 +1,8 @@
 // The files of the companion app (/app/) and the portal's stylesheet and script (/portal/static/),
-// read once from web/ at start and served from memory with an ETag.
+// read once from web/ (and the QR decoder from node_modules) at start and served from memory with an ETag.
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { FastifyInstance } from 'fastify';
 
 const TYPES: Record<string, string> = {
@@ -26,20 +27,28 @@ interface StaticFile {
 /** web/ next to src/ and dist/ alike. */
 const WEB_ROOT = new URL('../../web/', import.meta.url);
 
+function staticFile(name: string, body: Buffer): StaticFile | undefined {
+  const type = TYPES[name.slice(name.lastIndexOf('.'))];
+  return type ? { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` } : undefined;
+}
+
 function loadDir(sub: string): Map<string, StaticFile> {
   const dir = new URL(`${sub}/`, WEB_ROOT);
   const files = new Map<string, StaticFile>();
   for (const name of readdirSync(dir)) {
-    const type = TYPES[name.slice(name.lastIndexOf('.'))];
-    if (!type) continue;
-    const body = readFileSync(new URL(name, dir));
-    files.set(name, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
+    const file = staticFile(name, readFileSync(new URL(name, dir)));
+    if (file) files.set(name, file);
   }
   return files;
 }
 
+/** The app's QR decoder for browsers without BarcodeDetector: jsQR's browser build, as npm installed it. */
+function loadQrDecoder(): StaticFile {
+  return staticFile('jsQR.js', readFileSync(createRequire(import.meta.url).resolve('jsqr/dist/jsQR.js')))!;
+}
+
 export function staticRoutes(app: FastifyInstance): void {
-  const appFiles = loadDir('app');
+  const appFiles = loadDir('app').set('jsQR.js', loadQrDecoder());
   const portalFiles = loadDir('portal');
   const serve = (files: Map<string, StaticFile>, name: string) => async (request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
     const file = files.get(name);

@@ -10,10 +10,16 @@ export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
+export interface LaunchOptions {
+  /** A Y4M video that Chromium's fake camera shows (looped); camera prompts are granted without asking. */
+  fakeCamera?: string;
+}
+
 /** Launches Chromium (playwright gives each launch a new empty --user-data-dir). */
-export async function launchBrowser(): Promise<Browser> {
+export async function launchBrowser(options: LaunchOptions = {}): Promise<Browser> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: run scripts/install-test-deps.sh (Debian package chromium)`);
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30_000 });
+  const camera = options.fakeCamera ? ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${options.fakeCamera}`] : [];
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...FLAGS, ...camera], timeout: 30_000 });
 }
 
 /** A phone-sized context: 390x844 at 2x, touch, as a mid-size phone. */

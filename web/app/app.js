@@ -103,21 +103,34 @@ function say(text, kind = 'error') {
 
 // ---- activation ----
 let pendingKeys;
-function codeFrom(input) {
-  const text = input.trim();
+/** The code (and account name) in an activation link, as the portal's QR code holds it, or in a typed code. */
+function activationFrom(input) {
+  let code = input.trim();
+  let account = null;
   try {
-    const u = new URL(text);
-    return u.searchParams.get('activate') || '';
+    const u = new URL(code);
+    code = u.searchParams.get('activate') || '';
+    account = u.searchParams.get('account');
   } catch {
-    return text;
+    // Not a link: a code as typed.
   }
+  code = code.replace(/[\s-]/g, '');
+  return /^\d{6,32}$/.test(code) ? { code, account } : undefined;
+}
+
+function prefill({ code, account }) {
+  $('code').value = code;
+  $('activate-for').hidden = !account;
+  if (account) $('activate-for').textContent = `Activating for ${account}. Check the name of this phone, then press Activate.`;
+  show('accounts');
+  $('activate-button').focus();
 }
 
 async function activate(event) {
   event.preventDefault();
-  const code = codeFrom($('code').value).replace(/[\s-]/g, '');
+  const code = activationFrom($('code').value)?.code;
   const name = $('device-name').value.trim();
-  if (!/^\d{6,32}$/.test(code)) return say('Type the activation code from the portal (12 digits), or paste its link.');
+  if (!code) return say('Type the activation code from the portal (12 digits), or paste its link.');
   if (!name) return say('Give this phone a name, e.g. "My phone".');
   const pin = $('new-pin').value;
   if (!$('pin-box').hidden && !/^\d{4,12}$/.test(pin)) return say('Choose a PIN of 4 to 12 digits.');
@@ -147,6 +160,8 @@ async function activate(event) {
     await renderCodes();
     show('requests');
     poll();
+    // The Activate tap lets the browser ask for the notification permission.
+    enablePush(true);
   } catch (err) {
     if (err.code === 'PIN_REQUIRED') {
       $('pin-box').hidden = false;
@@ -160,10 +175,43 @@ async function activate(event) {
   }
 }
 
+// ---- QR scan: the browser's BarcodeDetector where it reads QR codes, else jsQR on camera frames ----
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement('script');
+    script.src = src;
+    script.onload = resolve;
+    script.onerror = () => reject(new Error(`${src} did not load`));
+    document.head.append(script);
+  });
+}
+
+/** A function that returns the texts of the QR codes in the video's current frame. */
+async function qrReader() {
+  if ('BarcodeDetector' in window && (await BarcodeDetector.getSupportedFormats()).includes('qr_code')) {
+    const detector = new BarcodeDetector({ formats: ['qr_code'] });
+    return async (video) => (await detector.detect(video)).map((c) => c.rawValue);
+  }
+  // Loaded only when needed (it is large); the service worker keeps it for offline use.
+  await loadScript('jsQR.js');
+  const canvas = document.createElement('canvas');
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  return async (video) => {
+    if (!video.videoWidth) return [];
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    context.drawImage(video, 0, 0);
+    const hit = jsQR(context.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width, canvas.height, { inversionAttempts: 'dontInvert' });
+    return hit ? [hit.data] : [];
+  };
+}
+
 async function scan() {
   const video = $('camera');
   let stream;
+  let read;
   try {
+    read = await qrReader();
     stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' } });
   } catch {
     return say('The camera is not available: paste the code instead.');
@@ -171,25 +219,23 @@ async function scan() {
   video.srcObject = stream;
   video.hidden = false;
   await video.play();
-  const detector = new BarcodeDetector({ formats: ['qr_code'] });
   const stop = () => {
     stream.getTracks().forEach((t) => t.stop());
     video.hidden = true;
   };
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline && !video.hidden) {
-    const codes = await detector.detect(video).catch(() => []);
-    const hit = codes.map((c) => c.rawValue).find((v) => codeFrom(v));
-    if (hit) {
-      $('code').value = hit;
+    const found = (await read(video).catch(() => [])).map(activationFrom).find(Boolean);
+    if (found) {
       stop();
-      say('QR code read: press Activate.', 'ok');
-      $('activate-button').focus();
+      prefill(found);
+      if (!found.account) say('QR code read: press Activate.', 'ok');
       return;
     }
     await new Promise((r) => setTimeout(r, 250));
   }
   stop();
+  say('No activation QR code seen: try again, or paste the code instead.');
 }
 
 // ---- accounts ----
@@ -265,9 +311,68 @@ async function tickCodes(accounts) {
   }
 }
 
+// ---- notifications: Web Push when the server has a VAPID key and the browser a push service ----
+const b64urlBytes = (text) => Uint8Array.from(atob(text.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+const sameBytes = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+
+/** {token} to register, or {why} the app polls instead (and {offer} when a tap could turn notifications on). */
+async function pushSubscription(ask) {
+  if (!('PushManager' in window) || !('Notification' in window) || !('serviceWorker' in navigator)) return { why: 'this browser has no push notifications' };
+  const { vapid_public_key: key } = await api('GET', '/web-push');
+  if (!key) return { why: 'the server sends no notifications' };
+  if (Notification.permission === 'default' && ask) await Notification.requestPermission();
+  if (Notification.permission !== 'granted') {
+    return { why: Notification.permission === 'denied' ? 'notifications are blocked for this site' : 'notifications are off', offer: Notification.permission === 'default' };
+  }
+  const registration = await navigator.serviceWorker.ready;
+  const serverKey = b64urlBytes(key);
+  let subscription = await registration.pushManager.getSubscription();
+  // Made for an earlier VAPID key: the push service would refuse pushes signed with the new one.
+  const subscribedKey = subscription?.options?.applicationServerKey;
+  if (subscribedKey && !sameBytes(new Uint8Array(subscribedKey), serverKey)) {
+    await subscription.unsubscribe();
+    subscription = null;
+  }
+  try {
+    subscription ??= await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: serverKey });
+  } catch {
+    return { why: 'no push service is reachable from this browser' };
+  }
+  return { token: `webpush:${JSON.stringify(subscription)}` };
+}
+
+/** Registers this browser's subscription (or none: poll) for every account; polling goes on either way, as a push may be lost. */
+async function enablePush(ask) {
+  let state;
+  try {
+    const accounts = await listAccounts();
+    if (accounts.length === 0) return;
+    state = await pushSubscription(ask);
+    const token = state.token ?? null;
+    for (const a of accounts) {
+      if ((a.pushToken ?? null) === token) continue;
+      await api('POST', '/push-token', { push_token: token }, a.token);
+      await saveAccount({ ...a, pushToken: token });
+    }
+  } catch {
+    state = { why: 'the server could not be reached' };
+  }
+  $('delivery').textContent = state.why
+    ? `This app checks for sign-in requests while it is open: ${state.why}.`
+    : 'Notifications are on: sign-in requests reach this phone even when the app is closed.';
+  $('notify').hidden = !state.offer;
+}
+
 // ---- sign-in requests ----
 const shown = new Map();
 let polling = false;
+let woken = false;
+let wakePoll;
+/** A push arrived: poll now rather than at the next tick. */
+function pollNow() {
+  woken = true;
+  wakePoll?.();
+}
 async function poll() {
   if (polling) return;
   polling = true;
@@ -291,7 +396,8 @@ async function poll() {
       $('net').hidden = !offline;
       for (const [id, entry] of shown) if (!seen.has(id) && !entry.answered && !offline) dropRequest(id, 'This request is no longer waiting.');
       $('no-requests').hidden = [...shown.values()].some((e) => !e.done);
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      if (!woken) await new Promise((r) => ((wakePoll = r), setTimeout(r, POLL_MS)));
+      woken = false;
     }
   } finally {
     polling = false;
@@ -377,29 +483,24 @@ function tickRequests() {
 
 // ---- start ----
 async function start() {
-  if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js', { scope: '/app/' }).catch(() => undefined);
+  if ('serviceWorker' in navigator) {
+    navigator.serviceWorker.register('sw.js', { scope: '/app/' }).catch(() => undefined);
+    navigator.serviceWorker.addEventListener('message', (event) => event.data?.type === 'push' && pollNow());
+  }
   document.querySelectorAll('nav [data-view]').forEach((b) => (b.onclick = () => show(b.dataset.view)));
   $('activate').addEventListener('submit', activate);
   $('device-name').value = /Android/.test(navigator.userAgent) ? 'Android phone' : /iPhone|iPad/.test(navigator.userAgent) ? 'iPhone' : 'My phone';
-  if ('BarcodeDetector' in window && navigator.mediaDevices?.getUserMedia) {
+  if (navigator.mediaDevices?.getUserMedia) {
     $('scan').hidden = false;
     $('scan').onclick = scan;
   }
+  $('notify').onclick = () => enablePush(true);
   const params = new URLSearchParams(location.search);
   const accounts = await renderAccounts();
   await renderCodes();
-  if (params.get('activate')) {
-    $('code').value = params.get('activate');
-    const who = params.get('account');
-    if (who) {
-      $('activate-for').textContent = `Activating for ${who}. Check the name of this phone, then press Activate.`;
-      $('activate-for').hidden = false;
-    }
-    show('accounts');
-    $('activate-button').focus();
-  } else {
-    show(accounts.length ? (params.get('view') || 'requests') : 'accounts');
-  }
+  const link = activationFrom(location.href);
+  if (link) prefill(link);
+  else show(accounts.length ? (params.get('view') || 'requests') : 'accounts');
   window.addEventListener('online', () => ($('net').hidden = true));
   window.addEventListener('offline', () => ($('net').hidden = false));
   $('net').hidden = navigator.onLine;
@@ -409,6 +510,7 @@ async function start() {
   }, 1000);
   document.body.dataset.ready = 'true';
   poll();
+  enablePush(false);
 }
 
 start().catch((err) => say(`The app could not start: ${err.message}`));

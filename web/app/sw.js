@@ -1,7 +1,8 @@
 // Keeps the app's own files so that it opens, and shows codes, with no network.
 // API calls always go to the network: requests and answers are never served from a cache.
-const CACHE = 'radius-mfa-app-v1';
-const SHELL = ['./', 'app.js', 'app.css', 'manifest.webmanifest', 'icon.svg', 'icon-192.png', 'icon-512.png'];
+// Shows a notification for each Web Push (a sign-in waiting for an answer).
+const CACHE = 'radius-mfa-app-v2';
+const SHELL = ['./', 'app.js', 'app.css', 'manifest.webmanifest', 'icon.svg', 'icon-192.png', 'icon-512.png', 'jsQR.js'];
 
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
@@ -35,5 +36,42 @@ self.addEventListener('fetch', (event) => {
         return fresh;
       }),
     ),
+  );
+});
+
+// The push carries only {request_id, text}; the app fetches who, where and from which VPN.
+self.addEventListener('push', (event) => {
+  let message = {};
+  try {
+    message = event.data?.json() ?? {};
+  } catch {
+    // Unreadable: still a sign-in to look at.
+  }
+  event.waitUntil(
+    Promise.all([
+      // userVisibleOnly: every push must show a notification.
+      self.registration.showNotification('Approve sign-in?', {
+        body: message.text || 'Sign-in request',
+        tag: message.request_id || 'sign-in',
+        data: { request_id: message.request_id },
+        icon: 'icon-192.png',
+        requireInteraction: true,
+      }),
+      // An open app fetches the request at once instead of at its next poll.
+      self.clients
+        .matchAll({ type: 'window', includeUncontrolled: true })
+        .then((windows) => windows.forEach((w) => w.postMessage({ type: 'push', request_id: message.request_id }))),
+    ]),
+  );
+});
+
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  const scope = self.registration.scope;
+  event.waitUntil(
+    self.clients.matchAll({ type: 'window', includeUncontrolled: true }).then((windows) => {
+      const app = windows.find((w) => w.url.startsWith(scope));
+      return app ? app.focus() : self.clients.openWindow(scope);
+    }),
   );
 });
