@@ -218,7 +218,7 @@ test('the Web Push token on the page is accepted as push_token, and the payload 
   const keys = webpush.generateVAPIDKeys();
   const { server: pushing, base: pushingBase } = await pushServer({
     webPushAgent: service.agent,
-    config: { http: { listen: '127.0.0.1:0' }, mfa: { default_method: 'push', push: { timeout: '10s' } }, mobile_app: { web_push: { vapid_public_key: keys.publicKey, vapid_private_key: keys.privateKey, subject: 'mailto:helpdesk@example.com' } } },
+    config: { http: { listen: '127.0.0.1:0' }, mfa: { default_method: 'push', push: { timeout: '10s' } }, mobile_app: { web_push: { vapid_public_key: keys.publicKey, vapid_private_key: keys.privateKey, subject: 'mailto:helpdesk@example.com', push_services: ['127.0.0.1'] } } },
   });
   t.after(() => pushing.close());
   const subscriber = new Subscriber(`${service.origin}/push/docs`);

@@ -30,7 +30,7 @@ async function setup(t: After) {
     start: Date.now(),
     config: {
       http: { listen: '127.0.0.1:0' },
-      mobile_app: { account_name: 'Contoso VPN', web_push: { vapid_public_key: keys.publicKey, vapid_private_key: keys.privateKey, subject: 'mailto:helpdesk@example.com' } },
+      mobile_app: { account_name: 'Contoso VPN', web_push: { vapid_public_key: keys.publicKey, vapid_private_key: keys.privateKey, subject: 'mailto:helpdesk@example.com', push_services: ['127.0.0.1'] } },
       mfa: { default_method: 'push', reject_delay: '0ms', push: { timeout: '30s' } },
     },
   });

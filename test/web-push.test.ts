@@ -14,7 +14,8 @@ import { radclient } from './helpers/radclient.js';
 import { enrollTotp, startTestServer, type StartOptions } from './helpers/server.js';
 
 const keys = webpush.generateVAPIDKeys();
-const VAPID: WebPushSettings = { vapid_public_key: keys.publicKey, vapid_private_key: keys.privateKey, subject: 'mailto:helpdesk@example.com' };
+// The fake push service listens on 127.0.0.1: allowed here as a push service host, with push.example.net for the API tests.
+const VAPID: WebPushSettings = { vapid_public_key: keys.publicKey, vapid_private_key: keys.privateKey, subject: 'mailto:helpdesk@example.com', push_services: ['127.0.0.1', 'push.example.net'] };
 const MESSAGE = { requestId: 'h2mNw6rVt0aP1cQ9xYb3Lg', text: 'Sign-in request', ttlMs: 60_000 };
 
 async function pushService(t: { after: (fn: () => Promise<void>) => void }, reply?: (n: number) => PushReply) {
@@ -43,6 +44,14 @@ test('a push reaches the endpoint signed with our VAPID key for its origin, and 
   assert.equal(claims.sub, VAPID.subject);
   assert.ok(claims.exp > before && claims.exp <= before + 24 * 3600, `exp ${claims.exp} is in the next 24 h (RFC 8292 §2)`);
   assert.deepEqual(JSON.parse(subscriber.decrypt(push!.body).toString('utf8')), { request_id: MESSAGE.requestId, text: 'Sign-in request' });
+});
+
+test('the sender refuses an endpoint outside push_services without connecting (stored before the list changed): stale_token', async (t) => {
+  const { service } = await pushService(t);
+  const strict = createWebPushSender({ ...VAPID, push_services: ['fcm.googleapis.com'] }, { agent: service.agent });
+  const result = await strict.send(new Subscriber(`${service.origin}/push/elsewhere`).pushToken, MESSAGE);
+  assert.deepEqual(result, { ok: false, kind: 'stale_token', detail: 'not a valid web push subscription' });
+  assert.equal(service.received.length, 0);
 });
 
 test('the push lifetime becomes the TTL in whole seconds', async (t) => {
@@ -131,7 +140,7 @@ test('GET /api/v1/web-push gives the VAPID public key to subscribe with, and nul
   assert.deepEqual(await httpCall('GET', `${off.base}/api/v1/web-push`), { status: 200, body: { vapid_public_key: null } });
 });
 
-test('push_token takes a webpush: subscription at activation and in POST /push-token; a malformed one is INVALID_PUSH_TOKEN', async (t) => {
+test('push_token takes a webpush: subscription at activation and in POST /push-token; a malformed one, or one on a host outside push_services, is INVALID_PUSH_TOKEN', async (t) => {
   const { server, base, code } = await pushServer(t);
   const subscriber = new Subscriber('https://push.example.net/send/abc');
   const phone = await SimulatedPhone.activate(base, await code(), { pushToken: subscriber.pushToken });
@@ -142,6 +151,10 @@ test('push_token takes a webpush: subscription at activation and in POST /push-t
     `webpush:${JSON.stringify({ ...subscriber.subscription, endpoint: 'http://push.example.net/send/abc' })}`,
     `webpush:${JSON.stringify({ ...subscriber.subscription, keys: { ...subscriber.subscription.keys, auth: 'c2hvcnQ' } })}`,
     `webpush:${JSON.stringify({ ...subscriber.subscription, keys: { ...subscriber.subscription.keys, p256dh: Buffer.alloc(65, 4).toString('base64url') } })}`,
+    // Not a push service: the server would POST to the cloud metadata address, a look-alike or a sibling domain.
+    `webpush:${JSON.stringify({ ...subscriber.subscription, endpoint: 'https://169.254.169.254/latest/meta-data' })}`,
+    `webpush:${JSON.stringify({ ...subscriber.subscription, endpoint: 'https://push.example.net.attacker.example/x' })}`,
+    `webpush:${JSON.stringify({ ...subscriber.subscription, endpoint: 'https://notpush.example.net/x' })}`,
   ];
   for (const token of bad) {
     const r = await httpCall<{ error: { code: string } }>('POST', `${base}/api/v1/push-token`, { push_token: token }, phone.token);
@@ -150,7 +163,7 @@ test('push_token takes a webpush: subscription at activation and in POST /push-t
   const activation = await httpCall<{ error: { code: string } }>('POST', `${base}/api/v1/activation`, { activation_code: await code(), device_name: 'x', public_key: await publicKeyBase64(await newKeyPair()), push_token: bad[0] });
   assert.deepEqual([activation.status, activation.body.error.code], [400, 'INVALID_PUSH_TOKEN']);
 
-  const renewed = new Subscriber('https://push.example.net/send/def');
+  const renewed = new Subscriber('https://eu.push.example.net/send/def');
   assert.equal((await httpCall('POST', `${base}/api/v1/push-token`, { push_token: renewed.pushToken }, phone.token)).status, 204);
   assert.equal((await server.store.devices.list('alice'))[0]!.pushToken, renewed.pushToken);
 });

@@ -3,7 +3,7 @@ export const API_ERRORS = {
   UNAUTHORIZED: { status: 401, message: 'Missing or unknown device token: activate the app again.' },
   VALIDATION: { status: 400, message: 'The request body is not valid.' },
   INVALID_PUBLIC_KEY: { status: 400, message: 'public_key must be an ECDSA P-256 key, base64 SPKI DER (WebCrypto exportKey("spki")).' },
-  INVALID_PUSH_TOKEN: { status: 400, message: 'push_token must be an FCM registration token, or "webpush:" followed by the PushSubscription JSON ({endpoint: https URL, keys: {p256dh, auth}}).' },
+  INVALID_PUSH_TOKEN: { status: 400, message: 'push_token must be an FCM registration token, or "webpush:" followed by the PushSubscription JSON ({endpoint: https URL of a push service in mobile_app.web_push.push_services, keys: {p256dh, auth}}).' },
   ACTIVATION_INVALID: { status: 400, message: 'Unknown, used or expired activation code: ask for a new one.' },
   PIN_REQUIRED: { status: 400, message: 'A PIN is required: send pin (4 to 12 digits).' },
   PIN_NOT_SET: { status: 403, message: 'A PIN is required but none is set for this account: set one in the portal or activate the app again.' },

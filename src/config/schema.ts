@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { attributeKeyOf, encodeNamedAttributes } from '../radius/dictionary.js';
 import { isVapidPrivateKey, isVapidPublicKey, isVapidSubject, vapidPublicKeyOf } from '../mfa/vapid.js';
+import { DEFAULT_PUSH_SERVICES } from '../mfa/push-token.js';
 
 /** "30s", "500ms", "15m", "1h", "2d" or a bare number of seconds -> milliseconds. */
 export function parseDuration(value: string | number): number | undefined {
@@ -260,6 +261,11 @@ const webPush = z
       .string()
       .refine(isVapidSubject, { message: 'must be a mailto: address or an https: URL where push services can reach you, e.g. "mailto:helpdesk@example.com"' })
       .meta({ description: 'How push services reach the operator (RFC 8292): "mailto:..." or "https://...".' }),
+    push_services: z
+      .array(z.string().min(1))
+      .min(1)
+      .default([...DEFAULT_PUSH_SERVICES])
+      .meta({ description: "Hosts (and their subdomains) a subscription's endpoint may be on: the server POSTs there. Default: the push services of Chrome/Edge, Firefox, legacy Edge and Safari." }),
   })
   .superRefine((v, ctx) => {
     // Browsers subscribe with the public key; pushes signed with a private key of another pair are refused.

@@ -4,6 +4,13 @@ import { createPublicKey } from 'node:crypto';
 
 export const WEB_PUSH_PREFIX = 'webpush:';
 
+/**
+ * The push services of the major browsers (Chrome and Chromium-based Edge, Firefox, legacy Edge, Safari).
+ * A subscription's endpoint must be on one of them: the server POSTs to it, so an activated device could
+ * otherwise make it send requests to any host, inside the network included.
+ */
+export const DEFAULT_PUSH_SERVICES: readonly string[] = ['fcm.googleapis.com', 'updates.push.services.mozilla.com', 'notify.windows.com', 'push.apple.com'];
+
 export interface WebPushSubscription {
   endpoint: string;
   keys: { p256dh: string; auth: string };
@@ -15,8 +22,11 @@ export function isWebPushToken(text: string): boolean {
   return text.startsWith(WEB_PUSH_PREFIX);
 }
 
-/** undefined for a "webpush:" token that no push could ever be sent to. */
-export function parsePushToken(text: string): PushToken | undefined {
+/**
+ * undefined for a "webpush:" token that no push could ever be sent to, or whose endpoint is not on
+ * one of `pushServices` (a host name, or a domain whose subdomains count too).
+ */
+export function parsePushToken(text: string, pushServices: readonly string[] = DEFAULT_PUSH_SERVICES): PushToken | undefined {
   if (!isWebPushToken(text)) return { kind: 'fcm', token: text };
   let json: unknown;
   try {
@@ -27,19 +37,23 @@ export function parsePushToken(text: string): PushToken | undefined {
   const { endpoint, keys } = (json ?? {}) as { endpoint?: unknown; keys?: { p256dh?: unknown; auth?: unknown } };
   const p256dh = keys?.p256dh;
   const auth = keys?.auth;
-  if (typeof endpoint !== 'string' || !isHttpsUrl(endpoint) || typeof p256dh !== 'string' || typeof auth !== 'string') return undefined;
+  if (typeof endpoint !== 'string' || typeof p256dh !== 'string' || typeof auth !== 'string') return undefined;
+  if (!isPushServiceUrl(endpoint, pushServices)) return undefined;
   // RFC 8291 §3: the subscriber's ECDH key is a P-256 point and its authentication secret 16 octets.
   if (!isP256Point(p256dh) || base64urlBytes(auth)?.length !== 16) return undefined;
   return { kind: 'web_push', subscription: { endpoint, keys: { p256dh, auth } } };
 }
 
 // Push services are HTTPS only (RFC 8030 §8), and web-push sends nothing else.
-function isHttpsUrl(text: string): boolean {
+function isPushServiceUrl(text: string, pushServices: readonly string[]): boolean {
+  let url: URL;
   try {
-    return new URL(text).protocol === 'https:';
+    url = new URL(text);
   } catch {
     return false;
   }
+  const host = url.hostname.toLowerCase();
+  return url.protocol === 'https:' && pushServices.some((s) => host === s.toLowerCase() || host.endsWith(`.${s.toLowerCase()}`));
 }
 
 function base64urlBytes(text: string): Buffer | undefined {

@@ -18,8 +18,8 @@ export function createWebPushSender(settings: WebPushSettings, options: WebPushO
   const vapidDetails = { subject: settings.subject, publicKey: settings.vapid_public_key, privateKey: settings.vapid_private_key };
   return {
     send(pushToken, message) {
-      const token = parsePushToken(pushToken);
-      // The API refuses malformed subscriptions; one stored another way can never be sent to.
+      const token = parsePushToken(pushToken, settings.push_services);
+      // The API refuses malformed subscriptions and other endpoints; one stored before push_services changed is not sent to.
       if (token?.kind !== 'web_push') return Promise.resolve({ ok: false, kind: 'stale_token', detail: 'not a valid web push subscription' });
       return withinSendLimit(sendOnce(token.subscription, message), message.ttlMs, 'the push service');
     },

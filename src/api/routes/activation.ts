@@ -65,7 +65,7 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
       if ((await deps.state.increment(`activation:${request.ip}`, ATTEMPT_WINDOW_MS)) > MAX_ATTEMPTS_PER_ADDRESS) throw new ApiError('RATE_LIMITED');
       const publicKey = parseDevicePublicKey(body.public_key);
       if (!publicKey) throw new ApiError('INVALID_PUBLIC_KEY');
-      if (body.push_token !== undefined && !parsePushToken(body.push_token)) throw new ApiError('INVALID_PUSH_TOKEN');
+      if (body.push_token !== undefined && !parsePushToken(body.push_token, config.mobile_app.web_push?.push_services)) throw new ApiError('INVALID_PUSH_TOKEN');
       if (config.mfa.push.pin === 'required' && body.pin === undefined) throw new ApiError('PIN_REQUIRED');
 
       const now = deps.now();

@@ -40,7 +40,7 @@ export function deviceRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async (request, reply) => {
       const device = await authenticateDevice(request, deps);
       const token = request.body.push_token;
-      if (token !== null && !parsePushToken(token)) throw new ApiError('INVALID_PUSH_TOKEN');
+      if (token !== null && !parsePushToken(token, deps.config().mobile_app.web_push?.push_services)) throw new ApiError('INVALID_PUSH_TOKEN');
       await deps.store.devices.setPushToken(device.id, token);
       deps.logger.info({ audit: true, event: 'push_token_rotated', user: device.username, device: device.id }, 'push token rotated');
       return reply.status(204).send();
