@@ -20,7 +20,7 @@ import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type Ra
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
 import { buildRegistry, DecisionCounts, listenMetrics } from './metrics/metrics.js';
 import { PendingPushes } from './mfa/pending.js';
-import { routePushSender, type PushSender } from './mfa/push-sender.js';
+import { loggingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
 import { createWebPushSender } from './mfa/web-push-sender.js';
 import type { EphemeralState } from './state/state.js';
 import type { Store } from './store/store.js';
@@ -106,7 +106,7 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, now
 function pushSenderFor(config: Config, deps: AppDeps): PushSender | undefined {
   const vapid = config.mobile_app.web_push;
   const webPush = vapid ? createWebPushSender(vapid, { agent: deps.webPushAgent }) : undefined;
-  return webPush || deps.pushSender ? routePushSender({ fcm: deps.pushSender, webPush }) : undefined;
+  return webPush || deps.pushSender ? loggingPushSender(routePushSender({ fcm: deps.pushSender, webPush }), deps.logger) : undefined;
 }
 
 export function buildApp(config: Config, deps: AppDeps): App {

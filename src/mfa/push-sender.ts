@@ -2,6 +2,7 @@
 // the app fetches the details over the Mobile App API.
 import { readFileSync } from 'node:fs';
 import type { Agent } from 'node:https';
+import type { Logger } from 'pino';
 import { isWebPushToken } from './push-token.js';
 
 /** no_sender: no sender for this kind of token is configured, so the device polls. */
@@ -33,6 +34,22 @@ export function withinSendLimit(send: Promise<PushSendResult>, ttlMs: number, se
     timer = setTimeout(() => resolve({ ok: false, kind: 'unavailable', detail: `no answer from ${service} in time` }), sendLimitMs(ttlMs));
   });
   return Promise.race([send, limit]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Logs every push that was not delivered, with what the push service said: the decision's reason
+ * (push_unavailable, push_token_stale) tells the VPN user, this line tells the admin why.
+ */
+export function loggingPushSender(sender: PushSender, logger: Logger): PushSender {
+  return {
+    async send(pushToken, message) {
+      const result = await sender.send(pushToken, message);
+      if (!result.ok && result.kind !== 'no_sender') {
+        logger.warn({ request: message.requestId, service: isWebPushToken(pushToken) ? 'web_push' : 'fcm', kind: result.kind, detail: result.detail }, 'push not delivered');
+      }
+      return result;
+    },
+  };
 }
 
 /** Sends each token through the sender for its kind: Web Push subscriptions and FCM tokens. */
