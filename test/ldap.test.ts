@@ -10,9 +10,11 @@ import { escapeDnValue, escapeFilterValue, ldapFirstFactor } from '../src/auth/l
 import { configSchema, type LdapFirstFactorConfig } from '../src/config/schema.js';
 import { createLogger } from '../src/log/logger.js';
 import { Code } from '../src/radius/packet.js';
+import { ScureBase32Plugin } from 'otplib';
+import { launchBrowser, phoneContext, watchErrors } from './helpers/browser.js';
 import { radclient, type AttributeInput } from './helpers/radclient.js';
 import { buildAccessRequest, decodeReply, UdpClient } from './helpers/udp.js';
-import { enrollTotp, LogCapture, startTestServer, type ConfigInput, type TestServer } from './helpers/server.js';
+import { codeAt, enrollTotp, LogCapture, startTestServer, type ConfigInput, type TestServer } from './helpers/server.js';
 import { freeTcpPort, makeTlsFiles, startSlapd, SUFFIX, type Slapd } from './helpers/slapd.js';
 
 const PW = { alice: 'alice-Passw0rd', bob: 'bob-Passw0rd', carol: 'carol-Passw0rd', dave: 'dave-Passw0rd' };
@@ -82,6 +84,38 @@ test('search mode over StartTLS: good password + TOTP accepted with the director
   assert.deepEqual(r.attributes['Class'], ['0x' + Buffer.from('admin-class').toString('hex')]);
   assert.deepEqual(r.attributes['Cisco-AVPair'], ['shell:priv-lvl=15']);
   assert.equal(s.logs.audits('alice')[0]?.reason, 'second_factor_ok');
+  assertNoSecretsLogged(s);
+});
+
+test('a directory-only user (no local record) signs in to the portal with the LDAP password in Chromium, enrolls TOTP, then logs in to the VPN', async (t) => {
+  const s = await server(t, searchConfig(), { http: { listen: '127.0.0.1:0' } });
+  assert.equal(await s.store.getUser('alice'), undefined);
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const page = await (await phoneContext(browser)).newPage();
+  const errors = watchErrors(page);
+  await page.goto(`http://127.0.0.1:${s.httpPort}/portal/`);
+  await page.getByLabel('Username').fill('alice');
+  await page.getByLabel('Password').fill('wrong-' + PW.alice);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').waitFor();
+  await page.getByLabel('Password').fill(PW.alice);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Set up an authenticator app' }).click();
+  const secret = Buffer.from(new ScureBase32Plugin().decode((await page.locator('#totp-secret').textContent())!.replace(/\s/g, '')));
+  await page.getByLabel('Code from the app').fill(codeAt(secret, s.clock.now()));
+  await page.getByRole('button', { name: 'Confirm' }).click();
+  await page.getByRole('status').filter({ hasText: 'Your authenticator app is set up.' }).waitFor();
+  // The portal made the local record that holds the second factor; the password stays in the directory.
+  const record = await s.store.getUser('alice');
+  assert.deepEqual(record?.totp?.secret, secret);
+  assert.equal(record?.passwordHash, null);
+
+  s.clock.advance(30_000);
+  const vpn = await ask(s, { 'User-Name': 'alice', 'User-Password': PW.alice + codeAt(secret, s.clock.now()) });
+  assert.equal(vpn.code, 'Access-Accept', vpn.stdout);
+  assert.deepEqual(vpn.attributes['Filter-Id'], ['admins']);
+  assert.deepEqual(errors, []);
   assertNoSecretsLogged(s);
 });
 
