@@ -17,6 +17,7 @@ import { FakePushService, Subscriber } from './helpers/fake-push-service.js';
 import { httpCall, SimulatedPhone } from './helpers/phone.js';
 import { radclient } from './helpers/radclient.js';
 import { enrollTotp, startTestServer, type StartOptions, type TestServer } from './helpers/server.js';
+import { until } from './helpers/until.js';
 
 const DOC = readFileSync(fileURLToPath(new URL('../docs/mobile-api.md', import.meta.url)), 'utf8');
 
@@ -49,16 +50,6 @@ async function pushServer(opts: StartOptions = {}) {
 const code = async (server: TestServer, user = 'alice') => (await createActivation(server.store, server.config, user, server.clock.now())).activation_code;
 const login = (server: TestServer, user = 'alice') =>
   radclient({ 'User-Name': user, 'User-Password': `pw-${user}`, 'NAS-Identifier': 'vpn-gw-1', 'Calling-Station-Id': '203.0.113.7' }, { port: server.authPort, secret: server.secret, timeout: 12 });
-
-async function until<T>(get: () => Promise<T | undefined>, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 interface Device {
   device_id: string;

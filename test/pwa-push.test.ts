@@ -12,6 +12,7 @@ import { createActivation } from '../src/mfa/activation.js';
 import { launchBrowser, phoneContext, watchErrors } from './helpers/browser.js';
 import { radclient } from './helpers/radclient.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
+import { until } from './helpers/until.js';
 
 let browser: Browser;
 before(async () => {
@@ -60,16 +61,6 @@ async function openApp(t: After, s: { server: TestServer; base: string }, notifi
 const appErrors = (errors: string[]) => errors.filter((e) => !e.startsWith('console: Chrome currently does not support the Push API in incognito mode'));
 
 const vpnLogin = (server: TestServer) => radclient({ 'User-Name': 'alice', 'User-Password': 'alice-pw' }, { port: server.authPort, secret: server.secret, timeout: 25 });
-
-async function until<T>(get: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('notifications allowed but no push service: the app says it polls, registers no subscription, and still gets the request', async (t) => {
   const s = await setup(t);
