@@ -39,3 +39,32 @@ test('requests being decided are bounded too, and forgotten after inFlightMs', (
   assert.equal(c.begin('d').kind, 'new', 'stale in-flight entries expired');
   assert.equal(c.size, 1);
 });
+
+test('a key answered twice (its first copy outlived inFlightMs) keeps the later reply until that one expires', () => {
+  const { c, advance } = cache();
+  assert.equal(c.begin('a').kind, 'new');
+  advance(5000);
+  assert.equal(c.begin('a').kind, 'new', 'the first copy is forgotten as in flight');
+  c.answered('a', Buffer.from('first'));
+  advance(500);
+  c.answered('a', Buffer.from('second'));
+  advance(600);
+  assert.deepEqual(c.begin('a'), { kind: 'answered', reply: Buffer.from('second') });
+  advance(400);
+  assert.equal(c.begin('a').kind, 'new');
+});
+
+test('keys differ by listener, address, port, identifier and authenticator, and one is a flat string', () => {
+  const auth = Buffer.alloc(16, 7);
+  const base = DedupeCache.key(0, '192.0.2.1', 1812, 5, auth);
+  const others = [
+    DedupeCache.key(1, '192.0.2.1', 1812, 5, auth),
+    DedupeCache.key(0, '192.0.2.10', 1812, 5, auth),
+    DedupeCache.key(0, '192.0.2.1', 1813, 5, auth),
+    DedupeCache.key(0, '192.0.2.1', 1812, 6, auth),
+    DedupeCache.key(0, '192.0.2.1', 1812, 5, Buffer.alloc(16, 8)),
+    DedupeCache.key(0, '2001:db8::1', 1812, 5, auth),
+  ];
+  assert.equal(new Set([base, ...others]).size, 7);
+  assert.equal(DedupeCache.key(0, '192.0.2.1', 1812, 5, Buffer.alloc(16, 7)), base);
+});

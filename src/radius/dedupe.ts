@@ -15,43 +15,52 @@ export interface DedupeOptions {
   now: () => number;
 }
 
-interface Answered {
-  reply: Buffer;
-  expires: number;
-}
-
 export class DedupeCache {
   private readonly inFlight = new Map<string, number>();
-  private readonly answeredByKey = new Map<string, Answered>();
+  private readonly answeredByKey = new Map<string, Buffer>();
+  // The answered entries in the order they expire, as parallel arrays: no object per entry, because
+  // every entry outlives a young-generation GC and each object that survives one makes it dearer.
   private readonly order: string[] = [];
+  private readonly orderReply: Buffer[] = [];
+  private readonly orderExpires: number[] = [];
   private head = 0;
 
   constructor(private readonly options: DedupeOptions) {}
 
+  /** One flat string (a single heap object, unlike a template literal's chain of parts) per request. */
   static key(listener: number, address: string, port: number, identifier: number, authenticator: Buffer): string {
-    return `${listener}|${address}|${port}|${identifier}|${authenticator.toString('latin1')}`;
+    const k = KEY;
+    k[0] = listener;
+    k[1] = identifier;
+    k[2] = port >>> 8;
+    k[3] = port & 0xff;
+    authenticator.copy(k, 4, 0, 16);
+    const length = 20 + k.write(address, 20, 'latin1');
+    return k.toString('latin1', 0, length);
   }
 
   /** Looks the request up and, when new, marks it in flight: one decision per request. */
   begin(key: string): DuplicateStatus {
     const now = this.options.now();
     this.expire(now);
-    const answered = this.answeredByKey.get(key);
-    if (answered) return { kind: 'answered', reply: answered.reply };
+    const reply = this.answeredByKey.get(key);
+    if (reply) return { kind: 'answered', reply };
     const since = this.inFlight.get(key);
-    if (since !== undefined && now - since < this.options.inFlightMs) return { kind: 'in_flight' };
+    if (since !== undefined && now - since < this.options.inFlightMs) return IN_FLIGHT;
     // More undecided requests than the bound: refuse new work rather than grow without limit.
-    if (this.inFlight.size >= this.options.maxEntries) return { kind: 'overloaded' };
+    if (this.inFlight.size >= this.options.maxEntries) return OVERLOADED;
     this.inFlight.delete(key);
     this.inFlight.set(key, now);
-    return { kind: 'new' };
+    return NEW;
   }
 
   answered(key: string, reply: Buffer): void {
     this.inFlight.delete(key);
     if (this.answeredByKey.size >= this.options.maxEntries) this.evictOldest();
-    if (!this.answeredByKey.has(key)) this.order.push(key);
-    this.answeredByKey.set(key, { reply, expires: this.options.now() + this.options.windowMs });
+    this.answeredByKey.set(key, reply);
+    this.order.push(key);
+    this.orderReply.push(reply);
+    this.orderExpires.push(this.options.now() + this.options.windowMs);
   }
 
   /** Forgets a request that got no answer, so that the client's retransmission is decided afresh. */
@@ -69,29 +78,36 @@ export class DedupeCache {
       if (now - since < this.options.inFlightMs) break;
       this.inFlight.delete(key);
     }
-    while (this.head < this.order.length) {
-      const key = this.order[this.head]!;
-      const entry = this.answeredByKey.get(key);
-      if (entry && entry.expires > now) break;
-      if (entry) this.answeredByKey.delete(key);
-      this.head++;
-    }
+    while (this.head < this.order.length && this.orderExpires[this.head]! <= now) this.dropHead();
     this.compact();
   }
 
   private evictOldest(): void {
-    while (this.head < this.order.length) {
-      const key = this.order[this.head++]!;
-      if (this.answeredByKey.delete(key)) break;
-    }
+    const size = this.answeredByKey.size;
+    while (this.head < this.order.length && this.answeredByKey.size === size) this.dropHead();
     this.compact();
   }
 
-  /** Drops the consumed front of the queue once it is most of the array. */
+  /** Forgets the oldest queued answer, unless its key was answered again since (a later entry holds it). */
+  private dropHead(): void {
+    const key = this.order[this.head]!;
+    if (this.answeredByKey.get(key) === this.orderReply[this.head]) this.answeredByKey.delete(key);
+    this.head++;
+  }
+
+  /** Drops the consumed front of the queue once it is most of the arrays. */
   private compact(): void {
     if (this.head > 1024 && this.head * 2 > this.order.length) {
       this.order.splice(0, this.head);
+      this.orderReply.splice(0, this.head);
+      this.orderExpires.splice(0, this.head);
       this.head = 0;
     }
   }
 }
+
+/** Scratch for building keys: listener, identifier, port, Request Authenticator, then the address text. */
+const KEY = Buffer.alloc(20 + 64);
+const NEW: DuplicateStatus = { kind: 'new' };
+const IN_FLIGHT: DuplicateStatus = { kind: 'in_flight' };
+const OVERLOADED: DuplicateStatus = { kind: 'overloaded' };
