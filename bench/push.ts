@@ -2,7 +2,7 @@
  * Push approval benchmark (issue 3): N Access-Requests held at once waiting for the phone, then
  * every one approved over the Mobile App API.
  *
- * - Our server runs as its own process (bench/push-server.ts: what `radius-mfa serve` builds from
+ * - Our server runs as its own process (bench/push-server.mjs: what `radius-mfa serve` builds from
  *   dist/, with `--inspect=127.0.0.1:0` so the bench can force a full GC before reading memory),
  *   pinned to core 0 when there are 2+ cores; RADIUS and HTTP on loopback; `first_factor: none` (no
  *   password hashing in the numbers), `default_method: push`, `push.timeout` 10 min, push rate limit
@@ -521,7 +521,7 @@ async function startServer(cfg: string, dir: string, httpPort: number, pin: bool
   const profile = process.env.BENCH_PUSH_PROFILE_DIR;
   // --inspect on loopback: the bench forces a full GC before each memory reading (bench/inspector.ts).
   const extra = (process.env.BENCH_PUSH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --trace-gc
-  const args = ['--inspect=127.0.0.1:0', ...extra, ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []), '--import', 'tsx', join(REPO, 'bench', 'push-server.ts'), cfg];
+  const args = ['--inspect=127.0.0.1:0', ...extra, ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []), ...(FROM_SRC ? ['--import', 'tsx'] : []), join(REPO, 'bench', 'push-server.mjs'), cfg];
   const options = { cwd: REPO, stdio: ['ignore', fd, fd, 'ipc'] as ('ignore' | number | 'ipc')[], env: { ...process.env, BENCH_PUSH_FROM_SRC: FROM_SRC ? '1' : '0' } };
   const child = pin ? spawn('taskset', ['-c', String(SERVER_CPU), process.execPath, ...args], options) : spawn(process.execPath, args, options);
   closeSync(fd);
@@ -582,7 +582,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     let t = performance.now();
     await provision(dir, [...indexes, ...Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1)], publicKeyDer);
     const provisionMs = Math.round(performance.now() - t);
-    log(`${o.users} users with a device each provisioned in ${provisionMs} ms; starting bench/push-server.ts (${FROM_SRC ? 'src/ via tsx' : 'dist/'})${pin ? ` on core ${SERVER_CPU}, bench on core ${CLIENT_CPU}` : ' (not pinned)'}`);
+    log(`${o.users} users with a device each provisioned in ${provisionMs} ms; starting bench/push-server.mjs (${FROM_SRC ? 'src/ via tsx' : 'dist/'})${pin ? ` on core ${SERVER_CPU}, bench on core ${CLIENT_CPU}` : ' (not pinned)'}`);
     server = await startServer(cfg, dir, httpPort, pin);
     const pid = server.child.pid!;
 
@@ -674,7 +674,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     return {
       startedAt: new Date(t0).toISOString(),
       machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin, backgroundBusyPercent: background, loadavg: loadavgAtStart },
-      server: FROM_SRC ? 'bench/push-server.ts running src/ via tsx (no dist/: run npm run build for the numbers to report)' : 'bench/push-server.ts running dist/',
+      server: FROM_SRC ? 'bench/push-server.mjs running src/ via tsx (no dist/: run npm run build for the numbers to report)' : 'bench/push-server.mjs running dist/',
       users: o.users,
       sharedKeyPair: true,
       provisionMs,

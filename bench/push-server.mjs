@@ -5,24 +5,18 @@
  * instead of FCM, so the bench's simulated phones learn their request ids the way a phone does from
  * an FCM data message, without 10,000 polls of /pending.
  *
- * Runs dist/ (npm run build), or src/ when BENCH_PUSH_FROM_SRC=1. Stops on SIGTERM.
- *   node --import tsx bench/push-server.ts CONFIG
+ * Plain JavaScript on purpose: with dist/ it runs as `node bench/push-server.mjs CONFIG`, as the
+ * product does, with no tsx loader. A loader runs in a thread of its own whose garbage collections
+ * shared the server's pinned core and showed up in the approve-to-Accept tail.
+ * With BENCH_PUSH_FROM_SRC=1 it imports src/ and needs `--import tsx`. Stops on SIGTERM.
  */
-import type { App } from '../src/app.js';
-import type * as Load from '../src/config/load.js';
-import type * as Logger from '../src/log/logger.js';
-import type { PushSender } from '../src/mfa/push-sender.js';
-import type * as SecretBox from '../src/mfa/secret-box.js';
-import type * as Memory from '../src/state/memory.js';
-import type * as Sqlite from '../src/store/sqlite.js';
-
 const root = process.env.BENCH_PUSH_FROM_SRC === '1' ? '../src' : '../dist';
-const load = (await import(`${root}/config/load.js`)) as typeof Load;
-const { buildApp } = (await import(`${root}/app.js`)) as { buildApp: (...a: unknown[]) => App };
-const { createLogger } = (await import(`${root}/log/logger.js`)) as typeof Logger;
-const { resolveEncryptionKey } = (await import(`${root}/mfa/secret-box.js`)) as typeof SecretBox;
-const { MemoryState } = (await import(`${root}/state/memory.js`)) as typeof Memory;
-const { openSqliteStore } = (await import(`${root}/store/sqlite.js`)) as typeof Sqlite;
+const load = await import(`${root}/config/load.js`);
+const { buildApp } = await import(`${root}/app.js`);
+const { createLogger } = await import(`${root}/log/logger.js`);
+const { resolveEncryptionKey } = await import(`${root}/mfa/secret-box.js`);
+const { MemoryState } = await import(`${root}/state/memory.js`);
+const { openSqliteStore } = await import(`${root}/store/sqlite.js`);
 
 const configPath = process.argv[2];
 if (!configPath || !process.send) throw new Error('usage: bench/push.ts runs this with a config path and an IPC channel');
@@ -32,9 +26,10 @@ const config = loaded.config;
 const logger = createLogger(config.log.level);
 const store = openSqliteStore(config.store, resolveEncryptionKey(config.store).key);
 const state = new MemoryState(Date.now);
-const pushSender: PushSender = {
+/** @type {import('../src/mfa/push-sender.js').PushSender} */
+const pushSender = {
   async send(token, message) {
-    process.send!([token, message.requestId]);
+    process.send([token, message.requestId]);
     return { ok: true };
   },
 };
