@@ -120,12 +120,13 @@ test('a reply the kernel refuses (port 0) is counted, and the other replies of t
   assert.deepEqual(refused, [1]);
 });
 
-test('a port in use is refused with EADDRINUSE; send after close is ignored', async () => {
+test('a port in use is refused with EADDRINUSE; a datagram over 4096 octets is refused; send after close is ignored', async () => {
   const first = await UdpSocket.bind({ host: '127.0.0.1', port: 0, receiveBufferBytes: 0, onMessage: () => undefined, onSendRefused: noRefusals });
   await assert.rejects(
     UdpSocket.bind({ host: '127.0.0.1', port: first.port, receiveBufferBytes: 0, onMessage: () => undefined, onSendRefused: noRefusals }),
     (err: Error & { code?: string }) => err.code === 'EADDRINUSE' && /bind EADDRINUSE/.test(err.message),
   );
+  assert.throws(() => first.send(Buffer.alloc(4097), Peer.ipv4('127.0.0.1', 9)), RangeError);
   first.close();
   first.send(Buffer.from('x'), Peer.ipv4('127.0.0.1', 9));
   first.close();

@@ -92,6 +92,8 @@ export class UdpSocket {
   /** Queues a datagram; it leaves on the next tick with the others queued by then. */
   send(bytes: Buffer, peer: Peer): void {
     if (!this.handle) return;
+    // RFC 2865 §3: no RADIUS packet is longer; a longer one would spill into the next slot.
+    if (bytes.length > SLOT) throw new RangeError(`datagram of ${bytes.length} octets: at most ${SLOT}`);
     if (this.queued === BATCH) this.flush();
     const slot = this.queued++;
     if (slot === 0) process.nextTick(this.flushQueued);
