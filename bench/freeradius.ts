@@ -11,7 +11,7 @@
  *   node --import tsx bench/freeradius.ts [--port 18121] [--users 10000] [--keep]
  * starts it, checks accept/reject with radclient, prints the config dir, stops (unless --keep).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { probeAccess, waitForServer } from './probe.js';
 import { makeUsers, totpCode, totpStep, type BenchUser } from './users.js';
+import { spawnOnCore } from './processes.js';
 
 export const FREERADIUS_BIN = '/usr/sbin/freeradius';
 
@@ -176,9 +177,7 @@ export async function startFreeradius(opts: { dir?: string; port: number; secret
   writeFreeradiusConfig(dir, { port: opts.port, secret: opts.secret, users: opts.users, ...(opts.threads ? { threads: opts.threads } : {}) });
   checkFreeradiusConfig(dir);
   const args = ['-f', '-d', dir];
-  const child: ChildProcess = opts.cpu === undefined
-    ? spawn(FREERADIUS_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn('taskset', ['-c', String(opts.cpu), FREERADIUS_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnOnCore(opts.cpu, FREERADIUS_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d) => (output += d));
   child.stderr?.on('data', (d) => (output += d));

@@ -10,7 +10,7 @@
  *
  *   node --import tsx bench/ours.ts [--port 18123] [--users 10000] [--first-factor none|local] [--keep]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { probeAccess, waitForServer } from './probe.js';
 import { makeUsers, totpCode, totpStep, usersCsv, type BenchUser } from './users.js';
 import type { RunningServer } from './freeradius.js';
+import { spawnOnCore } from './processes.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const OURS_CLI = join(REPO, 'dist', 'cli.js');
@@ -108,9 +109,7 @@ export async function startOurs(o: OursOptions): Promise<RunningServer & { impor
   const logFile = join(dir, 'serve.log');
   const fd = openSync(logFile, 'w');
   const args = [...(o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : []), ...CLI_ARGS, '--config', cfg, 'serve'];
-  const child: ChildProcess = o.cpu === undefined
-    ? spawn(process.execPath, args, { stdio: ['ignore', fd, fd], cwd: REPO })
-    : spawn('taskset', ['-c', String(o.cpu), process.execPath, ...args], { stdio: ['ignore', fd, fd], cwd: REPO });
+  const child = spawnOnCore(o.cpu, process.execPath, args, { stdio: ['ignore', fd, fd], cwd: REPO });
   closeSync(fd);
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const u = o.users[0]!;

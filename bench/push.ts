@@ -31,12 +31,11 @@
  * Prints a summary, replaces the "## Push" section of docs/performance.md (unless --no-docs) and
  * with --json prints the result as the last line. Bounded: stops itself (and the server) after 110 s.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, sign as ecdsaSign } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -47,6 +46,7 @@ import { openSqliteStore } from '../src/store/sqlite.js';
 import { buildAccessRequest, decodeReply } from '../test/helpers/udp.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { InspectorSession, inspectorUrlIn, type MemoryUsage } from './inspector.js';
+import { canPin, freeTcpPort, freeUdpPort, spawnOnCore } from './processes.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1' || !existsSync(join(REPO, 'dist', 'app.js'));
@@ -182,28 +182,6 @@ async function settle(pid: number, quietMs = 300, maxMs = 10_000): Promise<void>
   }
 }
 
-function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-/** Busy % of each core over `ms` before the bench starts anything: load from outside the bench. */
 async function backgroundBusy(ms: number): Promise<number[]> {
   const ticks = () =>
     readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l))
@@ -215,10 +193,6 @@ async function backgroundBusy(ms: number): Promise<number[]> {
   } catch {
     return [];
   }
-}
-
-function canPin(): boolean {
-  return cpus().length >= 2 && spawnSync('taskset', ['-V']).status === 0;
 }
 
 function writeConfig(dir: string, authPort: number, httpPort: number): string {
@@ -523,7 +497,7 @@ async function startServer(cfg: string, dir: string, httpPort: number, pin: bool
   const extra = (process.env.BENCH_PUSH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --trace-gc
   const args = ['--inspect=127.0.0.1:0', ...extra, ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []), ...(FROM_SRC ? ['--import', 'tsx'] : []), join(REPO, 'bench', 'push-server.mjs'), cfg];
   const options = { cwd: REPO, stdio: ['ignore', fd, fd, 'ipc'] as ('ignore' | number | 'ipc')[], env: { ...process.env, BENCH_PUSH_FROM_SRC: FROM_SRC ? '1' : '0' } };
-  const child = pin ? spawn('taskset', ['-c', String(SERVER_CPU), process.execPath, ...args], options) : spawn(process.execPath, args, options);
+  const child = spawnOnCore(pin ? SERVER_CPU : undefined, process.execPath, args, options);
   closeSync(fd);
   serverChild = child;
   let route = new Map<string, { set: RequestSet; k: number }>();
@@ -790,7 +764,7 @@ run (other processes): ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} 
 export function runPushBenchChild(args: string[] = [], cpu = CLIENT_CPU): Promise<PushBenchResult | undefined> {
   const node = [process.execPath, '--import', 'tsx', fileURLToPath(import.meta.url), ...args, '--json'];
   const options = { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] as ('ignore' | 'pipe' | 'inherit' | 'ipc')[] };
-  const child = canPin() ? spawn('taskset', ['-c', String(cpu), ...node], options) : spawn(node[0]!, node.slice(1), options);
+  const child = spawnOnCore(canPin() ? cpu : undefined, node[0]!, node.slice(1), options);
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   return new Promise((resolve) => {

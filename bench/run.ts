@@ -12,8 +12,7 @@
  *
  * Bounded: everything stops at 175 s (a full default run, push bench included, takes ~2.3 min).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +24,7 @@ import { OURS_CLI, REPO, oursBuilt, startOurs } from './ours.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './profile-summary.js';
 import { runPushBenchChild } from './push.js';
 import { makeUsers } from './users.js';
+import { freeUdpPort, spawnOnCore } from './processes.js';
 
 const HARD_LIMIT_MS = 175_000;
 const SERVER_CPU = 0;
@@ -87,26 +87,14 @@ async function cleanup(): Promise<void> {
 }
 process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
-/** A free UDP port on loopback (bound then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 /** Runs bench/load-generator.ts as a child pinned to the generator core; resolves to its JSON result. */
 function runGenerator(flags: string[]): Promise<LoadResult> {
-  const args = ['-c', String(GENERATOR_CPU), process.execPath, '--import', 'tsx', join(REPO, 'bench', 'load-generator.ts'), ...flags, '--json'];
-  const child = spawn('taskset', args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnOnCore(GENERATOR_CPU, process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'load-generator.ts'), ...flags, '--json'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let out = '';
   let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => {
       children.delete(child);
@@ -129,10 +117,10 @@ function loadFlags(port: number, serverPid: number, extra: Record<string, string
 
 /** Starts bench/echo-server.ts pinned to the server core; resolves when it prints "listening". */
 async function startEcho(port: number): Promise<RunningServer> {
-  const child = spawn('taskset', ['-c', String(SERVER_CPU), process.execPath, '--import', 'tsx', join(REPO, 'bench', 'echo-server.ts'), '--port', String(port), '--secret', SECRET], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawnOnCore(SERVER_CPU, process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'echo-server.ts'), '--port', String(port), '--secret', SECRET], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     let buf = '';
-    child.stdout.on('data', (d) => {
+    child.stdout!.on('data', (d) => {
       buf += d;
       if (buf.includes('"listening"')) resolve();
     });
@@ -207,7 +195,7 @@ async function main(): Promise<void> {
 
   const echoRows: Row[] = [];
   if (!a['skip-echo']) {
-    const port = await freePort();
+    const port = await freeUdpPort();
     const echo = await startEcho(port);
     started.push(echo);
     for (const c of levels) {
@@ -228,7 +216,7 @@ async function main(): Promise<void> {
   const targets: Target[] = [];
   const notes: string[] = [];
   if (servers.has('freeradius')) {
-    const fr = await startFreeradius({ port: await freePort(), secret: SECRET, users, cpu: SERVER_CPU, threads: { start: frStart, max: frMax } });
+    const fr = await startFreeradius({ port: await freeUdpPort(), secret: SECRET, users, cpu: SERVER_CPU, threads: { start: frStart, max: frMax } });
     started.push(fr);
     targets.push({ key: 'freeradius', server: fr, extra: {} });
   }
@@ -240,7 +228,7 @@ async function main(): Promise<void> {
       for (const v of variants) {
         const local = v === 'local';
         const srv = await startOurs({
-          port: await freePort(), secret: SECRET, cpu: SERVER_CPU,
+          port: await freeUdpPort(), secret: SECRET, cpu: SERVER_CPU,
           users: local ? makeUsers(userCount, undefined, LOCAL_PASSWORD) : users,
           firstFactor: local ? 'local' : 'none', logLevel: v === 'audit' ? 'info' : 'warn',
           ...(a.profile && v === 'none' ? { profileDir } : {}),
