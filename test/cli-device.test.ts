@@ -1,36 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { buildApp } from '../src/app.js';
+import type { DeviceView } from '../src/cli/device-commands.js';
 import { loadConfig } from '../src/config/load.js';
 import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
 import { MemoryState } from '../src/state/memory.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
+import { runCli, type CliRun } from './helpers/cli.js';
 import { SimulatedPhone, httpCall } from './helpers/phone.js';
 
-const TSX = import.meta.resolve('tsx');
-const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 const PUBLIC_URL = 'https://mfa.example.test';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface DeviceView {
-  id: string;
-  username: string;
-  name: string;
-  push_token: 'yes' | 'no' | 'stale';
-  created_at: string;
-  last_seen_at: string | null;
-}
 
 /** A temp dir with a config (HTTP on a free loopback port, absolute store path) and the CLI run as a child. */
 function setup(t: { after: (fn: () => void) => void }, extraConfig: string[] = []) {
@@ -60,19 +43,7 @@ function setup(t: { after: (fn: () => void) => void }, extraConfig: string[] = [
       '',
     ].join('\n'),
   );
-  const cli = (args: string[]) =>
-    new Promise<Run>((resolve, reject) => {
-      const env = { ...process.env };
-      delete env.RADIUS_MFA_CONFIG;
-      const child = spawn(process.execPath, ['--import', TSX, CLI, '--config', config, ...args], { cwd: dir, env });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end();
-    });
+  const cli = (args: string[]) => runCli(config, dir, args);
   return { dir, config, storePath, cli };
 }
 
@@ -97,7 +68,7 @@ async function startServer(configPath: string) {
   };
 }
 
-function ok(r: Run): Run {
+function ok(r: CliRun): CliRun {
   assert.equal(r.code, 0, `exit ${r.code}\n${r.stderr}`);
   return r;
 }

@@ -1,31 +1,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { encodeBase32 } from '../src/cli/totp-secret.js';
 import { verifyPassword } from '../src/auth/password-hash.js';
-
-const TSX = import.meta.resolve('tsx');
-const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
+import { runCli, type CliRun } from './helpers/cli.js';
 
 interface Env {
   dir: string;
   config: string;
   storeConfig: { type: 'sqlite'; path: string };
-  cli: (args: string[], input?: string) => Promise<Run>;
+  cli: (args: string[], input?: string) => Promise<CliRun>;
 }
 
 function setup(t: { after: (fn: () => void) => void }): Env {
@@ -49,21 +38,8 @@ function setup(t: { after: (fn: () => void) => void }): Env {
       '',
     ].join('\n'),
   );
-  const cli = (args: string[], input?: string) =>
-    new Promise<Run>((resolve, reject) => {
-      const start = performance.now();
-      const env = { ...process.env };
-      delete env.RADIUS_MFA_CONFIG;
-      // cwd is the temp dir: the relative store.path must land there, never in the repo's data/.
-      const child = spawn(process.execPath, ['--import', TSX, CLI, '--config', config, ...args], { cwd: dir, env });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr, ms: performance.now() - start }));
-      child.stdin.end(input ?? '');
-    });
+  // cwd is the temp dir: the relative store.path must land there, never in the repo's data/.
+  const cli = (args: string[], input?: string) => runCli(config, dir, args, input);
   return { dir, config, storeConfig: { type: 'sqlite', path: join(dir, 'data', 'users.db') }, cli };
 }
 
@@ -72,7 +48,7 @@ function openStore(env: Env) {
   return openSqliteStore(env.storeConfig, resolveEncryptionKey(env.storeConfig).key);
 }
 
-const json = (r: Run) => JSON.parse(r.stdout) as Record<string, unknown>;
+const json = (r: CliRun) => JSON.parse(r.stdout) as Record<string, unknown>;
 
 test('user add reads the password from stdin, and user show reports the user without secrets', async (t) => {
   const env = setup(t);

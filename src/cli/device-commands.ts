@@ -70,11 +70,11 @@ export function registerDeviceCommands(program: Command, configPath: ConfigPath)
     });
 }
 
-interface DeviceView {
+export interface DeviceView {
   id: string;
   username: string;
   name: string;
-  /** yes = FCM token set, no = the device polls, stale = FCM refused the token: the app must send a new one. */
+  /** yes = push token set (FCM or Web Push), no = the device polls, stale = the push service refused it: the app must send a new one. */
   push_token: 'yes' | 'no' | 'stale';
   created_at: string;
   last_seen_at: string | null;
