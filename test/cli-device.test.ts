@@ -11,6 +11,7 @@ import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
 import { MemoryState } from '../src/state/memory.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { runCli, type CliRun } from './helpers/cli.js';
+import { until } from './helpers/until.js';
 import { SimulatedPhone, httpCall } from './helpers/phone.js';
 
 const PUBLIC_URL = 'https://mfa.example.test';
@@ -144,9 +145,13 @@ test('device list shows activated devices with push token yes/no/stale; device r
   const alicePoll = await SimulatedPhone.activate(server.base, codes[1]!, { name: 'tablet' });
   const bob = await SimulatedPhone.activate(server.base, codes[2]!, { name: 'iphone', pushToken: 'fcm-2' });
   await server.store.devices.markPushTokenStale(bob.deviceId);
-  await alicePoll.pending(); // last seen
+  await alicePoll.pending(); // last seen: the server writes it within a second (LAST_SEEN_FLUSH_MS)
 
-  const all = JSON.parse(ok(await env.cli(['device', 'list', '--json'])).stdout) as DeviceView[];
+  const listed = async () => JSON.parse(ok(await env.cli(['device', 'list', '--json'])).stdout) as DeviceView[];
+  const all = await until(async () => {
+    const devices = await listed();
+    return devices[1]?.last_seen_at ? devices : undefined;
+  }, 'the poll to be written as last seen');
   assert.deepEqual(
     all.map((d) => [d.id, d.username, d.name, d.push_token]),
     [

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { openSqliteStore, type SqliteStore } from '../src/store/sqlite.js';
+import { LAST_SEEN_FLUSH_MS } from '../src/store/sqlite-devices.js';
 import { MIGRATIONS, migrate } from '../src/store/migrations.js';
 import { KeyError, openSecret, resolveEncryptionKey, sealSecret } from '../src/mfa/secret-box.js';
 import { StoreError, type TotpEnrollment } from '../src/store/store.js';
@@ -221,6 +222,31 @@ test('a cached user reflects changes committed by another process from the next 
   await cli.removeUser('alice');
   await nextTurn();
   assert.equal(await server.getUser('alice'), undefined);
+});
+
+test('device last-seen times are read back at once, written together after LAST_SEEN_FLUSH_MS, and on close', async (t) => {
+  const dir = tempDir(t);
+  const key = randomBytes(32);
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const server = openSqliteStore(storeConfig(dir), key);
+  const cli = open(t, dir, key);
+  await server.addUsers([{ username: 'alice' }, { username: 'bob' }]);
+  const device = (id: string, username: string) => ({ id, username, name: id, publicKey: Buffer.from([1]), tokenHash: randomBytes(32), pushToken: null });
+  await server.devices.add(device('d-alice', 'alice'));
+  await server.devices.add(device('d-bob', 'bob'));
+  const seenBy = async (store: SqliteStore) => Object.fromEntries((await store.devices.list()).map((d) => [d.id, d.lastSeenAt]));
+
+  await server.devices.touch('d-alice', 1000);
+  await server.devices.touch('d-bob', 2000);
+  await server.devices.touch('d-alice', 3000);
+  assert.deepEqual(await seenBy(server), { 'd-alice': 3000, 'd-bob': 2000 }, 'this process sees them at once');
+  assert.deepEqual(await seenBy(cli), { 'd-alice': null, 'd-bob': null }, 'not written yet');
+  t.mock.timers.tick(LAST_SEEN_FLUSH_MS);
+  assert.deepEqual(await seenBy(cli), { 'd-alice': 3000, 'd-bob': 2000 }, 'written together, the latest time per device');
+
+  await server.devices.touch('d-bob', 4000);
+  server.close();
+  assert.deepEqual(await seenBy(cli), { 'd-alice': 3000, 'd-bob': 4000 }, 'close writes what was waiting');
 });
 
 test('the key file is created with a random key, mode 0600, and reused afterwards', (t) => {

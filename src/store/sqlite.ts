@@ -167,6 +167,7 @@ export class SqliteStore implements Store {
   }
 
   close(): void {
+    this.devices.flushLastSeen();
     if (this.db.open) this.db.close();
   }
 

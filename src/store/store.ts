@@ -61,6 +61,7 @@ export interface DeviceStore {
   remove(id: string): Promise<boolean>;
   setPushToken(id: string, pushToken: string | null): Promise<void>;
   markPushTokenStale(id: string): Promise<void>;
+  /** Records that the device was seen; may be written later (SQLite batches these), but reads see it at once. */
   touch(id: string, now: number): Promise<void>;
 }
 
