@@ -33,6 +33,15 @@ const pushSender = {
     return { ok: true };
   },
 };
+// BENCH_PUSH_GC_LOG=FILE: every GC pause as "start_epoch_ms,duration_ms,kind", to line up with the approver's times.
+if (process.env.BENCH_PUSH_GC_LOG) {
+  const { PerformanceObserver } = await import('node:perf_hooks');
+  const { appendFileSync } = await import('node:fs');
+  const file = process.env.BENCH_PUSH_GC_LOG;
+  new PerformanceObserver((list) => {
+    appendFileSync(file, list.getEntries().map((e) => `${(performance.timeOrigin + e.startTime).toFixed(3)},${e.duration.toFixed(3)},${e.detail?.kind}\n`).join(''));
+  }).observe({ type: 'gc' });
+}
 const app = buildApp(config, { store, state, logger, pushSender });
 logger.warn({ listen: await app.start(), from: root }, 'bench push server listening');
 // The bench holds the other end of the IPC channel: if it dies, this server must not linger.

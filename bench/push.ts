@@ -53,6 +53,8 @@ const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1' || !existsSync(join(REP
 const SECRET = 'bench-push-secret-0123456789';
 const PER_SOCKET = 250;
 const WARMUP_USERS = 300;
+/** Approvals per second in the warm-up (which also compiles the approver's own code). */
+const WARMUP_RATE = 1000;
 const HARD_LIMIT_MS = 110_000;
 const SERVER_CPU = 0;
 const CLIENT_CPU = 1;
@@ -284,7 +286,7 @@ class RequestSet {
   unverified = 0;
   duplicates = 0;
 
-  private constructor(readonly indexes: number[], readonly port: number) {
+  protected constructor(readonly indexes: number[], readonly port: number) {
     this.acceptedAt = new Float64Array(indexes.length);
     this.code = new Uint8Array(indexes.length);
     this.sentAt = new Float64Array(indexes.length);
@@ -316,16 +318,21 @@ class RequestSet {
 
   static async open(indexes: number[], port: number): Promise<RequestSet> {
     const set = new RequestSet(indexes, port);
+    set.build();
     const n = Math.ceil(indexes.length / PER_SOCKET);
     for (let s = 0; s < n; s++) {
       const socket = createSocket('udp4');
       await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
       socket.setRecvBufferSize(4 * 1024 * 1024);
-      socket.on('message', (msg) => set.onReply(s, msg));
+      socket.on('message', (msg) => set.onReply(s * PER_SOCKET + msg[1]!, msg, performance.now()));
       set.sockets.push(socket);
     }
-    indexes.forEach((i, k) => {
-      set.requests.push(
+    return set;
+  }
+
+  protected build(): void {
+    this.indexes.forEach((i, k) => {
+      this.requests.push(
         buildAccessRequest({
           secret: SECRET,
           identifier: k % PER_SOCKET,
@@ -338,12 +345,10 @@ class RequestSet {
         }),
       );
     });
-    return set;
   }
 
-  private onReply(s: number, msg: Buffer): void {
-    const at = performance.now();
-    const k = s * PER_SOCKET + msg[1]!;
+  /** The reply to user k's request, received at `at` (performance.now()). */
+  protected onReply(k: number, msg: Buffer, at: number): void {
     const request = this.requests[k];
     if (!request) return;
     if (!decodeReply(msg, request, SECRET).verified) {
@@ -413,6 +418,67 @@ class RequestSet {
   }
 }
 
+type ApproverResult = { timeOrigin: number; postedAt: Float64Array; httpAt: Float64Array; acceptedAt: Float64Array; replies: (Uint8Array | null)[]; duplicates: number; failures: string[] };
+
+/**
+ * Requests sent from, approved by and answered to bench/push-approver.mjs, a process that holds
+ * nothing else: the latency it times is the server's, not this process's garbage collections.
+ * Its times (postedAt, acceptedAt) are on its own clock, so they are only subtracted from each other.
+ */
+class ApproverSet extends RequestSet {
+  private constructor(indexes: number[], port: number, private readonly approver: ChildProcess) {
+    super(indexes, port);
+  }
+
+  /** Spawns the approver (on the bench's core); one process serves one set after another. */
+  static spawnApprover(pin: boolean): ChildProcess {
+    const options = { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] as ('ignore' | 'inherit' | 'ipc')[], serialization: 'advanced' as const };
+    return spawnOnCore(pin ? CLIENT_CPU : undefined, process.execPath, [join(REPO, 'bench', 'push-approver.mjs')], options);
+  }
+
+  static async openOn(approver: ChildProcess, indexes: number[], port: number, httpPort: number): Promise<ApproverSet> {
+    const set = new ApproverSet(indexes, port, approver);
+    set.build();
+    approver.send(['init', { port, httpPort, requests: set.requests, tokens: indexes.map((i) => tokenOf(userName(i))) }]);
+    await set.reply('ready');
+    return set;
+  }
+
+  override send(k: number): void {
+    this.sentAt[k] = performance.now();
+    this.approver.send(['send', k]);
+  }
+
+  /** The approver answers every request, `rate` per second; fills postedAt (its clock) and the replies. */
+  async approve(rate: number, signatures: string[], postedAt: Float64Array, httpHist: LatencyHistogram, failures: string[]): Promise<void> {
+    this.approver.send(['approve', { rate, ids: this.ids, signatures, lingerMs: 10_000 }]);
+    const r = (await this.reply('done')) as ApproverResult;
+    r.replies.forEach((reply, k) => {
+      postedAt[k] = r.postedAt[k]!;
+      if (r.httpAt[k]) httpHist.record(r.httpAt[k]! - r.postedAt[k]!);
+      if (reply) this.onReply(k, Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength), r.acceptedAt[k]!);
+    });
+    this.duplicates += r.duplicates;
+    failures.push(...r.failures);
+    const dump = process.env.BENCH_PUSH_PACED_DUMP;
+    if (dump) writeFileSync(dump, r.postedAt.reduce((csv, at, k) => `${csv}${(r.timeOrigin + at).toFixed(3)},${(r.httpAt[k]! - at).toFixed(3)},${(r.acceptedAt[k]! - at).toFixed(3)}\n`, 'posted_epoch_ms,http_ms,accept_ms\n'));
+  }
+
+  private reply(kind: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const onMessage = ([k, body]: [string, unknown]) => {
+        if (k !== kind) return;
+        this.approver.off('message', onMessage).off('exit', onExit);
+        resolve(body);
+      };
+      const onExit = (code: number) => reject(new Error(`bench/push-approver.mjs exited ${code}`));
+      this.approver.on('message', onMessage).once('exit', onExit);
+    });
+  }
+
+  override close(): void {}
+}
+
 /** Sends every request and re-sends (paced) those whose push has not come: returns how many were re-sent. */
 async function holdAll(set: RequestSet, pid: number): Promise<{ missingAtFirst: number; retransmitted: number }> {
   await set.sendWindowed();
@@ -451,41 +517,56 @@ function signAll(ids: string[], privateKey: ReturnType<typeof generateKeyPairSyn
   return ids.map((id) => ecdsaSign('sha256', Buffer.from(`${id}.approve`, 'utf8'), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64'));
 }
 
-async function answer(agent: Agent, httpPort: number, set: RequestSet, k: number, id: string, signature: string, postedAt: Float64Array, failures: string[], httpHist?: LatencyHistogram): Promise<void> {
+async function answer(agent: Agent, httpPort: number, set: RequestSet, k: number, id: string, signature: string, postedAt: Float64Array, failures: string[]): Promise<void> {
   const name = userName(set.indexes[k]!);
   const r = await http(agent, httpPort, 'POST', `/api/v1/requests/${id}/answer`, tokenOf(name), { decision: 'approve', signature }, () => (postedAt[k] = performance.now()));
-  httpHist?.record(performance.now() - postedAt[k]!);
   if (r.status !== 200 || (r.body as { status?: string }).status !== 'approved') failures.push(`${name}: answer ${r.status} ${JSON.stringify(r.body)}`);
 }
 
 /** A full cycle for the warm-up users: every code path the measurement uses runs (and is compiled) first. */
-async function warmUp(server: Server, port: number, httpPort: number, pid: number, privateKey: ReturnType<typeof generateKeyPairSync>['privateKey']): Promise<void> {
+async function warmUp(server: Server, port: number, httpPort: number, pid: number, privateKey: ReturnType<typeof generateKeyPairSync>['privateKey'], approver: ChildProcess): Promise<void> {
   const indexes = Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1);
-  const set = await RequestSet.open(indexes, port);
+  const set = await ApproverSet.openOn(approver, indexes, port, httpPort);
   server.route(set);
   const agent = new Agent({ keepAlive: true, maxSockets: 16 });
   try {
     await holdAll(set, pid);
     await samplePolls(set, agent, httpPort, WARMUP_USERS, pid);
-    const ids = set.ids;
-    const sigs = signAll(ids, privateKey);
-    const posted = new Float64Array(ids.length);
     const failures: string[] = [];
-    await pool(ids.map((_, k) => k), 16, (k) => answer(agent, httpPort, set, k, ids[k]!, sigs[k]!, posted, failures));
-    if (!(await set.waitForReplies(ids.length, 10_000))) throw new Error(`warm-up: ${set.received}/${ids.length} replies`);
+    await set.approve(WARMUP_RATE, signAll(set.ids, privateKey), new Float64Array(indexes.length), new LatencyHistogram(), failures);
+    if (set.received !== indexes.length) failures.push(`${set.received}/${indexes.length} replies`);
     if (failures.length) throw new Error(`warm-up: ${failures.slice(0, 3).join('; ')}`);
   } finally {
     agent.destroy();
-    set.close();
   }
+}
+
+/**
+ * With BENCH_PUSH_PACED_PROFILE=FILE.cpuprofile: a CPU profile of the server during the paced phase
+ * only (through the inspector; summarize it with bench/profile-summary.ts).
+ */
+async function startPacedProfile(inspectorUrl: string): Promise<{ stop: () => Promise<void> } | undefined> {
+  const file = process.env.BENCH_PUSH_PACED_PROFILE;
+  if (!file) return undefined;
+  const session = await InspectorSession.connect(inspectorUrl);
+  await session.call('Profiler.enable');
+  await session.call('Profiler.setSamplingInterval', { interval: 100 });
+  await session.call('Profiler.start');
+  return {
+    stop: async () => {
+      const { profile } = await session.call<{ profile: unknown }>('Profiler.stop');
+      writeFileSync(file, JSON.stringify(profile));
+      session.close();
+    },
+  };
 }
 
 type Server = {
   child: ChildProcess;
   logFile: string;
   inspector: string;
-  /** Pushes (IPC) for this set's users go to it from now on. */
-  route: (set: RequestSet) => void;
+  /** Pushes (IPC) for these sets' users go to them from now on. */
+  route: (...sets: RequestSet[]) => void;
   stop: () => Promise<void>;
 };
 
@@ -523,8 +604,8 @@ async function startServer(cfg: string, dir: string, httpPort: number, pin: bool
     child,
     logFile,
     inspector,
-    route: (set) => {
-      route = new Map(set.indexes.map((i, k) => [pushTokenOf(userName(i)), { set, k }]));
+    route: (...sets) => {
+      route = new Map(sets.flatMap((set) => set.indexes.map((i, k) => [pushTokenOf(userName(i)), { set, k }] as const)));
     },
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
@@ -546,6 +627,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
   if (!o.keepDir) workDir = dir;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
   let set: RequestSet | undefined;
+  let approver: ChildProcess | undefined;
   const agents: Agent[] = [];
   try {
     const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -560,66 +642,67 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     server = await startServer(cfg, dir, httpPort, pin);
     const pid = server.child.pid!;
 
-    await warmUp(server, authPort, httpPort, pid, privateKey);
+    approver = ApproverSet.spawnApprover(pin);
+    await warmUp(server, authPort, httpPort, pid, privateKey, approver);
     await settle(pid);
     const base = await measureMemory(server.inspector, pid);
     const cpuBefore = cpuMs(pid);
 
-    set = await RequestSet.open(indexes, authPort);
-    server.route(set);
+    // The paced users' requests come from the approver, the rest from this process.
+    const pacedSet = await ApproverSet.openOn(approver, indexes.slice(0, o.paced), authPort, httpPort);
+    set = await RequestSet.open(indexes.slice(o.paced), authPort);
+    const sets = [pacedSet, set];
+    server.route(...sets);
     t = performance.now();
-    const { missingAtFirst, retransmitted } = await holdAll(set, pid);
+    let missingAtFirst = 0;
+    let retransmitted = 0;
+    for (const s of sets) {
+      const r = await holdAll(s, pid);
+      missingAtFirst += r.missingAtFirst;
+      retransmitted += r.retransmitted;
+    }
     const holdMs = Math.round(performance.now() - t);
     const heldNoGc = procStatus(pid);
     const cpuHeld = cpuMs(pid) - cpuBefore;
-    if (set.received > 0) throw new Error(`${set.received} requests were answered before any approval`);
+    const answeredEarly = pacedSet.received + set.received;
+    if (answeredEarly > 0) throw new Error(`${answeredEarly} requests were answered before any approval`);
     // All N held (the server pushed each one): what it retains for them.
     const held = await measureMemory(server.inspector, pid);
     log(`${o.users} requests held in ${holdMs} ms (${missingAtFirst} datagrams dropped and re-sent); after a full GC: RSS ${mib(base.rssKiB)} -> ${mib(held.rssKiB)} MiB, heap ${mib(base.usage.heapUsed / 1024)} -> ${mib(held.usage.heapUsed / 1024)} MiB`);
     const pushHist = new LatencyHistogram();
-    for (let k = 0; k < o.users; k++) if (set.pushedAt[k]! > set.sentAt[k]!) pushHist.record(set.pushedAt[k]! - set.sentAt[k]!);
+    for (const s of sets) s.pushedAt.forEach((at, k) => at > s.sentAt[k]! && pushHist.record(at - s.sentAt[k]!));
 
     const getAgent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
     agents.push(getAgent);
-    const polls = await samplePolls(set, getAgent, httpPort, o.getSample, pid);
+    const polls = await samplePolls(set.indexes.length ? set : pacedSet, getAgent, httpPort, o.getSample, pid);
     if (polls.wrong) throw new Error(`${polls.wrong} devices did not see exactly their own request in /pending`);
     log(`${o.getSample} GET /pending with ${o.users} held: p50 ${polls.latency.p50Ms} ms, p99 ${polls.latency.p99Ms} ms, ${polls.serverCpuMsPerPoll} ms server CPU each`);
+    const signatures = signAll(set.ids, privateKey);
+    const pacedSignatures = signAll(pacedSet.ids, privateKey);
     await settle(pid, 200);
-    const ids = set.ids;
-
-    const signatures = signAll(ids, privateKey);
-    const postedAt = new Float64Array(ids.length);
     const failures: string[] = [];
 
-    // Paced: one answer every 1/rate s, so each meets an idle server.
-    const pacedAgent = new Agent({ keepAlive: true, maxSockets: 8 });
-    agents.push(pacedAgent);
+    // Paced: one answer every 1/rate s from the approver, so each meets an idle server; this process waits.
     const pacedHttp = new LatencyHistogram();
-    const pacedDone: Promise<void>[] = [];
-    const interval = 1000 / o.rate;
+    const pacedPostedAt = new Float64Array(o.paced);
+    const profiler = await startPacedProfile(server.inspector);
     const cpuPaced0 = cpuMs(pid);
-    const pacedStart = performance.now();
-    for (let k = 0; k < o.paced; k++) {
-      const due = pacedStart + k * interval;
-      const wait = due - performance.now();
-      if (wait > 1) await sleep(wait - 0.5);
-      while (performance.now() < due) await new Promise((r) => setImmediate(r));
-      pacedDone.push(answer(pacedAgent, httpPort, set, k, ids[k]!, signatures[k]!, postedAt, failures, pacedHttp));
-    }
-    await Promise.all(pacedDone);
-    if (!(await set.waitForReplies(o.paced, 10_000))) failures.push(`paced: only ${set.received}/${o.paced} replies`);
+    await pacedSet.approve(o.rate, pacedSignatures, pacedPostedAt, pacedHttp, failures);
+    await profiler?.stop();
+    if (pacedSet.received !== o.paced) failures.push(`paced: only ${pacedSet.received}/${o.paced} replies`);
     const cpuPaced = cpuMs(pid) - cpuPaced0;
     const pacedHist = new LatencyHistogram();
-    for (let k = 0; k < o.paced; k++) if (set.acceptedAt[k]) pacedHist.record(set.acceptedAt[k]! - postedAt[k]!);
+    pacedSet.acceptedAt.forEach((at, k) => at && pacedHist.record(at - pacedPostedAt[k]!));
     log(`paced ${o.paced} approvals at ${o.rate}/s: approve-to-Accept p50 ${pacedHist.summary().p50Ms} ms, p99 ${pacedHist.summary().p99Ms} ms`);
 
     // All at once: the rest, as fast as `concurrency` keep-alive connections carry them.
     await settle(pid, 200);
-    const burst = indexes.slice(o.paced).map((_, j) => o.paced + j);
+    const burst = set.indexes.map((_, k) => k);
+    const postedAt = new Float64Array(burst.length);
     const cpuBurst0 = cpuMs(pid);
     const burstStart = performance.now();
-    await pool(burst, o.concurrency, (k) => answer(getAgent, httpPort, set!, k, ids[k]!, signatures[k]!, postedAt, failures));
-    if (!(await set.waitForReplies(o.users, 20_000))) failures.push(`burst: only ${set.received}/${o.users} replies`);
+    await pool(burst, o.concurrency, (k) => answer(getAgent, httpPort, set!, k, set!.ids[k]!, signatures[k]!, postedAt, failures));
+    if (!(await set.waitForReplies(burst.length, 20_000))) failures.push(`burst: only ${set.received}/${burst.length} replies`);
     let lastAccept = burstStart;
     const burstHist = new LatencyHistogram();
     for (const k of burst) {
@@ -634,13 +717,15 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
 
     let accepts = 0;
     let rejects = 0;
-    for (let k = 0; k < o.users; k++) {
-      if (set.code[k] === 2) accepts++;
-      else if (set.code[k] === 3) rejects++;
+    for (const s of sets) {
+      for (const code of s.code) {
+        if (code === 2) accepts++;
+        else if (code === 3) rejects++;
+      }
+      if (s.unverified) failures.push(`${s.unverified} replies did not verify`);
+      if (s.duplicates) failures.push(`${s.duplicates} duplicate replies`);
     }
     if (accepts !== o.users) failures.push(`${accepts}/${o.users} Access-Accept (${rejects} Access-Reject)`);
-    if (set.unverified) failures.push(`${set.unverified} replies did not verify`);
-    if (set.duplicates) failures.push(`${set.duplicates} duplicate replies`);
 
     const extraHeld = mib(held.rssKiB - base.rssKiB);
     const heapKiB = (u: MemoryUsage) => (u.heapUsed + u.external) / 1024;
@@ -688,6 +773,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
   } finally {
     for (const a of agents) a.destroy();
     set?.close();
+    approver?.kill();
     await server?.stop();
     if (!o.keepDir) rmSync(dir, { recursive: true, force: true });
   }
