@@ -9,7 +9,7 @@
  * IPC with advanced serialization:
  *   in:  ['init', {port, httpPort, requests: Buffer[], tokens: string[]}]   -> out ['ready']
  *        ['send', k]                                                        (Access-Request k, again if told)
- *        ['approve', {rate, ids: string[], signatures: string[], lingerMs}] -> out ['done', Result]
+ *        ['approve', {rate, ids: string[], signatures: string[], lingerMs, expectReplies?}] -> out ['done', Result]
  * Result: {postedAt, httpAt, acceptedAt: Float64Array (performance.now(), 0 = never), replies: (Buffer|null)[],
  *          duplicates, failures: string[]}; replies are checked by the bench, which knows the secret.
  */
@@ -35,7 +35,9 @@ async function init({ port, httpPort, requests, tokens }) {
   const failures = [];
   let duplicates = 0;
   let received = 0;
-  let finish;
+  let answered = 0;
+  /** Set while approving: reports once every answer (and, unless told not to, every reply) is in. */
+  let check = () => {};
 
   const sockets = [];
   for (let s = 0; s * PER_SOCKET < n; s++) {
@@ -52,7 +54,8 @@ async function init({ port, httpPort, requests, tokens }) {
       }
       replies[k] = msg;
       acceptedAt[k] = at;
-      if (++received === n) finish?.();
+      received++;
+      check();
     });
     sockets.push(socket);
   }
@@ -74,7 +77,9 @@ async function init({ port, httpPort, requests, tokens }) {
         res.setEncoding('utf8').on('data', (d) => (text += d));
         res.on('end', () => {
           httpAt[k] = performance.now();
+          answered++;
           if (res.statusCode !== 200 || !text.includes('"approved"')) failures.push(`user ${k}: answer ${res.statusCode} ${text}`);
+          check();
         });
       },
     );
@@ -87,31 +92,31 @@ async function init({ port, httpPort, requests, tokens }) {
     send(k) {
       sockets[Math.floor(k / PER_SOCKET)].send(requests[k], port, '127.0.0.1');
     },
-    /** One answer every 1000/rate ms on a timer (no busy wait: a spinning loop would delay the replies it times). */
-    approve({ rate, ids, signatures, lingerMs }) {
+    /**
+     * One answer every 1000/rate ms on a timer (no busy wait: a spinning loop would delay the replies
+     * it times). expectReplies false: only the HTTP answers count (a server that sends no Accept).
+     */
+    approve({ rate, ids, signatures, lingerMs, expectReplies = true }) {
       const interval = 1000 / rate;
       const start = performance.now() + 5;
       let k = 0;
-      const tick = () => {
-        const now = performance.now();
-        while (k < n && start + k * interval <= now) post(k, ids[k], signatures[k++]);
-        if (k < n) setTimeout(tick, Math.max(0, start + k * interval - performance.now()));
-        else setTimeout(done, lingerMs);
-      };
-      let reported = false;
+      let giveUp;
       const done = () => {
-        if (reported) return;
-        reported = true;
-        finish = undefined;
+        check = () => {};
+        clearTimeout(giveUp);
         agent.destroy();
         for (const s of sockets) s.close();
         process.send(['done', { timeOrigin: performance.timeOrigin, postedAt, httpAt, acceptedAt, replies, duplicates, failures }]);
       };
-      finish = () => {
-        // Every Accept is in: wait for the last HTTP answers, then report.
-        finish = undefined;
-        const waitHttp = () => (httpAt.every((t) => t > 0) ? done() : setTimeout(waitHttp, 5));
-        waitHttp();
+      const tick = () => {
+        const now = performance.now();
+        while (k < n && start + k * interval <= now) post(k, ids[k], signatures[k++]);
+        if (k < n) setTimeout(tick, Math.max(0, start + k * interval - performance.now()));
+        else {
+          check = () => answered === n && (received === n || !expectReplies) && done();
+          giveUp = setTimeout(done, lingerMs);
+          check();
+        }
       };
       tick();
     },

@@ -93,6 +93,8 @@ export type PushBenchResult = {
   hold: { ms: number; retransmitted: number; missingAtFirst: number; serverCpuMsPerHeld: number; requestToPush: LatencySummary };
   polls: { count: number; latency: LatencySummary; serverCpuMsPerPoll: number; wrong: number };
   paced: { count: number; ratePerSec: number; latency: LatencySummary; httpLatency: LatencySummary; serverCpuMsPerApproval: number };
+  /** The same paced answers to a bare node:http server: what the machine adds by itself. */
+  floor: LatencySummary | undefined;
   burst: { count: number; concurrency: number; seconds: number; approvalsPerSec: number; latency: LatencySummary; serverCpuMsPerApproval: number };
   accepts: number;
   rejects: number;
@@ -449,9 +451,12 @@ class ApproverSet extends RequestSet {
     this.approver.send(['send', k]);
   }
 
-  /** The approver answers every request, `rate` per second; fills postedAt (its clock) and the replies. */
-  async approve(rate: number, signatures: string[], postedAt: Float64Array, httpHist: LatencyHistogram, failures: string[]): Promise<void> {
-    this.approver.send(['approve', { rate, ids: this.ids, signatures, lingerMs: 10_000 }]);
+  /**
+   * The approver answers every request, `rate` per second; fills postedAt (its clock) and the replies.
+   * With `ids` given it posts those instead (the floor, where no server sent a push), waiting for no reply.
+   */
+  async approve(rate: number, signatures: string[], postedAt: Float64Array, httpHist: LatencyHistogram, failures: string[], ids?: string[]): Promise<void> {
+    this.approver.send(['approve', { rate, ids: ids ?? this.ids, signatures, lingerMs: 10_000, expectReplies: !ids }]);
     const r = (await this.reply('done')) as ApproverResult;
     r.replies.forEach((reply, k) => {
       postedAt[k] = r.postedAt[k]!;
@@ -538,6 +543,35 @@ async function warmUp(server: Server, port: number, httpPort: number, pid: numbe
     if (failures.length) throw new Error(`warm-up: ${failures.slice(0, 3).join('; ')}`);
   } finally {
     agent.destroy();
+  }
+}
+
+/** The floor's server: node:http answering every POST as the answer endpoint does, nothing else. */
+const FLOOR_SERVER = `
+const server = require('node:http').createServer((req, res) => {
+  req.resume().on('end', () => res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end('{"status":"approved"}'));
+});
+server.listen(Number(process.argv[1]), '127.0.0.1', () => process.send('up'));
+process.once('disconnect', () => process.exit(0));`;
+
+/**
+ * What this machine adds by itself: the paced phase's approvals (same approver, rate, count, cores)
+ * against a bare node:http server that does nothing but answer. Its tail is the floor for ours.
+ */
+async function measureFloor(approver: ChildProcess, indexes: number[], rate: number, pin: boolean): Promise<LatencySummary> {
+  const port = await freeTcpPort();
+  const floorServer = spawnOnCore(pin ? SERVER_CPU : undefined, process.execPath, ['-e', FLOOR_SERVER, String(port)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  try {
+    await new Promise((resolve, reject) => floorServer.once('message', resolve).once('exit', (code) => reject(new Error(`floor server exited ${code}`))));
+    const set = await ApproverSet.openOn(approver, indexes, 0, port);
+    const hist = new LatencyHistogram();
+    const failures: string[] = [];
+    const ids = indexes.map((_, k) => `floor-${k}`);
+    await set.approve(rate, ids.map(() => 'x'), new Float64Array(indexes.length), hist, failures, ids);
+    if (failures.length) throw new Error(`floor: ${failures.slice(0, 3).join('; ')}`);
+    return hist.summary();
+  } finally {
+    floorServer.kill();
   }
 }
 
@@ -643,6 +677,8 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     const pid = server.child.pid!;
 
     approver = ApproverSet.spawnApprover(pin);
+    const floor = o.paced ? await measureFloor(approver, indexes.slice(0, o.paced), o.rate, pin) : undefined;
+    if (floor) log(`floor: ${o.paced} answers at ${o.rate}/s to a bare node:http server: p50 ${floor.p50Ms} ms, p99 ${floor.p99Ms} ms`);
     await warmUp(server, authPort, httpPort, pid, privateKey, approver);
     await settle(pid);
     const base = await measureMemory(server.inspector, pid);
@@ -752,6 +788,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
       },
       hold: { ms: holdMs, retransmitted, missingAtFirst, serverCpuMsPerHeld: Math.round((cpuHeld / o.users) * 1000) / 1000, requestToPush: pushHist.summary() },
       polls: { count: o.getSample, ...polls },
+      floor,
       paced: { count: o.paced, ratePerSec: o.rate, latency: pacedHist.summary(), httpLatency: pacedHttp.summary(), serverCpuMsPerApproval: o.paced ? Math.round((cpuPaced / o.paced) * 1000) / 1000 : 0 },
       burst: {
         count: burst.length,
@@ -792,6 +829,7 @@ export function formatPushResult(r: PushBenchResult): string {
     `  GET /pending with ${r.users} held (${r.polls.count} devices): p50 ${r.polls.latency.p50Ms} ms, p99 ${r.polls.latency.p99Ms} ms, ${r.polls.serverCpuMsPerPoll} ms server CPU per poll`,
     `  approve-to-Accept, paced (${r.paced.count} at ${r.paced.ratePerSec}/s): ${l(r.paced.latency)} (target p99 <= ${r.targets.p99Ms} ms: ${r.targets.p99Met ? 'met' : 'NOT MET'})`,
     `    answer POST -> HTTP 200, same requests: ${l(r.paced.httpLatency)}; ${r.paced.serverCpuMsPerApproval} ms server CPU per approval`,
+    ...(r.floor ? [`    floor, the same answers to a bare node:http server on the same core: ${l(r.floor)}`] : []),
     `  all at once (${r.burst.count} over ${r.burst.concurrency} connections): ${r.burst.approvalsPerSec} approvals/s (${r.burst.seconds} s), ${r.burst.serverCpuMsPerApproval} ms server CPU per approval; approve-to-Accept under that load ${l(r.burst.latency)}`,
     `  result: ${r.accepts}/${r.users} Access-Accept, ${r.rejects} Access-Reject${r.failures.length ? `; FAILURES: ${r.failures.slice(0, 5).join('; ')}` : '; every answer 200 approved'}`,
   ].join('\n');
@@ -834,7 +872,8 @@ run (other processes): ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} 
 | \`GET /pending\` with ${r.users} held, ${r.polls.count} devices: p50 / p99; server CPU per poll | ${r.polls.latency.p50Ms} / ${r.polls.latency.p99Ms} ms; ${r.polls.serverCpuMsPerPoll} ms | |
 | approve-to-Accept, paced ${r.paced.ratePerSec}/s, n=${r.paced.count}: p50 / p90 / p99 / max | **${l(r.paced.latency)} ms** | p99 ≤ 5 ms: ${r.targets.p99Met ? 'met' : '**not met**'} |
 | answer POST -> HTTP 200, same requests; server CPU per approval | ${l(r.paced.httpLatency)} ms; ${r.paced.serverCpuMsPerApproval} ms | |
-| all at once, n=${r.burst.count} over ${r.burst.concurrency} connections | **${r.burst.approvalsPerSec} approvals/s**, ${r.burst.serverCpuMsPerApproval} ms server CPU each | |
+${r.floor ? `| floor: the same answers to a bare node:http server (POST -> 200) on the same core | ${l(r.floor)} ms | |
+` : ''}| all at once, n=${r.burst.count} over ${r.burst.concurrency} connections | **${r.burst.approvalsPerSec} approvals/s**, ${r.burst.serverCpuMsPerApproval} ms server CPU each | |
 | approve-to-Accept under that load: p50 / p90 / p99 / max | ${l(r.burst.latency)} ms (mostly queueing) | |
 | result | ${r.accepts}/${r.users} Access-Accept, ${r.rejects} Access-Reject${r.failures.length ? `, failures: ${r.failures.slice(0, 3).join('; ')}` : ''} | all Accept |
 `;
