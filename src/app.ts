@@ -116,9 +116,10 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const decisions = new DecisionCounts();
   let runtime = buildRuntime(config, deps, pending, now);
 
-  const onAccess = async (request: AccessRequest): Promise<AccessReply> => {
+  const onAccess = (request: AccessRequest): Promise<AccessReply> => {
     const current = runtime;
     const p = request.packet;
+    const src = request.source.address;
     const attempt: AccessAttempt = {
       q: request.q,
       clientName: request.client.name,
@@ -131,10 +132,17 @@ export function buildApp(config: Config, deps: AppDeps): App {
       receivedAt: request.receivedAt,
       arrival: request.arrival,
     };
-    const decision = await decideAccess(attempt, current.access);
-    audit(log, request, attempt, decision, now() - request.receivedAt);
-    decisions.add(request.client.name, decision.method, decision.kind, decision.reason);
-    return toReply(decision, current.config);
+    const conclude = (decision: Decision): AccessReply => {
+      audit(log, attempt, src, decision, now() - attempt.receivedAt);
+      decisions.add(attempt.clientName, decision.method, decision.kind, decision.reason);
+      return toReply(decision, current.config);
+    };
+    return decideAccess(attempt, current.access).then((result) => {
+      if (result.kind !== 'hold') return conclude(result);
+      // Waiting for the phone keeps the attempt (for the audit line) but not the typed password.
+      attempt.password = undefined;
+      return current.access.pending.wait(result.pushId).then((outcome) => conclude(result.settle(outcome)));
+    });
   };
 
   const fwd = config.accounting.forward;
@@ -256,16 +264,16 @@ function ipv4(packet: RadiusPacket): string | undefined {
 }
 
 /** One line per decision; never the password, the code or the State. */
-function audit(log: Logger, request: AccessRequest, attempt: AccessAttempt, decision: Decision, ms: number): void {
+function audit(log: Logger, attempt: AccessAttempt, src: string, decision: Decision, ms: number): void {
   const failSafe = decision.reason === 'failmode_safe';
   // Runs for every request: with info off (benchmarks, quiet sites) build no record at all.
   if (!failSafe && !log.isLevelEnabled('info')) return;
   const record = {
     audit: true,
-    q: request.q,
-    user: request.userName,
-    client: request.client.name,
-    src: request.source.address,
+    q: attempt.q,
+    user: attempt.username,
+    client: attempt.clientName,
+    src,
     nas_id: attempt.nasIdentifier,
     nas_ip: attempt.nasIp,
     calling_station: attempt.callingStation,

@@ -7,13 +7,13 @@ import type { PushSender } from '../mfa/push-sender.js';
 import type { ChallengeRecord, EphemeralState } from '../state/state.js';
 import type { Store, UserRecord } from '../store/store.js';
 import { newChallenge } from './challenge.js';
-import { MESSAGES, reject, type Decision } from './decision.js';
+import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
 import { isLocked, recordFailure } from './lockout.js';
 import type { Policy } from './policy.js';
 import { answerPushChallenge, startPush } from './push.js';
 
-export type { Decision } from './decision.js';
+export type { Decision, Hold } from './decision.js';
 
 export interface AccessAttempt {
   q: number;
@@ -42,8 +42,8 @@ export interface AccessDeps {
   now: () => number;
 }
 
-/** Decides one attempt. Never throws for anything a user or NAS can send. */
-export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision> {
+/** Decides one attempt, or says what it waits for (a push). Never throws for anything a user or NAS can send. */
+export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
   const { username, password } = attempt;
   if (!username) return reject(undefined, 'no_username', MESSAGES.generic);
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
@@ -144,7 +144,7 @@ async function relayUpstreamChallenge(
 }
 
 /** The answer to a relayed upstream challenge goes upstream; after its Accept the second factor runs as usual. */
-async function answerUpstreamChallenge(attempt: AccessAttempt, username: string, typed: string, record: ChallengeRecord, user: UserRecord | undefined, deps: AccessDeps): Promise<Decision> {
+async function answerUpstreamChallenge(attempt: AccessAttempt, username: string, typed: string, record: ChallengeRecord, user: UserRecord | undefined, deps: AccessDeps): Promise<Decision | Hold> {
   const method = record.method as Method;
   const groups = record.firstFactor?.groups ?? [];
   const upstreamState = Buffer.from(record.firstFactor!.upstreamState!, 'hex');
@@ -186,7 +186,7 @@ async function askForCode(attempt: AccessAttempt, username: string, user: UserRe
 }
 
 /** The request that carries a State back: its password field holds the code or the number (RFC 2865 §4.4). */
-async function answerChallenge(attempt: AccessAttempt, username: string, typed: string, deps: AccessDeps): Promise<Decision> {
+async function answerChallenge(attempt: AccessAttempt, username: string, typed: string, deps: AccessDeps): Promise<Decision | Hold> {
   const record = await deps.state.takeChallenge(attempt.state!.toString('hex'));
   if (!record || record.username !== username || record.clientName !== attempt.clientName) {
     return reject(undefined, 'bad_state', MESSAGES.badState);

@@ -1,5 +1,6 @@
 // What the policy answers for one attempt, and the texts users read in Reply-Message.
 import type { Method } from '../config/schema.js';
+import type { PushOutcome } from '../mfa/pending.js';
 
 export type RejectReason =
   | 'no_username'
@@ -31,6 +32,17 @@ export type Decision =
   | { kind: 'accept'; method: Method; reason: AcceptReason; reply: Buffer }
   | { kind: 'reject'; method: Method | undefined; reason: RejectReason; message: string; delay: boolean }
   | { kind: 'challenge'; method: Method; reason: ChallengeReason; state: Buffer; message: string };
+
+/**
+ * Not decided yet: the request waits for the phone's answer to push `pushId`, and `settle` turns that
+ * outcome (undefined: gone) into the decision. Whoever holds the request keeps only this and what it
+ * needs to reply, not the request's frames and packet: 10,000 held requests are 10,000 of these.
+ */
+export interface Hold {
+  kind: 'hold';
+  pushId: string;
+  settle: (outcome: PushOutcome | undefined) => Decision;
+}
 
 export const MESSAGES = {
   generic: 'Wrong username, password or code.',

@@ -8,14 +8,14 @@ import type { ChallengeRecord } from '../state/state.js';
 import type { DeviceRecord, UserRecord } from '../store/store.js';
 import type { AccessAttempt, AccessDeps, FirstFactorCarry } from './access.js';
 import { newChallenge } from './challenge.js';
-import { MESSAGES, reject, type Decision } from './decision.js';
+import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { recordFailure } from './lockout.js';
 
 type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry) => Promise<Decision>;
 
 export type Delivery = 'sent' | 'stale' | 'unavailable';
 
-/** After the first factor: push (or join this attempt's push), then hold or challenge. */
+/** After the first factor: push (or join this attempt's push), then hold (see Hold) or challenge. */
 export async function startPush(
   attempt: AccessAttempt,
   username: string,
@@ -25,7 +25,7 @@ export async function startPush(
   deps: AccessDeps,
   askForCode: AskForCode,
   carried?: FirstFactorCarry,
-): Promise<Decision> {
+): Promise<Decision | Hold> {
   const settings = deps.config.mfa.push;
   const devices = await deps.store.devices.list(username);
   if (devices.length === 0) {
@@ -67,7 +67,7 @@ export async function startPush(
   if (push.number !== undefined || settings.timeout > holdLimit) {
     return pushChallenge(attempt, username, method, push, push.number !== undefined ? 'number_requested' : 'approve_then_enter', deps, carried);
   }
-  return fromOutcome(await deps.pending.wait(push.id), method, reply);
+  return { kind: 'hold', pushId: push.id, settle: (outcome) => fromOutcome(outcome, method, reply) };
 }
 
 /** The answer to a push challenge: wait (within what the NAS allows) for the phone, then check the number. */

@@ -31,6 +31,21 @@ export interface AccessReply {
   delayMs?: number;
 }
 
+/**
+ * What answering a request needs, kept while it is decided instead of the request: a request held for
+ * a phone must not keep its decoded packet alive.
+ */
+interface ReplyTarget {
+  q: number;
+  client: RadiusClient;
+  source: Peer;
+  socket: UdpSocket;
+  key: string;
+  identifier: number;
+  authenticator: Buffer;
+  proxyStates: readonly Buffer[];
+}
+
 /** null = no reply (the client will retransmit and the request is decided again). */
 export type AccessHandler = (request: AccessRequest) => AccessReply | null | Promise<AccessReply | null>;
 
@@ -183,8 +198,18 @@ export class RadiusServer {
     const userName = findAttribute(packet, Attr.UserName);
     const hidden = findAttribute(packet, Attr.UserPassword);
     const state = findAttribute(packet, Attr.State);
-    const request: AccessRequest = {
+    const target: ReplyTarget = {
       q: this.nextQ++,
+      client,
+      source: rinfo,
+      socket,
+      key,
+      identifier: packet.identifier,
+      authenticator: packet.authenticator,
+      proxyStates: proxyStatesOf(packet),
+    };
+    const request: AccessRequest = {
+      q: target.q,
       client,
       packet,
       source: rinfo,
@@ -194,51 +219,54 @@ export class RadiusServer {
       password: hidden ? revealPassword(hidden, client.secret, packet.authenticator) : undefined,
       state,
     };
-    const fail = (err: unknown) => {
-      this.counters.errors++;
-      this.dedupe.abandon(key);
-      this.options.logger.error({ err, q: request.q }, 'bug: access handler failed; no reply sent');
-    };
-    const finish = (reply: AccessReply | null) => {
-      try {
-        this.reply(request, reply, key, socket);
-      } catch (err) {
-        fail(err);
-      }
-    };
+    let result: ReturnType<AccessHandler>;
     try {
-      const result = this.options.onAccess(request);
-      if (result instanceof Promise) result.then(finish, fail);
-      else finish(result);
+      result = this.options.onAccess(request);
     } catch (err) {
-      fail(err);
+      return this.failed(target, err);
+    }
+    if (result instanceof Promise) result.then((reply) => this.finish(target, reply), (err: unknown) => this.failed(target, err));
+    else this.finish(target, result);
+  }
+
+  private failed(target: ReplyTarget, err: unknown): void {
+    this.counters.errors++;
+    this.dedupe.abandon(target.key);
+    this.options.logger.error({ err, q: target.q }, 'bug: access handler failed; no reply sent');
+  }
+
+  private finish(target: ReplyTarget, reply: AccessReply | null): void {
+    try {
+      this.reply(target, reply);
+    } catch (err) {
+      this.failed(target, err);
     }
   }
 
-  private reply(request: AccessRequest, reply: AccessReply | null, key: string, socket: UdpSocket): void {
+  private reply(target: ReplyTarget, reply: AccessReply | null): void {
     if (this.closed) return;
+    const { key, proxyStates } = target;
     if (!reply) {
       this.dedupe.abandon(key);
       return;
     }
-    const proxyStates = proxyStatesOf(request.packet);
     if (!fitsInReply(reply.attributes, proxyStates)) {
       this.dedupe.abandon(key);
-      return this.drop('reply_too_large', request.source, `the reply with the Proxy-State attributes of q=${request.q} from client ${request.client.name} would exceed 4096 octets: not sent`);
+      return this.drop('reply_too_large', target.source, `the reply with the Proxy-State attributes of q=${target.q} from client ${target.client.name} would exceed 4096 octets: not sent`);
     }
     const bytes = encodeResponse({
       code: reply.code,
-      identifier: request.packet.identifier,
-      requestAuthenticator: request.packet.authenticator,
+      identifier: target.identifier,
+      requestAuthenticator: target.authenticator,
       attributes: reply.attributes,
       proxyStates,
-      secret: request.client.secret,
+      secret: target.client.secret,
       withMessageAuthenticator: true,
     });
     const send = () => {
       this.dedupe.answered(key, bytes);
       this.counters.answered++;
-      socket.send(bytes, request.source);
+      target.socket.send(bytes, target.source);
     };
     if (!reply.delayMs) return send();
     const timer = setTimeout(() => {
