@@ -20,9 +20,15 @@
  *   with N held).
  * - Latency: approve-to-Accept = from just before the answer POST is written to the Access-Accept
  *   (Response Authenticator verified) arriving on the request's UDP socket. First a paced phase
- *   (`--rate` answers/s, so the number is latency and not queueing), then the rest all at once over
- *   `--concurrency` keep-alive connections (throughput = answers / (last Accept - first POST)).
+ *   (`--rate` answers/s, so the number is latency and not queueing) for the first `--paced` users,
+ *   whose requests bench/push-approver.mjs sends, approves and times while this process waits; then
+ *   the rest from here, all at once over `--concurrency` keep-alive connections (throughput =
+ *   answers / (last Accept - first POST)). Before the server starts, the floor: the same approver,
+ *   count and rate against a bare node:http server on the server's core.
  * - Checks: every request got exactly one Access-Accept; every answer got 200 {status: approved}.
+ * - Diagnostics (env): BENCH_PUSH_NODE_ARGS (server node flags), BENCH_PUSH_PACED_PROFILE=FILE (CPU
+ *   profile of the paced phase), BENCH_PUSH_PACED_DUMP=FILE (CSV per paced approval: epoch ms, HTTP
+ *   and Accept latency), BENCH_PUSH_GC_LOG=FILE (the server's GC pauses, same epoch clock).
  *
  *   node --import tsx bench/push.ts [--users 10000] [--rate 250] [--paced 2500] [--concurrency 64]
  *                                   [--get-sample 1000] [--json] [--no-docs] [--no-pin] [--keep-dir]
@@ -853,10 +859,12 @@ the server still verifies every answer against the device's stored key). Request
 (sent, not yet pushed); datagrams the server's socket buffer dropped are re-sent (counted). Every device learns
 its request id from the push (the server's PushSender hands it to the bench over IPC instead of FCM), which
 confirms all ${r.users} are held before the memory reading; then ${r.polls.count} devices poll \`GET /api/v1/pending\` with
-all held. Baseline = after a warm-up of ${WARMUP_USERS} full push cycles. Approve-to-Accept = from just before the answer
-POST is written to the Access-Accept (Response Authenticator verified) arriving on the request's UDP socket.
-RSS after a full GC varies by several MiB from run to run (52 to 63 MiB extra in ten runs here); the V8 heap
-figure is the steadier one.
+all held. Baseline = after a warm-up of ${WARMUP_USERS} full push cycles. The paced users' requests are sent, approved
+and timed by \`bench/push-approver.mjs\`, a process on the bench's core that holds nothing else, while the bench
+itself waits: approve-to-Accept = from just before its answer POST is written to the Access-Accept (Response
+Authenticator verified) arriving on the request's UDP socket. The floor is the same approver posting the same
+number of answers at the same rate to a bare node:http server on the server's core: what this machine adds by
+itself. RSS after a full GC varies by a few MiB from run to run; the V8 heap figure is the steadier one.
 
 Run ${r.startedAt}, ${r.machine.cores} cores (${r.machine.cpu}), Node ${r.machine.node}, ${r.durationSeconds} s. Busy before the
 run (other processes): ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} ${b}%`).join(', ')}, load average ${r.machine.loadavg.join(' ')}${loaded ? ': **a loaded machine; latencies and throughput are inflated by it, the server-CPU-per-operation figures much less so**' : ''}.
