@@ -172,6 +172,8 @@ test('end to end: the server pushes through firebase-admin to the fake FCM; a st
   await enrollTotp(server.store, 'alice', { password: 'pw-alice' });
   const phone = await SimulatedPhone.activate(base, (await createActivation(server.store, server.config, 'alice', server.clock.now())).activation_code, { pushToken: 'fcm-alice-1' });
   const login = () => radclient({ 'User-Name': 'alice', 'User-Password': 'pw-alice', 'Calling-Station-Id': '203.0.113.7' }, { port: server.authPort, secret: server.secret, timeout: 8 });
+  const tokenState = async () => (await phone.device()).body.push_token_state;
+  assert.deepEqual((await phone.device()).body, { device_id: phone.deviceId, username: 'alice', name: 'test phone', push_token_state: 'active' });
 
   const held = login();
   const pending = await phone.waitForPending();
@@ -188,6 +190,7 @@ test('end to end: the server pushes through firebase-admin to the fake FCM; a st
   assert.equal(refused.code, 'Access-Reject');
   assert.match(refused.attributes['Reply-Message']![0]!, /no longer registered for notifications/);
   assert.equal((await server.store.devices.list('alice'))[0]!.pushTokenStale, true);
+  assert.equal(await tokenState(), 'stale', 'the app can see that it must send a new token');
   // A stale token is not tried again until the app sends a new one.
   const before = fcm.received.length;
   assert.equal((await login()).code, 'Access-Reject');
@@ -196,12 +199,15 @@ test('end to end: the server pushes through firebase-admin to the fake FCM; a st
   status = 200;
   assert.equal((await phone.setPushToken('fcm-alice-2')).status, 204);
   assert.equal((await server.store.devices.list('alice'))[0]!.pushTokenStale, false);
+  assert.equal(await tokenState(), 'active');
   const again = login();
   const next = await phone.waitForPending();
   await until(() => fcm.received.length === before + 1);
   assert.equal(fcm.received.at(-1)!.body.message.token, 'fcm-alice-2');
   await phone.answer(next.id, 'approve');
   assert.equal((await again).code, 'Access-Accept');
+  assert.equal((await phone.setPushToken(null)).status, 204);
+  assert.equal(await tokenState(), 'none', 'no token: the device polls');
 
   const outside = connections.filter((c) => !c.startsWith('127.0.0.1:'));
   assert.deepEqual(outside, [], 'every TCP connection (FCM via the agent, the phone\'s HTTP calls) stayed on loopback');

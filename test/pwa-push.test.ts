@@ -77,6 +77,52 @@ test('notifications allowed but no push service: the app says it polls, register
   assert.deepEqual(appErrors(errors), []);
 });
 
+/**
+ * A stand-in for the browser's side of Web Push (Chromium here reaches no push service): subscribe()
+ * hands out subscriptions numbered 1, 2, ... on an allowed host; they outlive a reload, as real ones do.
+ */
+const FAKE_PUSH_MANAGER = `(() => {
+  const saved = () => JSON.parse(localStorage.getItem('fake-push') ?? 'null');
+  const asSubscription = (s) => s && {
+    endpoint: s.json.endpoint,
+    options: { applicationServerKey: new Uint8Array(s.key).buffer },
+    toJSON: () => s.json,
+    unsubscribe: async () => (localStorage.removeItem('fake-push'), true),
+  };
+  PushManager.prototype.getSubscription = async () => asSubscription(saved());
+  PushManager.prototype.subscribe = async (options) => {
+    const n = Number(localStorage.getItem('fake-push-made') ?? 0) + 1;
+    localStorage.setItem('fake-push-made', String(n));
+    const json = { endpoint: 'https://127.0.0.1/push/' + n, expirationTime: null, keys: { p256dh: ${JSON.stringify(keys.publicKey)}, auth: 'gHimP8HNHURPnCl6D7cD5w' } };
+    localStorage.setItem('fake-push', JSON.stringify({ json, key: [...new Uint8Array(options.applicationServerKey)] }));
+    return asSubscription(saved());
+  };
+})();`;
+
+test('a subscription the server marks stale is replaced when the app is next opened, and the new one is registered', async (t) => {
+  const s = await setup(t);
+  const { page, errors } = await openApp(t, s, true, async (page) => {
+    await page.addInitScript(FAKE_PUSH_MANAGER);
+  });
+  const on = page.getByText('Notifications are on: sign-in requests reach this phone even when the app is closed.');
+  await on.waitFor();
+  const device = async () => (await s.server.store.devices.list('alice'))[0]!;
+  assert.match((await device()).pushToken!, /^webpush:\{"endpoint":"https:\/\/127\.0\.0\.1\/push\/1"/);
+
+  await page.reload();
+  await on.waitFor();
+  assert.equal(await page.evaluate("localStorage.getItem('fake-push-made')"), '1', 'a live subscription is kept');
+
+  // The push service answered 404/410 for it (test/web-push.test.ts), so the server marked it stale.
+  await s.server.store.devices.markPushTokenStale((await device()).id);
+  await page.reload();
+  await until(async () => ((await device()).pushToken?.includes('/push/2"') ? true : undefined), 'the new subscription to be registered');
+  assert.equal((await device()).pushTokenStale, false);
+  await on.waitFor();
+  assert.equal(await page.evaluate("localStorage.getItem('fake-push-made')"), '2');
+  assert.deepEqual(appErrors(errors), []);
+});
+
 test('notifications refused when the app asks at activation: it says they are blocked, registers nothing, and polls', async (t) => {
   const s = await setup(t);
   // Headless Chromium answers the permission prompt with "deny", as a user could.

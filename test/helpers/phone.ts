@@ -89,6 +89,10 @@ export class SimulatedPhone {
     return call('POST', `${this.baseUrl}/api/v1/requests/${encodeURIComponent(id)}/answer`, { decision, signature, ...(opts.pin ? { pin: opts.pin } : {}) }, this.token);
   }
 
+  device(): Promise<HttpResult<Record<string, unknown>>> {
+    return call('GET', `${this.baseUrl}/api/v1/device`, undefined, this.token);
+  }
+
   setPushToken(pushToken: string | null): Promise<HttpResult> {
     return call('POST', `${this.baseUrl}/api/v1/push-token`, { push_token: pushToken }, this.token);
   }

@@ -315,8 +315,11 @@ async function tickCodes(accounts) {
 const b64urlBytes = (text) => Uint8Array.from(atob(text.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
 const sameBytes = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
 
-/** {token} to register, or {why} the app polls instead (and {offer} when a tap could turn notifications on). */
-async function pushSubscription(ask) {
+/**
+ * {token} to register, or {why} the app polls instead (and {offer} when a tap could turn notifications on).
+ * renew: the server was told this browser's subscription is gone, so make a new one.
+ */
+async function pushSubscription(ask, renew) {
   if (!('PushManager' in window) || !('Notification' in window) || !('serviceWorker' in navigator)) return { why: 'this browser has no push notifications' };
   const { vapid_public_key: key } = await api('GET', '/web-push');
   if (!key) return { why: 'the server sends no notifications' };
@@ -327,9 +330,10 @@ async function pushSubscription(ask) {
   const registration = await navigator.serviceWorker.ready;
   const serverKey = b64urlBytes(key);
   let subscription = await registration.pushManager.getSubscription();
-  // Made for an earlier VAPID key: the push service would refuse pushes signed with the new one.
+  // Made for an earlier VAPID key (the push service would refuse pushes signed with the new one), or
+  // reported gone by the push service while this browser still hands it out.
   const subscribedKey = subscription?.options?.applicationServerKey;
-  if (subscribedKey && !sameBytes(new Uint8Array(subscribedKey), serverKey)) {
+  if (subscription && (renew || (subscribedKey && !sameBytes(new Uint8Array(subscribedKey), serverKey)))) {
     await subscription.unsubscribe();
     subscription = null;
   }
@@ -347,10 +351,11 @@ async function enablePush(ask) {
   try {
     const accounts = await listAccounts();
     if (accounts.length === 0) return;
-    state = await pushSubscription(ask);
+    const stale = await Promise.all(accounts.map((a) => api('GET', '/device', undefined, a.token).then((d) => d.push_token_state === 'stale', () => false)));
+    state = await pushSubscription(ask, stale.includes(true));
     const token = state.token ?? null;
-    for (const a of accounts) {
-      if ((a.pushToken ?? null) === token) continue;
+    for (const [i, a] of accounts.entries()) {
+      if ((a.pushToken ?? null) === token && !stale[i]) continue;
       await api('POST', '/push-token', { push_token: token }, a.token);
       await saveAccount({ ...a, pushToken: token });
     }

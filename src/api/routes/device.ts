@@ -22,6 +22,38 @@ export function deviceRoutes(api: FastifyInstance, deps: ApiDeps): void {
     async () => ({ vapid_public_key: deps.config().mobile_app.web_push?.vapid_public_key ?? null }),
   );
 
+  api.get(
+    '/device',
+    {
+      schema: {
+        summary: 'This device as the server knows it: whether pushes reach it',
+        security: [{ device: [] }],
+        response: {
+          200: {
+            type: 'object',
+            required: ['device_id', 'username', 'name', 'push_token_state'],
+            properties: {
+              device_id: { type: 'string' },
+              username: { type: 'string' },
+              name: { type: 'string' },
+              push_token_state: {
+                type: 'string',
+                enum: ['none', 'active', 'stale'],
+                description: 'stale: FCM or the push service said the token is gone; send a new one with POST /push-token.',
+              },
+            },
+          },
+          '4xx': errorBodySchema,
+        },
+      },
+    },
+    async (request) => {
+      const device = await authenticateDevice(request, deps);
+      const state = !device.pushToken ? 'none' : device.pushTokenStale ? 'stale' : 'active';
+      return { device_id: device.id, username: device.username, name: device.name, push_token_state: state };
+    },
+  );
+
   api.post<{ Body: { push_token: string | null } }>(
     '/push-token',
     {
