@@ -461,7 +461,7 @@ class ApproverSet extends RequestSet {
    * The approver answers every request, `rate` per second; fills postedAt (its clock) and the replies.
    * With `ids` given it posts those instead (the floor, where no server sent a push), waiting for no reply.
    */
-  async approve(rate: number, signatures: string[], postedAt: Float64Array, httpHist: LatencyHistogram, failures: string[], ids?: string[]): Promise<void> {
+  async approve(rate: number, signatures: string[], postedAt: Float64Array, httpHist: LatencyHistogram, failures: string[], ids?: string[]): Promise<ApproverResult> {
     this.approver.send(['approve', { rate, ids: ids ?? this.ids, signatures, lingerMs: 10_000, expectReplies: !ids }]);
     const r = (await this.reply('done')) as ApproverResult;
     r.replies.forEach((reply, k) => {
@@ -471,8 +471,7 @@ class ApproverSet extends RequestSet {
     });
     this.duplicates += r.duplicates;
     failures.push(...r.failures);
-    const dump = process.env.BENCH_PUSH_PACED_DUMP;
-    if (dump) writeFileSync(dump, r.postedAt.reduce((csv, at, k) => `${csv}${(r.timeOrigin + at).toFixed(3)},${(r.httpAt[k]! - at).toFixed(3)},${(r.acceptedAt[k]! - at).toFixed(3)}\n`, 'posted_epoch_ms,http_ms,accept_ms\n'));
+    return r;
   }
 
   private reply(kind: string): Promise<unknown> {
@@ -486,8 +485,14 @@ class ApproverSet extends RequestSet {
       this.approver.on('message', onMessage).once('exit', onExit);
     });
   }
+}
 
-  override close(): void {}
+/** With BENCH_PUSH_PACED_DUMP=FILE: one CSV row per paced approval, on the epoch clock BENCH_PUSH_GC_LOG uses too. */
+function dumpPaced(r: ApproverResult): void {
+  const file = process.env.BENCH_PUSH_PACED_DUMP;
+  if (!file) return;
+  const rows = Array.from(r.postedAt, (at, k) => `${(r.timeOrigin + at).toFixed(3)},${(r.httpAt[k]! - at).toFixed(3)},${(r.acceptedAt[k]! - at).toFixed(3)}`);
+  writeFileSync(file, `posted_epoch_ms,http_ms,accept_ms\n${rows.join('\n')}\n`);
 }
 
 /** Sends every request and re-sends (paced) those whose push has not come: returns how many were re-sent. */
@@ -729,7 +734,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     const pacedPostedAt = new Float64Array(o.paced);
     const profiler = await startPacedProfile(server.inspector);
     const cpuPaced0 = cpuMs(pid);
-    await pacedSet.approve(o.rate, pacedSignatures, pacedPostedAt, pacedHttp, failures);
+    dumpPaced(await pacedSet.approve(o.rate, pacedSignatures, pacedPostedAt, pacedHttp, failures));
     await profiler?.stop();
     if (pacedSet.received !== o.paced) failures.push(`paced: only ${pacedSet.received}/${o.paced} replies`);
     const cpuPaced = cpuMs(pid) - cpuPaced0;
