@@ -10,7 +10,7 @@
  *   in:  ['init', {port, httpPort, requests: Buffer[], tokens: string[]}]   -> out ['ready']
  *        ['send', k]                                                        (Access-Request k, again if told)
  *        ['approve', {rate, ids: string[], signatures: string[], lingerMs, expectReplies?}] -> out ['done', Result]
- * Result: {postedAt, httpAt, acceptedAt: Float64Array (performance.now(), 0 = never), replies: (Buffer|null)[],
+ * Result: {timeOrigin, postedAt, httpAt, acceptedAt: Float64Array (performance.now(), 0 = never), replies: (Buffer|null)[],
  *          duplicates, failures: string[]}; replies are checked by the bench, which knows the secret.
  */
 import { createSocket } from 'node:dgram';
