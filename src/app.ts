@@ -20,7 +20,7 @@ import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type Ra
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
 import { buildRegistry, DecisionCounts, listenMetrics } from './metrics/metrics.js';
 import { PendingPushes } from './mfa/pending.js';
-import { loggingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
+import { DeliveryCounts, reportingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
 import { createWebPushSender } from './mfa/web-push-sender.js';
 import type { EphemeralState } from './state/state.js';
 import type { Store } from './store/store.js';
@@ -86,7 +86,7 @@ function firstFactorFor(config: Config, logger: Logger): FirstFactor {
   }
 }
 
-function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, now: () => number, previous?: Runtime): Runtime {
+function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, deliveries: DeliveryCounts, now: () => number, previous?: Runtime): Runtime {
   const clients = buildClientTable(
     config.clients.map((c) => ({
       addresses: c.address,
@@ -98,15 +98,15 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, now
   return {
     config,
     clients,
-    access: { config, policy: new Policy(config), store: deps.store, state: deps.state, firstFactor, pending, pushSender: pushSenderFor(config, deps), now },
+    access: { config, policy: new Policy(config), store: deps.store, state: deps.state, firstFactor, pending, pushSender: pushSenderFor(config, deps, deliveries), now },
   };
 }
 
 /** FCM from deps, Web Push from the config (so a reload with new VAPID keys takes effect); undefined = all devices poll. */
-function pushSenderFor(config: Config, deps: AppDeps): PushSender | undefined {
+function pushSenderFor(config: Config, deps: AppDeps, deliveries: DeliveryCounts): PushSender | undefined {
   const vapid = config.mobile_app.web_push;
   const webPush = vapid ? createWebPushSender(vapid, { agent: deps.webPushAgent }) : undefined;
-  return webPush || deps.pushSender ? loggingPushSender(routePushSender({ fcm: deps.pushSender, webPush }), deps.logger) : undefined;
+  return webPush || deps.pushSender ? reportingPushSender(routePushSender({ fcm: deps.pushSender, webPush }), deps.logger, deliveries) : undefined;
 }
 
 export function buildApp(config: Config, deps: AppDeps): App {
@@ -114,7 +114,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const log = deps.logger;
   const pending = new PendingPushes(now);
   const decisions = new DecisionCounts();
-  let runtime = buildRuntime(config, deps, pending, now);
+  const deliveries = new DeliveryCounts();
+  let runtime = buildRuntime(config, deps, pending, deliveries, now);
 
   const onAccess = (request: AccessRequest): Promise<AccessReply> => {
     const current = runtime;
@@ -203,7 +204,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   let metrics: Server | undefined;
   const startMetrics = async (): Promise<BoundAddress[]> => {
     if (!config.metrics) return [];
-    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions }), config.metrics.listen.host, config.metrics.listen.port);
+    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries }), config.metrics.listen.host, config.metrics.listen.port);
     metrics = bound.server;
     return [{ role: 'metrics', address: config.metrics.listen.host, port: bound.port }];
   };
@@ -218,7 +219,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
     reload(next) {
       const restart = (['listen', 'http', 'store', 'state', 'dedupe', 'metrics', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
       const previous = runtime;
-      runtime = buildRuntime(next, deps, pending, now, runtime);
+      runtime = buildRuntime(next, deps, pending, deliveries, now, runtime);
       // A replaced first factor (LDAP, upstream RADIUS) is closed once requests in flight are done with it.
       if (previous.access.firstFactor !== runtime.access.firstFactor && previous.access.firstFactor.close) {
         setTimeout(() => void previous.access.firstFactor.close?.(), 120_000).unref();

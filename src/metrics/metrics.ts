@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { PendingPushes } from '../mfa/pending.js';
+import type { DeliveryCounts } from '../mfa/push-sender.js';
 import type { RadiusServer } from '../radius/server.js';
 
 /** Decisions by client, method, result and reason; filled by the audit step. */
@@ -25,6 +26,7 @@ export interface MetricSources {
   radius: RadiusServer;
   pending: PendingPushes;
   decisions: DecisionCounts;
+  deliveries: DeliveryCounts;
 }
 
 /** Counters whose value is copied from a source at scrape time (prom-client counters only go up, as these do). */
@@ -56,6 +58,9 @@ export function buildRegistry(src: MetricSources): Registry {
   mirrorCounter(registry, 'radius_errors_total', 'Requests that hit a bug and got no reply (see the error log)', [], (m) => m.inc(c.errors));
   mirrorCounter(registry, 'radius_decisions_total', 'Access decisions by client, method, result and reason', ['client', 'method', 'result', 'reason'], (m) => {
     for (const { labels, n } of src.decisions.entries()) m.inc(labels, n);
+  });
+  mirrorCounter(registry, 'radius_push_deliveries_total', 'Pushes handed to FCM or a Web Push service, by service and result (sent, stale_token, unavailable)', ['service', 'result'], (m) => {
+    for (const { service, result, n } of src.deliveries.counts.values()) m.inc({ service, result }, n);
   });
   new Gauge({
     name: 'radius_pushes_pending',
