@@ -23,6 +23,7 @@ function storeConfig(dir: string, extra: Partial<Config['store']> = {}): Config[
 }
 
 const SECRET = Buffer.from('a-very-recognisable-totp-secret!');
+const newDevice = (id: string, username: string) => ({ id, username, name: id, publicKey: Buffer.from([1]), tokenHash: randomBytes(32), pushToken: null });
 const totp = (secret = SECRET): TotpEnrollment => ({ secret, algorithm: 'SHA256', digits: 8, period: 60 });
 
 function open(t: { after: (fn: () => void) => void }, dir: string, key: Buffer, now?: () => number): SqliteStore {
@@ -231,9 +232,8 @@ test('device last-seen times are read back at once, written together after LAST_
   const server = openSqliteStore(storeConfig(dir), key);
   const cli = open(t, dir, key);
   await server.addUsers([{ username: 'alice' }, { username: 'bob' }]);
-  const device = (id: string, username: string) => ({ id, username, name: id, publicKey: Buffer.from([1]), tokenHash: randomBytes(32), pushToken: null });
-  await server.devices.add(device('d-alice', 'alice'));
-  await server.devices.add(device('d-bob', 'bob'));
+  await server.devices.add(newDevice('d-alice', 'alice'));
+  await server.devices.add(newDevice('d-bob', 'bob'));
   const seenBy = async (store: SqliteStore) => Object.fromEntries((await store.devices.list()).map((d) => [d.id, d.lastSeenAt]));
 
   await server.devices.touch('d-alice', 1000);
@@ -247,6 +247,30 @@ test('device last-seen times are read back at once, written together after LAST_
   await server.devices.touch('d-bob', 4000);
   server.close();
   assert.deepEqual(await seenBy(cli), { 'd-alice': 3000, 'd-bob': 4000 }, 'close writes what was waiting');
+});
+
+test('a last-seen write does not wait for a write lock another process holds; it goes in after the lock is released', async (t) => {
+  const dir = tempDir(t);
+  const key = randomBytes(32);
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  // A long busy timeout: waiting for the lock would show as a flush that takes 30 s.
+  const server = openSqliteStore(storeConfig(dir), key, { busyTimeoutMs: 30_000 });
+  t.after(() => server.close());
+  await server.addUsers([{ username: 'alice' }]);
+  await server.devices.add(newDevice('d-alice', 'alice'));
+  const importer = new Database(join(dir, 'users.db'));
+  t.after(() => importer.close());
+  importer.exec('BEGIN IMMEDIATE'); // as a long `user import` in another process would
+
+  await server.devices.touch('d-alice', 1000);
+  const started = performance.now();
+  t.mock.timers.tick(LAST_SEEN_FLUSH_MS);
+  assert.ok(performance.now() - started < 10_000, 'the flush gave up at once instead of waiting for the lock');
+  assert.equal((await server.devices.list())[0]!.lastSeenAt, 1000, 'kept for the next try, and still read back');
+
+  importer.exec('COMMIT');
+  t.mock.timers.tick(LAST_SEEN_FLUSH_MS);
+  assert.equal(importer.prepare('SELECT last_seen_at FROM devices').pluck().get(), 1000, 'written on the next try');
 });
 
 test('the key file is created with a random key, mode 0600, and reused afterwards', (t) => {

@@ -115,19 +115,27 @@ export class SqliteDevices implements DeviceStore {
     this.flushTimer ??= setTimeout(() => this.flushLastSeen(), LAST_SEEN_FLUSH_MS).unref();
   }
 
-  /** Writes the waiting last-seen times in one transaction (also on close). If that fails they wait for the next try. */
-  flushLastSeen(): void {
+  /**
+   * Writes the waiting last-seen times in one transaction. Unless closing, it does not wait for a lock
+   * another process holds (a CLI import): that would stall every request on this event loop, for mere
+   * timestamps. If the write fails they wait for the next try.
+   */
+  flushLastSeen({ waitForLock = false } = {}): void {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     if (this.seen.size === 0 || !this.db.open) return;
     const batch = [...this.seen];
     this.seen.clear();
+    const busyTimeout = this.db.pragma('busy_timeout', { simple: true }) as number;
+    if (!waitForLock) this.db.pragma('busy_timeout = 0');
     try {
       this.writeSeen(batch);
     } catch {
-      // Busy or out of disk: keep what no newer touch replaced and try again later; these are only timestamps.
+      // Busy or out of disk: keep what no newer touch replaced and try again later.
       for (const [id, at] of batch) if (!this.seen.has(id)) this.seen.set(id, at);
       this.flushTimer = setTimeout(() => this.flushLastSeen(), LAST_SEEN_FLUSH_MS).unref();
+    } finally {
+      this.db.pragma(`busy_timeout = ${busyTimeout}`);
     }
   }
 }

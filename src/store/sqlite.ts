@@ -167,7 +167,7 @@ export class SqliteStore implements Store {
   }
 
   close(): void {
-    this.devices.flushLastSeen();
+    this.devices.flushLastSeen({ waitForLock: true });
     if (this.db.open) this.db.close();
   }
 
