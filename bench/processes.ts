@@ -1,31 +1,6 @@
-// What the bench scripts share for their child processes: free loopback ports and CPU pinning.
+// What the bench scripts share for their child processes: CPU pinning. (Free ports: test/helpers/ports.ts.)
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { createServer } from 'node:net';
 import { cpus } from 'node:os';
-
-/** A free UDP port on loopback (bound then released). */
-export function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-/** A free TCP port on loopback (bound then released). */
-export function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 /** Pinning needs two cores and taskset (util-linux). */
 export function canPin(): boolean {

@@ -52,7 +52,8 @@ import { openSqliteStore } from '../src/store/sqlite.js';
 import { buildAccessRequest, decodeReply } from '../test/helpers/udp.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { InspectorSession, inspectorUrlIn, type MemoryUsage } from './inspector.js';
-import { canPin, freeTcpPort, freeUdpPort, spawnOnCore } from './processes.js';
+import { freeTcpPort, freeUdpPort } from '../test/helpers/ports.js';
+import { canPin, spawnOnCore } from './processes.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1' || !existsSync(join(REPO, 'dist', 'app.js'));

@@ -24,7 +24,8 @@ import { OURS_CLI, REPO, oursBuilt, startOurs } from './ours.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './profile-summary.js';
 import { runPushBenchChild } from './push.js';
 import { makeUsers } from './users.js';
-import { freeUdpPort, spawnOnCore } from './processes.js';
+import { freeUdpPort } from '../test/helpers/ports.js';
+import { spawnOnCore } from './processes.js';
 
 const HARD_LIMIT_MS = 175_000;
 const SERVER_CPU = 0;

@@ -4,10 +4,10 @@
 //   challengers: password -> Access-Challenge (State + Reply-Message) -> answer -> Accept
 // Accounting-Requests are answered and written to a detail file the test can read.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freeUdpPort } from './ports.js';
 
 export const FREERADIUS = '/usr/sbin/freeradius';
 
@@ -49,18 +49,6 @@ export interface Freeradius {
 }
 
 const q = (s: string) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
-
-/** A UDP port nobody is bound to right now on 127.0.0.1. */
-export function freeUdpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function radiusdConf(dir: string, port: number, acctPort: number, o: FreeradiusOptions): string {
   const sign = o.signReplies === false ? '' : '\t\t\t\t\t\t&Message-Authenticator := 0x00\n';

@@ -3,9 +3,10 @@
 // seeded with ldapadd. Nothing under /etc/ldap is written; nothing listens beyond 127.0.0.1.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freeTcpPort } from './ports.js';
 
 export const SLAPD = '/usr/sbin/slapd';
 export const SUFFIX = 'dc=example,dc=com';
@@ -27,18 +28,6 @@ export interface Slapd {
   /** Everything slapd printed at `-d stats`: connections, BINDs, searches. */
   log(): string;
   stop(): Promise<void>;
-}
-
-/** A TCP port nobody listens on right now (bound and released on 127.0.0.1). */
-export function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Resolves once something accepts TCP on the port; rejects after `timeoutMs`. */
