@@ -1,17 +1,26 @@
 // The batched UDP socket (native/udp_batch.c + src/radius/udp-socket.ts) over real loopback sockets:
 // bursts larger than one batch, replies to the right peer, IPv6, oversize datagrams, sends after close.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { Peer, UdpSocket } from '../src/radius/udp-socket.js';
+import { Peer, UdpSocket, type UdpSocketOptions } from '../src/radius/udp-socket.js';
 
 const noRefusals = () => assert.fail('the kernel refused a reply');
 
-async function client(type: 'udp4' | 'udp6', host: string): Promise<Socket> {
+/** Our socket on a free port, closed after the test. */
+async function listen(t: TestContext, onMessage: UdpSocketOptions['onMessage'], o: Partial<Pick<UdpSocketOptions, 'host' | 'receiveBufferBytes' | 'onSendRefused'>> = {}): Promise<UdpSocket> {
+  const socket = await UdpSocket.bind({ host: '127.0.0.1', port: 0, receiveBufferBytes: 0, onSendRefused: noRefusals, ...o, onMessage });
+  t.after(() => socket.close());
+  return socket;
+}
+
+/** A node:dgram peer, closed after the test. */
+async function client(t: TestContext, type: 'udp4' | 'udp6', host: string): Promise<Socket> {
   const socket = createSocket(type);
   socket.bind(0, host);
   await once(socket, 'listening');
+  t.after(() => socket.close());
   return socket;
 }
 
@@ -26,11 +35,9 @@ function collect(socket: Socket, count: number): Promise<Buffer[]> {
 }
 
 test('a burst of 3 x 150 datagrams (several batches) is echoed, each reply to its own sender', async (t) => {
-  const echo = await UdpSocket.bind({ host: '127.0.0.1', port: 0, receiveBufferBytes: 1 << 20, onMessage: (msg, peer) => echo.send(msg, peer), onSendRefused: noRefusals });
-  t.after(() => echo.close());
+  const echo = await listen(t, (msg, peer) => echo.send(msg, peer), { receiveBufferBytes: 1 << 20 });
   assert.ok(echo.port > 0);
-  const senders = await Promise.all([1, 2, 3].map(() => client('udp4', '127.0.0.1')));
-  t.after(() => senders.forEach((s) => s.close()));
+  const senders = await Promise.all([1, 2, 3].map(() => client(t, 'udp4', '127.0.0.1')));
   const replies = senders.map((s) => collect(s, 150));
   senders.forEach((s, who) => {
     for (let i = 0; i < 150; i++) s.send(Buffer.from(`${who}:${i}:${'x'.repeat(i)}`), echo.port, '127.0.0.1');
@@ -45,19 +52,11 @@ test('a burst of 3 x 150 datagrams (several batches) is echoed, each reply to it
 
 test('the peer carries the sender address and port; a reply queued later (timer) still leaves', async (t) => {
   const seen: Peer[] = [];
-  const echo = await UdpSocket.bind({
-    host: '127.0.0.1',
-    port: 0,
-    receiveBufferBytes: 0,
-    onMessage: (msg, peer) => {
-      seen.push(peer);
-      setTimeout(() => echo.send(Buffer.concat([Buffer.from('late:'), msg]), peer), 5);
-    },
-    onSendRefused: noRefusals,
+  const echo = await listen(t, (msg, peer) => {
+    seen.push(peer);
+    setTimeout(() => echo.send(Buffer.concat([Buffer.from('late:'), msg]), peer), 5);
   });
-  t.after(() => echo.close());
-  const sender = await client('udp4', '127.0.0.2');
-  t.after(() => sender.close());
+  const sender = await client(t, 'udp4', '127.0.0.2');
   const reply = collect(sender, 1);
   sender.send('hello', echo.port, '127.0.0.1');
   assert.equal((await reply)[0]!.toString(), 'late:hello');
@@ -67,10 +66,8 @@ test('the peer carries the sender address and port; a reply queued later (timer)
 });
 
 test('IPv6: [::1] receives and replies', async (t) => {
-  const echo = await UdpSocket.bind({ host: '::1', port: 0, receiveBufferBytes: 0, onMessage: (msg, peer) => echo.send(msg, peer), onSendRefused: noRefusals });
-  t.after(() => echo.close());
-  const sender = await client('udp6', '::1');
-  t.after(() => sender.close());
+  const echo = await listen(t, (msg, peer) => echo.send(msg, peer), { host: '::1' });
+  const sender = await client(t, 'udp6', '::1');
   const reply = collect(sender, 1);
   sender.send('six', echo.port, '::1');
   assert.equal((await reply)[0]!.toString(), 'six');
@@ -80,19 +77,11 @@ test('a datagram longer than 4096 octets arrives cut to 4096 (RFC 2865 §3: octe
   const lengths: number[] = [];
   let got: () => void;
   const arrived = new Promise<void>((r) => (got = r));
-  const sink = await UdpSocket.bind({
-    host: '127.0.0.1',
-    port: 0,
-    receiveBufferBytes: 0,
-    onMessage: (msg) => {
-      lengths.push(msg.length);
-      if (lengths.length === 2) got();
-    },
-    onSendRefused: noRefusals,
+  const sink = await listen(t, (msg) => {
+    lengths.push(msg.length);
+    if (lengths.length === 2) got();
   });
-  t.after(() => sink.close());
-  const sender = await client('udp4', '127.0.0.1');
-  t.after(() => sender.close());
+  const sender = await client(t, 'udp4', '127.0.0.1');
   sender.send(Buffer.alloc(6000, 1), sink.port, '127.0.0.1');
   sender.send(Buffer.alloc(20, 2), sink.port, '127.0.0.1');
   await arrived;
@@ -101,19 +90,15 @@ test('a datagram longer than 4096 octets arrives cut to 4096 (RFC 2865 §3: octe
 
 test('a reply the kernel refuses (port 0) is counted, and the other replies of the batch still leave', async (t) => {
   const refused: number[] = [];
-  const echo = await UdpSocket.bind({
-    host: '127.0.0.1',
-    port: 0,
-    receiveBufferBytes: 0,
-    onMessage: (msg, peer) => {
+  const echo = await listen(
+    t,
+    (msg, peer) => {
       echo.send(msg, Peer.ipv4('127.0.0.1', 0));
       echo.send(msg, peer);
     },
-    onSendRefused: (count) => refused.push(count),
-  });
-  t.after(() => echo.close());
-  const sender = await client('udp4', '127.0.0.1');
-  t.after(() => sender.close());
+    { onSendRefused: (count) => refused.push(count) },
+  );
+  const sender = await client(t, 'udp4', '127.0.0.1');
   const reply = collect(sender, 1);
   sender.send('still answered', echo.port, '127.0.0.1');
   assert.equal((await reply)[0]!.toString(), 'still answered');
