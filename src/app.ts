@@ -18,9 +18,9 @@ import { Policy } from './flow/policy.js';
 import { buildClientTable, type ClientTable } from './radius/clients.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
-import { buildRegistry, DecisionCounts, listenMetrics } from './metrics/metrics.js';
+import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics } from './metrics/metrics.js';
 import { PendingPushes } from './mfa/pending.js';
-import { DeliveryCounts, reportingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
+import { reportingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
 import { createWebPushSender } from './mfa/web-push-sender.js';
 import type { EphemeralState } from './state/state.js';
 import type { Store } from './store/store.js';
@@ -106,7 +106,7 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, del
 function pushSenderFor(config: Config, deps: AppDeps, deliveries: DeliveryCounts): PushSender | undefined {
   const vapid = config.mobile_app.web_push;
   const webPush = vapid ? createWebPushSender(vapid, { agent: deps.webPushAgent }) : undefined;
-  return webPush || deps.pushSender ? reportingPushSender(routePushSender({ fcm: deps.pushSender, webPush }), deps.logger, deliveries) : undefined;
+  return webPush || deps.pushSender ? reportingPushSender(routePushSender({ fcm: deps.pushSender, webPush }), deps.logger, (service, result) => deliveries.add(service, result)) : undefined;
 }
 
 export function buildApp(config: Config, deps: AppDeps): App {

@@ -3,22 +3,41 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { PendingPushes } from '../mfa/pending.js';
-import type { DeliveryCounts } from '../mfa/push-sender.js';
 import type { RadiusServer } from '../radius/server.js';
 
-/** Decisions by client, method, result and reason; filled by the audit step. */
-export class DecisionCounts {
+/** Counts by label values, kept where the events happen and read at scrape time. */
+class LabelledCounts {
   private readonly counts = new Map<string, { labels: Record<string, string>; n: number }>();
 
-  add(client: string, method: string | undefined, result: string, reason: string): void {
-    const key = `${client}\0${method}\0${result}\0${reason}`;
+  /** Counts one for `key` (the label values joined); false when the key is new: then call insert(). */
+  protected increment(key: string): boolean {
     const hit = this.counts.get(key);
     if (hit) hit.n++;
-    else this.counts.set(key, { labels: { client, method: method ?? 'none_chosen', result, reason }, n: 1 });
+    return hit !== undefined;
+  }
+
+  protected insert(key: string, labels: Record<string, string>): void {
+    this.counts.set(key, { labels, n: 1 });
   }
 
   entries(): Iterable<{ labels: Record<string, string>; n: number }> {
     return this.counts.values();
+  }
+}
+
+/** Decisions by client, method, result and reason; filled by the audit step (every request: no object unless new). */
+export class DecisionCounts extends LabelledCounts {
+  add(client: string, method: string | undefined, result: string, reason: string): void {
+    const key = `${client}\0${method}\0${result}\0${reason}`;
+    if (!this.increment(key)) this.insert(key, { client, method: method ?? 'none_chosen', result, reason });
+  }
+}
+
+/** Pushes handed to a push service, by service (fcm, web_push) and result (sent, stale_token, unavailable). */
+export class DeliveryCounts extends LabelledCounts {
+  add(service: string, result: string): void {
+    const key = `${service}\0${result}`;
+    if (!this.increment(key)) this.insert(key, { service, result });
   }
 }
 
@@ -60,7 +79,7 @@ export function buildRegistry(src: MetricSources): Registry {
     for (const { labels, n } of src.decisions.entries()) m.inc(labels, n);
   });
   mirrorCounter(registry, 'radius_push_deliveries_total', 'Pushes handed to FCM or a Web Push service, by service and result (sent, stale_token, unavailable)', ['service', 'result'], (m) => {
-    for (const { service, result, n } of src.deliveries.counts.values()) m.inc({ service, result }, n);
+    for (const { labels, n } of src.deliveries.entries()) m.inc(labels, n);
   });
   new Gauge({
     name: 'radius_pushes_pending',

@@ -36,31 +36,21 @@ export function withinSendLimit(send: Promise<PushSendResult>, ttlMs: number, se
   return Promise.race([send, limit]).finally(() => clearTimeout(timer));
 }
 
-/** Pushes handed to a push service, by service (fcm, web_push) and result (sent, stale_token, unavailable). */
-export class DeliveryCounts {
-  readonly counts = new Map<string, { service: string; result: string; n: number }>();
-
-  add(service: string, result: string): void {
-    const key = `${service} ${result}`;
-    const hit = this.counts.get(key);
-    if (hit) hit.n++;
-    else this.counts.set(key, { service, result, n: 1 });
-  }
-}
-
 /**
  * Counts every push handed to a push service and logs every one that was not delivered, with what the
  * service said: the decision's reason (push_unavailable, push_token_stale) tells the VPN user, this line
  * tells the admin why, and the count lets an alert fire before users call.
  */
-export function reportingPushSender(sender: PushSender, logger: Logger, deliveries: DeliveryCounts): PushSender {
+export function reportingPushSender(sender: PushSender, logger: Logger, onDelivery: (service: 'fcm' | 'web_push', result: 'sent' | 'stale_token' | 'unavailable') => void): PushSender {
   return {
     async send(pushToken, message) {
       const result = await sender.send(pushToken, message);
-      if (!result.ok && result.kind === 'no_sender') return result;
       const service = isWebPushToken(pushToken) ? 'web_push' : 'fcm';
-      deliveries.add(service, result.ok ? 'sent' : result.kind);
-      if (!result.ok) logger.warn({ request: message.requestId, service, kind: result.kind, detail: result.detail }, 'push not delivered');
+      if (result.ok) onDelivery(service, 'sent');
+      else if (result.kind !== 'no_sender') {
+        onDelivery(service, result.kind);
+        logger.warn({ request: message.requestId, service, kind: result.kind, detail: result.detail }, 'push not delivered');
+      }
       return result;
     },
   };
