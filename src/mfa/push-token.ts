@@ -56,11 +56,12 @@ function isPushServiceUrl(text: string, pushServices: readonly string[]): boolea
   return url.protocol === 'https:' && pushServices.some((s) => host === s.toLowerCase() || host.endsWith(`.${s.toLowerCase()}`));
 }
 
-function base64urlBytes(text: string): Buffer | undefined {
+export function base64urlBytes(text: string): Buffer | undefined {
   return /^[A-Za-z0-9_-]+={0,2}$/.test(text) ? Buffer.from(text, 'base64url') : undefined;
 }
 
-function isP256Point(text: string): boolean {
+/** An uncompressed P-256 point (65 octets, 0x04 first) on the curve, base64url. */
+export function isP256Point(text: string): boolean {
   const bytes = base64urlBytes(text);
   if (bytes?.length !== 65 || bytes[0] !== 0x04) return false;
   try {

@@ -1,27 +1,26 @@
 // RFC 8292 VAPID: the server's own P-256 key pair. Browsers subscribe with its public half
 // (applicationServerKey), and push services accept a push only when it is signed with the private half.
 import { createECDH } from 'node:crypto';
+import { base64urlBytes, isP256Point } from './push-token.js';
 
 const CURVE = 'prime256v1';
 
-function base64urlBytes(text: string): Buffer | undefined {
-  return /^[A-Za-z0-9_-]+$/.test(text) ? Buffer.from(text, 'base64url') : undefined;
-}
+/** VAPID keys are base64url without padding: the web-push library refuses "=". */
+const unpadded = (text: string) => (text.includes('=') ? undefined : base64urlBytes(text));
 
 /** The uncompressed point (65 bytes, 0x04 first), base64url: what PushManager.subscribe() takes. */
 export function isVapidPublicKey(text: string): boolean {
-  const bytes = base64urlBytes(text);
-  return bytes?.length === 65 && bytes[0] === 0x04;
+  return !text.includes('=') && isP256Point(text);
 }
 
 /** A 32-byte P-256 scalar, base64url. */
 export function isVapidPrivateKey(text: string): boolean {
-  return base64urlBytes(text)?.length === 32 && vapidPublicKeyOf(text) !== undefined;
+  return unpadded(text)?.length === 32 && vapidPublicKeyOf(text) !== undefined;
 }
 
 /** The public key that belongs to a private key; undefined when it is no valid P-256 scalar. */
 export function vapidPublicKeyOf(privateKey: string): string | undefined {
-  const bytes = base64urlBytes(privateKey);
+  const bytes = unpadded(privateKey);
   if (!bytes) return undefined;
   try {
     const ecdh = createECDH(CURVE);
