@@ -108,7 +108,7 @@ export class RadiusServer {
         receiveBufferBytes: RECEIVE_BUFFER_BYTES,
         onMessage: (msg, peer) => this.receive(msg, peer, socket, role, index),
         onSendRefused: (count) => {
-          this.drops.set('reply_refused', (this.drops.get('reply_refused') ?? 0) + count);
+          this.countDrops('reply_refused', count);
           this.dropped('reply_refused', { count }, 'the kernel refused to send replies (socket buffer full?): the NAS will retransmit');
         },
       });
@@ -134,8 +134,13 @@ export class RadiusServer {
 
   private drop(reason: string, rinfo: Peer, msg: string): void {
     this.counters.dropped++;
-    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+    this.countDrops(reason, 1);
     this.dropped(reason, { from: `${rinfo.address}:${rinfo.port}` }, msg);
+  }
+
+  /** Datagrams (received, or replies the kernel refused) lost for `reason`, for metrics. */
+  private countDrops(reason: string, n: number): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + n);
   }
 
   private receive(msg: Buffer, rinfo: Peer, socket: UdpSocket, role: Role, listener: number): void {
