@@ -54,7 +54,7 @@ test('a key answered twice (its first copy outlived inFlightMs) keeps the later 
   assert.equal(c.begin('a').kind, 'new');
 });
 
-test('keys differ by listener, address, port, identifier and authenticator, and one is a flat string', () => {
+test('keys differ by listener, address, port, identifier and authenticator; the same request gives the same key', () => {
   const auth = Buffer.alloc(16, 7);
   const base = DedupeCache.key(0, '192.0.2.1', 1812, 5, auth);
   const others = [
