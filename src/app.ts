@@ -6,7 +6,9 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApi } from './api/server.js';
-import type { Config } from './config/schema.js';
+import { crossFieldIssues } from './config/rules.js';
+import type { Config, FirstFactorConfig } from './config/schema.js';
+import { usernameRules } from './flow/username.js';
 import type { FirstFactor } from './auth/first-factor.js';
 import { ldapFirstFactor } from './auth/ldap.js';
 import { localFirstFactor } from './auth/local.js';
@@ -60,7 +62,7 @@ export interface App {
 
 export class AppError extends Error {
   constructor(
-    readonly code: 'HTTP_INSECURE',
+    readonly code: 'HTTP_INSECURE' | 'CONFIG_RULE',
     message: string,
   ) {
     super(message);
@@ -72,8 +74,7 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-function firstFactorFor(config: Config, logger: Logger): FirstFactor {
-  const ff = config.first_factor;
+function firstFactorFor(ff: FirstFactorConfig, logger: Logger): FirstFactor {
   switch (ff.type) {
     case 'local':
       return localFirstFactor();
@@ -94,11 +95,26 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, del
     })),
   );
   const sameFirstFactor = previous && JSON.stringify(previous.config.first_factor) === JSON.stringify(config.first_factor);
-  const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config, deps.logger);
+  const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config.first_factor, deps.logger);
+  const portalConfig = config.portal.first_factor;
+  const samePortal = previous && JSON.stringify(previous.config.portal.first_factor) === JSON.stringify(portalConfig);
+  const portalFirstFactor = !portalConfig ? firstFactor : samePortal ? previous.access.portalFirstFactor : firstFactorFor(portalConfig, deps.logger);
+  const usernames = usernameRules(config.usernames.realms);
   return {
     config,
     clients,
-    access: { config, policy: new Policy(config), store: deps.store, state: deps.state, firstFactor, pending, pushSender: pushSenderFor(config, deps, deliveries), now },
+    access: {
+      config,
+      policy: new Policy(config, usernames),
+      store: deps.store,
+      state: deps.state,
+      firstFactor,
+      portalFirstFactor,
+      usernames,
+      pending,
+      pushSender: pushSenderFor(config, deps, deliveries),
+      now,
+    },
   };
 }
 
@@ -213,6 +229,8 @@ export function buildApp(config: Config, deps: AppDeps): App {
     server,
     pending,
     async start() {
+      const broken = crossFieldIssues(config)[0];
+      if (broken) throw new AppError('CONFIG_RULE', `${broken.path.join('.')}: ${broken.message}`);
       const radius = await server.start();
       return [...radius, ...(await startHttp()), ...(await startMetrics())];
     },
@@ -221,8 +239,9 @@ export function buildApp(config: Config, deps: AppDeps): App {
       const previous = runtime;
       runtime = buildRuntime(next, deps, pending, deliveries, now, runtime);
       // A replaced first factor (LDAP, upstream RADIUS) is closed once requests in flight are done with it.
-      if (previous.access.firstFactor !== runtime.access.firstFactor && previous.access.firstFactor.close) {
-        setTimeout(() => void previous.access.firstFactor.close?.(), 120_000).unref();
+      for (const which of ['firstFactor', 'portalFirstFactor'] as const) {
+        const old = previous.access[which];
+        if (old !== runtime.access[which] && old !== runtime.access.firstFactor && old.close) setTimeout(() => void old.close?.(), 120_000).unref();
       }
       log.level = next.log.level;
       return restart;
@@ -233,6 +252,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       await new Promise((resolve) => (metrics ? metrics.close(resolve) : resolve(undefined)));
       pending.close();
       await runtime.access.firstFactor.close?.();
+      if (runtime.access.portalFirstFactor !== runtime.access.firstFactor) await runtime.access.portalFirstFactor.close?.();
       await forwarder?.close();
     },
   };

@@ -166,7 +166,7 @@ test('addUsers writes nothing when one user is a duplicate', async (t) => {
   assert.deepEqual((await store.listUsers()).map((u) => u.username), ['existing']);
 });
 
-test('locks and unlocks a user', async (t) => {
+test('locks and unlocks a user; locking a name without a row creates it locked', async (t) => {
   const dir = tempDir(t);
   const store = open(t, dir, randomBytes(32));
   await store.addUser({ username: 'alice' });
@@ -180,7 +180,9 @@ test('locks and unlocks a user', async (t) => {
   assert.equal(unlocked?.lockedUntil, null);
   assert.equal(unlocked?.lockReason, null);
   await assert.rejects(store.unlockUser('nobody'), (e: StoreError) => e.code === 'USER_NOT_FOUND');
-  await assert.rejects(store.lockUser('nobody', 1, 'x'), (e: StoreError) => e.code === 'USER_NOT_FOUND');
+  // A directory user has no row until something is stored for them: a lock makes the row, never throws.
+  await store.lockUser('ldap-only', 1_800_000_000_000, 'too many failed passwords');
+  assert.equal((await store.getUser('ldap-only'))?.lockedUntil, 1_800_000_000_000);
 });
 
 test('getUser is fast enough for the per-request path, with and without the record cache', async (t) => {

@@ -16,6 +16,11 @@ export interface FirstFactorContext {
   q?: number;
   /** State of an upstream Access-Challenge this request answers (RFC 2865 §4.4). */
   upstreamState?: Buffer;
+  /**
+   * The name as the user typed it (`CORP\\Alice`), where `username` is the canonical one (`alice`).
+   * Only an upstream RADIUS server gets it, since it may need the realm; everything here uses `username`.
+   */
+  typedUsername?: string;
 }
 
 /** Checks the password part of what the user typed. Backends: local, none, ldap, radius (upstream). */

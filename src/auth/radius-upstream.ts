@@ -48,7 +48,7 @@ export function radiusUpstreamFirstFactor(config: RadiusFirstFactorConfig, logge
       const pw = Buffer.from(password, 'utf8');
       if (pw.length === 0) return { kind: 'reject', reason: 'no_password' };
       if (pw.length > 128) return { kind: 'reject', reason: 'bad_password' }; // RFC 2865 §5.2 limit
-      const userName = Buffer.from(username, 'utf8');
+      const userName = Buffer.from(context?.typedUsername ?? username, 'utf8');
       if (userName.length === 0 || userName.length > 253) return { kind: 'reject', reason: 'unknown_user' };
       const parts = [encodeAttribute(Attr.UserName, userName), nasIdentifier];
       if (context?.upstreamState) parts.push(encodeAttribute(Attr.State, context.upstreamState));

@@ -1,6 +1,7 @@
 // What every admin command needs: the loaded config, the store, and errors that print as one line.
 import { formatIssues, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { canonicalUsername, usernameRules } from '../flow/username.js';
 import { resolveEncryptionKey } from '../mfa/secret-box.js';
 import { openSqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
@@ -53,8 +54,10 @@ export function checkUsername(name: string): string | undefined {
   return undefined;
 }
 
-export function requireUsername(name: string): string {
+/** A username argument in its canonical form, the one RADIUS and the portal look up (`ALICE` is alice). */
+export function userArg(name: string, config: Config): string {
   const problem = checkUsername(name);
-  if (problem) throw new CliError(`username ${JSON.stringify(name)} ${problem}`, 2);
-  return name;
+  const canonical = problem ? undefined : canonicalUsername(name, usernameRules(config.usernames.realms));
+  if (!canonical) throw new CliError(`username ${JSON.stringify(name)} ${problem ?? 'is empty'}`, 2);
+  return canonical;
 }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { createActivation, type Activation } from '../mfa/activation.js';
 import type { DeviceRecord } from '../store/store.js';
-import { CliError, loadConfigOrFail, print, requireUsername, warn, withStore } from './context.js';
+import { CliError, loadConfigOrFail, print, userArg, warn, withStore } from './context.js';
 import { formatTable } from './user-commands.js';
 
 type ConfigPath = (cmd: Command) => string;
@@ -17,8 +17,8 @@ export function registerDeviceCommands(program: Command, configPath: ConfigPath)
     .option('--json', 'print {activation_code, url, expires, account_name, qr_payload}')
     .option('--totp', "the app also becomes the user's TOTP token (it gets the user's TOTP secret at activation)")
     .action(async (name: string, opts: { json?: boolean; totp?: boolean }, cmd: Command) => {
-      requireUsername(name);
       const config = loadConfigOrFail(configPath(cmd));
+      name = userArg(name, config);
       const activation = await withStore(config, async (store) => {
         if (!(await store.getUser(name))) throw new CliError(`no user ${name}; add it first: radius-mfa user add ${name}`);
         return createActivation(store, config, name, Date.now(), opts.totp === true);
@@ -40,6 +40,7 @@ export function registerDeviceCommands(program: Command, configPath: ConfigPath)
     .option('--json', 'print JSON')
     .action(async (name: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      if (name !== undefined) name = userArg(name, config);
       const devices = await withStore(config, async (store) => {
         if (name !== undefined && !(await store.getUser(name))) throw new CliError(`no user ${name} (radius-mfa user list shows the users)`);
         return store.devices.list(name);

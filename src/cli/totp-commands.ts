@@ -3,7 +3,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { chmodSync, writeFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import type { Store, TotpAlgorithm, TotpEnrollment } from '../store/store.js';
-import { CliError, loadConfigOrFail, print, warn, withStore } from './context.js';
+import { CliError, loadConfigOrFail, print, userArg, warn, withStore } from './context.js';
 import { encodeBase32, parseBase32Secret } from './totp-secret.js';
 
 type ConfigPath = (cmd: Command) => string;
@@ -19,6 +19,7 @@ export function registerTotpCommands(program: Command, configPath: ConfigPath): 
     .option('--force', 'replace an existing enrollment (the old codes stop working)')
     .action(async (name: string, opts: { png?: string; force?: boolean }, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      name = userArg(name, config);
       const { digits, period, algorithm } = config.mfa.totp;
       // Loaded here so that other commands do not pay for them at start.
       const [{ generateSecret }, { default: QRCode }] = await Promise.all([import('otplib'), import('qrcode')]);
@@ -49,6 +50,7 @@ export function registerTotpCommands(program: Command, configPath: ConfigPath): 
     .option('--force', 'replace an existing enrollment')
     .action(async (name: string, opts: { secret: string; digits?: '6' | '8'; period?: number; algorithm?: TotpAlgorithm; force?: boolean }, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      name = userArg(name, config);
       const parsed = parseBase32Secret(opts.secret);
       if (!parsed.ok) throw new CliError(`--secret: ${parsed.problem}`, 2);
       if (parsed.warning) warn(`--secret: ${parsed.warning}`);

@@ -5,7 +5,8 @@ import { hashPassword } from '../auth/password-hash.js';
 import { METHODS, type Config, type Method } from '../config/schema.js';
 import type { MethodSource, Policy } from '../flow/policy.js';
 import type { UserRecord } from '../store/store.js';
-import { CliError, loadConfigOrFail, print, requireUsername, warn, withStore } from './context.js';
+import { CliError, loadConfigOrFail, print, userArg, warn, withStore } from './context.js';
+import { usernameRules } from '../flow/username.js';
 import { planUserImport } from './user-import.js';
 
 type ConfigPath = (cmd: Command) => string;
@@ -20,8 +21,8 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
     .option('--password-stdin', 'read the password from standard input (one trailing newline is removed)')
     .addOption(new Option('--method <method>', 'the user\'s own method (default: groups / mfa.default_method)').choices(METHODS))
     .action(async (name: string, opts: { passwordStdin?: boolean; method?: Method }, cmd: Command) => {
-      requireUsername(name);
       const config = loadConfigOrFail(configPath(cmd));
+      name = userArg(name, config);
       const passwordHash = opts.passwordStdin ? await hashPassword(await readPasswordFromStdin()) : null;
       await withStore(config, (store) => store.addUser({ username: name, method: opts.method ?? null, passwordHash }));
       print(`added user ${name} (method: ${opts.method ?? 'default'}, local password: ${passwordHash ? 'yes' : 'no'})`);
@@ -60,6 +61,7 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
     .option('--json', 'print JSON')
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      name = userArg(name, config);
       const record = await withStore(config, (store) => store.getUser(name));
       if (!record) throw noUser(name);
       const v = describeUser(record, await loadPolicy(config), Date.now());
@@ -82,6 +84,7 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
     .addArgument(new Argument('<method>').choices([...METHODS, 'default']))
     .action(async (name: string, method: Method | 'default', _opts: unknown, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      name = userArg(name, config);
       await withStore(config, (store) => store.setMethod(name, method === 'default' ? null : method));
       print(`${name}: method ${method}`);
     });
@@ -92,6 +95,7 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
     .argument('<name>')
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      name = userArg(name, config);
       if (!(await withStore(config, (store) => store.removeUser(name)))) throw noUser(name);
       print(`removed user ${name}`);
     });
@@ -102,6 +106,7 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
     .argument('<name>')
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      name = userArg(name, config);
       const wasLocked = await withStore(config, (store) => store.unlockUser(name));
       print(wasLocked ? `unlocked ${name}` : `${name} was not locked`);
     });
@@ -120,7 +125,7 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
       }
       const imported = await withStore(config, async (store) => {
         const existing = new Set((await store.listUsers()).map((u) => u.username));
-        const plan = planUserImport(file, text, config.mfa.totp, existing);
+        const plan = planUserImport(file, text, config.mfa.totp, existing, usernameRules(config.usernames.realms));
         for (const w of plan.warnings) warn(w);
         if (plan.problems.length > 0) {
           const shown = plan.problems.slice(0, 100);

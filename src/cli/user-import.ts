@@ -2,6 +2,7 @@
 import { checkPasswordHash } from '../auth/password-hash.js';
 import { METHODS, type Config, type Method } from '../config/schema.js';
 import type { NewUser } from '../store/store.js';
+import { canonicalUsername, NO_REALMS, type UsernameRules } from '../flow/username.js';
 import { checkUsername } from './context.js';
 import { parseCsv } from './csv.js';
 import { parseBase32Secret } from './totp-secret.js';
@@ -20,7 +21,7 @@ export interface ImportPlan {
  * Validates every row of a user CSV (header username,method,totp_secret,password_hash; any order,
  * only username required). `existing` are the usernames already in the store.
  */
-export function planUserImport(file: string, text: string, totp: Config['mfa']['totp'], existing: ReadonlySet<string>): ImportPlan {
+export function planUserImport(file: string, text: string, totp: Config['mfa']['totp'], existing: ReadonlySet<string>, usernames: UsernameRules = NO_REALMS): ImportPlan {
   const plan: ImportPlan = { users: [], problems: [], warnings: [] };
   const problem = (line: number, field: string, message: string) => plan.problems.push(`${file}:${line}: ${field}: ${message}`);
   const parsed = parseCsv(text);
@@ -55,8 +56,9 @@ export function planUserImport(file: string, text: string, totp: Config['mfa']['
       return i === undefined ? '' : fields[i]!.trim();
     };
     const before = plan.problems.length;
-    const username = get('username');
-    const nameProblem = checkUsername(username);
+    const typedName = get('username');
+    const nameProblem = checkUsername(typedName);
+    const username = (nameProblem ? undefined : canonicalUsername(typedName, usernames)) ?? typedName;
     if (nameProblem) problem(line, 'username', nameProblem);
     else if (existing.has(username)) problem(line, 'username', `user ${username} already exists (remove it first or leave it out of the file)`);
     else if (seen.has(username)) problem(line, 'username', `user ${username} is already on line ${seen.get(username)}`);

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
+import { crossFieldIssues } from './rules.js';
 import { configSchema, holdBudgetMs, type Config } from './schema.js';
 
 export type ConfigIssue = { file: string; line: number; column: number; path: string; message: string };
@@ -63,6 +64,7 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
     }
   }
   for (const dup of duplicateClientNames(data)) found.push(issueAt(locate(doc, dup.path).node, dup.path, dup.message));
+  if (parsed.success) for (const rule of crossFieldIssues(parsed.data)) found.push(issueAt(locate(doc, rule.path).node, rule.path, rule.message));
 
   const redact = (text: string) => substituted.redactions.reduce((t, [value, label]) => redactValue(t, value, label), text);
   if (found.length > 0 || !parsed.success) {

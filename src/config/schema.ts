@@ -170,15 +170,16 @@ const radiusFirstFactor = z.strictObject({
     .meta({ description: 'Attributes of the upstream Access-Accept (Class, Filter-Id, vendor ones) go to the NAS unless filtered here.' }),
 });
 
-const firstFactor = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('local') }),
-  z.strictObject({ type: z.literal('none') }),
-  ldapFirstFactor,
-  radiusFirstFactor,
-]);
+const localFirstFactor = z.strictObject({ type: z.literal('local') });
+
+const firstFactor = z.discriminatedUnion('type', [localFirstFactor, z.strictObject({ type: z.literal('none') }), ldapFirstFactor, radiusFirstFactor]);
+
+/** The portal must check a password itself: `none` (the VPN checked it) has no meaning there. */
+const portalFirstFactor = z.discriminatedUnion('type', [localFirstFactor, ldapFirstFactor, radiusFirstFactor]);
 
 export type LdapFirstFactorConfig = z.output<typeof ldapFirstFactor>;
 export type RadiusFirstFactorConfig = z.output<typeof radiusFirstFactor>;
+export type FirstFactorConfig = z.output<typeof firstFactor>;
 
 const accounting = z
   .strictObject({
@@ -296,6 +297,15 @@ export const configSchema = z.strictObject({
   mfa,
   groups: z.record(z.string(), group).default({}),
   users: z.record(z.string(), configUser).default({}),
+  usernames: z
+    .strictObject({
+      realms: z
+        .array(z.string().min(1).regex(/^[^\\@\s]+$/, 'a realm name has no "\\", "@" or spaces, e.g. CORP or corp.example.com'))
+        .default([])
+        .meta({ description: 'Realms removed from "REALM\\user" and "user@realm", so both mean the same person as "user". A name in any other realm stays whole.' }),
+    })
+    .prefault({})
+    .meta({ description: 'Usernames are compared in one canonical form everywhere: NFKC, trimmed, lower-case, then a listed realm removed.' }),
   dedupe: z
     .strictObject({
       window: duration.prefault(30).meta({ description: 'How long an answered request is remembered to re-send its reply to a retransmission.' }),
@@ -328,6 +338,10 @@ export const configSchema = z.strictObject({
     .meta({ description: 'Mobile App API, portal and companion app. Off when absent.' }),
   portal: z
     .strictObject({
+      enabled: z.boolean().default(true).meta({ description: 'Serve the self-service portal at /portal on http.listen (the Mobile App API is served either way).' }),
+      first_factor: portalFirstFactor
+        .optional()
+        .meta({ description: 'How the portal checks passwords, when not as first_factor does: required when first_factor.type is none (the VPN checked the password, so the portal has no first factor of its own).' }),
       allow_user_enrollment: z.boolean().default(true).meta({ description: 'A user may enroll a second factor (TOTP) in the portal; a user with none may sign in with the password only to do so.' }),
       allow_method_selection: z.boolean().default(false).meta({ description: 'A user may choose their own method among portal.allowed_methods.' }),
       allow_mobile_app_activation: z.boolean().default(true).meta({ description: 'The portal shows an activation QR code and code for the companion app (or any app speaking the Mobile App API).' }),

@@ -9,7 +9,8 @@ import type { Store, UserRecord } from '../store/store.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
-import { isLocked, recordFailure } from './lockout.js';
+import { isLocked, isLockedNow, takeAttemptSlot, type AttemptSlot } from './lockout.js';
+import { canonicalUsername, type UsernameRules } from './username.js';
 import type { Policy } from './policy.js';
 import { answerPushChallenge, startPush } from './push.js';
 
@@ -36,6 +37,9 @@ export interface AccessDeps {
   store: Store;
   state: EphemeralState;
   firstFactor: FirstFactor;
+  /** The portal's password check: portal.first_factor, else the first factor itself. */
+  portalFirstFactor: FirstFactor;
+  usernames: UsernameRules;
   pending: PendingPushes;
   /** undefined = no push service configured: devices poll. */
   pushSender: PushSender | undefined;
@@ -44,60 +48,81 @@ export interface AccessDeps {
 
 /** Decides one attempt, or says what it waits for (a push). Never throws for anything a user or NAS can send. */
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
-  const { username, password } = attempt;
+  const typed = attempt.username;
+  const username = typed === undefined ? undefined : canonicalUsername(typed, deps.usernames);
   if (!username) return reject(undefined, 'no_username', MESSAGES.generic);
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
-  if (attempt.state) return answerChallenge(attempt, username, password ?? '', deps);
-  if (password === undefined) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
+  if (attempt.state) return answerChallenge(attempt, username, attempt.password ?? '', deps);
+  if (attempt.password === undefined) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
 
   const user = await deps.store.getUser(username);
-  if (isLocked(user, attempt.receivedAt)) return reject(undefined, 'locked', MESSAGES.locked);
   // Directory groups can pick the method, which decides how the password is split: ask before the password check.
   const known = await groupsBeforeCheck(username, attempt, deps);
   if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
-  const profile = deps.policy.profileOf(username, user, known.groups);
-  const method = profile.method;
-  if (method === 'deny') return reject(method, 'method_deny', MESSAGES.deny, false);
+  const method = deps.policy.profileOf(username, user, known.groups).method;
+  // Until the password has passed, every reject reads the same: no username or state oracle.
+  if (isLocked(user, attempt.receivedAt)) return reject(method, 'locked', MESSAGES.generic);
+  if (method === 'deny') return reject(method, 'method_deny', MESSAGES.generic);
+  const slot = await takeAttemptSlot(username, attempt.receivedAt, deps);
+  if (!slot) return reject(method, 'locked', MESSAGES.generic);
+  try {
+    return await checkBothFactors(attempt, typed!, username, user, method, known.groups, slot, deps);
+  } catch (err) {
+    await slot.release();
+    throw err;
+  }
+}
 
+/** Inside the user's attempt slot: first factor, then the code typed with it, or the second factor to come. */
+async function checkBothFactors(
+  attempt: AccessAttempt,
+  typed: string,
+  username: string,
+  user: UserRecord | undefined,
+  method: Method,
+  groups: readonly string[],
+  slot: AttemptSlot,
+  deps: AccessDeps,
+): Promise<Decision | Hold> {
   // totp needs a code after the password; auto takes one if it is there, else pushes.
   const totpSettings = deps.config.mfa.totp;
   const digits = user?.totp?.digits ?? totpSettings.digits;
-  let typedPassword = password;
-  let code: string | undefined;
-  if (method === 'totp' || method === 'auto') {
-    const split = splitCode(password, digits, totpSettings.separator);
-    if (split) {
-      typedPassword = split.password;
-      code = split.code;
-    } else if (method === 'totp') {
-      return reject(method, 'code_missing', MESSAGES.codeMissing(digits, totpSettings.separator));
-    }
-  }
-
-  const first = await deps.firstFactor.check(username, typedPassword, user, { q: attempt.q });
+  const split = method === 'totp' || method === 'auto' ? splitCode(attempt.password!, digits, totpSettings.separator) : undefined;
+  const first = await deps.firstFactor.check(username, split?.password ?? attempt.password!, user, { q: attempt.q, typedUsername: typed });
+  if (first.kind !== 'accept' && !(first.kind === 'reject' && first.reason !== 'unknown_user')) await slot.release();
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   if (first.kind === 'reject') {
-    if (first.reason !== 'unknown_user') await recordFailure(username, first.reason, attempt.receivedAt, deps);
+    if (first.reason !== 'unknown_user') await slot.fail(first.reason);
     return reject(method, first.reason, MESSAGES.generic);
   }
   // An upstream RADIUS server that challenges itself: relay its prompt; the second factor follows its Accept.
-  if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, known.groups, deps);
+  if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, groups, deps);
+  // A lock that landed while the password was checked (a burst of guesses in parallel) still stands.
+  if (await isLockedNow(username, attempt.receivedAt, deps)) {
+    await slot.release();
+    return reject(method, 'locked', MESSAGES.generic);
+  }
 
-  const after = afterFirstFactor(username, user, first, known.groups, deps);
-  if (after.deny) return reject(method, 'method_deny', MESSAGES.deny, false);
-  const reply = after.reply;
-
-  if (code !== undefined) return checkCode(attempt, username, user, code, method, reply, deps);
+  const after = afterFirstFactor(username, user, first, groups, deps);
+  if (after.deny) {
+    await slot.release();
+    return reject(method, 'method_deny', MESSAGES.deny, false);
+  }
+  if (split) return checkCode(attempt, username, user, split.code, method, after.reply, slot, deps);
+  await slot.release();
   switch (method) {
     case 'none':
-      return { kind: 'accept', method, reason: 'method_none', reply };
+      return { kind: 'accept', method, reason: 'method_none', reply: after.reply };
     case 'challenge':
       return askForCode(attempt, username, user, method, deps, after.carried);
     case 'push':
     case 'auto':
-      return startPush(attempt, username, user, method, reply, deps, askForCode, after.carried);
+      return startPush(attempt, username, user, method, after.reply, deps, askForCode, after.carried);
     case 'totp':
-      throw new Error('unreachable: totp without a code was rejected above');
+      // The whole field was the right password: now it is safe to say what is missing.
+      return reject(method, 'code_missing', MESSAGES.codeMissing(digits, totpSettings.separator));
+    case 'deny':
+      throw new Error('unreachable: deny was rejected before the password check');
   }
 }
 
@@ -148,13 +173,18 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
   const method = record.method as Method;
   const groups = record.firstFactor?.groups ?? [];
   const upstreamState = Buffer.from(record.firstFactor!.upstreamState!, 'hex');
-  const first = await deps.firstFactor.check(username, typed, user, { q: attempt.q, upstreamState });
+  const slot = await takeAttemptSlot(username, attempt.receivedAt, deps);
+  if (!slot) return reject(method, 'locked', MESSAGES.generic);
+  const first = await deps.firstFactor.check(username, typed, user, { q: attempt.q, upstreamState, typedUsername: attempt.username }).catch(async (err: unknown) => {
+    await slot.release();
+    throw err;
+  });
+  if (first.kind === 'reject') await slot.fail(first.reason);
+  else await slot.release();
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
-  if (first.kind === 'reject') {
-    await recordFailure(username, first.reason, attempt.receivedAt, deps);
-    return reject(method, first.reason, MESSAGES.generic);
-  }
+  if (first.kind === 'reject') return reject(method, first.reason, MESSAGES.generic);
   if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, groups, deps);
+  if (await isLockedNow(username, attempt.receivedAt, deps)) return reject(method, 'locked', MESSAGES.generic);
   const after = afterFirstFactor(username, user, first, groups, deps);
   if (after.deny) return reject(method, 'method_deny', MESSAGES.deny, false);
   switch (method) {
@@ -174,7 +204,7 @@ export type FirstFactorCarry = ChallengeRecord['firstFactor'];
 
 /** Access-Challenge asking for the TOTP code; the State is random, single-use and expires. */
 async function askForCode(attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry): Promise<Decision> {
-  if (!user?.totp) return reject(method, 'not_enrolled', MESSAGES.notEnrolled);
+  if (!user?.totp) return reject(method, 'not_enrolled', MESSAGES.generic);
   const state = await newChallenge(deps.state, {
     username,
     clientName: attempt.clientName,
@@ -188,11 +218,11 @@ async function askForCode(attempt: AccessAttempt, username: string, user: UserRe
 /** The request that carries a State back: its password field holds the code or the number (RFC 2865 §4.4). */
 async function answerChallenge(attempt: AccessAttempt, username: string, typed: string, deps: AccessDeps): Promise<Decision | Hold> {
   const record = await deps.state.takeChallenge(attempt.state!.toString('hex'));
+  const user = await deps.store.getUser(username);
   if (!record || record.username !== username || record.clientName !== attempt.clientName) {
-    return reject(undefined, 'bad_state', MESSAGES.badState);
+    return reject(deps.policy.profileOf(username, user).method, 'bad_state', MESSAGES.badState);
   }
   const method = record.method as Method;
-  const user = await deps.store.getUser(username);
   if (isLocked(user, attempt.receivedAt)) return reject(method, 'locked', MESSAGES.locked);
   if (record.firstFactor?.upstreamState) return answerUpstreamChallenge(attempt, username, typed, record, user, deps);
   // Policy may have changed since the challenge was sent: the reply attributes are today's.
@@ -200,7 +230,9 @@ async function answerChallenge(attempt: AccessAttempt, username: string, typed: 
   const upstreamReply = record.firstFactor?.reply;
   const reply = upstreamReply ? Buffer.concat([Buffer.from(upstreamReply, 'hex'), profile.reply]) : profile.reply;
   if (record.pushId) return answerPushChallenge(attempt, username, record, typed.trim(), reply, deps);
-  return checkCode(attempt, username, user, typed.trim(), method, reply, deps);
+  const slot = await takeAttemptSlot(username, attempt.receivedAt, deps);
+  if (!slot) return reject(method, 'locked', MESSAGES.locked);
+  return checkCode(attempt, username, user, typed.trim(), method, reply, slot, deps);
 }
 
 async function checkCode(
@@ -210,11 +242,12 @@ async function checkCode(
   code: string,
   method: Method,
   reply: Buffer,
+  slot: AttemptSlot,
   deps: AccessDeps,
 ): Promise<Decision> {
-  const r = await checkUserCode(username, user, code, attempt.receivedAt, deps);
+  const r = await checkUserCode(username, user, code, attempt.receivedAt, deps, slot);
   if (r.ok) return { kind: 'accept', method, reason: 'second_factor_ok', reply };
-  if (r.reason === 'not_enrolled') return reject(method, r.reason, MESSAGES.notEnrolled);
+  if (r.reason === 'not_enrolled') return reject(method, r.reason, MESSAGES.generic);
   return reject(method, r.reason, r.locked ? MESSAGES.locked : r.reason === 'replay' ? MESSAGES.replay : MESSAGES.generic);
 }
 

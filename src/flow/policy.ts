@@ -3,6 +3,7 @@
 import { holdBudgetMs, type Config, type Method } from '../config/schema.js';
 import { encodeNamedAttributes, type NamedAttributes } from '../radius/dictionary.js';
 import type { UserRecord } from '../store/store.js';
+import { canonicalUsername, NO_REALMS, type UsernameRules } from './username.js';
 
 export type MethodSource = 'user' | 'config_user' | 'group' | 'default';
 
@@ -33,7 +34,12 @@ export class Policy {
   /** Some group sets a method: directory groups must then be known before the password is split. */
   readonly groupsChooseMethod: boolean;
 
-  constructor(private readonly config: Config) {
+  /** Config names (`users:`, group members) are made canonical here, as every username is at its door. */
+  constructor(
+    private readonly config: Config,
+    usernames: UsernameRules = NO_REALMS,
+  ) {
+    const canonical = (name: string) => canonicalUsername(name, usernames) ?? name;
     this.groupsChooseMethod = Object.values(config.groups).some((g) => g.method !== undefined);
     for (const c of config.clients) {
       this.clients.set(c.name, { numberMatching: c.number_matching, holdBudgetMs: holdBudgetMs(c.nas_timeout, c.nas_retries) });
@@ -41,14 +47,14 @@ export class Policy {
     for (const [name, group] of Object.entries(config.groups)) {
       const rule = { method: group.method, reply: encodeOrThrow(group.reply, `groups.${name}.reply`) };
       this.groupsByName.set(name, rule);
-      for (const member of group.members) {
+      for (const member of new Set(group.members.map(canonical))) {
         const list = this.groupsOf.get(member) ?? [];
         list.push(rule);
         this.groupsOf.set(member, list);
       }
     }
     for (const [name, user] of Object.entries(config.users)) {
-      this.configUsers.set(name, { method: user.method, reply: encodeOrThrow(user.reply, `users.${name}.reply`) });
+      this.configUsers.set(canonical(name), { method: user.method, reply: encodeOrThrow(user.reply, `users.${name}.reply`) });
     }
   }
 

@@ -9,7 +9,7 @@ import type { DeviceRecord, UserRecord } from '../store/store.js';
 import type { AccessAttempt, AccessDeps, FirstFactorCarry } from './access.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
-import { recordFailure } from './lockout.js';
+import { recordFailure, type LockoutDeps } from './lockout.js';
 
 type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry) => Promise<Decision>;
 
@@ -85,12 +85,26 @@ export async function answerPushChallenge(
   const holdLimit = deps.policy.client(attempt.clientName).holdBudgetMs;
   const outcome = push.outcome ?? (await deps.pending.wait(push.id, Math.min(holdLimit, push.expires - deps.now())));
   if (!outcome) return pushChallenge(attempt, username, method, push, 'push_pending', deps, record.firstFactor);
-  deps.pending.consume(push.id);
-  if (outcome.kind === 'approve' && push.number !== undefined && !sameText(typed, push.number)) {
-    const locked = await recordFailure(username, 'number_mismatch', attempt.receivedAt, deps);
-    return reject(method, 'number_mismatch', locked ? MESSAGES.locked : MESSAGES.numberMismatch);
+  const judged = await judgePushAnswer(deps.pending, push, typed, attempt.receivedAt, deps);
+  if (judged.kind === 'claimed_elsewhere') return reject(method, 'bad_state', MESSAGES.badState);
+  if (judged.kind === 'number_mismatch') return reject(method, 'number_mismatch', judged.locked ? MESSAGES.locked : MESSAGES.numberMismatch);
+  return fromOutcome(judged.outcome, method, reply);
+}
+
+export type JudgedAnswer = { kind: 'outcome'; outcome: PushOutcome } | { kind: 'number_mismatch'; locked: boolean } | { kind: 'claimed_elsewhere' };
+
+/**
+ * Judges the one answer that may use a decided push (RADIUS and the portal alike): the outcome is
+ * claimed first, then the typed number is compared, with no await between. Every other answer to the
+ * same push, however many were waiting for the approval, gets `claimed_elsewhere` and no comparison.
+ */
+export async function judgePushAnswer(pending: PendingPushes, push: PendingPush, typedNumber: string | undefined, now: number, deps: LockoutDeps): Promise<JudgedAnswer> {
+  const outcome = pending.claim(push.id);
+  if (!outcome) return { kind: 'claimed_elsewhere' };
+  if (outcome.kind === 'approve' && push.number !== undefined && !sameText(typedNumber ?? '', push.number)) {
+    return { kind: 'number_mismatch', locked: await recordFailure(push.username, 'number_mismatch', now, deps) };
   }
-  return fromOutcome(outcome, method, reply);
+  return { kind: 'outcome', outcome };
 }
 
 async function pushChallenge(
@@ -102,9 +116,28 @@ async function pushChallenge(
   deps: AccessDeps,
   carried: FirstFactorCarry,
 ): Promise<Decision> {
-  const state = await newChallenge(deps.state, { username, clientName: attempt.clientName, method, pushId: push.id, expires: push.expires, firstFactor: carried });
+  const record: ChallengeRecord = { username, clientName: attempt.clientName, method, pushId: push.id, expires: push.expires, firstFactor: carried };
+  const state = push.number === undefined ? await newChallenge(deps.state, record) : await numberChallengeState(push, record, reason === 'push_pending', deps);
   const message = reason === 'push_pending' ? MESSAGES.notYetApproved : reason === 'number_requested' ? MESSAGES.enterNumber : MESSAGES.approveThenEnter;
   return { kind: 'challenge', method, reason, state, message };
+}
+
+/**
+ * A number-matching push has one outstanding State, which every request of the attempt is given: an
+ * answer takes it, so a second guess can only follow once that answer is judged or has given up
+ * (`renew`: it was answered before the phone, and the next prompt needs a fresh State).
+ */
+async function numberChallengeState(push: PendingPush, record: ChallengeRecord, renew: boolean, deps: AccessDeps): Promise<Buffer> {
+  const before = push.challengeState;
+  if (before !== undefined && !renew) return Buffer.from(before, 'hex');
+  const state = await newChallenge(deps.state, record);
+  if (push.challengeState !== before) {
+    // Another request of the attempt stored one while this one was stored: keep only the first.
+    await deps.state.takeChallenge(state.toString('hex'));
+    return Buffer.from(push.challengeState!, 'hex');
+  }
+  push.challengeState = state.toString('hex');
+  return state;
 }
 
 function fromOutcome(outcome: PushOutcome | undefined, method: Method, reply: Buffer): Decision {

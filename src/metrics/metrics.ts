@@ -83,10 +83,10 @@ export function buildRegistry(src: MetricSources): Registry {
   });
   new Gauge({
     name: 'radius_pushes_pending',
-    help: 'Push requests waiting for the phone (and decided ones kept briefly for their State)',
+    help: 'Push requests waiting for the phone (decided ones are not counted)',
     registers: [registry],
     collect() {
-      this.set(src.pending.size);
+      this.set(src.pending.openCount);
     },
   });
   new Gauge({

@@ -22,15 +22,22 @@ export interface PendingPush extends PendingPushInit {
   readonly createdAt: number;
   readonly expires: number;
   outcome: PushOutcome | undefined;
+  /**
+   * The one outstanding challenge State (hex) of a number-matching push: every request of the attempt
+   * gets this one, so at most one answer (one guess at the number) can be waiting at a time.
+   */
+  challengeState?: string;
 }
 
 interface Entry {
   push: PendingPush;
   waiters: ((outcome: PushOutcome) => void)[];
   timer: NodeJS.Timeout;
-  joinKey: string;
+  joinKey: string | undefined;
   /** performance.now() when decided: requests that arrived before belong to this attempt. */
   decidedArrival: number;
+  /** The outcome was taken for evaluation (see claim): nobody else may evaluate it. */
+  claimed: boolean;
 }
 
 /** How long a decided push is kept for the request that comes back with its State. */
@@ -44,16 +51,21 @@ export class PendingPushes {
 
   constructor(private readonly now: () => number) {}
 
-  /** Retransmissions and re-sent requests of one attempt (same user, client and calling station) share one push. */
-  static joinKey(username: string, clientName: string, callingStation: string | undefined): string {
-    return `${username}\0${clientName}\0${callingStation ?? ''}`;
+  /**
+   * Re-sent requests of one attempt (same user, client and calling station) share one push. Without a
+   * Calling-Station-Id two logins of one user through one NAS look alike: they are not joined (exact
+   * retransmissions are still answered once, by the RADIUS duplicate cache).
+   */
+  static joinKey(username: string, clientName: string, callingStation: string | undefined): string | undefined {
+    return callingStation ? `${username}\0${clientName}\0${callingStation}` : undefined;
   }
 
   /**
    * The push of the attempt this request belongs to: the open one, or one decided after the request
    * arrived (its password check finished after the phone answered the copy that created the push).
    */
-  findForAttempt(joinKey: string, arrival: number): PendingPush | undefined {
+  findForAttempt(joinKey: string | undefined, arrival: number): PendingPush | undefined {
+    if (joinKey === undefined) return undefined;
     const id = this.byAttempt.get(joinKey);
     const entry = id === undefined ? undefined : this.entries.get(id);
     if (!entry) return undefined;
@@ -65,8 +77,8 @@ export class PendingPushes {
     const push: PendingPush = { ...init, id: randomBytes(16).toString('base64url'), createdAt, expires: createdAt + timeoutMs, outcome: undefined };
     const joinKey = PendingPushes.joinKey(init.username, init.clientName, init.callingStation);
     const timer = setTimeout(() => this.decide(push.id, { kind: 'timeout' }), timeoutMs);
-    this.entries.set(push.id, { push, waiters: [], timer, joinKey, decidedArrival: Infinity });
-    this.byAttempt.set(joinKey, push.id);
+    this.entries.set(push.id, { push, waiters: [], timer, joinKey, decidedArrival: Infinity, claimed: false });
+    if (joinKey !== undefined) this.byAttempt.set(joinKey, push.id);
     let open = this.openByUser.get(push.username);
     if (!open) this.openByUser.set(push.username, (open = new Set()));
     open.add(push);
@@ -119,23 +131,37 @@ export class PendingPushes {
     return true;
   }
 
-  /** Forgets a decided push whose result was used, so it cannot be used twice. */
-  consume(id: string): void {
+  /**
+   * Takes a decided push's outcome for evaluation, once: the first caller gets it and the push is
+   * forgotten; every later caller (another waiter woken by the same approval) gets undefined. A check
+   * of the typed number follows the claim with no await between, so only one answer is ever judged.
+   */
+  claim(id: string): PushOutcome | undefined {
     const entry = this.entries.get(id);
-    if (!entry?.push.outcome) return;
+    if (!entry?.push.outcome || entry.claimed) return undefined;
+    entry.claimed = true;
     clearTimeout(entry.timer);
     this.forget(id);
+    return entry.push.outcome;
   }
 
   private forget(id: string): void {
     const entry = this.entries.get(id);
     if (!entry) return;
     this.entries.delete(id);
-    if (this.byAttempt.get(entry.joinKey) === id) this.byAttempt.delete(entry.joinKey);
+    if (entry.joinKey !== undefined && this.byAttempt.get(entry.joinKey) === id) this.byAttempt.delete(entry.joinKey);
   }
 
+  /** Pushes known: open ones and decided ones kept for the request that comes back with its State. */
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Pushes still waiting for the phone. */
+  get openCount(): number {
+    let n = 0;
+    for (const open of this.openByUser.values()) n += open.size;
+    return n;
   }
 
   close(): void {

@@ -8,10 +8,11 @@ import { signInRoutes } from './sign-in-routes.js';
 import { CONTENT_SECURITY_POLICY, staticRoutes } from './static.js';
 import { messagePage } from './views.js';
 
-/** Registers /portal/*, /app/* and a redirect from / to the portal. */
+/** Registers /app/* and, unless portal.enabled is false, /portal/* and a redirect from / to the portal. */
 export async function registerPortal(app: FastifyInstance, apiDeps: ApiDeps): Promise<void> {
   const deps: PortalDeps = { ...apiDeps, sessions: new SessionStore(apiDeps.now) };
   staticRoutes(app);
+  if (!apiDeps.config().portal.enabled) return;
   app.get('/', async (_request, reply) => reply.redirect('/portal/', 302));
   await app.register(
     async (portal) => {

@@ -2,6 +2,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { attachSession, field, isHttps, redirectWith, sendPage, sessionOf, type PortalDeps } from './context.js';
 import { clearedCookie, SIGN_IN_STEP_MS, sessionCookie, type PortalSession } from './session.js';
+import { canonicalUsername } from '../flow/username.js';
 import { checkCode, checkPassword, checkPush, sendPush, PORTAL_MESSAGES } from './sign-in.js';
 import { pushWaiting, secondFactorForm, signInForm } from './views.js';
 
@@ -18,12 +19,14 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
 
   portal.post('/sign-in', async (request, reply) => {
     const session = sessionOf(request);
-    const username = field(request.body, 'username').trim();
+    const typed = field(request.body, 'username').trim();
     const password = field(request.body, 'password', 1024);
+    // The portal is one more door: the same canonical name as RADIUS, the API and the CLI.
+    const username = canonicalUsername(typed, deps.access().usernames);
     if (!username || !password) {
-      return sendPage(reply, request, deps, { title: 'Sign in', status: 400, body: signInForm(session.csrf, username), message: { kind: 'error', text: 'Type your username and your password.' } });
+      return sendPage(reply, request, deps, { title: 'Sign in', status: 400, body: signInForm(session.csrf, typed), message: { kind: 'error', text: 'Type your username and your password.' } });
     }
-    const result = await checkPassword(deps, username, password, request.ip);
+    const result = await checkPassword(deps, username, password, request.ip, typed);
     if (result.kind === 'refused') {
       audit(deps, request, username, 'reject', result.reason);
       const status = result.reason === 'rate_limited' ? 429 : 401;

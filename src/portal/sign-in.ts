@@ -1,12 +1,12 @@
 // Portal sign-in: the configured first factor, then the user's second factor (TOTP code or a push).
 // Failures and locks are the RADIUS ones (flow/lockout, the same counters and store locks), TOTP steps
 // are claimed in the same replay guard, pushes count toward the same per-user push limit.
-import { randomInt, timingSafeEqual } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import type { ApiDeps } from '../api/server.js';
 import { checkUserCode } from '../flow/code-check.js';
 import { MESSAGES } from '../flow/decision.js';
-import { clearFailures, isLocked, recordFailure } from '../flow/lockout.js';
-import { deliverPush } from '../flow/push.js';
+import { clearFailures, isLocked, isLockedNow, takeAttemptSlot } from '../flow/lockout.js';
+import { deliverPush, judgePushAnswer } from '../flow/push.js';
 import type { PendingPush } from '../mfa/pending.js';
 
 export type PasswordResult =
@@ -31,22 +31,34 @@ export const PORTAL_CLIENT = 'portal';
 const ADDRESS_LIMIT = 20;
 const ADDRESS_WINDOW_MS = 10 * 60_000;
 
-/** Step 1: username and password. */
-export async function checkPassword(deps: ApiDeps, username: string, password: string, src: string): Promise<PasswordResult> {
+/**
+ * Step 1: username (canonical) and password, checked by the portal's first factor. Until the password
+ * has passed, every refusal reads the same (locked or not, known or not); the audit reason differs.
+ */
+export async function checkPassword(deps: ApiDeps, username: string, password: string, src: string, typedUsername = username): Promise<PasswordResult> {
   const config = deps.config();
   const access = deps.access();
   const now = deps.now();
   // Per address: bounds password guessing across many usernames; per user the lockout does.
-  if ((await deps.state.increment(`portal-sign-in:${src}`, ADDRESS_WINDOW_MS)) > ADDRESS_LIMIT) return refused('rate_limited', PORTAL_MESSAGES.rateLimited);
+  if ((await deps.state.countBySource(`portal-sign-in:${src}`, ADDRESS_WINDOW_MS)) > ADDRESS_LIMIT) return refused('rate_limited', PORTAL_MESSAGES.rateLimited);
   const user = await deps.store.getUser(username);
-  if (isLocked(user, now)) return refused('locked', MESSAGES.locked);
-  const first = await access.firstFactor.check(username, password, user);
+  if (isLocked(user, now)) return refused('locked', MESSAGES.generic);
+  const slot = await takeAttemptSlot(username, now, access);
+  if (!slot) return refused('locked', MESSAGES.generic);
+  const first = await access.portalFirstFactor.check(username, password, user, { typedUsername }).catch(async (err: unknown) => {
+    await slot.release();
+    throw err;
+  });
+  if (first.kind === 'reject') {
+    if (first.reason === 'unknown_user') await slot.release();
+    else await slot.fail(first.reason);
+    return refused(first.reason, MESSAGES.generic);
+  }
+  await slot.release();
   if (first.kind === 'unavailable') return refused('first_factor_unavailable', MESSAGES.unavailable);
   if (first.kind === 'challenge') return refused('upstream_challenge', PORTAL_MESSAGES.upstreamChallenge);
-  if (first.kind === 'reject') {
-    const locked = first.reason !== 'unknown_user' && (await recordFailure(username, first.reason, now, access));
-    return refused(first.reason, locked ? MESSAGES.locked : MESSAGES.generic);
-  }
+  // A lock that landed while the password was checked (a burst of guesses) still stands.
+  if (await isLockedNow(username, now, access)) return refused('locked', MESSAGES.generic);
   if (access.policy.profileOf(username, user, first.groups).method === 'deny') return refused('method_deny', MESSAGES.deny);
   const devices = await deps.store.devices.list(username);
   const totp = user?.totp != null;
@@ -63,7 +75,9 @@ export async function checkCode(deps: ApiDeps, username: string, code: string): 
   const now = deps.now();
   const user = await deps.store.getUser(username);
   if (isLocked(user, now)) return refused('locked', MESSAGES.locked);
-  const r = await checkUserCode(username, user, code.replace(/\s/g, ''), now, access);
+  const slot = await takeAttemptSlot(username, now, access);
+  if (!slot) return refused('locked', MESSAGES.locked);
+  const r = await checkUserCode(username, user, code.replace(/\s/g, ''), now, access, slot);
   if (r.ok) return { kind: 'signed_in' };
   if (r.reason === 'not_enrolled') return refused(r.reason, MESSAGES.notEnrolled);
   return refused(r.reason, r.locked ? MESSAGES.locked : r.reason === 'replay' ? MESSAGES.replay : 'Wrong code. Check the time on your phone and type the current code.');
@@ -102,18 +116,12 @@ export async function checkPush(deps: ApiDeps, username: string, pushId: string,
   const access = deps.access();
   const push = deps.pending.get(pushId);
   if (!push || push.username !== username) return refused('push_timeout', MESSAGES.pushTimeout);
-  const outcome = push.outcome;
-  if (!outcome) return { kind: 'waiting' };
-  if (outcome.kind === 'approve' && push.number !== undefined) {
-    if (!typedNumber?.trim()) return { kind: 'waiting' };
-    deps.pending.consume(pushId);
-    const typed = Buffer.from(typedNumber.trim());
-    if (typed.length !== push.number.length || !timingSafeEqual(typed, Buffer.from(push.number))) {
-      const locked = await recordFailure(username, 'number_mismatch', deps.now(), access);
-      return refused('number_mismatch', locked ? MESSAGES.locked : MESSAGES.numberMismatch);
-    }
-  }
-  deps.pending.consume(pushId);
+  if (!push.outcome) return { kind: 'waiting' };
+  if (push.outcome.kind === 'approve' && push.number !== undefined && !typedNumber?.trim()) return { kind: 'waiting' };
+  const judged = await judgePushAnswer(deps.pending, push, typedNumber?.trim(), deps.now(), access);
+  if (judged.kind === 'claimed_elsewhere') return refused('push_timeout', MESSAGES.pushTimeout);
+  if (judged.kind === 'number_mismatch') return refused('number_mismatch', judged.locked ? MESSAGES.locked : MESSAGES.numberMismatch);
+  const outcome = judged.outcome;
   switch (outcome.kind) {
     case 'approve':
       await clearFailures(username, access);

@@ -6,13 +6,28 @@ import type { ChallengeRecord, EphemeralState } from './state.js';
 // users signing in within a few TOTP periods, not for the whole directory.
 const MAX_USERS = 100_000;
 const MAX_CHALLENGES = 50_000;
+const MAX_SOURCES = 100_000;
+/**
+ * Security counts are never evicted early, so they need their own bound: ~120 bytes each, 1,000,000
+ * is ~120 MiB at most. Reaching it takes a million usernames failing within one lockout window.
+ */
+export const MAX_SECURITY_COUNTS = 1_000_000;
+
+interface Count {
+  n: number;
+  expires: number;
+}
 
 export class MemoryState implements EphemeralState {
   private readonly lastStep = new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false });
-  private readonly counters = new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false });
+  private readonly counts = new Map<string, Count>();
+  private readonly sources = new LRUCache<string, number>({ max: MAX_SOURCES, ttlAutopurge: false });
   private readonly challenges = new LRUCache<string, ChallengeRecord>({ max: MAX_CHALLENGES, ttlAutopurge: false });
 
-  constructor(private readonly now: () => number) {}
+  constructor(
+    private readonly now: () => number,
+    private readonly maxSecurityCounts = MAX_SECURITY_COUNTS,
+  ) {}
 
   /** The TTL is for stores that need one (Redis); here the LRU bound caps memory and steps only grow. */
   async claimTotpStep(username: string, step: number, _ttlMs: number): Promise<boolean> {
@@ -24,15 +39,30 @@ export class MemoryState implements EphemeralState {
   }
 
   async increment(key: string, windowMs: number): Promise<number> {
-    const count = (this.counters.get(key) ?? 0) + 1;
-    // The window starts at the first event: later ones keep its remaining time.
-    const ttl = this.counters.has(key) ? Math.max(1, this.counters.getRemainingTTL(key)) : windowMs;
-    this.counters.set(key, count, { ttl });
-    return count;
+    const now = this.now();
+    const live = this.liveCount(key, now);
+    if (live) return ++live.n;
+    this.dropExpiredOldest(now);
+    if (this.counts.size >= this.maxSecurityCounts && this.sweep(now) >= this.maxSecurityCounts) return Infinity;
+    // The window starts at the first event: later ones keep its end.
+    this.counts.set(key, { n: 1, expires: now + windowMs });
+    return 1;
+  }
+
+  async decrement(key: string): Promise<void> {
+    const live = this.liveCount(key, this.now());
+    if (live && --live.n <= 0) this.counts.delete(key);
   }
 
   async reset(key: string): Promise<void> {
-    this.counters.delete(key);
+    this.counts.delete(key);
+  }
+
+  async countBySource(key: string, windowMs: number): Promise<number> {
+    const count = (this.sources.get(key) ?? 0) + 1;
+    const ttl = this.sources.has(key) ? Math.max(1, this.sources.getRemainingTTL(key)) : windowMs;
+    this.sources.set(key, count, { ttl });
+    return count;
   }
 
   async putChallenge(state: string, record: ChallengeRecord): Promise<void> {
@@ -46,9 +76,42 @@ export class MemoryState implements EphemeralState {
     return record.expires > this.now() ? record : undefined;
   }
 
+  /** Security counts held now (for tests and metrics). */
+  get securityCounts(): number {
+    return this.counts.size;
+  }
+
   async close(): Promise<void> {
     this.lastStep.clear();
-    this.counters.clear();
+    this.counts.clear();
+    this.sources.clear();
     this.challenges.clear();
+  }
+
+  private liveCount(key: string, now: number): Count | undefined {
+    const c = this.counts.get(key);
+    if (c && c.expires <= now) {
+      this.counts.delete(key);
+      return undefined;
+    }
+    return c;
+  }
+
+  /**
+   * A Map iterates in insertion order, which is nearly expiry order (windows are few and fixed): each new
+   * count drops a few expired ones from the front, so the table holds about the live counts only.
+   */
+  private dropExpiredOldest(now: number): void {
+    let checked = 0;
+    for (const [key, c] of this.counts) {
+      if (c.expires > now || ++checked > 4) return;
+      this.counts.delete(key);
+    }
+  }
+
+  /** Drops every count whose window has ended; returns how many are left. Runs only when the table is full. */
+  private sweep(now: number): number {
+    for (const [key, c] of this.counts) if (c.expires <= now) this.counts.delete(key);
+    return this.counts.size;
   }
 }

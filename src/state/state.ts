@@ -21,9 +21,21 @@ export interface ChallengeRecord {
 export interface EphemeralState {
   /** Records `step` as used for `username`; false if it (or a later step) was already used: a replay. */
   claimTotpStep(username: string, step: number, ttlMs: number): Promise<boolean>;
-  /** Counts one event under `key` (failures, pushes sent); returns the count within the window, which starts at the first. */
+  /**
+   * Counts one event under a security key (a user's failures and attempts in progress, pushes sent to
+   * a user); returns the count within the window, which starts at the first. Such a count is kept until
+   * its window ends, never evicted to make room: when no room is left the answer is Infinity, so the
+   * caller refuses (over any limit) rather than forgets.
+   */
   increment(key: string, windowMs: number): Promise<number>;
+  /** Takes one count back (an attempt slot released); the key is forgotten at zero. */
+  decrement(key: string): Promise<void>;
   reset(key: string): Promise<void>;
+  /**
+   * Counts one event of a source (an address): bounded, so rotating addresses cannot grow it; an
+   * evicted source only starts again from zero, and evicts nothing of the security counts.
+   */
+  countBySource(key: string, windowMs: number): Promise<number>;
   putChallenge(state: string, record: ChallengeRecord): Promise<void>;
   /** Returns and forgets the challenge: a State is good for one answer only. */
   takeChallenge(state: string): Promise<ChallengeRecord | undefined>;

@@ -85,7 +85,10 @@ export class SqliteStore implements Store {
       removeUser: db.prepare<[string]>('DELETE FROM users WHERE username = ?'),
       setMethod: db.prepare<[string | null, string]>('UPDATE users SET method = ? WHERE username = ?'),
       setPasswordHash: db.prepare<[string | null, string]>('UPDATE users SET password_hash = ? WHERE username = ?'),
-      lockUser: db.prepare<[number, string, string]>('UPDATE users SET locked_until = ?, lock_reason = ? WHERE username = ?'),
+      // A directory user may have no row yet: the lock makes one (a lock that throws would never land).
+      lockUser: db.prepare<[string, number, number, string]>(
+        'INSERT INTO users (username, created_at, locked_until, lock_reason) VALUES (?, ?, ?, ?) ON CONFLICT(username) DO UPDATE SET locked_until = excluded.locked_until, lock_reason = excluded.lock_reason',
+      ),
       getLock: db.prepare<[string], { locked_until: number | null }>('SELECT locked_until FROM users WHERE username = ?'),
       setPinHash: db.prepare<[string | null, string]>('UPDATE users SET pin_hash = ? WHERE username = ?'),
       unlockUser: db.prepare<[string]>('UPDATE users SET locked_until = NULL, lock_reason = NULL WHERE username = ?'),
@@ -147,7 +150,7 @@ export class SqliteStore implements Store {
   }
 
   async lockUser(username: string, until: number, reason: string): Promise<void> {
-    this.write([username], () => requireChange(this.stmt.lockUser.run(until, reason, username).changes, username));
+    this.write([username], () => this.stmt.lockUser.run(username, this.now(), until, reason));
   }
 
   async unlockUser(username: string): Promise<boolean> {

@@ -62,7 +62,7 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const config = deps.config();
       const body = request.body;
       // Codes are 12 digits: bound the guessing per address.
-      if ((await deps.state.increment(`activation:${request.ip}`, ATTEMPT_WINDOW_MS)) > MAX_ATTEMPTS_PER_ADDRESS) throw new ApiError('RATE_LIMITED');
+      if ((await deps.state.countBySource(`activation:${request.ip}`, ATTEMPT_WINDOW_MS)) > MAX_ATTEMPTS_PER_ADDRESS) throw new ApiError('RATE_LIMITED');
       const publicKey = parseDevicePublicKey(body.public_key);
       if (!publicKey) throw new ApiError('INVALID_PUBLIC_KEY');
       if (body.push_token !== undefined && !parsePushToken(body.push_token, config.mobile_app.web_push?.push_services)) throw new ApiError('INVALID_PUSH_TOKEN');
