@@ -13,6 +13,8 @@ import { openSqliteStore } from '../src/store/sqlite.js';
 import { runCli, type CliRun } from './helpers/cli.js';
 import { until } from './helpers/until.js';
 import { SimulatedPhone, httpCall } from './helpers/phone.js';
+import { ScureBase32Plugin } from 'otplib';
+import { codeAt } from './helpers/server.js';
 
 const PUBLIC_URL = 'https://mfa.example.test';
 
@@ -115,7 +117,7 @@ test('device enroll prints the code, expiry, URL, account name and a terminal QR
   assert.equal((await env.cli(['device', 'enroll'])).code, 2);
 });
 
-test('device enroll --totp: the activation hands the app the user\'s TOTP secret', async (t) => {
+test('device enroll --totp: the activation hands the app a new TOTP secret, which counts once the app confirms it', async (t) => {
   const env = setup(t);
   ok(await env.cli(['user', 'add', 'bob']));
   const { activation_code } = JSON.parse(ok(await env.cli(['device', 'enroll', 'bob', '--json', '--totp'])).stdout) as { activation_code: string };
@@ -125,7 +127,13 @@ test('device enroll --totp: the activation hands the app the user\'s TOTP secret
   const totp = phone.activation.totp as { secret: string; digits: number; period: number; algorithm: string };
   assert.match(totp.secret, /^[A-Z2-7]{32}$/);
   assert.deepEqual({ ...totp, secret: undefined }, { secret: undefined, digits: 6, period: 30, algorithm: 'SHA1' });
-  assert.ok((await server.store.getUser('bob'))?.totp, 'the user is now enrolled for TOTP');
+  assert.equal((await server.store.getUser('bob'))?.totp ?? null, null, 'not enrolled before the app confirms');
+  const secret = Buffer.from(new ScureBase32Plugin().decode(totp.secret));
+  const wrong = await httpCall('POST', `${server.base}/api/v1/totp/confirm`, { code: codeAt(secret, Date.now() + 300_000) }, phone.token);
+  assert.equal((wrong.body as { error: { code: string } }).error.code, 'BAD_CODE');
+  const confirmed = await httpCall('POST', `${server.base}/api/v1/totp/confirm`, { code: codeAt(secret, Date.now()) }, phone.token);
+  assert.deepEqual(confirmed.body, { status: 'enrolled' });
+  assert.deepEqual((await server.store.getUser('bob'))?.totp?.secret, secret, 'the user is now enrolled with the secret the app holds');
   const show = JSON.parse(ok(await env.cli(['user', 'show', 'bob', '--json'])).stdout) as { totp: unknown };
   assert.deepEqual(show.totp, { algorithm: 'SHA1', digits: 6, period: 30 });
 });

@@ -298,6 +298,6 @@ test('the OpenAPI document is served at /api/v1/openapi.json and has every endpo
   assert.equal(r.status, 200);
   assert.match(r.body.openapi, /^3\./);
   const documented = [...DOC.matchAll(/^### `(GET|POST|DELETE) (\/api\/v1\/[^`]+)`$/gm)].map((m) => [m[1]!.toLowerCase(), m[2]!]);
-  assert.deepEqual(documented.map(([m, p]) => `${m} ${p}`).sort(), ['delete /api/v1/device', 'get /api/v1/device', 'get /api/v1/pending', 'get /api/v1/web-push', 'post /api/v1/activation', 'post /api/v1/push-token', 'post /api/v1/requests/{id}/answer']);
+  assert.deepEqual(documented.map(([m, p]) => `${m} ${p}`).sort(), ['delete /api/v1/device', 'get /api/v1/device', 'get /api/v1/pending', 'get /api/v1/web-push', 'post /api/v1/activation', 'post /api/v1/push-token', 'post /api/v1/requests/{id}/answer', 'post /api/v1/totp/confirm']);
   for (const [method, path] of documented) assert.ok(r.body.paths[path!]?.[method!], `${method} ${path} in openapi.json`);
 });

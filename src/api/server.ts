@@ -13,6 +13,7 @@ import { ApiError } from './errors.js';
 import { activationRoutes } from './routes/activation.js';
 import { deviceRoutes } from './routes/device.js';
 import { requestRoutes } from './routes/requests.js';
+import { totpRoutes } from './routes/totp.js';
 import { registerPortal } from '../portal/routes.js';
 
 export interface ApiDeps {
@@ -77,6 +78,7 @@ export async function buildApi(deps: ApiDeps, options: BuildApiOptions = {}): Pr
       activationRoutes(api, deps);
       requestRoutes(api, deps);
       deviceRoutes(api, deps);
+      totpRoutes(api, deps);
       api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     },
     { prefix: '/api/v1' },

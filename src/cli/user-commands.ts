@@ -112,6 +112,20 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
     });
 
   user
+    .command('reset-pin')
+    .description("clear the user's push-approval PIN (forgotten PIN); the next activation or the portal sets a new one")
+    .argument('<name>')
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      const config = loadConfigOrFail(configPath(cmd));
+      name = userArg(name, config);
+      await withStore(config, async (store) => {
+        if (!(await store.getUser(name))) throw noUser(name);
+        await store.setPinHash(name, null);
+      });
+      print(`${name}: PIN cleared; the user sets a new one in the portal or at the next app activation`);
+    });
+
+  user
     .command('import')
     .description('add users from a CSV file: username,method,totp_secret,password_hash (all rows or none)')
     .argument('<file>')

@@ -1,12 +1,12 @@
 // The signed-in user's own settings: TOTP enrollment, method, app activation, devices, PIN.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { generateSecret, generateURI, ScureBase32Plugin } from 'otplib';
+import { generateURI, ScureBase32Plugin } from 'otplib';
 import QRCode from 'qrcode';
-import { hashPassword, verifyPassword } from '../auth/password-hash.js';
+import { hashPassword } from '../auth/password-hash.js';
 import type { Method } from '../config/schema.js';
-import { recordFailure } from '../flow/lockout.js';
+import { confirmEnrollment, newTotpEnrollment } from '../flow/enrollment.js';
+import { checkPin } from '../flow/pin.js';
 import { createActivation, normalizeActivationCode } from '../mfa/activation.js';
-import { verifyTotp } from '../mfa/totp.js';
 import type { TotpEnrollment } from '../store/store.js';
 import { field, redirectWith, refuseUnlessAllowed, sendPage, sessionOf, signedInUser, type PortalDeps } from './context.js';
 import { accountPage, activationPage, messagePage, totpEnrollPage } from './views.js';
@@ -42,7 +42,7 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
   portal.post('/totp/start', async (request, reply) => {
     const username = signedInUser(reply, request, deps);
     if (!username || refuseUnlessAllowed('allow_user_enrollment', reply, request, deps)) return reply;
-    sessionOf(request).enrollment = { secret: Buffer.from(base32.decode(generateSecret())) };
+    sessionOf(request).enrollment = { secret: newTotpEnrollment(deps.config().mfa.totp).secret };
     return reply.redirect('/portal/totp', 303);
   });
 
@@ -59,18 +59,12 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     if (!username || refuseUnlessAllowed('allow_user_enrollment', reply, request, deps)) return reply;
     const session = sessionOf(request);
     if (!session.enrollment) return redirectWith(reply, request, '/portal/', { kind: 'error', text: 'Start the setup again.' });
-    const totp = newEnrollment(deps, session.enrollment.secret);
-    const window = deps.config().mfa.totp.window;
-    const step = verifyTotp(totp, field(request.body, 'code', 16).replace(/\s/g, ''), deps.now(), window);
-    if (step === undefined) {
+    const confirmed = await confirmEnrollment(username, newEnrollment(deps, session.enrollment.secret), field(request.body, 'code', 16), deps.now(), { config: deps.config(), state: deps.state, store: deps.store });
+    if (!confirmed.ok) {
       const body = await enrollView(request, deps, username, session.enrollment.secret);
       return sendPage(reply, request, deps, { title: 'Set up an authenticator app', status: 400, body, message: { kind: 'error', text: 'That code does not match. Check that the app added the account, and type the code it shows now.' } });
     }
-    // The code just typed must not also open the VPN: claim its step as RADIUS would.
-    await deps.state.claimTotpStep(username, step, (2 * window + 2) * totp.period * 1000);
-    await ensureUser(deps, username);
-    const replaced = (await deps.store.getUser(username))?.totp != null;
-    await deps.store.setTotp(username, totp);
+    const replaced = confirmed.replaced;
     session.enrollment = undefined;
     deps.logger.info({ audit: true, event: 'totp_enrolled', user: username, by: 'portal', replaced, src: request.ip }, 'TOTP enrolled in the portal');
     return redirectWith(reply, request, '/portal/', { kind: 'ok', text: replaced ? 'The new authenticator is set up; the old one no longer works.' : 'Your authenticator app is set up.' });
@@ -98,9 +92,8 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     if (!username || refuseUnlessAllowed('allow_mobile_app_activation', reply, request, deps)) return reply;
     const config = deps.config();
     await ensureUser(deps, username);
-    const user = await deps.store.getUser(username);
-    // The app gets the existing TOTP secret, or a new one: a new one is an enrollment, under its switch.
-    const withTotp = field(request.body, 'with_totp') === '1' && (user?.totp != null || config.portal.allow_user_enrollment);
+    // The app gets a new TOTP secret (never the existing one), confirmed by the app: an enrollment, under its switch.
+    const withTotp = field(request.body, 'with_totp') === '1' && config.portal.allow_user_enrollment;
     const activation = await createActivation(deps.store, config, username, deps.now(), withTotp);
     // Without mobile_app.public_url, phones are sent where this browser reached us.
     const base = config.mobile_app.public_url ? activation.url : `${request.protocol}://${request.host}`;
@@ -130,10 +123,8 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     if (!/^[0-9]{4,12}$/.test(pin)) return fail('The PIN must be 4 to 12 digits.');
     if (pin !== field(request.body, 'pin2', 32)) return fail('The two new PINs differ.');
     const user = await deps.store.getUser(username);
-    if (user?.pinHash && !(await verifyPassword(user.pinHash, field(request.body, 'current_pin', 32)))) {
-      const locked = await recordFailure(username, 'wrong_pin', deps.now(), deps.access());
-      return fail(locked ? 'Wrong current PIN: too many failures, the account is now locked.' : 'Wrong current PIN.', 403);
-    }
+    const current = user?.pinHash ? await checkPin(username, user.pinHash, field(request.body, 'current_pin', 32), deps.now(), deps.access()) : ({ ok: true } as const);
+    if (!current.ok) return fail(current.locked ? 'Wrong current PIN: too many failures, the account is now locked.' : 'Wrong current PIN.', 403);
     await ensureUser(deps, username);
     await deps.store.setPinHash(username, await hashPassword(pin));
     deps.logger.info({ audit: true, event: 'pin_set', user: username, by: 'portal', changed: user?.pinHash != null, src: request.ip }, 'PIN set in the portal');

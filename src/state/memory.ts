@@ -1,5 +1,6 @@
 // Ephemeral state in this process's memory: right for one node; Redis takes its place for several.
 import { LRUCache } from 'lru-cache';
+import type { TotpEnrollment } from '../store/store.js';
 import type { ChallengeRecord, EphemeralState } from './state.js';
 
 // lru-cache reserves its index arrays for `max` up front (1,000,000 cost ~40 MiB each): size for the
@@ -23,6 +24,7 @@ export class MemoryState implements EphemeralState {
   private readonly counts = new Map<string, Count>();
   private readonly sources = new LRUCache<string, number>({ max: MAX_SOURCES, ttlAutopurge: false });
   private readonly challenges = new LRUCache<string, ChallengeRecord>({ max: MAX_CHALLENGES, ttlAutopurge: false });
+  private readonly enrollments = new LRUCache<string, TotpEnrollment>({ max: MAX_CHALLENGES, ttlAutopurge: false });
 
   constructor(
     private readonly now: () => number,
@@ -65,6 +67,18 @@ export class MemoryState implements EphemeralState {
     return count;
   }
 
+  async putEnrollment(key: string, enrollment: TotpEnrollment, ttlMs: number): Promise<void> {
+    this.enrollments.set(key, enrollment, { ttl: Math.max(1, ttlMs) });
+  }
+
+  async getEnrollment(key: string): Promise<TotpEnrollment | undefined> {
+    return this.enrollments.get(key);
+  }
+
+  async deleteEnrollment(key: string): Promise<void> {
+    this.enrollments.delete(key);
+  }
+
   async putChallenge(state: string, record: ChallengeRecord): Promise<void> {
     this.challenges.set(state, record, { ttl: Math.max(1, record.expires - this.now()) });
   }
@@ -86,6 +100,7 @@ export class MemoryState implements EphemeralState {
     this.counts.clear();
     this.sources.clear();
     this.challenges.clear();
+    this.enrollments.clear();
   }
 
   private liveCount(key: string, now: number): Count | undefined {

@@ -1,3 +1,5 @@
+import type { TotpEnrollment } from '../store/store.js';
+
 /** What a pending Access-Challenge remembers until the next request carries its State back. */
 export interface ChallengeRecord {
   username: string;
@@ -36,6 +38,11 @@ export interface EphemeralState {
    * evicted source only starts again from zero, and evicts nothing of the security counts.
    */
   countBySource(key: string, windowMs: number): Promise<number>;
+  /** A TOTP secret handed out but not yet confirmed by a code from it (an app activation). */
+  putEnrollment(key: string, enrollment: TotpEnrollment, ttlMs: number): Promise<void>;
+  /** The unconfirmed enrollment, kept (undefined once expired or taken). */
+  getEnrollment(key: string): Promise<TotpEnrollment | undefined>;
+  deleteEnrollment(key: string): Promise<void>;
   putChallenge(state: string, record: ChallengeRecord): Promise<void>;
   /** Returns and forgets the challenge: a State is good for one answer only. */
   takeChallenge(state: string): Promise<ChallengeRecord | undefined>;

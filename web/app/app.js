@@ -140,6 +140,8 @@ async function activate(event) {
     pendingKeys ??= await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
     const publicKey = b64(await crypto.subtle.exportKey('spki', pendingKeys.publicKey));
     const r = await api('POST', '/activation', { activation_code: code, device_name: name, public_key: publicKey, ...(pin ? { pin } : {}) });
+    // A new TOTP secret counts only once this phone shows it can make a code from it.
+    if (r.totp) await api('POST', '/totp/confirm', { code: await hotp({ id: r.device_id, totp: r.totp }, Math.floor(Date.now() / 1000 / r.totp.period)) }, r.device_token);
     await saveAccount({
       id: r.device_id,
       username: r.username,
@@ -166,7 +168,12 @@ async function activate(event) {
     if (err.code === 'PIN_REQUIRED') {
       $('pin-box').hidden = false;
       $('new-pin').focus();
-      say('Your organisation requires a PIN to approve requests: choose one, then press Activate again.');
+      say('Your organisation requires a PIN to approve requests: choose one (or type the one you already have), then press Activate again.');
+    } else if (err.code === 'WRONG_PIN') {
+      $('pin-box').hidden = false;
+      $('new-pin').value = '';
+      $('new-pin').focus();
+      say(err.message);
     } else {
       say(err.message || 'Activation failed: check the network and try again.');
     }

@@ -1,8 +1,10 @@
 // POST /api/v1/activation: a one-time activation code + the device's public key -> device id and token.
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { generateSecret, ScureBase32Plugin } from 'otplib';
+import { ScureBase32Plugin } from 'otplib';
 import { hashPassword } from '../../auth/password-hash.js';
+import { newTotpEnrollment } from '../../flow/enrollment.js';
+import { checkPin } from '../../flow/pin.js';
 import { hashSecretToken, newDeviceToken, normalizeActivationCode } from '../../mfa/activation.js';
 import { parsePushToken } from '../../mfa/push-token.js';
 import { parseDevicePublicKey } from '../../mfa/signature.js';
@@ -36,7 +38,7 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
             device_name: { type: 'string', minLength: 1, maxLength: 100 },
             public_key: { type: 'string', minLength: 40, maxLength: 400, description: 'ECDSA P-256, base64 SPKI DER.' },
             push_token: { type: 'string', minLength: 1, maxLength: 4096, description: 'FCM registration token, or "webpush:" + the PushSubscription JSON; omit to poll.' },
-            pin: { type: 'string', pattern: '^[0-9]{4,12}$', description: 'Sets the account PIN (required when mfa.push.pin is "required").' },
+            pin: { type: 'string', pattern: '^[0-9]{4,12}$', description: 'Sets the account PIN when none is set (required then if mfa.push.pin is "required"); when one is set it must be that PIN: an activation never changes a PIN.' },
           },
         },
         response: {
@@ -50,6 +52,7 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
               username: { type: 'string' },
               totp: {
                 type: 'object',
+                description: 'A new TOTP secret (never the account\'s existing one). It replaces the existing one only once the app confirms it with POST /api/v1/totp/confirm.',
                 properties: { secret: { type: 'string' }, digits: { type: 'integer' }, period: { type: 'integer' }, algorithm: { type: 'string' } },
               },
             },
@@ -66,20 +69,30 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const publicKey = parseDevicePublicKey(body.public_key);
       if (!publicKey) throw new ApiError('INVALID_PUBLIC_KEY');
       if (body.push_token !== undefined && !parsePushToken(body.push_token, config.mobile_app.web_push?.push_services)) throw new ApiError('INVALID_PUSH_TOKEN');
+      // Checked before the code is used up, so the app can ask and send again with the same code.
       if (config.mfa.push.pin === 'required' && body.pin === undefined) throw new ApiError('PIN_REQUIRED');
 
       const now = deps.now();
       const activation = await deps.store.devices.consumeActivation(hashSecretToken(normalizeActivationCode(body.activation_code)), now);
       if (!activation) throw new ApiError('ACTIVATION_INVALID');
       const { username } = activation;
+      const pinHash = (await deps.store.getUser(username))?.pinHash ?? null;
+      // Whoever holds an activation code must not be able to replace the PIN: only prove it.
+      if (body.pin !== undefined && pinHash !== null) {
+        const checked = await checkPin(username, pinHash, body.pin, now, { config, state: deps.state, store: deps.store });
+        if (!checked.ok) throw new ApiError('WRONG_PIN', 'This account already has a PIN and this is not it: type the current PIN, or ask your helpdesk to reset it (radius-mfa user reset-pin).');
+      }
 
       const deviceId = randomBytes(12).toString('base64url');
       const token = newDeviceToken();
       await deps.store.devices.add({ id: deviceId, username, name: body.device_name, publicKey: publicKey.der, tokenHash: hashSecretToken(token), pushToken: body.push_token ?? null });
-      if (body.pin !== undefined && config.mfa.push.pin !== 'off') await deps.store.setPinHash(username, await hashPassword(body.pin));
+      if (body.pin !== undefined && pinHash === null && config.mfa.push.pin !== 'off') await deps.store.setPinHash(username, await hashPassword(body.pin));
 
       let totp: TotpEnrollment | null = null;
-      if (activation.withTotp) totp = await appManagedTotp(username, deps);
+      if (activation.withTotp) {
+        totp = newTotpEnrollment(config.mfa.totp);
+        await deps.state.putEnrollment(pendingEnrollmentKey(deviceId), totp, config.mobile_app.activation_ttl);
+      }
       deps.logger.info({ audit: true, event: 'device_activated', user: username, device: deviceId, device_name: body.device_name, src: request.ip, with_totp: totp !== null }, 'device activated');
       return reply.status(201).send({
         device_id: deviceId,
@@ -92,17 +105,7 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
   );
 }
 
-/** The app becomes (one of) the user's OATH tokens: the existing secret, or a new one if none is enrolled. */
-async function appManagedTotp(username: string, deps: ApiDeps): Promise<TotpEnrollment> {
-  const user = await deps.store.getUser(username);
-  if (user?.totp) return user.totp;
-  const settings = deps.config().mfa.totp;
-  const enrollment: TotpEnrollment = {
-    secret: Buffer.from(new ScureBase32Plugin().decode(generateSecret())),
-    algorithm: settings.algorithm,
-    digits: settings.digits,
-    period: settings.period,
-  };
-  await deps.store.setTotp(username, enrollment);
-  return enrollment;
+/** Where an activation's TOTP secret waits for the app to confirm it. */
+export function pendingEnrollmentKey(deviceId: string): string {
+  return `enroll:${deviceId}`;
 }

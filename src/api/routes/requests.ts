@@ -1,7 +1,6 @@
 // What a device sees and answers: the pending sign-in requests of its user.
 import type { FastifyInstance } from 'fastify';
-import { verifyPassword } from '../../auth/password-hash.js';
-import { recordFailure } from '../../flow/lockout.js';
+import { checkPin } from '../../flow/pin.js';
 import type { PendingPush, PushAnswer } from '../../mfa/pending.js';
 import { answerSigningInput, verifyDeviceSignature } from '../../mfa/signature.js';
 import type { DeviceRecord } from '../../store/store.js';
@@ -97,7 +96,7 @@ export function requestRoutes(api: FastifyInstance, deps: ApiDeps): void {
         throw new ApiError('BAD_SIGNATURE');
       }
       if (push.outcome) throw new ApiError(push.outcome.kind === 'timeout' ? 'REQUEST_EXPIRED' : 'ALREADY_ANSWERED');
-      if (decision === 'approve' && push.pinRequired) await checkPin(push, device, pin, deps);
+      if (decision === 'approve' && push.pinRequired) await requirePin(push, device, pin, deps);
 
       if (!deps.pending.decide(id, { kind: decision, deviceId: device.id })) throw new ApiError('ALREADY_ANSWERED');
       deps.logger.info({ audit: true, event: 'push_answer', request: id, device: device.id, user: device.username, client: push.clientName, decision }, 'push answered');
@@ -108,13 +107,13 @@ export function requestRoutes(api: FastifyInstance, deps: ApiDeps): void {
 }
 
 /** A wrong PIN counts toward lockout; reaching it ends the request as locked. */
-async function checkPin(push: PendingPush, device: DeviceRecord, pin: string | undefined, deps: ApiDeps): Promise<void> {
+async function requirePin(push: PendingPush, device: DeviceRecord, pin: string | undefined, deps: ApiDeps): Promise<void> {
   if (pin === undefined) throw new ApiError('PIN_REQUIRED');
   const user = await deps.store.getUser(push.username);
   if (!user?.pinHash) throw new ApiError('PIN_NOT_SET');
-  if (await verifyPassword(user.pinHash, pin)) return;
-  const config = deps.config();
-  const locked = await recordFailure(push.username, 'wrong_pin', deps.now(), { config, state: deps.state, store: deps.store });
+  const checked = await checkPin(push.username, user.pinHash, pin, deps.now(), { config: deps.config(), state: deps.state, store: deps.store });
+  if (checked.ok) return;
+  const locked = checked.locked;
   deps.logger.warn({ audit: true, event: 'push_answer_refused', reason: 'wrong_pin', request: push.id, device: device.id, user: push.username, locked }, 'wrong PIN on push approval');
   if (locked) deps.pending.decide(push.id, { kind: 'locked', deviceId: device.id });
   throw new ApiError('WRONG_PIN', locked ? 'Wrong PIN: too many failures, the account is now locked.' : undefined);

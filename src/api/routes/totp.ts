@@ -1,0 +1,32 @@
+// POST /api/v1/totp/confirm: the app proves it holds the TOTP secret its activation handed out; only
+// then does that secret replace the account's (as a portal enrollment is confirmed by one code).
+import type { FastifyInstance } from 'fastify';
+import { confirmEnrollment } from '../../flow/enrollment.js';
+import { ApiError, errorBodySchema } from '../errors.js';
+import { authenticateDevice, type ApiDeps } from '../server.js';
+import { pendingEnrollmentKey } from './activation.js';
+
+export function totpRoutes(api: FastifyInstance, deps: ApiDeps): void {
+  api.post<{ Body: { code: string } }>(
+    '/totp/confirm',
+    {
+      schema: {
+        summary: "Confirm the TOTP secret of this device's activation with a current code from it",
+        security: [{ device: [] }],
+        body: { type: 'object', additionalProperties: false, required: ['code'], properties: { code: { type: 'string', pattern: '^[0-9]{6,8}$' } } },
+        response: { 200: { type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['enrolled'] } } }, '4xx': errorBodySchema },
+      },
+    },
+    async (request) => {
+      const device = await authenticateDevice(request, deps);
+      const key = pendingEnrollmentKey(device.id);
+      const enrollment = await deps.state.getEnrollment(key);
+      if (!enrollment) throw new ApiError('NO_ENROLLMENT');
+      const confirmed = await confirmEnrollment(device.username, enrollment, request.body.code, deps.now(), { config: deps.config(), state: deps.state, store: deps.store });
+      if (!confirmed.ok) throw new ApiError('BAD_CODE');
+      await deps.state.deleteEnrollment(key);
+      deps.logger.info({ audit: true, event: 'totp_enrolled', user: device.username, by: 'app', device: device.id, replaced: confirmed.replaced }, 'TOTP enrolled by the app');
+      return { status: 'enrolled' as const };
+    },
+  );
+}
