@@ -203,7 +203,7 @@ test('a subscription the push service answers 410 for is marked stale: the VPN i
   assert.equal((await server.store.devices.list('alice'))[0]!.pushTokenStale, true);
   // The admin is told what the push service said.
   const notDelivered = server.logs.records.filter((r) => r.msg === 'push not delivered');
-  assert.deepEqual(notDelivered.map((r) => [r.level, r.service, r.kind, r.detail]), [['warn', 'web_push', 'stale_token', 'push service answered 410']]);
+  assert.deepEqual(notDelivered.map((r) => [r.level, r.push_service, r.kind, r.detail]), [['warn', 'web_push', 'stale_token', 'push service answered 410']]);
 
   const renewed = new Subscriber(`${service.origin}/push/renewed`);
   assert.equal((await httpCall('POST', `${base}/api/v1/push-token`, { push_token: renewed.pushToken }, phone.token)).status, 204);
