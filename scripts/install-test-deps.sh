@@ -14,6 +14,9 @@ command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
 command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
 [ -x /usr/sbin/openvpn ] || need+=(openvpn)
 [ -e /usr/lib/openvpn/radiusplugin.so ] || need+=(openvpn-auth-radius)
+# ocserv (RADIUS through radcli) and the openconnect client: test/vpn-ocserv.test.ts.
+[ -x /usr/sbin/ocserv ] || need+=(ocserv)
+command -v openconnect >/dev/null 2>&1 || need+=(openconnect)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # docs/mobile-api.md's curl session, run by test/mobile-api-docs.test.ts.
 for tool in curl jq xxd; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
@@ -34,5 +37,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The Debian package starts a system FreeRADIUS on 1812 where it can; tests and the bench start their own.
 if command -v service >/dev/null 2>&1; then
-  for svc in freeradius slapd openvpn; do service "$svc" stop >/dev/null 2>&1 || true; done
+  for svc in freeradius slapd openvpn ocserv; do service "$svc" stop >/dev/null 2>&1 || true; done
 fi

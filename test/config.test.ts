@@ -9,6 +9,9 @@ import { formatIssues, loadConfig, type ConfigIssue, type LoadResult } from '../
 import { METHODS } from '../src/config/schema.js';
 import { watchConfig } from '../src/config/watch.js';
 import webpush from 'web-push';
+import { ldapFirstFactor } from '../src/auth/ldap.js';
+import { createLogger } from '../src/log/logger.js';
+import { LogCapture } from './helpers/server.js';
 
 const EXAMPLE = fileURLToPath(new URL('../config/config.yaml', import.meta.url));
 const JSON_SCHEMA = fileURLToPath(new URL('../config/config.schema.json', import.meta.url));
@@ -375,6 +378,49 @@ describe('loadConfig warnings', () => {
     assert.equal(result.warnings.length, 1);
     assert.match(result.warnings[0]!, /clients\[0\]\.secret: client "vpn" has a shared secret shorter than 16 characters/);
     assert.doesNotMatch(result.warnings[0]!, /hunter2/);
+  });
+});
+
+describe('first_factor ldap: no passwords in clear', () => {
+  const ldap = (lines: string) => minimal('', `first_factor:\n  type: ldap\n  bind_dn_template: "uid={user},ou=people,dc=example,dc=com"\n${lines}`);
+
+  test('ldap:// without StartTLS is refused at load, naming first_factor.allow_insecure and the secure fixes', () => {
+    for (const [lines, path] of [
+      ['  url: "ldap://dc1.example.com"\n', 'first_factor.url'],
+      ['  urls: ["ldaps://dc1.example.com", "ldap://dc2.example.com:389"]\n', 'first_factor.urls'],
+    ] as const) {
+      const issue = onlyIssue(load(ldap(lines)).result);
+      assert.equal(issue.path, path, lines);
+      assert.match(issue.message, /ldap:\/\/dc\d\.example\.com(:389)? without StartTLS would send passwords in clear/);
+      assert.match(issue.message, /use ldaps:\/\/, or set first_factor\.start_tls: true, or .*first_factor\.allow_insecure: true/);
+      assert.ok(!issue.message.includes('ldaps://dc1'), 'only the plain URL is named');
+    }
+  });
+
+  test('ldaps://, ldap:// with start_tls, and ldap:// with allow_insecure: true load', () => {
+    for (const lines of ['  url: "ldaps://dc1.example.com"\n', '  url: "ldap://dc1.example.com"\n  start_tls: true\n', '  url: "ldap://127.0.0.1"\n  allow_insecure: true\n']) {
+      const { result } = load(ldap(lines));
+      assert.ok(result.ok, result.ok ? '' : formatIssues(result.issues));
+    }
+    const { result } = load(ldap('  url: "ldaps://dc1.example.com"\n'));
+    assert.equal(result.ok && result.config.first_factor.type === 'ldap' && result.config.first_factor.allow_insecure, false, 'allow_insecure defaults to false');
+  });
+
+  test('a first factor allowed to use ldap:// in clear says so in a warn line at start, and a TLS one does not', () => {
+    const build = (lines: string) => {
+      const { result } = load(ldap(lines));
+      assert.ok(result.ok && result.config.first_factor.type === 'ldap');
+      const logs = new LogCapture();
+      ldapFirstFactor(result.config.first_factor, createLogger('info', logs));
+      return logs.records;
+    };
+    const [line, ...rest] = build('  url: ["ldap://127.0.0.1:389", "ldaps://dc1.example.com"]\n  allow_insecure: true\n');
+    assert.deepEqual(rest, []);
+    assert.equal(line?.level, 'warn');
+    assert.deepEqual(line?.ldap, ['ldap://127.0.0.1:389']);
+    assert.match(String(line?.msg), /first_factor\.allow_insecure: true.*in clear; use ldaps:\/\/ or start_tls: true/);
+    assert.deepEqual(build('  url: "ldap://dc1.example.com"\n  start_tls: true\n'), []);
+    assert.deepEqual(build('  url: "ldaps://dc1.example.com"\n'), []);
   });
 });
 

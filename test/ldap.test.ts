@@ -88,6 +88,17 @@ test('search mode over StartTLS: good password + TOTP accepted with the director
   assertNoSecretsLogged(s);
 });
 
+test('plain ldap:// with allow_insecure: true still works against slapd, and the start is logged as a warning naming the key', async (t) => {
+  const s = await server(t, searchConfig({ start_tls: false, allow_insecure: true, ca_file: undefined }));
+  const warn = s.logs.filter((l) => l.level === 'warn' && l.first_factor === 'ldap' && /allow_insecure/.test(String(l.msg)));
+  assert.equal(warn.length, 1, s.logs.lines.join('\n'));
+  assert.deepEqual(warn[0]!.ldap, [slapd.url]);
+  const alice = await enrollTotp(s.store, 'alice');
+  const r = await ask(s, { 'User-Name': 'alice', 'User-Password': PW.alice + alice.codeAt(s.clock.now()) });
+  assert.equal(r.code, 'Access-Accept', r.stdout);
+  assertNoSecretsLogged(s);
+});
+
 test('a directory-only user (no local record) signs in to the portal with the LDAP password in Chromium, enrolls TOTP, then logs in to the VPN', async (t) => {
   const s = await server(t, searchConfig(), { http: { listen: '127.0.0.1:0' } });
   assert.equal(await s.store.getUser('alice'), undefined);

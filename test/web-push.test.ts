@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import webpush from 'web-push';
 import { createActivation } from '../src/mfa/activation.js';
+import { WEB_PUSH_PREFIX } from '../src/mfa/push-token.js';
 import { routePushSender, type PushSender } from '../src/mfa/push-sender.js';
 import { createWebPushSender, type WebPushSettings } from '../src/mfa/web-push-sender.js';
 import { FakePushService, Subscriber, verifyVapid, type PushReply } from './helpers/fake-push-service.js';
@@ -144,7 +145,8 @@ test('push_token takes a webpush: subscription at activation and in POST /push-t
   const { server, base, code } = await pushServer(t);
   const subscriber = new Subscriber('https://push.example.net/send/abc');
   const phone = await SimulatedPhone.activate(base, await code(), { pushToken: subscriber.pushToken });
-  assert.equal((await server.store.devices.list('alice'))[0]!.pushToken, subscriber.pushToken);
+  // Stored as checked: the subscription's endpoint and keys (test/web-push-endpoint.test.ts).
+  assert.equal((await server.store.devices.list('alice'))[0]!.pushToken, WEB_PUSH_PREFIX + JSON.stringify(subscriber.subscription));
 
   const bad = [
     'webpush:not json',
@@ -165,7 +167,7 @@ test('push_token takes a webpush: subscription at activation and in POST /push-t
 
   const renewed = new Subscriber('https://eu.push.example.net/send/def');
   assert.equal((await httpCall('POST', `${base}/api/v1/push-token`, { push_token: renewed.pushToken }, phone.token)).status, 204);
-  assert.equal((await server.store.devices.list('alice'))[0]!.pushToken, renewed.pushToken);
+  assert.equal((await server.store.devices.list('alice'))[0]!.pushToken, WEB_PUSH_PREFIX + JSON.stringify(renewed.subscription));
 });
 
 test('a VPN login held for push sends the encrypted {request_id, text} to the subscription of alice\'s phone; Approve -> Access-Accept', async (t) => {
@@ -201,7 +203,7 @@ test('a subscription the push service answers 410 for is marked stale: the VPN i
   assert.equal((await server.store.devices.list('alice'))[0]!.pushTokenStale, true);
   // The admin is told what the push service said.
   const notDelivered = server.logs.records.filter((r) => r.msg === 'push not delivered');
-  assert.deepEqual(notDelivered.map((r) => [r.level, r.service, r.kind, r.detail]), [['warn', 'web_push', 'stale_token', 'push service answered 410']]);
+  assert.deepEqual(notDelivered.map((r) => [r.level, r.push_service, r.kind, r.detail]), [['warn', 'web_push', 'stale_token', 'push service answered 410']]);
 
   const renewed = new Subscriber(`${service.origin}/push/renewed`);
   assert.equal((await httpCall('POST', `${base}/api/v1/push-token`, { push_token: renewed.pushToken }, phone.token)).status, 204);

@@ -42,6 +42,11 @@ export function ldapFirstFactor(config: LdapFirstFactorConfig, logger: Logger): 
   const tlsOptions: ConnectionOptions = { ...(ca ? { ca } : {}), minVersion: 'TLSv1.2' };
   const groupAttr = config.groups.attribute;
   const log = logger.child({ first_factor: 'ldap' });
+  // The config refuses this unless allow_insecure says it is meant; say so at every start, where admins look.
+  const plain = config.start_tls ? [] : urls.filter((u) => /^ldap:/i.test(u));
+  if (plain.length > 0) {
+    log.warn({ ldap: plain }, `LDAP without TLS (first_factor.allow_insecure: true): passwords go to ${plain.join(', ')} in clear; use ldaps:// or start_tls: true`);
+  }
 
   /** Runs `work` on the first server that can be reached and (for StartTLS) upgraded; unavailable when none can. */
   async function withServer<T>(q: number | undefined, work: (s: Session) => Promise<T>): Promise<T | { kind: 'unavailable'; reason: string }> {

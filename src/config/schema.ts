@@ -95,6 +95,10 @@ const ldapFirstFactor = z
     urls: z.array(ldapUrl).min(1).optional().meta({ description: 'Same as a list in `url`.' }),
     start_tls: z.boolean().default(false).meta({ description: 'Upgrade ldap:// with StartTLS before any bind (refused if the server cannot).' }),
     ca_file: z.string().min(1).optional().meta({ description: 'PEM CA bundle for ldaps:// and StartTLS; default: the system CAs.' }),
+    allow_insecure: z
+      .boolean()
+      .default(false)
+      .meta({ description: 'Allow ldap:// without start_tls: every password then crosses the network in clear. Only for a directory on this host; logged at start.' }),
     bind_dn_template: userPlaceholder('bind_dn_template')
       .optional()
       .meta({ description: 'Bind as this DN, {user} escaped per RFC 4514, e.g. "uid={user},ou=people,dc=example,dc=com" or AD "{user}@corp.example.com".' }),
@@ -130,6 +134,18 @@ const ldapFirstFactor = z
     if (!v.bind_dn_template === !v.search) ctx.addIssue({ code: 'custom', path: ['bind_dn_template'], message: 'give exactly one of bind_dn_template and search' });
     if (v.start_tls && [...(v.url ?? []), ...(v.urls ?? [])].some((u) => /^ldaps:/i.test(u))) {
       ctx.addIssue({ code: 'custom', path: ['start_tls'], message: 'start_tls is for ldap:// URLs; ldaps:// is TLS already' });
+    }
+    // A bind sends the user's password (and search.password) as it is: over plain ldap:// anyone on the path reads it.
+    if (!v.start_tls && !v.allow_insecure) {
+      const key = v.urls ? 'urls' : 'url';
+      const plain = [...(v.url ?? []), ...(v.urls ?? [])].filter((u) => /^ldap:/i.test(u));
+      if (plain.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message: `${plain.join(', ')} without StartTLS would send passwords in clear: use ldaps://, or set first_factor.start_tls: true, or (only for a directory on this host) first_factor.allow_insecure: true`,
+        });
+      }
     }
   });
 

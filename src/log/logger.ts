@@ -17,6 +17,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return pino(
     {
       level,
+      // Bound on every line: no log call may use `service` (or another bound key) again (test/log-keys.test.ts).
       base: { service: 'radius-mfa' },
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       timestamp: pino.stdTimeFunctions.isoTime,

@@ -49,7 +49,9 @@ export function reportingPushSender(sender: PushSender, logger: Logger, onDelive
       if (result.ok) onDelivery(service, 'sent');
       else if (result.kind !== 'no_sender') {
         onDelivery(service, result.kind);
-        logger.warn({ request: message.requestId, service, kind: result.kind, detail: result.detail }, 'push not delivered');
+        // push_service, not service: the base logger already binds `service` (ours), and a key given twice makes
+        // log pipelines that refuse duplicate keys drop the line.
+        logger.warn({ request: message.requestId, push_service: service, kind: result.kind, detail: result.detail }, 'push not delivered');
       }
       return result;
     },

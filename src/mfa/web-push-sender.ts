@@ -19,7 +19,8 @@ export function createWebPushSender(settings: WebPushSettings, options: WebPushO
   return {
     send(pushToken, message) {
       const token = parsePushToken(pushToken, settings.push_services);
-      // The API refuses malformed subscriptions and other endpoints; one stored before push_services changed is not sent to.
+      // The API refuses malformed subscriptions and other endpoints; one stored before push_services changed, or before
+      // endpoints were normalized, is checked again here, and only its normalized endpoint reaches web-push.
       if (token?.kind !== 'web_push') return Promise.resolve({ ok: false, kind: 'stale_token', detail: 'not a valid web push subscription' });
       return withinSendLimit(sendOnce(token.subscription, message), message.ttlMs, 'the push service');
     },

@@ -6,7 +6,7 @@ import { hashPassword } from '../../auth/password-hash.js';
 import { newTotpEnrollment } from '../../flow/enrollment.js';
 import { checkPin } from '../../flow/pin.js';
 import { hashSecretToken, newDeviceToken, normalizeActivationCode } from '../../mfa/activation.js';
-import { parsePushToken } from '../../mfa/push-token.js';
+import { normalizePushToken } from '../../mfa/push-token.js';
 import { parseDevicePublicKey } from '../../mfa/signature.js';
 import type { TotpEnrollment } from '../../store/store.js';
 import { ApiError, errorBodySchema } from '../errors.js';
@@ -68,7 +68,8 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
       if ((await deps.state.countBySource(`activation:${request.ip}`, ATTEMPT_WINDOW_MS)) > MAX_ATTEMPTS_PER_ADDRESS) throw new ApiError('RATE_LIMITED');
       const publicKey = parseDevicePublicKey(body.public_key);
       if (!publicKey) throw new ApiError('INVALID_PUBLIC_KEY');
-      if (body.push_token !== undefined && !parsePushToken(body.push_token, config.mobile_app.web_push?.push_services)) throw new ApiError('INVALID_PUSH_TOKEN');
+      const pushToken = body.push_token === undefined ? null : normalizePushToken(body.push_token, config.mobile_app.web_push?.push_services);
+      if (pushToken === undefined) throw new ApiError('INVALID_PUSH_TOKEN');
       // Checked before the code is used up, so the app can ask and send again with the same code.
       if (config.mfa.push.pin === 'required' && body.pin === undefined) throw new ApiError('PIN_REQUIRED');
 
@@ -85,7 +86,7 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
 
       const deviceId = randomBytes(12).toString('base64url');
       const token = newDeviceToken();
-      await deps.store.devices.add({ id: deviceId, username, name: body.device_name, publicKey: publicKey.der, tokenHash: hashSecretToken(token), pushToken: body.push_token ?? null });
+      await deps.store.devices.add({ id: deviceId, username, name: body.device_name, publicKey: publicKey.der, tokenHash: hashSecretToken(token), pushToken });
       if (body.pin !== undefined && pinHash === null && config.mfa.push.pin !== 'off') await deps.store.setPinHash(username, await hashPassword(body.pin));
 
       let totp: TotpEnrollment | null = null;

@@ -1,6 +1,6 @@
 // The device's own registration: where pushes reach it (FCM token or Web Push subscription), or deregister.
 import type { FastifyInstance } from 'fastify';
-import { parsePushToken } from '../../mfa/push-token.js';
+import { normalizePushToken } from '../../mfa/push-token.js';
 import { ApiError, errorBodySchema } from '../errors.js';
 import { authenticateDevice, type ApiDeps } from '../server.js';
 
@@ -71,8 +71,8 @@ export function deviceRoutes(api: FastifyInstance, deps: ApiDeps): void {
     },
     async (request, reply) => {
       const device = await authenticateDevice(request, deps);
-      const token = request.body.push_token;
-      if (token !== null && !parsePushToken(token, deps.config().mobile_app.web_push?.push_services)) throw new ApiError('INVALID_PUSH_TOKEN');
+      const token = request.body.push_token === null ? null : normalizePushToken(request.body.push_token, deps.config().mobile_app.web_push?.push_services);
+      if (token === undefined) throw new ApiError('INVALID_PUSH_TOKEN');
       await deps.store.devices.setPushToken(device.id, token);
       deps.logger.info({ audit: true, event: 'push_token_rotated', user: device.username, device: device.id }, 'push token rotated');
       return reply.status(204).send();
