@@ -8,6 +8,7 @@ import { createActivation } from '../src/mfa/activation.js';
 import { hashPassword } from '../src/auth/password-hash.js';
 import { launchBrowser, phoneContext, screenshot, watchErrors } from './helpers/browser.js';
 import { SimulatedPhone } from './helpers/phone.js';
+import { PortalClient } from './helpers/portal-client.js';
 import { radclient } from './helpers/radclient.js';
 import { codeAt, enrollTotp, startTestServer, wrongCodeAt, type StartOptions } from './helpers/server.js';
 
@@ -40,50 +41,6 @@ async function signInWithPassword(page: Page, username: string, password: string
   await page.getByRole('button', { name: 'Sign in' }).click();
 }
 
-/** A plain HTTP client with a cookie jar: posts forms directly, as an attacker or a script would. */
-class PortalClient {
-  cookie = '';
-  csrf = '';
-  constructor(readonly base: string) {}
-
-  async get(path: string): Promise<{ status: number; text: string; location: string | null }> {
-    const r = await fetch(this.base + path, { redirect: 'manual', headers: { cookie: this.cookie } });
-    this.keep(r);
-    const text = await r.text();
-    this.csrf = /name="_csrf" value="([^"]+)"/.exec(text)?.[1] ?? this.csrf;
-    return { status: r.status, text, location: r.headers.get('location') };
-  }
-
-  async post(path: string, form: Record<string, string>, opts: { csrf?: string | null } = {}): Promise<{ status: number; text: string; location: string | null }> {
-    const token = opts.csrf === undefined ? this.csrf : opts.csrf;
-    const body = new URLSearchParams({ ...(token === null ? {} : { _csrf: token }), ...form });
-    const r = await fetch(this.base + path, { method: 'POST', redirect: 'manual', headers: { cookie: this.cookie, 'content-type': 'application/x-www-form-urlencoded' }, body });
-    this.keep(r);
-    const text = await r.text();
-    this.csrf = /name="_csrf" value="([^"]+)"/.exec(text)?.[1] ?? this.csrf;
-    return { status: r.status, text, location: r.headers.get('location') };
-  }
-
-  private keep(r: Response): void {
-    const set = r.headers.get('set-cookie');
-    if (set) this.cookie = set.split(';')[0]!;
-  }
-
-  /** Password (+ TOTP code when asked) sign-in; asserts it ends on the settings page. */
-  async signIn(username: string, password: string, code?: string): Promise<void> {
-    await this.get('/portal/sign-in');
-    const r = await this.post('/portal/sign-in', { username, password });
-    assert.equal(r.status, 303, r.text);
-    if (code !== undefined) {
-      await this.get('/portal/sign-in');
-      const c = await this.post('/portal/sign-in/code', { code });
-      assert.equal(c.status, 303, c.text);
-    }
-    const home = await this.get('/portal/');
-    assert.equal(home.status, 200, `not signed in: ${home.status} ${home.location}`);
-  }
-}
-
 const base32 = new ScureBase32Plugin();
 
 test('signs in with password + TOTP in the browser; a wrong code is refused with a clear text; sign-out ends the session', async (t) => {
@@ -108,7 +65,7 @@ test('signs in with password + TOTP in the browser; a wrong code is refused with
   await page.getByRole('heading', { name: 'Your sign-in settings' }).waitFor();
   await page.getByText('An authenticator app is set up.').waitFor();
 
-  const [cookie] = await page.context().cookies();
+  const cookie = (await page.context().cookies()).find((c) => c.name === 'rmfa_portal');
   assert.equal(cookie?.httpOnly, true);
   assert.equal(cookie?.sameSite, 'Strict');
   assert.equal(cookie?.secure, false, 'plain HTTP on loopback: Secure is set only over HTTPS');
@@ -397,11 +354,25 @@ test('push sign-in with number matching: approved on the phone, then the number 
   assert.deepEqual(server.logs.filter({ event: 'portal_sign_in' }).map((r) => `${r.result}:${r.reason}`), ['reject:number_mismatch', 'accept:push']);
 });
 
-test('over HTTPS (a TLS proxy in front) the session cookie is Secure with the __Host- prefix', async (t) => {
+test('over HTTPS (a TLS proxy in front) the cookies are Secure with the __Host- prefix; a visitor gets no session until the password passes', async (t) => {
   const { server, base } = await portalServer();
   t.after(() => server.close());
-  const r = await fetch(`${base}/portal/sign-in`, { headers: { 'x-forwarded-proto': 'https' } });
-  assert.match(r.headers.get('set-cookie')!, /^__Host-rmfa_portal=[A-Za-z0-9_-]+; Path=\/; HttpOnly; SameSite=Strict; Secure$/);
+  await enrollTotp(server.store, 'ken', { password: 'ken-pw' });
+  const https = { 'x-forwarded-proto': 'https' };
+  const r = await fetch(`${base}/portal/sign-in`, { headers: https });
+  // Only the visitor's CSRF token: nothing is stored for a visitor, so a flood of them evicts nobody.
+  assert.deepEqual(
+    r.headers.getSetCookie().map((c) => c.replace(/=[A-Za-z0-9_-]+;/, '=…;')),
+    ['__Host-rmfa_csrf=…; Path=/; HttpOnly; SameSite=Strict; Secure'],
+  );
   assert.match(r.headers.get('content-security-policy')!, /frame-ancestors 'none'/);
   assert.equal(r.headers.get('cache-control'), 'no-store');
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(await r.text())![1]!;
+  const cookie = r.headers.getSetCookie()[0]!.split(';')[0]!;
+  const wrong = await fetch(`${base}/portal/sign-in`, { method: 'POST', redirect: 'manual', headers: { ...https, cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: csrf, username: 'ken', password: 'nope' }) });
+  assert.equal(wrong.status, 401);
+  assert.deepEqual(wrong.headers.getSetCookie(), [], 'a wrong password starts no session');
+  const right = await fetch(`${base}/portal/sign-in`, { method: 'POST', redirect: 'manual', headers: { ...https, cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: csrf, username: 'ken', password: 'ken-pw' }) });
+  assert.equal(right.status, 303);
+  assert.match(right.headers.getSetCookie().join('\n'), /^__Host-rmfa_portal=[A-Za-z0-9_-]+; Path=\/; HttpOnly; SameSite=Strict; Secure$/m);
 });

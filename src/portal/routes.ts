@@ -3,7 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from '../api/server.js';
 import { accountRoutes } from './account-routes.js';
 import { attachSession, isHttps, sendPage, sessionOf, type PortalDeps } from './context.js';
-import { csrfMatches, SessionStore, sessionCookie, sessionIdFrom } from './session.js';
+import { isLocked } from '../flow/lockout.js';
+import { csrfMatches, SessionStore, sessionIdFrom, visitorCsrfCookie, visitorCsrfFrom } from './session.js';
 import { signInRoutes } from './sign-in-routes.js';
 import { CONTENT_SECURITY_POLICY, staticRoutes } from './static.js';
 import { messagePage } from './views.js';
@@ -31,9 +32,18 @@ export async function registerPortal(app: FastifyInstance, apiDeps: ApiDeps): Pr
         const config = deps.config();
         const secure = isHttps(request);
         let session = deps.sessions.get(sessionIdFrom(request.headers.cookie, secure), { ttlMs: config.portal.session_ttl, maxMs: config.portal.session_max });
+        // A lock or a fraud report ends the user's sessions: checked on each request, so it holds for a
+        // lock set by the CLI or another node too.
+        const user = session?.username ?? session?.pendingSignIn?.username;
+        if (session && user && isLocked(await deps.store.getUser(user), deps.now())) {
+          deps.sessions.destroy(session.id);
+          deps.logger.info({ audit: true, event: 'portal_session_ended', reason: 'locked', user, src: request.ip }, 'portal session ended: the account is locked');
+          session = undefined;
+        }
         if (!session) {
-          session = deps.sessions.create();
-          reply.header('set-cookie', sessionCookie(session.id, secure));
+          const csrf = visitorCsrfFrom(request.headers.cookie, secure);
+          session = deps.sessions.visitor(csrf);
+          if (csrf === undefined) reply.header('set-cookie', visitorCsrfCookie(session.csrf, secure));
         }
         attachSession(request, session);
       });

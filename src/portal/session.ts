@@ -14,6 +14,7 @@ export interface PendingSignIn {
 }
 
 export interface PortalSession {
+  /** '' for a visitor: nothing is stored for them (see SessionStore.visitor). */
   readonly id: string;
   readonly csrf: string;
   readonly createdAt: number;
@@ -26,6 +27,8 @@ export interface PortalSession {
   enrollment?: { secret: Buffer };
   /** One message for the next page (after a redirect). */
   flash?: { kind: 'ok' | 'error'; text: string };
+  /** A visitor who has not passed the password step: not stored, so a flood of them evicts nobody. */
+  transient?: boolean;
 }
 
 export interface SessionTimes {
@@ -41,12 +44,23 @@ export const SIGN_IN_STEP_MS = 5 * 60_000;
 const COOKIE = 'rmfa_portal';
 /** Over HTTPS the __Host- prefix pins the cookie to this host, path / and Secure (RFC 6265bis §4.1.3.2). */
 const SECURE_COOKIE = `__Host-${COOKIE}`;
+/** A visitor's CSRF token (double-submit: the form must carry what the cookie holds). */
+const CSRF_COOKIE = 'rmfa_csrf';
 
 export class SessionStore {
-  // The bound keeps anonymous sessions (one per visit to the sign-in page) from growing without end.
+  // Sessions start after the password step, so only people who know a password fill this.
   private readonly sessions = new LRUCache<string, PortalSession>({ max: 20_000 });
 
   constructor(private readonly now: () => number) {}
+
+  /**
+   * A visitor before the password step: nothing is stored. Its CSRF token lives in a cookie and must
+   * come back in the form (double submit); SameSite=Strict keeps other sites from sending either.
+   */
+  visitor(csrf: string | undefined): PortalSession {
+    const now = this.now();
+    return { id: '', csrf: csrf ?? randomBytes(24).toString('base64url'), createdAt: now, lastSeen: now, transient: true };
+  }
 
   create(): PortalSession {
     const now = this.now();
@@ -73,7 +87,7 @@ export class SessionStore {
 
   /** A new id (and CSRF token) for the signed-in user: an id seen before sign-in is never trusted after it. */
   rotate(old: PortalSession): PortalSession {
-    this.sessions.delete(old.id);
+    if (!old.transient) this.sessions.delete(old.id);
     return this.create();
   }
 
@@ -92,8 +106,20 @@ export function cookieName(secure: boolean): string {
 
 /** The session id from a Cookie header. */
 export function sessionIdFrom(cookieHeader: string | undefined, secure: boolean): string | undefined {
+  return cookieValue(cookieHeader, cookieName(secure));
+}
+
+/** A visitor's CSRF token from a Cookie header. */
+export function visitorCsrfFrom(cookieHeader: string | undefined, secure: boolean): string | undefined {
+  return cookieValue(cookieHeader, secure ? `__Host-${CSRF_COOKIE}` : CSRF_COOKIE);
+}
+
+export function visitorCsrfCookie(token: string, secure: boolean): string {
+  return `${secure ? `__Host-${CSRF_COOKIE}` : CSRF_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}`;
+}
+
+function cookieValue(cookieHeader: string | undefined, name: string): string | undefined {
   if (!cookieHeader) return undefined;
-  const name = cookieName(secure);
   for (const part of cookieHeader.split(';')) {
     const at = part.indexOf('=');
     if (at > 0 && part.slice(0, at).trim() === name) {

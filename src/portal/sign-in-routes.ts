@@ -33,16 +33,18 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
       return sendPage(reply, request, deps, { title: 'Sign in', status, body: signInForm(session.csrf, username), message: { kind: 'error', text: result.message } });
     }
     if (result.kind === 'signed_in') return completeSignIn(reply, request, deps, username, result.reason);
-    session.pendingSignIn = { username, totp: result.totp, push: result.push, expires: deps.now() + SIGN_IN_STEP_MS };
+    // The password passed: only now is a session stored (a visitor before this step has none).
+    const started = session.transient ? startSession(reply, request, deps) : session;
+    started.pendingSignIn = { username, totp: result.totp, push: result.push, expires: deps.now() + SIGN_IN_STEP_MS };
     // Only a phone: send the request at once instead of asking for a click.
-    if (!result.totp) return startPush(reply, request, deps, session);
+    if (!result.totp) return startPush(reply, request, deps, started);
     return reply.redirect('/portal/sign-in', 303);
   });
 
   portal.post('/sign-in/code', async (request, reply) => {
     const session = sessionOf(request);
     const pending = livePending(session, deps);
-    if (!pending) return redirectWith(reply, request, '/portal/sign-in', { kind: 'error', text: PORTAL_MESSAGES.expired });
+    if (!pending) return backToSignIn(reply, request, deps);
     const result = await checkCode(deps, pending.username, field(request.body, 'code', 16));
     if (result.kind === 'signed_in') return completeSignIn(reply, request, deps, pending.username, 'totp');
     audit(deps, request, pending.username, 'reject', result.kind === 'refused' ? result.reason : 'waiting');
@@ -56,7 +58,7 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
 
   portal.post('/sign-in/push', async (request, reply) => {
     const session = sessionOf(request);
-    if (!livePending(session, deps)) return redirectWith(reply, request, '/portal/sign-in', { kind: 'error', text: PORTAL_MESSAGES.expired });
+    if (!livePending(session, deps)) return backToSignIn(reply, request, deps);
     return startPush(reply, request, deps, session);
   });
 
@@ -71,7 +73,7 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
   portal.post('/sign-in/push/complete', async (request, reply) => {
     const session = sessionOf(request);
     const pending = livePending(session, deps);
-    if (!pending?.pushId) return redirectWith(reply, request, '/portal/sign-in', { kind: 'error', text: PORTAL_MESSAGES.expired });
+    if (!pending?.pushId) return backToSignIn(reply, request, deps);
     const numberMatching = deps.pending.get(pending.pushId)?.number !== undefined;
     const result = await checkPush(deps, pending.username, pending.pushId, field(request.body, 'number', 8) || undefined);
     if (result.kind === 'signed_in') return completeSignIn(reply, request, deps, pending.username, 'push');
@@ -95,6 +97,20 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     if (session.username) deps.logger.info({ audit: true, event: 'portal_sign_out', user: session.username, src: request.ip }, 'portal sign-out');
     return reply.header('set-cookie', clearedCookie(isHttps(request))).redirect('/portal/sign-in?signed_out', 303);
   });
+}
+
+function startSession(reply: FastifyReply, request: FastifyRequest, deps: PortalDeps): PortalSession {
+  const session = deps.sessions.create();
+  attachSession(request, session);
+  reply.header('set-cookie', sessionCookie(session.id, isHttps(request)));
+  return session;
+}
+
+/** The sign-in step is gone (expired, or never started): start again. A visitor has no session to keep a message for a redirect. */
+function backToSignIn(reply: FastifyReply, request: FastifyRequest, deps: PortalDeps) {
+  const message = { kind: 'error' as const, text: PORTAL_MESSAGES.expired };
+  if (!sessionOf(request).transient) return redirectWith(reply, request, '/portal/sign-in', message);
+  return sendPage(reply, request, deps, { title: 'Sign in', status: 401, body: signInForm(sessionOf(request).csrf), message });
 }
 
 function livePending(session: PortalSession, deps: PortalDeps) {
