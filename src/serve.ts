@@ -6,7 +6,10 @@ import { createLogger } from './log/logger.js';
 import { createFirebasePushSender } from './mfa/push-sender.js';
 import { resolveEncryptionKey } from './mfa/secret-box.js';
 import { MemoryState } from './state/memory.js';
+import type { Logger } from 'pino';
+import { canonicalUsername, usernameRules } from './flow/username.js';
 import { openSqliteStore } from './store/sqlite.js';
+import type { Store } from './store/store.js';
 
 export class ConfigInvalidError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -22,6 +25,7 @@ export async function serve(configPath: string): Promise<void> {
   const key = resolveEncryptionKey(config.store);
   if (key.created) logger.warn({ key_file: key.source }, 'created a new store encryption key file (0600): back it up with the database, secrets cannot be read without it');
   const store = openSqliteStore(config.store, key.key);
+  await warnOfStrayUsernames(store, config.usernames.realms, logger);
   const state = new MemoryState(Date.now);
   const firebase = config.mobile_app.firebase;
   const pushSender = firebase ? await createFirebasePushSender({ serviceAccountFile: firebase.service_account_file }) : undefined;
@@ -61,4 +65,15 @@ export async function serve(configPath: string): Promise<void> {
   await state.close();
   store.close();
   logger.flush();
+}
+
+/** Rows stored under another spelling (before canonical names) are never found: say so at start, with the fix. */
+async function warnOfStrayUsernames(store: Store, realms: readonly string[], logger: Logger): Promise<void> {
+  const rules = usernameRules(realms);
+  const stray = (await store.listUsers()).map((u) => u.username).filter((name) => canonicalUsername(name, rules) !== name);
+  if (stray.length === 0) return;
+  logger.error(
+    { users: stray.slice(0, 20), count: stray.length },
+    'stored usernames not in canonical form (NFKC, trimmed, lower-case, usernames.realms removed) are never matched, so these users are rejected: remove them and add them again under the canonical name (radius-mfa user remove NAME, then user add / totp enroll)',
+  );
 }
