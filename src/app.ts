@@ -141,6 +141,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       q: request.q,
       clientName: request.client.name,
       username: request.userName,
+      identity: undefined,
       password: request.password?.toString('utf8'),
       state: request.state,
       nasIp: ipv4(p),
@@ -292,7 +293,9 @@ function audit(log: Logger, attempt: AccessAttempt, src: string, decision: Decis
   const record = {
     audit: true,
     q: attempt.q,
-    user: attempt.username,
+    user: attempt.identity ?? attempt.username,
+    // The name as typed, when it differs from who it is (ALICE, CORP\alice, an alias).
+    login: attempt.identity !== undefined && attempt.identity !== attempt.username ? attempt.username : undefined,
     client: attempt.clientName,
     src,
     nas_id: attempt.nasIdentifier,

@@ -19,7 +19,7 @@ import { buildAccessRequest, decodeReply, UdpClient } from './helpers/udp.js';
 
 let slapd: Slapd;
 before(async () => {
-  slapd = await startSlapd({ users: [{ uid: 'alice', password: 'alice-Passw0rd' }], groups: {} });
+  slapd = await startSlapd({ users: [{ uid: 'alice', password: 'alice-Passw0rd', mail: 'alice.smith@example.com' }], groups: {} });
 });
 after(() => slapd?.stop());
 
@@ -61,6 +61,33 @@ test('finding 1: ALICE is alice everywhere: the portal asks for her second facto
   for (const attributes of codes) assert.equal((await ask(s, attributes)).code, 'Access-Reject');
   assert.match((await s.store.getUser('alice'))?.lockReason ?? '', /^3 failed attempts/, 'failures under three spellings locked alice');
   assert.equal((await s.store.getUser('Alice')), undefined, 'no second row for another spelling');
+});
+
+test('finding 1: with username_attribute every alias the filter matches (mail) is the directory\'s one user', async (t) => {
+  const s = await startTestServer({
+    config: {
+      http: { listen: '127.0.0.1:0' },
+      first_factor: {
+        type: 'ldap',
+        url: slapd.url,
+        start_tls: true,
+        ca_file: slapd.caFile,
+        search: { bind_dn: `cn=radius-svc,${SUFFIX}`, password: 'svc-password', base: `ou=people,${SUFFIX}`, filter: '(|(uid={user})(mail={user}))', username_attribute: 'uid' },
+        timeout: '2s',
+      },
+    },
+  });
+  t.after(() => s.close());
+  const alice = await enrollTotp(s.store, 'alice');
+  const portal = new PortalClient(`http://127.0.0.1:${s.httpPort}`);
+  await portal.get('/portal/sign-in');
+  assert.equal((await portal.post('/portal/sign-in', { username: 'Alice.Smith@example.com', password: 'alice-Passw0rd' })).status, 303);
+  assert.equal((await portal.get('/portal/')).location, '/portal/sign-in', 'the alias has alice\'s second factor to pass');
+  const vpn = await ask(s, { 'User-Name': 'alice.smith@example.com', 'User-Password': `alice-Passw0rd${alice.codeAt(s.clock.now())}` });
+  assert.equal(vpn.code, 'Access-Accept');
+  assert.equal(s.logs.audits().at(-1)?.user, 'alice', 'the audit line names who it is');
+  assert.equal(s.logs.audits().at(-1)?.login, 'alice.smith@example.com', '... and what was typed');
+  assert.equal(await s.store.getUser('alice.smith@example.com'), undefined);
 });
 
 test('finding 2: answering every number of a number-matching push gets one guess, not ninety', async (t) => {

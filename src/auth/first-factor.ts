@@ -21,7 +21,14 @@ export interface FirstFactorContext {
    * Only an upstream RADIUS server gets it, since it may need the realm; everything here uses `username`.
    */
   typedUsername?: string;
+  /**
+   * The canonical name the user logged in with, when the directory named them otherwise (see
+   * FirstFactor.directoryName): the directory finds the entry by this one.
+   */
+  loginName?: string;
 }
+
+export type DirectoryNameResult = { kind: 'found'; name: string } | { kind: 'not_found' } | { kind: 'unavailable'; reason: string };
 
 /** Checks the password part of what the user typed. Backends: local, none, ldap, radius (upstream). */
 export interface FirstFactor {
@@ -29,5 +36,7 @@ export interface FirstFactor {
   check(username: string, password: string, user: UserRecord | undefined, context?: FirstFactorContext): Promise<FirstFactorResult>;
   /** Directory groups known before the password check (LDAP with a service account), so they can choose the method. */
   groupsOf?(username: string, context?: FirstFactorContext): Promise<GroupsResult>;
+  /** The directory's own name for whoever logs in as `username` (an alias: mail, UPN), when it is configured to tell. */
+  directoryName?(username: string, context?: FirstFactorContext): Promise<DirectoryNameResult>;
   close?(): Promise<void>;
 }

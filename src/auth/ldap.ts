@@ -5,7 +5,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Client, InvalidCredentialsError, type Entry } from 'ldapts';
 import type { Logger } from 'pino';
 import type { LdapFirstFactorConfig } from '../config/schema.js';
-import type { FirstFactor, FirstFactorResult, GroupsResult } from './first-factor.js';
+import type { DirectoryNameResult, FirstFactor, FirstFactorContext, FirstFactorResult, GroupsResult } from './first-factor.js';
 
 /** RFC 4515 §3: `*`, `(`, `)`, `\` and NUL are written as a backslash and two hex digits (and non-ASCII as UTF-8 octets). */
 export function escapeFilterValue(value: string): string {
@@ -88,7 +88,8 @@ export function ldapFirstFactor(config: LdapFirstFactorConfig, logger: Logger): 
       throw new LdapUnavailable(`service bind as ${search.bind_dn} failed: ${describe(err)}`);
     }
     const filter = search.filter.replaceAll('{user}', escapeFilterValue(username));
-    const { searchEntries } = await s.client.search(search.base, { scope: search.scope, filter, sizeLimit: 2, attributes: ['dn', groupAttr] });
+    const attributes = ['dn', groupAttr, ...(search.username_attribute ? [search.username_attribute] : [])];
+    const { searchEntries } = await s.client.search(search.base, { scope: search.scope, filter, sizeLimit: 2, attributes });
     if (searchEntries.length !== 1) return { kind: 'not_found' };
     return { kind: 'found', dn: searchEntries[0]!.dn, entry: searchEntries[0]! };
   }
@@ -106,8 +107,25 @@ export function ldapFirstFactor(config: LdapFirstFactorConfig, logger: Logger): 
     return key ? values(source[key]).map((g) => rdnValue(g, nameAttr)) : [];
   }
 
+  const nameAttr = config.search?.username_attribute;
+
   return {
     type: 'ldap',
+
+    ...(nameAttr
+      ? {
+          async directoryName(username: string, context?: FirstFactorContext): Promise<DirectoryNameResult> {
+            return withServer(context?.q, async (s): Promise<DirectoryNameResult> => {
+              const found = await findUser(s, username);
+              if (found.kind === 'not_found') return found;
+              const key = Object.keys(found.entry).find((k) => k.toLowerCase() === nameAttr.toLowerCase());
+              const name = key ? values(found.entry[key])[0] : undefined;
+              if (!name) return { kind: 'unavailable', reason: `the entry ${found.dn} has no ${nameAttr} (first_factor.search.username_attribute)` };
+              return { kind: 'found', name };
+            });
+          },
+        }
+      : {}),
 
     async groupsOf(username, context): Promise<GroupsResult> {
       // Only a service account can read groups before the user's own bind.
@@ -119,7 +137,9 @@ export function ldapFirstFactor(config: LdapFirstFactorConfig, logger: Logger): 
       return r;
     },
 
-    async check(username, password, _user, context): Promise<FirstFactorResult> {
+    async check(name, password, _user, context): Promise<FirstFactorResult> {
+      // The entry is found by the name logged in with (an alias, maybe), not the directory's own name for it.
+      const username = context?.loginName ?? name;
       // An empty password would be an anonymous bind (RFC 4513 §5.1.2) that "succeeds": refuse before any bind.
       if (password.length === 0) return { kind: 'reject', reason: 'no_password' };
       if (username.length === 0) return { kind: 'reject', reason: 'unknown_user' };

@@ -111,6 +111,14 @@ const ldapFirstFactor = z
           .default('(uid={user})')
           .meta({ description: 'RFC 4515 filter; {user} is escaped. AD: "(sAMAccountName={user})" or "(userPrincipalName={user})", or mail.' }),
         scope: z.enum(['base', 'one', 'sub']).default('sub'),
+        username_attribute: z
+          .string()
+          .min(1)
+          .optional()
+          .meta({
+            description:
+              'The directory\'s own name for the person, e.g. uid or sAMAccountName: with a filter that also matches aliases (mail, userPrincipalName), every alias is then one user here, named by this attribute.',
+          }),
       })
       .optional(),
     groups: z

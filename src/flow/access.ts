@@ -10,7 +10,8 @@ import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
 import { isLocked, isLockedNow, takeAttemptSlot, type AttemptSlot } from './lockout.js';
-import { canonicalUsername, type UsernameRules } from './username.js';
+import { identify } from './identity.js';
+import type { UsernameRules } from './username.js';
 import type { Policy } from './policy.js';
 import { answerPushChallenge, startPush } from './push.js';
 
@@ -20,6 +21,8 @@ export interface AccessAttempt {
   q: number;
   clientName: string;
   username: string | undefined;
+  /** Who it is (see flow/identity.ts), set once known: the audit line's `user`. */
+  identity?: string;
   /** What the user typed in the password field; undefined for non-PAP requests. */
   password: string | undefined;
   state: Buffer | undefined;
@@ -48,16 +51,18 @@ export interface AccessDeps {
 
 /** Decides one attempt, or says what it waits for (a push). Never throws for anything a user or NAS can send. */
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
-  const typed = attempt.username;
-  const username = typed === undefined ? undefined : canonicalUsername(typed, deps.usernames);
-  if (!username) return reject(undefined, 'no_username', MESSAGES.generic);
+  if (attempt.password === undefined && !attempt.state) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
+  const who = await identify(attempt.username, deps.firstFactor, deps.usernames, attempt.q);
+  if (who.kind === 'no_username') return reject(undefined, 'no_username', MESSAGES.generic);
+  if (who.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
+  const { username, loginName } = who;
+  attempt.identity = username;
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
   if (attempt.state) return answerChallenge(attempt, username, attempt.password ?? '', deps);
-  if (attempt.password === undefined) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
 
   const user = await deps.store.getUser(username);
   // Directory groups can pick the method, which decides how the password is split: ask before the password check.
-  const known = await groupsBeforeCheck(username, attempt, deps);
+  const known = await groupsBeforeCheck(loginName, attempt, deps);
   if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const method = deps.policy.profileOf(username, user, known.groups).method;
   // Until the password has passed, every reject reads the same: no username or state oracle.
@@ -66,7 +71,7 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
   const slot = await takeAttemptSlot(username, attempt.receivedAt, deps);
   if (!slot) return reject(method, 'locked', MESSAGES.generic);
   try {
-    return await checkBothFactors(attempt, typed!, username, user, method, known.groups, slot, deps);
+    return await checkBothFactors(attempt, { username, loginName }, user, method, known.groups, slot, deps);
   } catch (err) {
     await slot.release();
     throw err;
@@ -76,8 +81,7 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
 /** Inside the user's attempt slot: first factor, then the code typed with it, or the second factor to come. */
 async function checkBothFactors(
   attempt: AccessAttempt,
-  typed: string,
-  username: string,
+  { username, loginName }: { username: string; loginName: string },
   user: UserRecord | undefined,
   method: Method,
   groups: readonly string[],
@@ -88,7 +92,7 @@ async function checkBothFactors(
   const totpSettings = deps.config.mfa.totp;
   const digits = user?.totp?.digits ?? totpSettings.digits;
   const split = method === 'totp' || method === 'auto' ? splitCode(attempt.password!, digits, totpSettings.separator) : undefined;
-  const first = await deps.firstFactor.check(username, split?.password ?? attempt.password!, user, { q: attempt.q, typedUsername: typed });
+  const first = await deps.firstFactor.check(username, split?.password ?? attempt.password!, user, { q: attempt.q, typedUsername: attempt.username, loginName });
   if (first.kind !== 'accept' && !(first.kind === 'reject' && first.reason !== 'unknown_user')) await slot.release();
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   if (first.kind === 'reject') {

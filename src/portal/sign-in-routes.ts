@@ -21,17 +21,16 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     const session = sessionOf(request);
     const typed = field(request.body, 'username').trim();
     const password = field(request.body, 'password', 1024);
-    // The portal is one more door: the same canonical name as RADIUS, the API and the CLI.
-    const username = canonicalUsername(typed, deps.access().usernames);
-    if (!username || !password) {
+    if (!typed || !password) {
       return sendPage(reply, request, deps, { title: 'Sign in', status: 400, body: signInForm(session.csrf, typed), message: { kind: 'error', text: 'Type your username and your password.' } });
     }
-    const result = await checkPassword(deps, username, password, request.ip, typed);
+    const result = await checkPassword(deps, typed, password, request.ip);
     if (result.kind === 'refused') {
-      audit(deps, request, username, 'reject', result.reason);
+      audit(deps, request, canonicalUsername(typed, deps.access().usernames) ?? typed, 'reject', result.reason);
       const status = result.reason === 'rate_limited' ? 429 : 401;
-      return sendPage(reply, request, deps, { title: 'Sign in', status, body: signInForm(session.csrf, username), message: { kind: 'error', text: result.message } });
+      return sendPage(reply, request, deps, { title: 'Sign in', status, body: signInForm(session.csrf, typed), message: { kind: 'error', text: result.message } });
     }
+    const username = result.username;
     if (result.kind === 'signed_in') return completeSignIn(reply, request, deps, username, result.reason);
     // The password passed: only now is a session stored (a visitor before this step has none).
     const started = session.transient ? startSession(reply, request, deps) : session;

@@ -6,6 +6,7 @@ import type { ApiDeps } from '../api/server.js';
 import { checkUserCode } from '../flow/code-check.js';
 import { MESSAGES } from '../flow/decision.js';
 import { clearFailures, isLocked, isLockedNow, takeAttemptSlot } from '../flow/lockout.js';
+import { identify } from '../flow/identity.js';
 import { deliverPush, judgePushAnswer } from '../flow/push.js';
 import type { PendingPush } from '../mfa/pending.js';
 
@@ -35,17 +36,22 @@ const ADDRESS_WINDOW_MS = 10 * 60_000;
  * Step 1: username (canonical) and password, checked by the portal's first factor. Until the password
  * has passed, every refusal reads the same (locked or not, known or not); the audit reason differs.
  */
-export async function checkPassword(deps: ApiDeps, username: string, password: string, src: string, typedUsername = username): Promise<PasswordResult> {
+export async function checkPassword(deps: ApiDeps, typedUsername: string, password: string, src: string): Promise<PasswordResult> {
   const config = deps.config();
   const access = deps.access();
   const now = deps.now();
   // Per address: bounds password guessing across many usernames; per user the lockout does.
   if ((await deps.state.countBySource(`portal-sign-in:${src}`, ADDRESS_WINDOW_MS)) > ADDRESS_LIMIT) return refused('rate_limited', PORTAL_MESSAGES.rateLimited);
+  // The portal is one more door: the same person as at RADIUS, the API and the CLI.
+  const who = await identify(typedUsername, access.portalFirstFactor, access.usernames);
+  if (who.kind === 'no_username') return refused('no_username', MESSAGES.generic);
+  if (who.kind === 'unavailable') return refused('first_factor_unavailable', MESSAGES.unavailable);
+  const { username, loginName } = who;
   const user = await deps.store.getUser(username);
   if (isLocked(user, now)) return refused('locked', MESSAGES.generic);
   const slot = await takeAttemptSlot(username, now, access);
   if (!slot) return refused('locked', MESSAGES.generic);
-  const first = await access.portalFirstFactor.check(username, password, user, { typedUsername }).catch(async (err: unknown) => {
+  const first = await access.portalFirstFactor.check(username, password, user, { typedUsername, loginName }).catch(async (err: unknown) => {
     await slot.release();
     throw err;
   });
