@@ -10,6 +10,7 @@ import { registerWebPushCommands } from './cli/web-push-commands.js';
 import { KeyError, parseHexKey } from './mfa/secret-box.js';
 import { MigrationError } from './store/migrations.js';
 import { StoreError } from './store/store.js';
+import { versionLine } from './version.js';
 
 const DEFAULT_CONFIG = 'config/config.yaml';
 
@@ -17,6 +18,7 @@ function buildProgram(): Command {
   const program = new Command('radius-mfa')
     .description('RADIUS MFA server: password + TOTP for VPN appliances')
     .addOption(new Option('-c, --config <path>', 'config file').env('RADIUS_MFA_CONFIG').default(DEFAULT_CONFIG))
+    .version(versionLine(), '-V, --version', 'print the version and exit')
     .exitOverride()
     .showHelpAfterError('(add --help for usage)');
   const configPath = (cmd: Command) => (cmd.optsWithGlobals() as { config: string }).config;
@@ -33,7 +35,8 @@ function buildProgram(): Command {
   program
     .command('check-config')
     .description('validate the config file; prints every problem with line:column')
-    .action((_opts: unknown, cmd: Command) => {
+    .option('--connect', 'also connect to every configured backend (store, LDAP, upstream RADIUS, FCM, Web Push); one line each')
+    .action(async (opts: { connect?: boolean }, cmd: Command) => {
       const path = configPath(cmd);
       const loaded = loadConfig(path);
       if (!loaded.ok) throw new CliError(formatIssues(loaded.issues));
@@ -43,6 +46,10 @@ function buildProgram(): Command {
       }
       for (const w of loaded.warnings) warn(w);
       print(`OK ${path}${loaded.warnings.length ? ` (${loaded.warnings.length} warning${loaded.warnings.length === 1 ? '' : 's'})` : ''}`);
+      if (!opts.connect) return;
+      // Loaded on demand: ldapts, web-push and firebase-admin are not needed to validate a file.
+      const { checkConnections } = await import('./cli/check-connect.js');
+      if (!(await checkConnections(loaded.config))) throw new CliError('some backends failed: see the FAIL lines above');
     });
 
   registerUserCommands(program, configPath);

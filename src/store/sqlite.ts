@@ -166,6 +166,10 @@ export class SqliteStore implements Store {
     this.write([username], () => requireChange(this.stmt.setPinHash.run(hash, username).changes, username));
   }
 
+  ping(): void {
+    this.db.prepare('SELECT count(*) FROM meta').pluck().get();
+  }
+
   close(): void {
     this.devices.flushLastSeen({ waitForLock: true });
     if (this.db.open) this.db.close();
