@@ -11,6 +11,7 @@ import { KeyError, parseHexKey } from './mfa/secret-box.js';
 import { MigrationError } from './store/migrations.js';
 import { StoreError } from './store/store.js';
 import { versionLine } from './version.js';
+import type { TestOptions } from './cli/test-command.js';
 
 const DEFAULT_CONFIG = 'config/config.yaml';
 
@@ -50,6 +51,20 @@ function buildProgram(): Command {
       // Loaded on demand: ldapts, web-push and firebase-admin are not needed to validate a file.
       const { checkConnections } = await import('./cli/check-connect.js');
       if (!(await checkConnections(loaded.config))) throw new CliError('some backends failed: see the FAIL lines above');
+    });
+
+  program
+    .command('test')
+    .description('send a signed Access-Request as a NAS would; password and codes are read from the terminal or stdin (one line each)')
+    .argument('<user>', 'User-Name to send')
+    .option('--server <host:port>', 'RADIUS server (default: the first listen.auth of the config, 0.0.0.0 as 127.0.0.1)')
+    .option('--secret <secret>', 'shared secret (default: the secret of the config client that covers 127.0.0.1); visible in ps: prefer the config')
+    .option('--nas-ip <ip>', 'NAS-IP-Address to send', '127.0.0.1')
+    .option('--timeout <seconds>', 'how long to wait for each reply in all (default: mfa.push.timeout + 5 s, else 65 s)')
+    .option('--log <file>', "the server's log file: print this login's audit lines from it")
+    .action(async (user: string, opts: TestOptions, cmd: Command) => {
+      const { runTest } = await import('./cli/test-command.js');
+      process.exitCode = await runTest(configPath(cmd), user, opts);
     });
 
   registerUserCommands(program, configPath);
