@@ -105,7 +105,7 @@ function ldapFailure(err: unknown, step: string, url: string, ff: LdapConfig): C
     return fail(`${step}: no such object`, 'fix first_factor.search.base: the entry does not exist on this server');
   }
   if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENOTFOUND' || /timeout/i.test(message)) {
-    return fail(`${step} to ${url}: ${message}`, 'check first_factor.url, that the LDAP server runs and that a firewall lets this host reach it');
+    return fail(`cannot connect to ${url}: ${message}`, 'check first_factor.url, that the LDAP server runs and that a firewall lets this host reach it');
   }
   if (/certificate|self.signed|unable to verify|altnames|TLS|SSL/i.test(message) || (code !== undefined && /^(ERR_TLS|CERT_|UNABLE_TO|DEPTH_ZERO|SELF_SIGNED)/.test(code))) {
     return fail(`${step}: ${message}`, ff.ca_file ? `first_factor.ca_file does not trust the server certificate, or its name does not match ${url}` : 'set first_factor.ca_file to the CA that signed the LDAP server certificate');
