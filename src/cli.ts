@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { formatIssues, loadConfig } from './config/load.js';
 import { CliError, print, warn } from './cli/context.js';
 import { registerDeviceCommands } from './cli/device-commands.js';
+import { registerStoreCommands } from './cli/store-commands.js';
 import { registerTotpCommands } from './cli/totp-commands.js';
 import { registerUserCommands } from './cli/user-commands.js';
 import { registerWebPushCommands } from './cli/web-push-commands.js';
@@ -71,6 +72,7 @@ function buildProgram(): Command {
   registerTotpCommands(program, configPath);
   registerDeviceCommands(program, configPath);
   registerWebPushCommands(program);
+  registerStoreCommands(program, configPath);
   return program;
 }
 

@@ -35,7 +35,8 @@ export interface SqliteStoreOptions {
   cacheSize?: number;
 }
 
-const totpContext = (username: string) => `totp:${username}`;
+/** AES-GCM additional data of a TOTP secret: a sealed secret cannot be moved to another user. */
+export const totpContext = (username: string) => `totp:${username}`;
 
 function isSqliteError(err: unknown, code: string): boolean {
   return err instanceof Error && (err as { code?: string }).code === code;
