@@ -154,14 +154,14 @@ async function checkFcm(file: string, timeoutMs: number): Promise<CheckOutcome> 
   const limit = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
   try {
     const r = await Promise.race([credential.getAccessToken(), limit]);
-    if (r === 'timeout') return fail(`no access token from Google within ${timeoutMs} ms`, 'let this host reach https://oauth2.googleapis.com (or set HTTPS_PROXY)');
+    if (r === 'timeout') return fail(`no access token from Google within ${timeoutMs} ms`, 'let this host reach https://oauth2.googleapis.com');
     return ok(`access token fetched for ${(json as { client_email?: string }).client_email} (project ${(json as { project_id?: string }).project_id})`);
   } catch (err) {
     const message = (err as Error).message;
     if (/invalid_grant|invalid_client|unauthorized_client|account not found/i.test(message)) {
       return fail(`Google refused the service account key: ${message.split('\n')[0]}`, 'the key was deleted or disabled, or this host clock is wrong: create a new key in the Firebase console and check NTP');
     }
-    return fail(`token fetch failed: ${message.split('\n')[0]}`, 'let this host reach https://oauth2.googleapis.com (or set HTTPS_PROXY)');
+    return fail(`token fetch failed: ${message.split('\n')[0]}`, 'let this host reach https://oauth2.googleapis.com');
   } finally {
     clearTimeout(timer);
   }
