@@ -20,6 +20,8 @@ command -v openconnect >/dev/null 2>&1 || need+=(openconnect)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # docs/mobile-api.md's curl session, run by test/mobile-api-docs.test.ts.
 for tool in curl jq xxd; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+# deploy/radius-mfa.service is checked with systemd-analyze verify (test/service-unit.test.ts).
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # Portal and companion-app tests: the real browser, driven by playwright-core (never `npx playwright install`).
 [ -x /usr/bin/chromium ] || need+=(chromium)
 

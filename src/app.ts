@@ -21,6 +21,8 @@ import { buildClientTable, type ClientTable } from './radius/clients.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
 import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics } from './metrics/metrics.js';
+import { Health } from './metrics/health.js';
+import { backendChecks } from './health/backend-checks.js';
 import { PendingPushes } from './mfa/pending.js';
 import { reportingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
 import { createWebPushSender } from './mfa/web-push-sender.js';
@@ -36,6 +38,8 @@ export interface AppDeps {
   pushSender?: PushSender;
   /** Tests: the HTTPS agent Web Push goes through (one that trusts a local fake push service). */
   webPushAgent?: Agent;
+  /** The config file, reported by /readyz. */
+  configPath?: string;
 }
 
 interface Runtime {
@@ -219,9 +223,16 @@ export function buildApp(config: Config, deps: AppDeps): App {
   };
 
   let metrics: Server | undefined;
+  let loadedAt = Date.now();
+  const health = new Health({
+    config: () => ({ path: deps.configPath ?? '(built in)', loadedAt }),
+    pingStore: () => (deps.store.ping ? deps.store.ping() : undefined),
+    // The FCM token fetch goes to Google: check-config --connect does it, not every probe.
+    backends: () => backendChecks(runtime.config, { fcm: false }),
+  });
   const startMetrics = async (): Promise<BoundAddress[]> => {
     if (!config.metrics) return [];
-    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries }), config.metrics.listen.host, config.metrics.listen.port);
+    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries }), config.metrics.listen.host, config.metrics.listen.port, health);
     metrics = bound.server;
     return [{ role: 'metrics', address: config.metrics.listen.host, port: bound.port }];
   };
@@ -239,6 +250,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       const restart = (['listen', 'http', 'store', 'state', 'dedupe', 'metrics', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
       const previous = runtime;
       runtime = buildRuntime(next, deps, pending, deliveries, now, runtime);
+      loadedAt = Date.now();
       // A replaced first factor (LDAP, upstream RADIUS) is closed once requests in flight are done with it.
       for (const which of ['firstFactor', 'portalFirstFactor'] as const) {
         const old = previous.access[which];

@@ -4,12 +4,15 @@ import { Command, CommanderError, Option } from 'commander';
 import { formatIssues, loadConfig } from './config/load.js';
 import { CliError, print, warn } from './cli/context.js';
 import { registerDeviceCommands } from './cli/device-commands.js';
+import { registerStoreCommands } from './cli/store-commands.js';
 import { registerTotpCommands } from './cli/totp-commands.js';
 import { registerUserCommands } from './cli/user-commands.js';
 import { registerWebPushCommands } from './cli/web-push-commands.js';
 import { KeyError, parseHexKey } from './mfa/secret-box.js';
 import { MigrationError } from './store/migrations.js';
 import { StoreError } from './store/store.js';
+import { versionLine } from './version.js';
+import type { TestOptions } from './cli/test-command.js';
 
 const DEFAULT_CONFIG = 'config/config.yaml';
 
@@ -17,6 +20,7 @@ function buildProgram(): Command {
   const program = new Command('radius-mfa')
     .description('RADIUS MFA server: password + TOTP for VPN appliances')
     .addOption(new Option('-c, --config <path>', 'config file').env('RADIUS_MFA_CONFIG').default(DEFAULT_CONFIG))
+    .version(versionLine(), '-V, --version', 'print the version and exit')
     .exitOverride()
     .showHelpAfterError('(add --help for usage)');
   const configPath = (cmd: Command) => (cmd.optsWithGlobals() as { config: string }).config;
@@ -33,7 +37,8 @@ function buildProgram(): Command {
   program
     .command('check-config')
     .description('validate the config file; prints every problem with line:column')
-    .action((_opts: unknown, cmd: Command) => {
+    .option('--connect', 'also connect to every configured backend (store, LDAP, upstream RADIUS, FCM, Web Push); one line each')
+    .action(async (opts: { connect?: boolean }, cmd: Command) => {
       const path = configPath(cmd);
       const loaded = loadConfig(path);
       if (!loaded.ok) throw new CliError(formatIssues(loaded.issues));
@@ -43,12 +48,31 @@ function buildProgram(): Command {
       }
       for (const w of loaded.warnings) warn(w);
       print(`OK ${path}${loaded.warnings.length ? ` (${loaded.warnings.length} warning${loaded.warnings.length === 1 ? '' : 's'})` : ''}`);
+      if (!opts.connect) return;
+      // Loaded on demand: ldapts, web-push and firebase-admin are not needed to validate a file.
+      const { checkConnections } = await import('./cli/check-connect.js');
+      if (!(await checkConnections(loaded.config))) throw new CliError('some backends failed: see the FAIL lines above');
+    });
+
+  program
+    .command('test')
+    .description('send a signed Access-Request as a NAS would; password and codes are read from the terminal or stdin (one line each)')
+    .argument('<user>', 'User-Name to send')
+    .option('--server <host:port>', 'RADIUS server (default: the first listen.auth of the config, 0.0.0.0 as 127.0.0.1)')
+    .option('--secret <secret>', 'shared secret (default: the secret of the config client that covers 127.0.0.1); visible in ps: prefer the config')
+    .option('--nas-ip <ip>', 'NAS-IP-Address to send', '127.0.0.1')
+    .option('--timeout <seconds>', 'how long to wait for each reply in all (default: mfa.push.timeout + 5 s, else 65 s)')
+    .option('--log <file>', "the server's log file: print this login's audit lines from it")
+    .action(async (user: string, opts: TestOptions, cmd: Command) => {
+      const { runTest } = await import('./cli/test-command.js');
+      process.exitCode = await runTest(configPath(cmd), user, opts);
     });
 
   registerUserCommands(program, configPath);
   registerTotpCommands(program, configPath);
   registerDeviceCommands(program, configPath);
   registerWebPushCommands(program);
+  registerStoreCommands(program, configPath);
   return program;
 }
 

@@ -1,4 +1,5 @@
 // `radius-mfa serve`: load the config, open the store, run until SIGTERM/SIGINT, reload on SIGHUP or file change.
+import { resolve } from 'node:path';
 import { buildApp } from './app.js';
 import { loadConfig, formatIssues } from './config/load.js';
 import { watchConfig } from './config/watch.js';
@@ -10,6 +11,7 @@ import type { Logger } from 'pino';
 import { canonicalUsername, usernameRules } from './flow/username.js';
 import { openSqliteStore } from './store/sqlite.js';
 import type { Store } from './store/store.js';
+import { VERSION } from './version.js';
 
 export class ConfigInvalidError extends Error {
   readonly code = 'CONFIG_INVALID';
@@ -30,10 +32,22 @@ export async function serve(configPath: string): Promise<void> {
   const firebase = config.mobile_app.firebase;
   const pushSender = firebase ? await createFirebasePushSender({ serviceAccountFile: firebase.service_account_file }) : undefined;
   if (!firebase && !config.mobile_app.web_push && config.http) logger.info('no mobile_app.firebase or mobile_app.web_push: phones poll /api/v1/pending for sign-in requests');
-  const app = buildApp(config, { store, state, logger, pushSender });
+  const app = buildApp(config, { store, state, logger, pushSender, configPath });
   try {
     const bound = await app.start();
-    logger.info({ listen: bound, config: configPath, first_factor: config.first_factor.type }, 'listening');
+    // One line that says what runs: the version, where it listens, and what it checks and keeps against.
+    logger.info(
+      {
+        version: VERSION,
+        node: process.version,
+        listen: bound,
+        config: configPath,
+        first_factor: config.first_factor.type,
+        store: { type: config.store.type, path: config.store.path === ':memory:' ? ':memory:' : resolve(config.store.path), key_from: key.source },
+        state: config.state.type,
+      },
+      'listening',
+    );
   } catch (err) {
     await app.close();
     store.close();

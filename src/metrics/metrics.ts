@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { PendingPushes } from '../mfa/pending.js';
 import type { RadiusServer } from '../radius/server.js';
+import type { Health, HealthReport } from './health.js';
 
 /** Counts by label values, kept where the events happen and read at scrape time. */
 class LabelledCounts {
@@ -100,11 +101,17 @@ export function buildRegistry(src: MetricSources): Registry {
   return registry;
 }
 
-/** GET /metrics on its own port (keep it off the public API address). */
-export async function listenMetrics(registry: Registry, host: string, port: number): Promise<{ server: Server; port: number }> {
+/** GET /metrics (and /healthz, /readyz when `health` is given) on its own port (keep it off the public API address). */
+export async function listenMetrics(registry: Registry, host: string, port: number, health?: Health): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
+    if (health && req.method === 'GET' && (req.url === '/healthz' || req.url === '/readyz')) {
+      const json = (r: HealthReport) => res.writeHead(r.status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(r.body)}\n`);
+      if (req.url === '/healthz') return json(health.live());
+      health.ready().then(json, (err: Error) => json({ status: 503, body: { status: 'not_ready', error: err.message } }));
+      return;
+    }
     if (req.method !== 'GET' || req.url !== '/metrics') {
-      res.writeHead(404).end('see /metrics\n');
+      res.writeHead(404).end(health ? 'see /metrics, /healthz, /readyz\n' : 'see /metrics\n');
       return;
     }
     registry.metrics().then(

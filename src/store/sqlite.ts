@@ -35,7 +35,8 @@ export interface SqliteStoreOptions {
   cacheSize?: number;
 }
 
-const totpContext = (username: string) => `totp:${username}`;
+/** AES-GCM additional data of a TOTP secret: a sealed secret cannot be moved to another user. */
+export const totpContext = (username: string) => `totp:${username}`;
 
 function isSqliteError(err: unknown, code: string): boolean {
   return err instanceof Error && (err as { code?: string }).code === code;
@@ -167,6 +168,10 @@ export class SqliteStore implements Store {
 
   async setPinHash(username: string, hash: string | null): Promise<void> {
     this.write([username], () => requireChange(this.stmt.setPinHash.run(hash, username).changes, username));
+  }
+
+  ping(): void {
+    this.db.prepare('SELECT count(*) FROM meta').pluck().get();
   }
 
   close(): void {

@@ -99,5 +99,7 @@ export interface Store {
   unlockUser(username: string): Promise<boolean>;
   setPinHash(username: string, hash: string | null): Promise<void>;
   readonly devices: DeviceStore;
+  /** Reads the store once; throws when it cannot (for /readyz). */
+  ping?(): void;
   close(): void;
 }

