@@ -230,3 +230,44 @@ function countBy(values: string[]): Record<string, number> {
   for (const v of values) out[v] = (out[v] ?? 0) + 1;
   return out;
 }
+
+test('a lock or a fraud report ends the user\'s portal sessions at their next request', async (t) => {
+  const s = await startTestServer({ config: { http: { listen: '127.0.0.1:0' } } });
+  t.after(() => s.close());
+  const gil = await enrollTotp(s.store, 'gil', { password: 'gil-pw' });
+  const portal = new PortalClient(`http://127.0.0.1:${s.httpPort}`);
+  await portal.signIn('gil', 'gil-pw', gil.codeAt(s.clock.now()));
+  assert.equal((await portal.get('/portal/')).status, 200);
+  // As a fraud report does (through any door: the API, the CLI in another process).
+  await s.store.lockUser('gil', Number.MAX_SAFE_INTEGER, 'fraud reported from device x');
+  assert.equal((await portal.get('/portal/')).location, '/portal/sign-in', 'signed out by the lock');
+  assert.equal(s.logs.filter({ event: 'portal_session_ended', user: 'gil', reason: 'locked' }).length, 1);
+  await s.store.unlockUser('gil');
+  assert.equal((await portal.get('/portal/')).location, '/portal/sign-in', 'the ended session does not come back with the unlock');
+});
+
+test('audit: bad_state and locked decisions name the method; radius_pushes_pending counts only pushes still waiting', async (t) => {
+  const s = await startTestServer({
+    config: { metrics: { listen: '127.0.0.1:0' }, http: { listen: '127.0.0.1:0' }, first_factor: { type: 'none' }, portal: { enabled: false }, mfa: { default_method: 'push', push: { timeout: '5s' } } },
+  });
+  t.after(() => s.close());
+  await enrollTotp(s.store, 'hana');
+  const phone = await SimulatedPhone.activate(`http://127.0.0.1:${s.httpPort}`, (await createActivation(s.store, s.config, 'hana', s.clock.now())).activation_code);
+  const gauge = async () => Number(/^radius_pushes_pending (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text())?.[1]);
+  const login = ask(s, { 'User-Name': 'hana', 'User-Password': 'x', 'Calling-Station-Id': '203.0.113.9' });
+  const request = await phone.waitForPending();
+  assert.equal(await gauge(), 1);
+  await phone.answer(request.id, 'deny');
+  assert.equal((await login).code, 'Access-Reject');
+  assert.equal(await gauge(), 0, 'a decided push is no longer waiting');
+
+  await ask(s, { 'User-Name': 'hana', 'User-Password': '12', State: '0x6e6f2d737563682d7374617465' });
+  assert.deepEqual(pick(s.logs.audits('hana').at(-1)), { reason: 'bad_state', method: 'push' });
+  await s.store.lockUser('hana', s.clock.now() + 60_000, 'test');
+  await ask(s, { 'User-Name': 'hana', 'User-Password': 'x' });
+  assert.deepEqual(pick(s.logs.audits('hana').at(-1)), { reason: 'locked', method: 'push' });
+});
+
+function pick(line: Record<string, unknown> | undefined) {
+  return { reason: line?.reason, method: line?.method };
+}

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import { verifyTotp } from '../mfa/totp.js';
 import type { EphemeralState } from '../state/state.js';
-import type { Store, TotpEnrollment } from '../store/store.js';
+import { StoreError, type Store, type TotpEnrollment } from '../store/store.js';
 
 /** RFC 4226 §4 asks for at least 128 bits; 160 bits is what HMAC-SHA1 uses in full. */
 const SECRET_BYTES = 20;
@@ -30,7 +30,15 @@ export async function confirmEnrollment(username: string, enrollment: TotpEnroll
   if (step === undefined) return { ok: false };
   await deps.state.claimTotpStep(username, step, (2 * window + 2) * enrollment.period * 1000);
   const user = await deps.store.getUser(username);
-  if (!user) await deps.store.addUser({ username });
+  if (!user) await ensureUser(deps.store, username);
   await deps.store.setTotp(username, enrollment);
   return { ok: true, replaced: user?.totp != null };
+}
+
+/** Users known only to the directory get a store row on their first enrollment; two at once make one. */
+export async function ensureUser(store: Store, username: string): Promise<void> {
+  if (await store.getUser(username)) return;
+  await store.addUser({ username }).catch((err: unknown) => {
+    if (!(err instanceof StoreError && err.code === 'USER_EXISTS')) throw err;
+  });
 }

@@ -4,7 +4,7 @@ import { generateURI, ScureBase32Plugin } from 'otplib';
 import QRCode from 'qrcode';
 import { hashPassword } from '../auth/password-hash.js';
 import type { Method } from '../config/schema.js';
-import { confirmEnrollment, newTotpEnrollment } from '../flow/enrollment.js';
+import { confirmEnrollment, ensureUser, newTotpEnrollment } from '../flow/enrollment.js';
 import { checkPin } from '../flow/pin.js';
 import { createActivation, normalizeActivationCode } from '../mfa/activation.js';
 import type { TotpEnrollment } from '../store/store.js';
@@ -81,7 +81,7 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     const hasTotp = user?.totp != null;
     const missing = method === 'push' && !hasPhone ? 'Activate the app on a phone first.' : (method === 'totp' || method === 'challenge') && !hasTotp ? 'Set up an authenticator app first.' : method === 'auto' && !hasPhone && !hasTotp ? 'Set up an authenticator app or a phone first.' : undefined;
     if (missing) return sendPage(reply, request, deps, { title: 'Not available', status: 400, body: messagePage(missing) });
-    await ensureUser(deps, username);
+    await ensureUser(deps.store, username);
     await deps.store.setMethod(username, method as Method);
     deps.logger.info({ audit: true, event: 'method_changed', user: username, method, by: 'portal', src: request.ip }, 'method chosen in the portal');
     return redirectWith(reply, request, '/portal/', { kind: 'ok', text: 'Your sign-in method is saved.' });
@@ -91,7 +91,7 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     const username = signedInUser(reply, request, deps);
     if (!username || refuseUnlessAllowed('allow_mobile_app_activation', reply, request, deps)) return reply;
     const config = deps.config();
-    await ensureUser(deps, username);
+    await ensureUser(deps.store, username);
     // The app gets a new TOTP secret (never the existing one), confirmed by the app: an enrollment, under its switch.
     const withTotp = field(request.body, 'with_totp') === '1' && config.portal.allow_user_enrollment;
     const activation = await createActivation(deps.store, config, username, deps.now(), withTotp);
@@ -125,7 +125,7 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     const user = await deps.store.getUser(username);
     const current = user?.pinHash ? await checkPin(username, user.pinHash, field(request.body, 'current_pin', 32), deps.now(), deps.access()) : ({ ok: true } as const);
     if (!current.ok) return fail(current.locked ? 'Wrong current PIN: too many failures, the account is now locked.' : 'Wrong current PIN.', 403);
-    await ensureUser(deps, username);
+    await ensureUser(deps.store, username);
     await deps.store.setPinHash(username, await hashPassword(pin));
     deps.logger.info({ audit: true, event: 'pin_set', user: username, by: 'portal', changed: user?.pinHash != null, src: request.ip }, 'PIN set in the portal');
     return redirectWith(reply, request, '/portal/', { kind: 'ok', text: user?.pinHash ? 'Your PIN is changed.' : 'Your PIN is set.' });
@@ -145,9 +145,4 @@ async function enrollView(request: FastifyRequest, deps: PortalDeps, username: s
   const svg = await QRCode.toString(uri, { type: 'svg', margin: 2, errorCorrectionLevel: 'M' });
   const replacing = (await deps.store.getUser(username))?.totp != null;
   return totpEnrollPage(sessionOf(request).csrf, svg, secretText.replace(/(.{4})(?=.)/g, '$1 '), uri, replacing);
-}
-
-/** Users known only to the directory (LDAP, upstream RADIUS) get a store record on their first enrollment. */
-async function ensureUser(deps: PortalDeps, username: string): Promise<void> {
-  if (!(await deps.store.getUser(username))) await deps.store.addUser({ username });
 }
