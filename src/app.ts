@@ -78,10 +78,10 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-function firstFactorFor(ff: FirstFactorConfig, logger: Logger): FirstFactor {
+function firstFactorFor(ff: FirstFactorConfig, store: Store, logger: Logger): FirstFactor {
   switch (ff.type) {
     case 'local':
-      return localFirstFactor();
+      return localFirstFactor(ff.password_hash, store, logger);
     case 'none':
       return noFirstFactor;
     case 'ldap':
@@ -99,10 +99,10 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, del
     })),
   );
   const sameFirstFactor = previous && JSON.stringify(previous.config.first_factor) === JSON.stringify(config.first_factor);
-  const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config.first_factor, deps.logger);
+  const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config.first_factor, deps.store, deps.logger);
   const portalConfig = config.portal.first_factor;
   const samePortal = previous && JSON.stringify(previous.config.portal.first_factor) === JSON.stringify(portalConfig);
-  const portalFirstFactor = !portalConfig ? firstFactor : samePortal ? previous.access.portalFirstFactor : firstFactorFor(portalConfig, deps.logger);
+  const portalFirstFactor = !portalConfig ? firstFactor : samePortal ? previous.access.portalFirstFactor : firstFactorFor(portalConfig, deps.store, deps.logger);
   const usernames = usernameRules(config.usernames.realms);
   return {
     config,

@@ -1,21 +1,32 @@
-import { hashPassword, verifyPassword } from './password-hash.js';
+import type { Logger } from 'pino';
+import type { Store } from '../store/store.js';
+import type { HashParams } from '../config/schema.js';
+import { hashPassword, needsRehash, verifyPassword } from './password-hash.js';
 import type { FirstFactor } from './first-factor.js';
 
 /**
- * Local users with argon2id hashes (hashed on the libuv pool, off the event loop). An unknown user or one
- * without a password costs one hash check too, so timing does not tell which usernames exist.
+ * Local users with argon2id hashes (hashed on the libuv pool, off the event loop). A user without a
+ * password costs one hash check too. A good password under an old hash is re-hashed with `params`
+ * after the answer, so changing first_factor.password_hash needs no password reset.
  */
-export function localFirstFactor(): FirstFactor {
+export function localFirstFactor(params: HashParams, store: Store, logger: Logger): FirstFactor {
   let decoy: Promise<string> | undefined;
   return {
     type: 'local',
-    async check(_username, password, user) {
+    async check(username, password, user) {
       if (!user?.passwordHash) {
-        decoy ??= hashPassword('decoy password for timing');
+        decoy ??= hashPassword('decoy password for timing', params);
         await verifyPassword(await decoy, password);
         return { kind: 'reject', reason: user ? 'no_password' : 'unknown_user' };
       }
-      return (await verifyPassword(user.passwordHash, password)) ? { kind: 'accept' } : { kind: 'reject', reason: 'bad_password' };
+      if (!(await verifyPassword(user.passwordHash, password))) return { kind: 'reject', reason: 'bad_password' };
+      if (needsRehash(user.passwordHash, params)) {
+        void hashPassword(password, params)
+          .then((hash) => store.setPasswordHash(username, hash))
+          .then(() => logger.info({ user: username, event: 'password_rehashed', ...params }, 'password re-hashed with first_factor.password_hash'))
+          .catch((err: unknown) => logger.error({ user: username, err }, 're-hashing a password failed; the old hash stays and still works'));
+      }
+      return { kind: 'accept' };
     },
   };
 }

@@ -1,8 +1,19 @@
 import argon2 from 'argon2';
+import { DEFAULT_HASH_PARAMS, type HashParams } from '../config/schema.js';
 
-/** Hashes with argon2id (library defaults: m=64 MiB, t=3, p=4). Runs on the libuv threadpool, off the event loop. */
-export function hashPassword(password: string): Promise<string> {
-  return argon2.hash(password, { type: argon2.argon2id });
+/** Hashes with argon2id. Runs on the libuv threadpool, off the event loop. */
+export function hashPassword(password: string, params: HashParams = DEFAULT_HASH_PARAMS): Promise<string> {
+  return argon2.hash(password, { type: argon2.argon2id, memoryCost: params.memory, timeCost: params.time, parallelism: params.parallelism });
+}
+
+/** True when a stored hash was made with other parameters (or another argon2 variant): re-hash it at the next good login. */
+export function needsRehash(hash: string, params: HashParams): boolean {
+  if (!hash.startsWith('$argon2id$')) return true;
+  try {
+    return argon2.needsRehash(hash, { memoryCost: params.memory, timeCost: params.time, parallelism: params.parallelism });
+  } catch {
+    return false;
+  }
 }
 
 /** True only for a matching password; a malformed or unsupported hash gives false, never a throw (the caller logs). */

@@ -23,7 +23,8 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
     .action(async (name: string, opts: { passwordStdin?: boolean; method?: Method }, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
       name = userArg(name, config);
-      const passwordHash = opts.passwordStdin ? await hashPassword(await readPasswordFromStdin()) : null;
+      const params = config.first_factor.type === 'local' ? config.first_factor.password_hash : undefined;
+      const passwordHash = opts.passwordStdin ? await hashPassword(await readPasswordFromStdin(), params) : null;
       await withStore(config, (store) => store.addUser({ username: name, method: opts.method ?? null, passwordHash }));
       print(`added user ${name} (method: ${opts.method ?? 'default'}, local password: ${passwordHash ? 'yes' : 'no'})`);
     });

@@ -194,7 +194,30 @@ const radiusFirstFactor = z.strictObject({
     .meta({ description: 'Attributes of the upstream Access-Accept (Class, Filter-Id, vendor ones) go to the NAS unless filtered here.' }),
 });
 
-const localFirstFactor = z.strictObject({ type: z.literal('local') });
+/** argon2id cost: memory in KiB, time = passes, parallelism = lanes (first_factor.password_hash). */
+export interface HashParams {
+  memory: number;
+  time: number;
+  parallelism: number;
+}
+
+/**
+ * OWASP's argon2id minimum (m=19 MiB, t=2, p=1): a fraction of the library's defaults (m=64 MiB, t=3,
+ * p=4), so an online server checks many passwords a second (docs/performance.md has the numbers); an
+ * offline attacker with the store still pays it per guess.
+ */
+export const DEFAULT_HASH_PARAMS: HashParams = { memory: 19_456, time: 2, parallelism: 1 };
+
+const passwordHash = z
+  .strictObject({
+    memory: z.number().int().min(8).max(1 << 20).default(DEFAULT_HASH_PARAMS.memory).meta({ description: 'argon2id memory in KiB (19456 = 19 MiB, the OWASP minimum).' }),
+    time: z.number().int().min(1).max(32).default(DEFAULT_HASH_PARAMS.time).meta({ description: 'argon2id passes.' }),
+    parallelism: z.number().int().min(1).max(64).default(DEFAULT_HASH_PARAMS.parallelism).meta({ description: 'argon2id lanes: each uses a thread of its own while hashing.' }),
+  })
+  .prefault({})
+  .meta({ description: 'Cost of new local password hashes; a stored hash with other parameters is re-hashed at the user\'s next good login.' });
+
+const localFirstFactor = z.strictObject({ type: z.literal('local'), password_hash: passwordHash });
 
 const firstFactor = z.discriminatedUnion('type', [localFirstFactor, z.strictObject({ type: z.literal('none') }), ldapFirstFactor, radiusFirstFactor]);
 
