@@ -300,8 +300,10 @@ function ipv4(packet: RadiusPacket): string | undefined {
 /** One line per decision; never the password, the code or the State. */
 function audit(log: Logger, attempt: AccessAttempt, src: string, decision: Decision, ms: number): void {
   const failSafe = decision.reason === 'failmode_safe';
+  // A wrong code only ever follows a right password (appended, or at the challenge): someone may hold it.
+  const stolenPassword = decision.reason === 'bad_code';
   // Runs for every request: with info off (benchmarks, quiet sites) build no record at all.
-  if (!failSafe && !log.isLevelEnabled('info')) return;
+  if (!failSafe && !stolenPassword && !log.isLevelEnabled('info')) return;
   const record = {
     audit: true,
     q: attempt.q,
@@ -319,5 +321,6 @@ function audit(log: Logger, attempt: AccessAttempt, src: string, decision: Decis
     ms,
   };
   if (failSafe) log.error(record, 'decision');
+  else if (stolenPassword) log.warn({ ...record, alert: 'possible_stolen_password' }, 'decision');
   else log.info(record, 'decision');
 }

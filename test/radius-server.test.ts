@@ -210,14 +210,17 @@ test('the same code twice: the second attempt is rejected and audited as a repla
   );
 });
 
-test('max_failures wrong codes lock the user, a right code is then refused as locked, and store.unlockUser ends it', async (t) => {
+test('wrong codes after the right password count twice: the second of max_failures 3 locks, a right code is then refused, and store.unlockUser ends it', async (t) => {
   const s = await server(t, { config: { mfa: { lockout: { max_failures: 3, duration: '15m' } } } });
   const alice = await enrollTotp(s.store, 'alice', { password: PASSWORD });
   const wrong = { 'User-Name': 'alice', 'User-Password': PASSWORD + wrongCodeAt(alice, s.clock.now()) };
   const replies = [];
-  for (let i = 0; i < 3; i++) replies.push(await ask(s, wrong));
-  assert.deepEqual(replies.map((r) => r.code), ['Access-Reject', 'Access-Reject', 'Access-Reject']);
-  assert.match(replies[2]!.attributes['Reply-Message']?.join('') ?? '', /locked/);
+  for (let i = 0; i < 2; i++) replies.push(await ask(s, wrong));
+  assert.deepEqual(replies.map((r) => r.code), ['Access-Reject', 'Access-Reject']);
+  assert.match(replies[1]!.attributes['Reply-Message']?.join('') ?? '', /locked/);
+  const warned = s.logs.filter({ reason: 'bad_code', alert: 'possible_stolen_password' });
+  assert.equal(warned.length, 2, 'each wrong code after a right password is a warn line');
+  assert.equal(warned[0]?.level, 'warn');
   const locked = await s.store.getUser('alice');
   assert.equal(locked?.lockedUntil, s.clock.now() + 15 * 60_000);
 

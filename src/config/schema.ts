@@ -288,8 +288,14 @@ const mfa = z
       .prefault({}),
     lockout: z
       .strictObject({
-        max_failures: z.number().int().min(0).default(5).meta({ description: '0 turns lockout off.' }),
+        max_failures: z.number().int().min(0).default(5).meta({
+          description:
+            'Failures (a wrong code after a right password counts twice) that lock the user for every source they have not signed in from; at a familiar source, that source loses its place. 0 turns lockout off.',
+        }),
         duration: duration.prefault('15m'),
+        familiar_for: duration.prefault('30d').meta({
+          description: 'How long a source (Calling-Station-Id, else NAS-IP-Address; the browser address at the portal) stays familiar after a sign-in from it: a lock from failures elsewhere does not apply there.',
+        }),
       })
       .prefault({}),
   })

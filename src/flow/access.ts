@@ -9,7 +9,7 @@ import type { Store, UserRecord } from '../store/store.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
-import { isLocked, isLockedNow, takeAttemptSlot, type AttemptSlot } from './lockout.js';
+import { isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot, type Where } from './lockout.js';
 import { identify } from './identity.js';
 import type { UsernameRules } from './username.js';
 import type { Policy } from './policy.js';
@@ -23,6 +23,8 @@ export interface AccessAttempt {
   username: string | undefined;
   /** Who it is (see flow/identity.ts), set once known: the audit line's `user`. */
   identity?: string;
+  /** Where it comes from, and whether the user signed in from there before (flow/lockout.ts), set with identity. */
+  where?: Where;
   /** What the user typed in the password field; undefined for non-PAP requests. */
   password: string | undefined;
   state: Buffer | undefined;
@@ -51,12 +53,29 @@ export interface AccessDeps {
 
 /** Decides one attempt, or says what it waits for (a push). Never throws for anything a user or NAS can send. */
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
+  const result = await decide(attempt, deps);
+  // A sign-in makes its source familiar (flow/lockout.ts), however it was accepted.
+  if (result.kind === 'accept') await signedIn(attempt.identity!, attempt.where!.source, deps);
+  else if (result.kind === 'hold') {
+    const settle = result.settle;
+    result.settle = (outcome) => {
+      const decision = settle(outcome);
+      // Not awaited (settle is synchronous); a mark that cannot be written only costs the source its place.
+      if (decision.kind === 'accept') signedIn(attempt.identity!, attempt.where!.source, deps).catch(() => undefined);
+      return decision;
+    };
+  }
+  return result;
+}
+
+async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
   if (attempt.password === undefined && !attempt.state) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
   const who = await identify(attempt.username, deps.firstFactor, deps.usernames, attempt.q);
   if (who.kind === 'no_username') return reject(undefined, 'no_username', MESSAGES.generic);
   if (who.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const { username, loginName } = who;
   attempt.identity = username;
+  const where = (attempt.where = await whereFrom(username, sourceOf(attempt), deps));
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
   if (attempt.state) return answerChallenge(attempt, username, attempt.password ?? '', deps);
 
@@ -66,9 +85,9 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
   if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const method = deps.policy.profileOf(username, user, known.groups).method;
   // Until the password has passed, every reject reads the same: no username or state oracle.
-  if (isLocked(user, attempt.receivedAt)) return reject(method, 'locked', MESSAGES.generic);
+  if (isLocked(user, attempt.receivedAt, where)) return reject(method, 'locked', MESSAGES.generic);
   if (method === 'deny') return reject(method, 'method_deny', MESSAGES.generic);
-  const slot = await takeAttemptSlot(username, attempt.receivedAt, deps);
+  const slot = await takeAttemptSlot(username, where, attempt.receivedAt, deps);
   if (!slot) return reject(method, 'locked', MESSAGES.generic);
   try {
     return await checkBothFactors(attempt, { username, loginName }, user, method, known.groups, slot, deps);
@@ -96,13 +115,13 @@ async function checkBothFactors(
   if (first.kind !== 'accept' && !(first.kind === 'reject' && first.reason !== 'unknown_user')) await slot.release();
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   if (first.kind === 'reject') {
-    if (first.reason !== 'unknown_user') await slot.fail(first.reason);
+    if (first.reason !== 'unknown_user') await slot.fail(first.reason, { wrongPassword: split?.password ?? attempt.password! });
     return reject(method, first.reason, MESSAGES.generic);
   }
   // An upstream RADIUS server that challenges itself: relay its prompt; the second factor follows its Accept.
   if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, groups, deps);
   // A lock that landed while the password was checked (a burst of guesses in parallel) still stands.
-  if (await isLockedNow(username, attempt.receivedAt, deps)) {
+  if (await isLockedNow(username, attempt.receivedAt, deps, attempt.where)) {
     await slot.release();
     return reject(method, 'locked', MESSAGES.generic);
   }
@@ -177,7 +196,7 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
   const method = record.method as Method;
   const groups = record.firstFactor?.groups ?? [];
   const upstreamState = Buffer.from(record.firstFactor!.upstreamState!, 'hex');
-  const slot = await takeAttemptSlot(username, attempt.receivedAt, deps);
+  const slot = await takeAttemptSlot(username, attempt.where!, attempt.receivedAt, deps);
   if (!slot) return reject(method, 'locked', MESSAGES.generic);
   const first = await deps.firstFactor.check(username, typed, user, { q: attempt.q, upstreamState, typedUsername: attempt.username }).catch(async (err: unknown) => {
     await slot.release();
@@ -188,7 +207,7 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   if (first.kind === 'reject') return reject(method, first.reason, MESSAGES.generic);
   if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, groups, deps);
-  if (await isLockedNow(username, attempt.receivedAt, deps)) return reject(method, 'locked', MESSAGES.generic);
+  if (await isLockedNow(username, attempt.receivedAt, deps, attempt.where)) return reject(method, 'locked', MESSAGES.generic);
   const after = afterFirstFactor(username, user, first, groups, deps);
   if (after.deny) return reject(method, 'method_deny', MESSAGES.deny, false);
   switch (method) {
@@ -227,14 +246,14 @@ async function answerChallenge(attempt: AccessAttempt, username: string, typed: 
     return reject(deps.policy.profileOf(username, user).method, 'bad_state', MESSAGES.badState);
   }
   const method = record.method as Method;
-  if (isLocked(user, attempt.receivedAt)) return reject(method, 'locked', MESSAGES.locked);
+  if (isLocked(user, attempt.receivedAt, attempt.where)) return reject(method, 'locked', MESSAGES.locked);
   if (record.firstFactor?.upstreamState) return answerUpstreamChallenge(attempt, username, typed, record, user, deps);
   // Policy may have changed since the challenge was sent: the reply attributes are today's.
   const profile = deps.policy.profileOf(username, user, record.firstFactor?.groups);
   const upstreamReply = record.firstFactor?.reply;
   const reply = upstreamReply ? Buffer.concat([Buffer.from(upstreamReply, 'hex'), profile.reply]) : profile.reply;
   if (record.pushId) return answerPushChallenge(attempt, username, record, typed.trim(), reply, deps);
-  const slot = await takeAttemptSlot(username, attempt.receivedAt, deps);
+  const slot = await takeAttemptSlot(username, attempt.where!, attempt.receivedAt, deps);
   if (!slot) return reject(method, 'locked', MESSAGES.locked);
   return checkCode(attempt, username, user, typed.trim(), method, reply, slot, deps);
 }
@@ -266,4 +285,9 @@ export function splitCode(typed: string, digits: number, separator: string): { p
   if (typed.length < digits) return undefined;
   const code = typed.slice(typed.length - digits);
   return /^\d+$/.test(code) ? { password: typed.slice(0, typed.length - digits), code } : undefined;
+}
+
+/** RFC 2865 §5.31: Calling-Station-Id is the user's address as the NAS saw it; else the NAS itself. */
+function sourceOf(attempt: AccessAttempt): string {
+  return attempt.callingStation ?? attempt.nasIp ?? `client:${attempt.clientName}`;
 }

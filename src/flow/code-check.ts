@@ -16,7 +16,8 @@ export async function checkUserCode(username: string, user: UserRecord | undefin
   const step = verifyTotp(totp, code, now, window);
   // RFC 6238 §5.2: a code is good once. The claim lasts as long as the step can still be offered.
   const reason = step === undefined ? 'bad_code' : (await deps.state.claimTotpStep(username, step, (2 * window + 2) * totp.period * 1000)) ? undefined : 'replay';
-  if (reason) return { ok: false, reason, locked: await slot.fail(reason) };
+  // The password was right (here or in the request that led to this code): a wrong code counts more.
+  if (reason) return { ok: false, reason, locked: await slot.fail(reason, { afterRightPassword: true }) };
   await slot.succeed();
   return { ok: true };
 }

@@ -1,10 +1,17 @@
-// Failures count toward a lockout per user (RFC 4226 §7.3 throttling); the one that reaches the limit locks.
-// A check that takes time (a password hash, an LDAP bind) runs inside an attempt slot, taken before the
-// check: a burst of concurrent guesses gets at most `max_failures` evaluated, and a right guess that
-// finishes after the lock landed is still refused (the lock is read again after the check).
+// Smart lockout (RFC 4226 §7.3 throttling, and better than a plain count: docs/security.md).
+// - Failures lock the user only for sources they never signed in from: a spray from elsewhere cannot
+//   lock them out of their usual place. A source stays familiar for `familiar_for` after a sign-in.
+// - At a familiar source, failures count for that source; reaching the limit, it loses its place.
+// - A wrong second factor after a right password counts twice from a stranger (a stolen password?).
+// - The same wrong password again counts once (a NAS retry, a user retyping it): a keyed hash of it is
+//   kept for the lockout window, never the password.
+// An expensive check (a hash, a bind, a code) runs inside an attempt slot, taken before the check: a
+// burst of parallel guesses gets at most `max_failures` evaluated, and a lock that lands meanwhile is
+// read again after the check.
+import { createHmac, randomBytes } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import type { EphemeralState } from '../state/state.js';
-import type { Store, UserRecord } from '../store/store.js';
+import type { LockScope, Store, UserRecord } from '../store/store.js';
 
 export interface LockoutDeps {
   config: Config;
@@ -12,22 +19,52 @@ export interface LockoutDeps {
   store: Store;
 }
 
-const failureKey = (username: string) => `fail:${username}`;
+/** Where an attempt comes from: Calling-Station-Id, else NAS-IP-Address, else the client; at the portal the browser's address. */
+export interface Where {
+  source: string;
+  /** The user signed in from this source within `familiar_for`. */
+  familiar: boolean;
+}
 
-export function isLocked(user: UserRecord | undefined, now: number): boolean {
-  return user?.lockedUntil != null && user.lockedUntil > now;
+/** Every key of a user starts so: `user unlock` forgets them all at once. */
+const userPrefix = (username: string) => `user:${username}\0`;
+const failureKey = (username: string, where: Where) => (where.familiar ? `${userPrefix(username)}fail\0${where.source}` : `${userPrefix(username)}fail`);
+const familiarKey = (username: string, source: string) => `${userPrefix(username)}seen\0${source}`;
+
+/** Keyed per process: a wrong password is remembered only as this HMAC, and only for the lockout window. */
+const wrongPasswordKeyring = randomBytes(32);
+const wrongPasswordKey = (username: string, password: string) =>
+  `${userPrefix(username)}wrong\0${createHmac('sha256', wrongPasswordKeyring).update(username).update('\0').update(password).digest('base64url')}`;
+
+export async function whereFrom(username: string, source: string, deps: LockoutDeps): Promise<Where> {
+  return { source, familiar: await deps.state.marked(familiarKey(username, source)) };
+}
+
+/** A fraud or admin lock holds everywhere; a lock from failures only where the user is a stranger. */
+export function isLocked(user: UserRecord | undefined, now: number, where?: Where): boolean {
+  if (user?.lockedUntil == null || user.lockedUntil <= now) return false;
+  return user.lockScope !== 'unfamiliar' || !where?.familiar;
 }
 
 /** Read from the store, not from a record fetched before an await: a lock may have landed meanwhile. */
-export async function isLockedNow(username: string, now: number, deps: LockoutDeps): Promise<boolean> {
-  return isLocked(await deps.store.getUser(username), now);
+export async function isLockedNow(username: string, now: number, deps: LockoutDeps, where?: Where): Promise<boolean> {
+  return isLocked(await deps.store.getUser(username), now, where);
+}
+
+/** True when this exact wrong password was already counted for the user: answer it without a new check or count. */
+export async function isKnownWrongPassword(username: string, password: string, deps: LockoutDeps): Promise<boolean> {
+  return deps.config.mfa.lockout.max_failures > 0 && deps.state.marked(wrongPasswordKey(username, password));
 }
 
 /** One attempt's place among the user's failures; exactly one of its three ends is used. */
 export interface AttemptSlot {
-  /** The check failed: the slot stays as a failure. True when this failure locked the user. */
-  fail(reason: string): Promise<boolean>;
-  /** The user is signed in: earlier failures are forgotten. */
+  /**
+   * The check failed: the slot stays as a failure. `wrongPassword` is remembered so that sending it
+   * again counts once; `afterRightPassword` (a wrong code) counts twice from a stranger. True when
+   * this failure locked the user.
+   */
+  fail(reason: string, how?: { wrongPassword?: string; afterRightPassword?: boolean }): Promise<boolean>;
+  /** The check passed and completes the sign-in: the count is forgotten (signedIn then makes the source familiar). */
   succeed(): Promise<void>;
   /** Neither (unknown user, backend down, second factor still to come): the slot is given back. */
   release(): Promise<void>;
@@ -36,13 +73,13 @@ export interface AttemptSlot {
 const NO_LOCKOUT: AttemptSlot = { fail: async () => false, succeed: async () => {}, release: async () => {} };
 
 /**
- * Takes a slot for one attempt of `username`; undefined when failures and attempts in progress
- * already reach the limit (the attempt is then refused without being checked).
+ * Takes a slot for one attempt of `username` from `where`; undefined when failures and attempts in
+ * progress already reach the limit (the attempt is then refused without being checked).
  */
-export async function takeAttemptSlot(username: string, now: number, deps: LockoutDeps): Promise<AttemptSlot | undefined> {
+export async function takeAttemptSlot(username: string, where: Where, now: number, deps: LockoutDeps): Promise<AttemptSlot | undefined> {
   const { max_failures, duration } = deps.config.mfa.lockout;
   if (max_failures === 0) return NO_LOCKOUT;
-  const key = failureKey(username);
+  const key = failureKey(username, where);
   const taken = await deps.state.increment(key, duration);
   if (taken > max_failures) {
     await deps.state.decrement(key);
@@ -54,10 +91,12 @@ export async function takeAttemptSlot(username: string, now: number, deps: Locko
     used = true;
   };
   return {
-    async fail(reason) {
+    async fail(reason, how = {}) {
       once();
-      if (taken < max_failures) return false;
-      await lock(username, taken, reason, now, deps);
+      if (how.wrongPassword !== undefined) await deps.state.mark(wrongPasswordKey(username, how.wrongPassword), duration);
+      const count = how.afterRightPassword && !where.familiar ? await deps.state.increment(key, duration) : taken;
+      if (count < max_failures) return false;
+      await lock(username, where, count, reason, now, deps);
       return true;
     },
     async succeed() {
@@ -72,21 +111,54 @@ export async function takeAttemptSlot(username: string, now: number, deps: Locko
 }
 
 /** Counts one failure outside any slot (a wrong number, a wrong PIN on the phone); true when it locked the user. */
-export async function recordFailure(username: string, reason: string, now: number, deps: LockoutDeps): Promise<boolean> {
+export async function recordFailure(username: string, where: Where, reason: string, now: number, deps: LockoutDeps): Promise<boolean> {
   const { max_failures, duration } = deps.config.mfa.lockout;
   if (max_failures === 0) return false;
-  const count = await deps.state.increment(failureKey(username), duration);
+  const count = await deps.state.increment(failureKey(username, where), duration);
   if (count < max_failures) return false;
-  await lock(username, count, reason, now, deps);
+  await lock(username, where, count, reason, now, deps);
   return true;
 }
 
-export async function clearFailures(username: string, deps: LockoutDeps): Promise<void> {
-  if (deps.config.mfa.lockout.max_failures > 0) await deps.state.reset(failureKey(username));
+/** A full sign-in: the user's failures are forgotten, and the source is familiar for `familiar_for`. */
+export async function signedIn(username: string, source: string, deps: LockoutDeps): Promise<void> {
+  const { max_failures, familiar_for } = deps.config.mfa.lockout;
+  if (max_failures === 0) return;
+  await deps.state.reset(`${userPrefix(username)}fail`);
+  await deps.state.reset(`${userPrefix(username)}fail\0${source}`);
+  await deps.state.mark(familiarKey(username, source), familiar_for);
 }
 
-async function lock(username: string, count: number, reason: string, now: number, deps: LockoutDeps): Promise<void> {
-  await deps.state.reset(failureKey(username));
+export interface LockoutView {
+  /** source null: the count toward the lock from unfamiliar sources. */
+  failures: { source: string | null; count: number; until: number }[];
+  familiar: { source: string; until: number }[];
+}
+
+/** What `user show` lists: the counts and the familiar sources of a user, live in this server. */
+export async function lockoutView(username: string, deps: Pick<LockoutDeps, 'state'>): Promise<LockoutView> {
+  const prefix = userPrefix(username);
+  const view: LockoutView = { failures: [], familiar: [] };
+  for (const e of await deps.state.entries(prefix)) {
+    const kind = e.key.slice(prefix.length);
+    if (kind === 'fail') view.failures.push({ source: null, count: e.n, until: e.expires });
+    else if (kind.startsWith('fail\0')) view.failures.push({ source: kind.slice(5), count: e.n, until: e.expires });
+    else if (kind.startsWith('seen\0')) view.familiar.push({ source: kind.slice(5), until: e.expires });
+  }
+  return view;
+}
+
+/** `user unlock`: the counts and remembered wrong passwords go (the familiar sources stay: they are the user's). */
+export async function forgetFailures(username: string, deps: Pick<LockoutDeps, 'state'>): Promise<void> {
+  const prefix = userPrefix(username);
+  for (const e of await deps.state.entries(prefix)) if (!e.key.startsWith(`${prefix}seen\0`)) await deps.state.reset(e.key);
+}
+
+async function lock(username: string, where: Where, count: number, reason: string, now: number, deps: LockoutDeps): Promise<void> {
+  await deps.state.reset(failureKey(username, where));
+  // At a familiar source, reaching the limit costs the source its place; the lock then holds there too.
+  if (where.familiar) await deps.state.reset(familiarKey(username, where.source));
   const what = Number.isFinite(count) ? `${count} failed attempts` : 'failed attempts (the failure table is full)';
-  await deps.store.lockUser(username, now + deps.config.mfa.lockout.duration, `${what} (last: ${reason})`);
+  const scope: LockScope = 'unfamiliar';
+  await deps.store.lockUser(username, now + deps.config.mfa.lockout.duration, `${what} from ${where.source} (last: ${reason})`, scope);
 }

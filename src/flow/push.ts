@@ -9,7 +9,7 @@ import type { DeviceRecord, UserRecord } from '../store/store.js';
 import type { AccessAttempt, AccessDeps, FirstFactorCarry } from './access.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
-import { recordFailure, type LockoutDeps } from './lockout.js';
+import { recordFailure, type LockoutDeps, type Where } from './lockout.js';
 
 type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry) => Promise<Decision>;
 
@@ -85,7 +85,7 @@ export async function answerPushChallenge(
   const holdLimit = deps.policy.client(attempt.clientName).holdBudgetMs;
   const outcome = push.outcome ?? (await deps.pending.wait(push.id, Math.min(holdLimit, push.expires - deps.now())));
   if (!outcome) return pushChallenge(attempt, username, method, push, 'push_pending', deps, record.firstFactor);
-  const judged = await judgePushAnswer(deps.pending, push, typed, attempt.receivedAt, deps);
+  const judged = await judgePushAnswer(deps.pending, push, typed, attempt.where!, attempt.receivedAt, deps);
   if (judged.kind === 'claimed_elsewhere') return reject(method, 'bad_state', MESSAGES.badState);
   if (judged.kind === 'number_mismatch') return reject(method, 'number_mismatch', judged.locked ? MESSAGES.locked : MESSAGES.numberMismatch);
   return fromOutcome(judged.outcome, method, reply);
@@ -98,11 +98,11 @@ export type JudgedAnswer = { kind: 'outcome'; outcome: PushOutcome } | { kind: '
  * claimed first, then the typed number is compared, with no await between. Every other answer to the
  * same push, however many were waiting for the approval, gets `claimed_elsewhere` and no comparison.
  */
-export async function judgePushAnswer(pending: PendingPushes, push: PendingPush, typedNumber: string | undefined, now: number, deps: LockoutDeps): Promise<JudgedAnswer> {
+export async function judgePushAnswer(pending: PendingPushes, push: PendingPush, typedNumber: string | undefined, where: Where, now: number, deps: LockoutDeps): Promise<JudgedAnswer> {
   const outcome = pending.claim(push.id);
   if (!outcome) return { kind: 'claimed_elsewhere' };
   if (outcome.kind === 'approve' && push.number !== undefined && !sameText(typedNumber ?? '', push.number)) {
-    return { kind: 'number_mismatch', locked: await recordFailure(push.username, 'number_mismatch', now, deps) };
+    return { kind: 'number_mismatch', locked: await recordFailure(push.username, where, 'number_mismatch', now, deps) };
   }
   return { kind: 'outcome', outcome };
 }

@@ -5,6 +5,7 @@ import QRCode from 'qrcode';
 import { hashPassword } from '../auth/password-hash.js';
 import type { Method } from '../config/schema.js';
 import { confirmEnrollment, ensureUser, newTotpEnrollment } from '../flow/enrollment.js';
+import { whereFrom } from '../flow/lockout.js';
 import { checkPin } from '../flow/pin.js';
 import { createActivation, normalizeActivationCode } from '../mfa/activation.js';
 import type { TotpEnrollment } from '../store/store.js';
@@ -123,7 +124,7 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     if (!/^[0-9]{4,12}$/.test(pin)) return fail('The PIN must be 4 to 12 digits.');
     if (pin !== field(request.body, 'pin2', 32)) return fail('The two new PINs differ.');
     const user = await deps.store.getUser(username);
-    const current = user?.pinHash ? await checkPin(username, user.pinHash, field(request.body, 'current_pin', 32), deps.now(), deps.access()) : ({ ok: true } as const);
+    const current = user?.pinHash ? await checkPin(username, user.pinHash, field(request.body, 'current_pin', 32), await whereFrom(username, request.ip, deps.access()), deps.now(), deps.access()) : ({ ok: true } as const);
     if (!current.ok) return fail(current.locked ? 'Wrong current PIN: too many failures, the account is now locked.' : 'Wrong current PIN.', 403);
     await ensureUser(deps.store, username);
     await deps.store.setPinHash(username, await hashPassword(pin));

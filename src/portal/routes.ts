@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from '../api/server.js';
 import { accountRoutes } from './account-routes.js';
 import { attachSession, isHttps, sendPage, sessionOf, type PortalDeps } from './context.js';
-import { isLocked } from '../flow/lockout.js';
+import { isLocked, whereFrom } from '../flow/lockout.js';
 import { csrfMatches, SessionStore, sessionIdFrom, visitorCsrfCookie, visitorCsrfFrom } from './session.js';
 import { signInRoutes } from './sign-in-routes.js';
 import { CONTENT_SECURITY_POLICY, staticRoutes } from './static.js';
@@ -35,7 +35,7 @@ export async function registerPortal(app: FastifyInstance, apiDeps: ApiDeps): Pr
         // A lock or a fraud report ends the user's sessions: checked on each request, so it holds for a
         // lock set by the CLI or another node too.
         const user = session?.username ?? session?.pendingSignIn?.username;
-        if (session && user && isLocked(await deps.store.getUser(user), deps.now())) {
+        if (session && user && isLocked(await deps.store.getUser(user), deps.now(), await whereFrom(user, request.ip, deps.access()))) {
           deps.sessions.destroy(session.id);
           deps.logger.info({ audit: true, event: 'portal_session_ended', reason: 'locked', user, src: request.ip }, 'portal session ended: the account is locked');
           session = undefined;

@@ -44,7 +44,7 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     const session = sessionOf(request);
     const pending = livePending(session, deps);
     if (!pending) return backToSignIn(reply, request, deps);
-    const result = await checkCode(deps, pending.username, field(request.body, 'code', 16));
+    const result = await checkCode(deps, pending.username, field(request.body, 'code', 16), request.ip);
     if (result.kind === 'signed_in') return completeSignIn(reply, request, deps, pending.username, 'totp');
     audit(deps, request, pending.username, 'reject', result.kind === 'refused' ? result.reason : 'waiting');
     const message = { kind: 'error' as const, text: result.kind === 'refused' ? result.message : PORTAL_MESSAGES.expired };
@@ -74,7 +74,7 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     const pending = livePending(session, deps);
     if (!pending?.pushId) return backToSignIn(reply, request, deps);
     const numberMatching = deps.pending.get(pending.pushId)?.number !== undefined;
-    const result = await checkPush(deps, pending.username, pending.pushId, field(request.body, 'number', 8) || undefined);
+    const result = await checkPush(deps, pending.username, pending.pushId, field(request.body, 'number', 8) || undefined, request.ip);
     if (result.kind === 'signed_in') return completeSignIn(reply, request, deps, pending.username, 'push');
     if (result.kind === 'waiting') {
       const text = deps.pending.get(pending.pushId)?.outcome ? PORTAL_MESSAGES.numberMissing : 'Not approved yet: approve the request in the app, then continue.';

@@ -5,7 +5,7 @@ import { randomInt } from 'node:crypto';
 import type { ApiDeps } from '../api/server.js';
 import { checkUserCode } from '../flow/code-check.js';
 import { MESSAGES } from '../flow/decision.js';
-import { clearFailures, isLocked, isLockedNow, takeAttemptSlot } from '../flow/lockout.js';
+import { isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom } from '../flow/lockout.js';
 import { identify } from '../flow/identity.js';
 import { deliverPush, judgePushAnswer } from '../flow/push.js';
 import type { PendingPush } from '../mfa/pending.js';
@@ -48,8 +48,9 @@ export async function checkPassword(deps: ApiDeps, typedUsername: string, passwo
   if (who.kind === 'unavailable') return refused('first_factor_unavailable', MESSAGES.unavailable);
   const { username, loginName } = who;
   const user = await deps.store.getUser(username);
-  if (isLocked(user, now)) return refused('locked', MESSAGES.generic);
-  const slot = await takeAttemptSlot(username, now, access);
+  const where = await whereFrom(username, src, access);
+  if (isLocked(user, now, where)) return refused('locked', MESSAGES.generic);
+  const slot = await takeAttemptSlot(username, where, now, access);
   if (!slot) return refused('locked', MESSAGES.generic);
   const first = await access.portalFirstFactor.check(username, password, user, { typedUsername, loginName }).catch(async (err: unknown) => {
     await slot.release();
@@ -57,34 +58,38 @@ export async function checkPassword(deps: ApiDeps, typedUsername: string, passwo
   });
   if (first.kind === 'reject') {
     if (first.reason === 'unknown_user') await slot.release();
-    else await slot.fail(first.reason);
+    else await slot.fail(first.reason, { wrongPassword: password });
     return refused(first.reason, MESSAGES.generic);
   }
   await slot.release();
   if (first.kind === 'unavailable') return refused('first_factor_unavailable', MESSAGES.unavailable);
   if (first.kind === 'challenge') return refused('upstream_challenge', PORTAL_MESSAGES.upstreamChallenge);
   // A lock that landed while the password was checked (a burst of guesses) still stands.
-  if (await isLockedNow(username, now, access)) return refused('locked', MESSAGES.generic);
+  if (await isLockedNow(username, now, access, where)) return refused('locked', MESSAGES.generic);
   if (access.policy.profileOf(username, user, first.groups).method === 'deny') return refused('method_deny', MESSAGES.deny);
   const devices = await deps.store.devices.list(username);
   const totp = user?.totp != null;
   const push = devices.length > 0;
   if (totp || push) return { kind: 'second_factor', username, totp, push };
   if (!config.portal.allow_user_enrollment) return refused('not_enrolled', PORTAL_MESSAGES.notEnrolled);
-  await clearFailures(username, access);
+  await signedIn(username, src, access);
   return { kind: 'signed_in', username, reason: 'no_second_factor' };
 }
 
 /** Step 2a: a TOTP code, checked as RADIUS checks it (window, one use per step, lockout). */
-export async function checkCode(deps: ApiDeps, username: string, code: string): Promise<FactorResult> {
+export async function checkCode(deps: ApiDeps, username: string, code: string, src: string): Promise<FactorResult> {
   const access = deps.access();
   const now = deps.now();
   const user = await deps.store.getUser(username);
-  if (isLocked(user, now)) return refused('locked', MESSAGES.locked);
-  const slot = await takeAttemptSlot(username, now, access);
+  const where = await whereFrom(username, src, access);
+  if (isLocked(user, now, where)) return refused('locked', MESSAGES.locked);
+  const slot = await takeAttemptSlot(username, where, now, access);
   if (!slot) return refused('locked', MESSAGES.locked);
   const r = await checkUserCode(username, user, code.replace(/\s/g, ''), now, access, slot);
-  if (r.ok) return { kind: 'signed_in' };
+  if (r.ok) {
+    await signedIn(username, src, access);
+    return { kind: 'signed_in' };
+  }
   if (r.reason === 'not_enrolled') return refused(r.reason, MESSAGES.notEnrolled);
   return refused(r.reason, r.locked ? MESSAGES.locked : r.reason === 'replay' ? MESSAGES.replay : 'Wrong code. Check the time on your phone and type the current code.');
 }
@@ -118,19 +123,19 @@ export async function sendPush(deps: ApiDeps, username: string, src: string): Pr
 }
 
 /** Step 2b, later: the phone's answer (and the number typed back, with number matching). */
-export async function checkPush(deps: ApiDeps, username: string, pushId: string, typedNumber: string | undefined): Promise<FactorResult> {
+export async function checkPush(deps: ApiDeps, username: string, pushId: string, typedNumber: string | undefined, src: string): Promise<FactorResult> {
   const access = deps.access();
   const push = deps.pending.get(pushId);
   if (!push || push.username !== username) return refused('push_timeout', MESSAGES.pushTimeout);
   if (!push.outcome) return { kind: 'waiting' };
   if (push.outcome.kind === 'approve' && push.number !== undefined && !typedNumber?.trim()) return { kind: 'waiting' };
-  const judged = await judgePushAnswer(deps.pending, push, typedNumber?.trim(), deps.now(), access);
+  const judged = await judgePushAnswer(deps.pending, push, typedNumber?.trim(), await whereFrom(username, src, access), deps.now(), access);
   if (judged.kind === 'claimed_elsewhere') return refused('push_timeout', MESSAGES.pushTimeout);
   if (judged.kind === 'number_mismatch') return refused('number_mismatch', judged.locked ? MESSAGES.locked : MESSAGES.numberMismatch);
   const outcome = judged.outcome;
   switch (outcome.kind) {
     case 'approve':
-      await clearFailures(username, access);
+      await signedIn(username, src, access);
       return { kind: 'signed_in' };
     case 'deny':
       return refused('push_denied', MESSAGES.pushDenied);

@@ -60,6 +60,31 @@ export class MemoryState implements EphemeralState {
     this.counts.delete(key);
   }
 
+  async mark(key: string, ttlMs: number): Promise<boolean> {
+    const now = this.now();
+    const live = this.liveCount(key, now);
+    if (live) {
+      live.expires = Math.max(live.expires, now + ttlMs);
+      return true;
+    }
+    this.dropExpiredOldest(now);
+    if (this.counts.size >= this.maxSecurityCounts && this.sweep(now) >= this.maxSecurityCounts) return false;
+    this.counts.set(key, { n: 1, expires: now + ttlMs });
+    return true;
+  }
+
+  async marked(key: string): Promise<boolean> {
+    return this.liveCount(key, this.now()) !== undefined;
+  }
+
+  /** A scan of the whole table: for an admin's `user show`, never on the request path. */
+  async entries(prefix: string): Promise<{ key: string; n: number; expires: number }[]> {
+    const now = this.now();
+    const out: { key: string; n: number; expires: number }[] = [];
+    for (const [key, c] of this.counts) if (key.startsWith(prefix) && c.expires > now) out.push({ key, n: c.n, expires: c.expires });
+    return out;
+  }
+
   async countBySource(key: string, windowMs: number): Promise<number> {
     const count = (this.sources.get(key) ?? 0) + 1;
     const ttl = this.sources.has(key) ? Math.max(1, this.sources.getRemainingTTL(key)) : windowMs;
@@ -113,14 +138,16 @@ export class MemoryState implements EphemeralState {
   }
 
   /**
-   * A Map iterates in insertion order, which is nearly expiry order (windows are few and fixed): each new
-   * count drops a few expired ones from the front, so the table holds about the live counts only.
+   * Each new entry looks at a few of the oldest (a Map iterates in insertion order): expired ones are
+   * dropped, live ones move to the back (a clock sweep, since windows differ: 15 minutes, 30 days). So
+   * the table holds about the live entries only, at a constant cost per insert.
    */
   private dropExpiredOldest(now: number): void {
     let checked = 0;
     for (const [key, c] of this.counts) {
-      if (c.expires > now || ++checked > 4) return;
+      if (++checked > 4) return;
       this.counts.delete(key);
+      if (c.expires > now) this.counts.set(key, c);
     }
   }
 

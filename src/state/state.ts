@@ -34,6 +34,14 @@ export interface EphemeralState {
   decrement(key: string): Promise<void>;
   reset(key: string): Promise<void>;
   /**
+   * Marks `key` until `ttlMs` from now: a source a user signed in from, a wrong password already
+   * counted. Kept like the security counts (never evicted early; Infinity-full refuses: false).
+   */
+  mark(key: string, ttlMs: number): Promise<boolean>;
+  marked(key: string): Promise<boolean>;
+  /** Live counts and marks under `prefix` (n = 1 for a mark), with their expiry (epoch ms): what `user show` lists. */
+  entries(prefix: string): Promise<{ key: string; n: number; expires: number }[]>;
+  /**
    * Counts one event of a source (an address): bounded, so rotating addresses cannot grow it; an
    * evicted source only starts again from zero, and evicts nothing of the security counts.
    */

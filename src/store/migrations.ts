@@ -53,6 +53,10 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   ) STRICT;
   `,
+  // NULL = all: every lock before smart lockout was a lock from everywhere.
+  `
+  ALTER TABLE users ADD COLUMN lock_scope TEXT CHECK (lock_scope IN ('all', 'unfamiliar'));
+  `,
 ];
 
 export class MigrationError extends Error {

@@ -6,7 +6,7 @@ import type { Config, Method } from '../config/schema.js';
 import { keyFingerprint, openSecret, sealSecret } from '../mfa/secret-box.js';
 import { migrate } from './migrations.js';
 import { SqliteDevices } from './sqlite-devices.js';
-import { StoreError, type NewUser, type Store, type TotpAlgorithm, type TotpEnrollment, type UserRecord } from './store.js';
+import { StoreError, type LockScope, type NewUser, type Store, type TotpAlgorithm, type TotpEnrollment, type UserRecord } from './store.js';
 
 // Raw (array) rows: about a third cheaper than objects on the per-request path.
 type UserRow = [
@@ -17,6 +17,7 @@ type UserRow = [
   locked_until: number | null,
   lock_reason: string | null,
   pin_hash: string | null,
+  lock_scope: string | null,
   secret_enc: Uint8Array | null,
   algorithm: string | null,
   digits: number | null,
@@ -24,7 +25,7 @@ type UserRow = [
 ];
 
 const SELECT_USER = `
-  SELECT u.username, u.method, u.password_hash, u.created_at, u.locked_until, u.lock_reason, u.pin_hash,
+  SELECT u.username, u.method, u.password_hash, u.created_at, u.locked_until, u.lock_reason, u.pin_hash, u.lock_scope,
          t.secret_enc, t.algorithm, t.digits, t.period
   FROM users u LEFT JOIN totp t ON t.username = u.username`;
 
@@ -87,12 +88,12 @@ export class SqliteStore implements Store {
       setMethod: db.prepare<[string | null, string]>('UPDATE users SET method = ? WHERE username = ?'),
       setPasswordHash: db.prepare<[string | null, string]>('UPDATE users SET password_hash = ? WHERE username = ?'),
       // A directory user may have no row yet: the lock makes one (a lock that throws would never land).
-      lockUser: db.prepare<[string, number, number, string]>(
-        'INSERT INTO users (username, created_at, locked_until, lock_reason) VALUES (?, ?, ?, ?) ON CONFLICT(username) DO UPDATE SET locked_until = excluded.locked_until, lock_reason = excluded.lock_reason',
+      lockUser: db.prepare<[string, number, number, string, string]>(
+        'INSERT INTO users (username, created_at, locked_until, lock_reason, lock_scope) VALUES (?, ?, ?, ?, ?) ON CONFLICT(username) DO UPDATE SET locked_until = excluded.locked_until, lock_reason = excluded.lock_reason, lock_scope = excluded.lock_scope',
       ),
       getLock: db.prepare<[string], { locked_until: number | null }>('SELECT locked_until FROM users WHERE username = ?'),
       setPinHash: db.prepare<[string | null, string]>('UPDATE users SET pin_hash = ? WHERE username = ?'),
-      unlockUser: db.prepare<[string]>('UPDATE users SET locked_until = NULL, lock_reason = NULL WHERE username = ?'),
+      unlockUser: db.prepare<[string]>('UPDATE users SET locked_until = NULL, lock_reason = NULL, lock_scope = NULL WHERE username = ?'),
     };
     this.dataVersion = this.stmt.dataVersion.get()!;
     this.insertAll = db.transaction((users: NewUser[]) => {
@@ -150,8 +151,8 @@ export class SqliteStore implements Store {
     );
   }
 
-  async lockUser(username: string, until: number, reason: string): Promise<void> {
-    this.write([username], () => this.stmt.lockUser.run(username, this.now(), until, reason));
+  async lockUser(username: string, until: number, reason: string, scope: LockScope = 'all'): Promise<void> {
+    this.write([username], () => this.stmt.lockUser.run(username, this.now(), until, reason, scope));
   }
 
   async unlockUser(username: string): Promise<boolean> {
@@ -224,7 +225,7 @@ export class SqliteStore implements Store {
   }
 
   private toRecord(row: UserRow): UserRecord {
-    const [username, method, passwordHash, createdAt, lockedUntil, lockReason, pinHash, secretEnc, algorithm, digits, period] = row;
+    const [username, method, passwordHash, createdAt, lockedUntil, lockReason, pinHash, lockScope, secretEnc, algorithm, digits, period] = row;
     let totp: TotpEnrollment | null = null;
     if (secretEnc) {
       const opened = openSecret(this.key, secretEnc, totpContext(username));
@@ -249,6 +250,7 @@ export class SqliteStore implements Store {
       totp,
       lockedUntil,
       lockReason,
+      lockScope: lockedUntil === null ? null : lockScope === 'unfamiliar' ? 'unfamiliar' : 'all',
       pinHash,
       createdAt,
     });

@@ -10,6 +10,9 @@ export interface TotpEnrollment {
   period: number;
 }
 
+/** all: no sign-in at all; unfamiliar: refused only from sources the user has not signed in from (flow/lockout.ts). */
+export type LockScope = 'all' | 'unfamiliar';
+
 export interface UserRecord {
   username: string;
   /** The user's own method; null = take it from groups / mfa.default_method. */
@@ -20,6 +23,8 @@ export interface UserRecord {
   /** Epoch ms until which the user is locked out; null = not locked. */
   lockedUntil: number | null;
   lockReason: string | null;
+  /** all: no sign-in at all (fraud, an admin); unfamiliar: only from sources the user never signed in from (failures). */
+  lockScope: LockScope | null;
   /** argon2id hash of the push-approval PIN; null = none set. */
   pinHash: string | null;
   createdAt: number;
@@ -94,7 +99,8 @@ export interface Store {
   setMethod(username: string, method: Method | null): Promise<void>;
   setPasswordHash(username: string, hash: string | null): Promise<void>;
   setTotp(username: string, totp: TotpEnrollment | null): Promise<void>;
-  lockUser(username: string, until: number, reason: string): Promise<void>;
+  /** Locks the user (creating the row of a directory user); scope defaults to all. */
+  lockUser(username: string, until: number, reason: string, scope?: LockScope): Promise<void>;
   /** Returns true if the user was locked. */
   unlockUser(username: string): Promise<boolean>;
   setPinHash(username: string, hash: string | null): Promise<void>;

@@ -80,7 +80,8 @@ export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
       const pinHash = (await deps.store.getUser(username))?.pinHash ?? null;
       // Whoever holds an activation code must not be able to replace the PIN: only prove it.
       if (body.pin !== undefined && pinHash !== null) {
-        const checked = await checkPin(username, pinHash, body.pin, now, { config, state: deps.state, store: deps.store });
+        // Whoever holds the code is no known source of the user's: failures count toward the user's lock.
+        const checked = await checkPin(username, pinHash, body.pin, { source: 'activation', familiar: false }, now, { config, state: deps.state, store: deps.store });
         if (!checked.ok) throw new ApiError('WRONG_PIN', 'This account already has a PIN and this is not it: type the current PIN, or ask your helpdesk to reset it (radius-mfa user reset-pin).');
       }
 

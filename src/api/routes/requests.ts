@@ -111,7 +111,8 @@ async function requirePin(push: PendingPush, device: DeviceRecord, pin: string |
   if (pin === undefined) throw new ApiError('PIN_REQUIRED');
   const user = await deps.store.getUser(push.username);
   if (!user?.pinHash) throw new ApiError('PIN_NOT_SET');
-  const checked = await checkPin(push.username, user.pinHash, pin, deps.now(), { config: deps.config(), state: deps.state, store: deps.store });
+  // A phone in a stranger's hand must not guess PINs without end: its failures count toward the user's lock.
+  const checked = await checkPin(push.username, user.pinHash, pin, { source: 'phone', familiar: false }, deps.now(), { config: deps.config(), state: deps.state, store: deps.store });
   if (checked.ok) return;
   const locked = checked.locked;
   deps.logger.warn({ audit: true, event: 'push_answer_refused', reason: 'wrong_pin', request: push.id, device: device.id, user: push.username, locked }, 'wrong PIN on push approval');
