@@ -15,6 +15,9 @@ command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
 [ -x /usr/sbin/openvpn ] || need+=(openvpn)
 [ -e /usr/lib/openvpn/radiusplugin.so ] || need+=(openvpn-auth-radius)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# MS-CHAPv2/EAP relay (eapol_test: PEAP, EAP-TTLS through us to FreeRADIUS) and RADIUS over TLS (radsecproxy as the client).
+command -v eapol_test >/dev/null 2>&1 || need+=(eapoltest)
+[ -x /usr/sbin/radsecproxy ] || need+=(radsecproxy)
 # docs/mobile-api.md's curl session, run by test/mobile-api-docs.test.ts.
 for tool in curl jq xxd; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 # Portal and companion-app tests: the real browser, driven by playwright-core (never `npx playwright install`).
@@ -34,5 +37,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The Debian package starts a system FreeRADIUS on 1812 where it can; tests and the bench start their own.
 if command -v service >/dev/null 2>&1; then
-  for svc in freeradius slapd openvpn; do service "$svc" stop >/dev/null 2>&1 || true; done
+  for svc in freeradius slapd openvpn radsecproxy; do service "$svc" stop >/dev/null 2>&1 || true; done
 fi

@@ -15,7 +15,7 @@ import { AccountingForwarder } from './radius/accounting-forwarder.js';
 import { noFirstFactor } from './auth/none.js';
 import { decideAccess, type AccessAttempt, type AccessDeps, type Decision } from './flow/access.js';
 import { Policy } from './flow/policy.js';
-import { buildClientTable, type ClientTable } from './radius/clients.js';
+import { buildClientTable, buildTlsClientTable, type ClientTable, type TlsClientTable } from './radius/clients.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
 import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics } from './metrics/metrics.js';
@@ -39,11 +39,12 @@ export interface AppDeps {
 interface Runtime {
   config: Config;
   clients: ClientTable;
+  tlsClients: TlsClientTable;
   access: AccessDeps;
 }
 
 export interface BoundAddress {
-  role: 'auth' | 'acct' | 'http' | 'metrics';
+  role: 'auth' | 'acct' | 'radsec' | 'http' | 'metrics';
   address: string;
   port: number;
 }
@@ -87,17 +88,26 @@ function firstFactorFor(config: Config, logger: Logger): FirstFactor {
 }
 
 function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, deliveries: DeliveryCounts, now: () => number, previous?: Runtime): Runtime {
+  // A client with `tls` is reached over RADIUS/TLS only: its address restricts the certificate, it opens no UDP door.
   const clients = buildClientTable(
-    config.clients.map((c) => ({
-      addresses: c.address,
-      client: { name: c.name, secret: Buffer.from(c.secret, 'utf8'), requireMessageAuthenticator: c.require_message_authenticator },
-    })),
+    config.clients
+      .filter((c) => !c.tls)
+      .map((c) => ({
+        addresses: c.address ?? [],
+        client: { name: c.name, secret: Buffer.from(c.secret, 'utf8'), requireMessageAuthenticator: c.require_message_authenticator },
+      })),
+  );
+  const tlsClients = buildTlsClientTable(
+    config.clients.flatMap((c) =>
+      c.tls ? [{ identity: c.tls, addresses: c.address, client: { name: c.name, secret: Buffer.from(c.secret, 'utf8'), requireMessageAuthenticator: false, tls: true } }] : [],
+    ),
   );
   const sameFirstFactor = previous && JSON.stringify(previous.config.first_factor) === JSON.stringify(config.first_factor);
   const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config, deps.logger);
   return {
     config,
     clients,
+    tlsClients,
     access: { config, policy: new Policy(config), store: deps.store, state: deps.state, firstFactor, pending, pushSender: pushSenderFor(config, deps, deliveries), now },
   };
 }
@@ -173,8 +183,18 @@ export function buildApp(config: Config, deps: AppDeps): App {
   };
 
   const server = new RadiusServer({
-    auth: config.listen.auth,
+    auth: config.listen.auth ?? [],
     acct: config.listen.acct,
+    radsec:
+      config.listen.radsec && config.radsec
+        ? {
+            listen: config.listen.radsec,
+            tls: { cert: readFileSync(config.radsec.cert), key: readFileSync(config.radsec.key), ca: readFileSync(config.radsec.ca) },
+            clients: () => runtime.tlsClients,
+            handshakeTimeoutMs: config.radsec.handshake_timeout,
+            idleTimeoutMs: config.radsec.idle_timeout,
+          }
+        : undefined,
     clients: () => runtime.clients,
     dedupe: { windowMs: config.dedupe.window, maxEntries: config.dedupe.max_entries },
     onAccess,
