@@ -15,6 +15,7 @@ import { AccountingForwarder } from './radius/accounting-forwarder.js';
 import { noFirstFactor } from './auth/none.js';
 import { decideAccess, type AccessAttempt, type AccessDeps, type Decision } from './flow/access.js';
 import { Policy } from './flow/policy.js';
+import { RELAY_HINTS } from './flow/relay.js';
 import { buildClientTable, buildTlsClientTable, type ClientTable, type TlsClientTable } from './radius/clients.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
@@ -142,16 +143,20 @@ export function buildApp(config: Config, deps: AppDeps): App {
       callingStation: text(p, Attr.CallingStationId),
       receivedAt: request.receivedAt,
       arrival: request.arrival,
+      nas: request,
     };
     const conclude = (decision: Decision): AccessReply => {
       audit(log, attempt, src, decision, now() - attempt.receivedAt);
       decisions.add(attempt.clientName, decision.method, decision.kind, decision.reason);
+      const hint = RELAY_HINTS[decision.reason];
+      if (hint) log.warn({ q: attempt.q, client: attempt.clientName, user: attempt.username, reason: decision.reason }, hint);
       return toReply(decision, current.config);
     };
     return decideAccess(attempt, current.access).then((result) => {
       if (result.kind !== 'hold') return conclude(result);
-      // Waiting for the phone keeps the attempt (for the audit line) but not the typed password.
+      // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
       attempt.password = undefined;
+      attempt.nas = undefined;
       return current.access.pending.wait(result.pushId).then((outcome) => conclude(result.settle(outcome)));
     });
   };
@@ -262,10 +267,14 @@ function toReply(decision: Decision, config: Config): AccessReply {
   switch (decision.kind) {
     case 'accept':
       return { code: Code.AccessAccept, attributes: decision.reply };
-    case 'reject':
+    case 'reject': {
       // RFC 5080 §2.6 / FreeRADIUS reject_delay: slows guessing without holding anything else up.
-      return { code: Code.AccessReject, attributes: encodeReplyMessage(decision.message), delayMs: decision.delay ? config.mfa.reject_delay : 0 };
+      const message = encodeReplyMessage(decision.message);
+      return { code: Code.AccessReject, attributes: decision.reply ? Buffer.concat([decision.reply, message]) : message, delayMs: decision.delay ? config.mfa.reject_delay : 0 };
+    }
     case 'challenge':
+      // A relayed upstream round carries its own EAP-Message, State and Reply-Message.
+      if (decision.reply) return { code: Code.AccessChallenge, attributes: decision.reply };
       return { code: Code.AccessChallenge, attributes: Buffer.concat([encodeReplyMessage(decision.message), encodeAttribute(Attr.State, decision.state)]) };
   }
 }

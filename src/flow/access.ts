@@ -1,7 +1,7 @@
 // The decision for one Access-Request: first factor, then the second factor the policy picks.
 // Knows nothing of sockets or packet bytes.
 import type { Config, Method } from '../config/schema.js';
-import type { FirstFactor, FirstFactorResult } from '../auth/first-factor.js';
+import type { FirstFactor, FirstFactorResult, NasRequest } from '../auth/first-factor.js';
 import type { PendingPushes } from '../mfa/pending.js';
 import type { PushSender } from '../mfa/push-sender.js';
 import type { ChallengeRecord, EphemeralState } from '../state/state.js';
@@ -12,6 +12,7 @@ import { checkUserCode } from './code-check.js';
 import { isLocked, recordFailure } from './lockout.js';
 import type { Policy } from './policy.js';
 import { answerPushChallenge, startPush } from './push.js';
+import { isRelayed, relayAccess } from './relay.js';
 
 export type { Decision, Hold } from './decision.js';
 
@@ -28,6 +29,8 @@ export interface AccessAttempt {
   receivedAt: number;
   /** Monotonic reception time, for ordering only (see PendingPushes.findForAttempt). */
   arrival: number;
+  /** The NAS's request: its attributes go upstream; MS-CHAP / EAP are relayed (relay.ts). */
+  nas?: NasRequest;
 }
 
 export interface AccessDeps {
@@ -46,6 +49,8 @@ export interface AccessDeps {
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
   const { username, password } = attempt;
   if (!username) return reject(undefined, 'no_username', MESSAGES.generic);
+  // MS-CHAP, CHAP, EAP: relayed upstream with the upstream's own State, never taken for ours.
+  if (password === undefined && attempt.nas && isRelayed(attempt.nas.packet)) return relayAccess(attempt, username, deps);
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
   if (attempt.state) return answerChallenge(attempt, username, password ?? '', deps);
   if (password === undefined) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
@@ -74,7 +79,7 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
     }
   }
 
-  const first = await deps.firstFactor.check(username, typedPassword, user, { q: attempt.q });
+  const first = await deps.firstFactor.check(username, typedPassword, user, { q: attempt.q, nas: attempt.nas });
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   if (first.kind === 'reject') {
     if (first.reason !== 'unknown_user') await recordFailure(username, first.reason, attempt.receivedAt, deps);
@@ -148,7 +153,7 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
   const method = record.method as Method;
   const groups = record.firstFactor?.groups ?? [];
   const upstreamState = Buffer.from(record.firstFactor!.upstreamState!, 'hex');
-  const first = await deps.firstFactor.check(username, typed, user, { q: attempt.q, upstreamState });
+  const first = await deps.firstFactor.check(username, typed, user, { q: attempt.q, upstreamState, nas: attempt.nas });
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   if (first.kind === 'reject') {
     await recordFailure(username, first.reason, attempt.receivedAt, deps);
