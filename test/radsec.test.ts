@@ -161,6 +161,14 @@ test('many requests in flight on one connection, written in one chunk and byte b
     seen.add(bytes[1]!);
   }
   assert.equal(seen.size, 20);
+  // The same dedupe as UDP (RFC 5080 §2.2.2): a repeated request gets the cached reply, decided once.
+  const before = s.logs.audits('carol').length;
+  socket.write(reqs[3]!);
+  const again = await stream.next();
+  assert.equal(again[1], 3);
+  assert.ok(decodeReply(again, reqs[3]!, 'radsec').verified);
+  assert.equal(s.logs.audits('carol').length, before);
+  assert.equal(s.app.server.counters.resent, 1);
 });
 
 test('a trusted certificate that names no client, and one from an unknown CA, are refused; the address restricts too', async (t) => {

@@ -21,6 +21,7 @@ const USERS = [
   { name: 'alice', password: 'alice-Passw0rd' },
   { name: 'carol', password: 'carol-Passw0rd' },
   { name: 'dave', password: 'dave-Passw0rd' },
+  { name: 'erin', password: 'erin-Passw0rd', reply: ['Tunnel-Type := L2TP', 'Tunnel-Password := "tunnel-Secret-1"'] },
 ];
 let pki: TestPki;
 let fr: Freeradius;
@@ -115,6 +116,14 @@ test("the NAS's attributes go upstream with a PAP request; config drops and adds
   const record2 = upstreamRecord(fr, 'marker-2');
   assert.ok(!record2.includes('Cisco-AVPair') && !/NAS-Port = /.test(record2), record2);
   assert.ok(record2.includes('NAS-Port-Id = "via-mfa"') && record2.includes('NAS-Identifier = "mfa-1"') && record2.includes('NAS-Port-Type = Virtual'), record2);
+});
+
+test('Tunnel-Password (RFC 2868 §3.5) from the upstream Accept of a PAP request is re-hidden for the NAS, not dropped', async (t) => {
+  const s = await server(t, { mfa: { default_method: 'none' } });
+  const r = await ask(s, { 'User-Name': 'erin', 'User-Password': 'erin-Passw0rd' });
+  assert.equal(r.code, 'Access-Accept', r.stdout);
+  const shown = Object.entries(r.attributes).find(([k]) => k.startsWith('Tunnel-Password'));
+  assert.deepEqual(shown?.[1], ['tunnel-Secret-1'], r.stdout);
 });
 
 test('MS-CHAPv2: accepted after the phone approves, with MS-CHAP2-Success and the MPPE keys the upstream derived', async (t) => {
