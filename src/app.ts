@@ -143,7 +143,9 @@ export function buildApp(config: Config, deps: AppDeps): App {
       callingStation: text(p, Attr.CallingStationId),
       receivedAt: request.receivedAt,
       arrival: request.arrival,
-      nas: request,
+      // Only what needs the packet keeps it: an upstream RADIUS first factor, or a request to relay.
+      // Held longer, every PAP packet would outlive young-generation GCs and make them dearer.
+      nas: request.password === undefined || current.config.first_factor.type === 'radius' ? request : undefined,
     };
     const conclude = (decision: Decision): AccessReply => {
       audit(log, attempt, src, decision, now() - attempt.receivedAt);
