@@ -244,7 +244,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       return [...radius, ...(await startHttp()), ...(await startMetrics())];
     },
     reload(next) {
-      const restart = (['listen', 'http', 'store', 'state', 'dedupe', 'metrics', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
+      const restart = (['listen', 'radsec', 'http', 'store', 'state', 'dedupe', 'metrics', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
       const previous = runtime;
       runtime = buildRuntime(next, deps, pending, deliveries, now, runtime);
       // A replaced first factor (LDAP, upstream RADIUS) is closed once requests in flight are done with it.

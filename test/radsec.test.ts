@@ -225,6 +225,10 @@ test('fuzz: oversize and undersize Length close the connection; partial frames a
   await Promise.all([closed(stalled), closed(trickle)]);
   clearInterval(drip);
   assert.ok(at < slow.length, 'the trickled packet was never completed');
+  // idle_timeout: a connection with no traffic and nothing being decided is closed.
+  const s3 = await server(t, {}, { idle_timeout: '300ms' });
+  const quiet = await tlsConnect(s3);
+  await closed(quiet);
   // A TCP connection that never starts TLS is cut at the handshake timeout.
   const { connect: tcp } = await import('node:net');
   const bare = tcp(s.radsecPort, '127.0.0.1');

@@ -168,6 +168,7 @@ export class RadsecListener {
         ? this.options.clients().match({ commonNames: cn === undefined ? [] : Array.isArray(cn) ? cn : [cn], fingerprint256: cert.fingerprint256 }, address)
         : undefined;
     if (!client) {
+      socket.on('error', () => {});
       this.options.onRefused('unknown_tls_client', from, `TLS client certificate (CN ${JSON.stringify(cn)}, sha256 ${cert?.fingerprint256}) matches no client with tls: connection closed`);
       socket.destroy();
       return;
