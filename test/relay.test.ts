@@ -220,6 +220,8 @@ test('PEAP-MSCHAPv2 and EAP-TTLS/PAP through us: success after the phone approve
     const r = await run;
     assert.ok(r.success, `${method}: ${r.output.slice(-2000)}`);
     assert.ok(r.mppeKeysOk, `${method}: MPPE keys`);
+    // The inner identity the upstream named reaches the NAS in the Access-Accept (for its accounting).
+    assert.match(r.output, /Attribute 1 \(User-Name\) length=7\s+Value: 'alice'/, `${method}: User-Name`);
   }
   const accepts = decisions(s, 'alice').filter((a) => a.result === 'accept');
   assert.deepEqual(

@@ -145,13 +145,14 @@ function attributesOf(p: RadiusPacket, type: number): Buffer[] {
 /**
  * The upstream Accept's attributes that go on to the NAS, re-encoded (RFC 2865 §5.25: Class untouched).
  * Hidden ones are re-hidden for the NAS with `keys`, or dropped without them. `relayed`: the Accept of a
- * relayed MS-CHAP / EAP request, whose EAP-Message, MS-CHAP2-Success and keys always pass.
+ * relayed MS-CHAP / EAP request, whose EAP-Message, User-Name, MS-CHAP2-Success and keys always pass.
  */
 export function passedAttributes(p: RadiusPacket, filter: UpstreamFilter, warn: (what: string) => void, keys?: RehideKeys, relayed = false): Buffer {
   const out: Buffer[] = [];
   for (const a of p.attributes) {
     const v = vendorOf(a);
-    const protocol = relayed && (a.type === Attr.EapMessage || (v?.vendor === VENDOR_MICROSOFT && MS_PROTOCOL.has(v.vendorType)));
+    // A relayed Accept's User-Name is the upstream's word on who signed in (the inner identity): the NAS accounts with it.
+    const protocol = relayed && (a.type === Attr.EapMessage || a.type === Attr.UserName || (v?.vendor === VENDOR_MICROSOFT && MS_PROTOCOL.has(v.vendorType)));
     if (!protocol) {
       if (NEVER_PASSED.has(a.type)) continue;
       if (filter.allow && !matchesKey(filter.allow, a)) continue;
