@@ -5,8 +5,10 @@
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { encodeResponse } from '../src/radius/crypto.js';
 import { createActivation } from '../src/mfa/activation.js';
-import { Attr } from '../src/radius/packet.js';
+import { Attr, Code, decodePacket, encodeAttribute } from '../src/radius/packet.js';
 import { eapol } from './helpers/eapol.js';
 import { startFreeradius, type Freeradius } from './helpers/freeradius.js';
 import { authenticatorResponse, generateNtResponse, mppeKeys, msChap2Response } from './helpers/mschapv2.js';
@@ -274,8 +276,11 @@ test('fuzz: EAP-Message and MS-CHAP attributes of every wrong length; the proces
   const bodies: [number, Buffer][][] = [];
   for (let n = 0; n <= 253; n++) bodies.push([[Attr.EapMessage, randomBytes(n)]]);
   for (const type of [1, 2, 11, 25, 26]) {
-    for (let n = 0; n <= 247; n += n < 60 ? 1 : 17) {
-      bodies.push([[Attr.VendorSpecific, vsa(type, randomBytes(n))], ...(type === 25 ? ([[Attr.VendorSpecific, vsa(11, randomBytes(16))]] as [number, Buffer][]) : [])]);
+    for (let n = 0; n <= 247; n++) {
+      const v = vsa(type, randomBytes(n));
+      // Every tenth: the vendor's own Length octet disagrees with the attribute.
+      if (n % 10 === 0) v[5] = randomBytes(1)[0]!;
+      bodies.push([[Attr.VendorSpecific, v], ...(type === 25 ? ([[Attr.VendorSpecific, vsa(11, randomBytes(16))]] as [number, Buffer][]) : [])]);
     }
   }
   for (const s of [local, relayed]) {
@@ -294,4 +299,29 @@ test('fuzz: EAP-Message and MS-CHAP attributes of every wrong length; the proces
     assert.notEqual(ok.code, 'timeout', 'still answering');
     assert.equal(s.app.server.counters.errors, 0);
   }
+});
+
+test('RFC 3579: an upstream EAP reply without Message-Authenticator is discarded even from a server exempted for PAP', async (t) => {
+  const sock = createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  t.after(() => sock.close());
+  sock.on('message', (msg, rinfo) => {
+    const req = decodePacket(msg);
+    if (!req.ok) return;
+    const reply = encodeResponse({
+      code: Code.AccessChallenge,
+      identifier: req.packet.identifier,
+      requestAuthenticator: req.packet.authenticator,
+      attributes: Buffer.concat([encodeAttribute(Attr.EapMessage, Buffer.from([1, 2, 0, 6, 25, 0x20])), encodeAttribute(Attr.State, 'up-state')]),
+      proxyStates: [],
+      secret: Buffer.from(UP_SECRET),
+      withMessageAuthenticator: false,
+    });
+    sock.send(reply, rinfo.port, rinfo.address);
+  });
+  const s = await server(t, { first_factor: { type: 'radius', servers: [{ address: `127.0.0.1:${sock.address().port}`, secret: UP_SECRET, require_message_authenticator: false }], timeout: '500ms', retries: 0 } });
+  const r = await eapol({ port: s.authPort, secret: s.secret, method: 'PEAP', identity: 'alice', password: 'alice-Passw0rd', ca: pki.ca, timeout: 3 });
+  assert.equal(r.success, false);
+  assert.equal(decisions(s)[0]?.reason, 'first_factor_unavailable');
+  await s.logs.waitFor((l) => typeof l.msg === 'string' && l.msg.includes('EAP-Message without Message-Authenticator'));
 });
