@@ -180,7 +180,7 @@ test('MS-CHAPv1 and CHAP (built by radclient) pass through; a CHAP challenge tha
   assert.equal(bad.code, 'Access-Reject');
 });
 
-test('local and ldap-like first factors refuse MS-CHAP and EAP with their own reason and a log line naming the fix', async (t) => {
+test('the local first factor refuses MS-CHAP and EAP with their own reason and a log line naming the fix', async (t) => {
   const s = await server(t, { first_factor: { type: 'local' } });
   await enrollTotp(s.store, 'alice', { password: 'alice-Passw0rd' });
   const r = await ask(s, msChapV2('alice', 'alice-Passw0rd').attributes);
