@@ -18,6 +18,9 @@ command -v pamtester >/dev/null 2>&1 || need+=(pamtester)
 [ -x /usr/sbin/ocserv ] || need+=(ocserv)
 command -v openconnect >/dev/null 2>&1 || need+=(openconnect)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# MS-CHAPv2/EAP relay (eapol_test: PEAP, EAP-TTLS through us to FreeRADIUS) and RADIUS over TLS (radsecproxy as the client).
+command -v eapol_test >/dev/null 2>&1 || need+=(eapoltest)
+[ -x /usr/sbin/radsecproxy ] || need+=(radsecproxy)
 # docs/mobile-api.md's curl session, run by test/mobile-api-docs.test.ts.
 for tool in curl jq xxd; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 # deploy/radius-mfa.service is checked with systemd-analyze verify (test/service-unit.test.ts).
@@ -39,5 +42,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The Debian package starts a system FreeRADIUS on 1812 where it can; tests and the bench start their own.
 if command -v service >/dev/null 2>&1; then
-  for svc in freeradius slapd openvpn ocserv; do service "$svc" stop >/dev/null 2>&1 || true; done
+  for svc in freeradius slapd openvpn ocserv radsecproxy; do service "$svc" stop >/dev/null 2>&1 || true; done
 fi

@@ -17,7 +17,8 @@ import { AccountingForwarder } from './radius/accounting-forwarder.js';
 import { noFirstFactor } from './auth/none.js';
 import { decideAccess, type AccessAttempt, type AccessDeps, type Decision } from './flow/access.js';
 import { Policy } from './flow/policy.js';
-import { buildClientTable, type ClientTable } from './radius/clients.js';
+import { RELAY_HINTS } from './flow/relay.js';
+import { buildClientTable, buildTlsClientTable, type ClientTable, type TlsClientTable } from './radius/clients.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
 import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics } from './metrics/metrics.js';
@@ -45,11 +46,12 @@ export interface AppDeps {
 interface Runtime {
   config: Config;
   clients: ClientTable;
+  tlsClients: TlsClientTable;
   access: AccessDeps;
 }
 
 export interface BoundAddress {
-  role: 'auth' | 'acct' | 'http' | 'metrics';
+  role: 'auth' | 'acct' | 'radsec' | 'http' | 'metrics';
   address: string;
   port: number;
 }
@@ -92,11 +94,19 @@ function firstFactorFor(ff: FirstFactorConfig, store: Store, logger: Logger): Fi
 }
 
 function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, deliveries: DeliveryCounts, now: () => number, previous?: Runtime): Runtime {
+  // A client with `tls` is reached over RADIUS/TLS only: its address restricts the certificate, it opens no UDP door.
   const clients = buildClientTable(
-    config.clients.map((c) => ({
-      addresses: c.address,
-      client: { name: c.name, secret: Buffer.from(c.secret, 'utf8'), requireMessageAuthenticator: c.require_message_authenticator },
-    })),
+    config.clients
+      .filter((c) => !c.tls)
+      .map((c) => ({
+        addresses: c.address ?? [],
+        client: { name: c.name, secret: Buffer.from(c.secret, 'utf8'), requireMessageAuthenticator: c.require_message_authenticator },
+      })),
+  );
+  const tlsClients = buildTlsClientTable(
+    config.clients.flatMap((c) =>
+      c.tls ? [{ identity: c.tls, addresses: c.address, client: { name: c.name, secret: Buffer.from(c.secret, 'utf8'), requireMessageAuthenticator: false, tls: true } }] : [],
+    ),
   );
   const sameFirstFactor = previous && JSON.stringify(previous.config.first_factor) === JSON.stringify(config.first_factor);
   const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config.first_factor, deps.store, deps.logger);
@@ -107,6 +117,7 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, del
   return {
     config,
     clients,
+    tlsClients,
     access: {
       config,
       policy: new Policy(config, usernames),
@@ -153,16 +164,22 @@ export function buildApp(config: Config, deps: AppDeps): App {
       callingStation: text(p, Attr.CallingStationId),
       receivedAt: request.receivedAt,
       arrival: request.arrival,
+      // Only what needs the packet keeps it: an upstream RADIUS first factor, or a request to relay.
+      // Held longer, every PAP packet would outlive young-generation GCs and make them dearer.
+      nas: request.password === undefined || current.config.first_factor.type === 'radius' ? request : undefined,
     };
     const conclude = (decision: Decision): AccessReply => {
       audit(log, attempt, src, decision, now() - attempt.receivedAt);
       decisions.add(attempt.clientName, decision.method, decision.kind, decision.reason);
+      const hint = RELAY_HINTS[decision.reason];
+      if (hint) log.warn({ q: attempt.q, client: attempt.clientName, user: attempt.username, reason: decision.reason }, hint);
       return toReply(decision, current.config);
     };
     return decideAccess(attempt, current.access).then((result) => {
       if (result.kind !== 'hold') return conclude(result);
-      // Waiting for the phone keeps the attempt (for the audit line) but not the typed password.
+      // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
       attempt.password = undefined;
+      attempt.nas = undefined;
       return current.access.pending.wait(result.pushId).then((outcome) => conclude(result.settle(outcome)));
     });
   };
@@ -194,8 +211,18 @@ export function buildApp(config: Config, deps: AppDeps): App {
   };
 
   const server = new RadiusServer({
-    auth: config.listen.auth,
+    auth: config.listen.auth ?? [],
     acct: config.listen.acct,
+    radsec:
+      config.listen.radsec && config.radsec
+        ? {
+            listen: config.listen.radsec,
+            tls: { cert: readFileSync(config.radsec.cert), key: readFileSync(config.radsec.key), ca: readFileSync(config.radsec.ca) },
+            clients: () => runtime.tlsClients,
+            handshakeTimeoutMs: config.radsec.handshake_timeout,
+            idleTimeoutMs: config.radsec.idle_timeout,
+          }
+        : undefined,
     clients: () => runtime.clients,
     dedupe: { windowMs: config.dedupe.window, maxEntries: config.dedupe.max_entries },
     onAccess,
@@ -247,7 +274,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
       return [...radius, ...(await startHttp()), ...(await startMetrics())];
     },
     reload(next) {
-      const restart = (['listen', 'http', 'store', 'state', 'dedupe', 'metrics', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
+      const restart = (['listen', 'radsec', 'http', 'store', 'state', 'dedupe', 'metrics', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
       const previous = runtime;
       runtime = buildRuntime(next, deps, pending, deliveries, now, runtime);
       loadedAt = Date.now();
@@ -275,10 +302,14 @@ function toReply(decision: Decision, config: Config): AccessReply {
   switch (decision.kind) {
     case 'accept':
       return { code: Code.AccessAccept, attributes: decision.reply };
-    case 'reject':
+    case 'reject': {
       // RFC 5080 §2.6 / FreeRADIUS reject_delay: slows guessing without holding anything else up.
-      return { code: Code.AccessReject, attributes: encodeReplyMessage(decision.message), delayMs: decision.delay ? config.mfa.reject_delay : 0 };
+      const message = encodeReplyMessage(decision.message);
+      return { code: Code.AccessReject, attributes: decision.reply ? Buffer.concat([decision.reply, message]) : message, delayMs: decision.delay ? config.mfa.reject_delay : 0 };
+    }
     case 'challenge':
+      // A relayed upstream round carries its own EAP-Message, State and Reply-Message.
+      if (decision.reply) return { code: Code.AccessChallenge, attributes: decision.reply };
       return { code: Code.AccessChallenge, attributes: Buffer.concat([encodeReplyMessage(decision.message), encodeAttribute(Attr.State, decision.state)]) };
   }
 }

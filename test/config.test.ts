@@ -477,3 +477,40 @@ describe('watchConfig', () => {
     assert.equal(calls, 2, 'no calls after stop');
   });
 });
+
+describe('RADIUS over TLS and non-PAP settings', () => {
+  const tlsOnly = (clients: string, top = '') => `listen:
+  radsec: "0.0.0.0:2083"
+radsec: { cert: /etc/radsec/cert.pem, key: /etc/radsec/key.pem, ca: /etc/radsec/ca.pem }
+clients:
+${clients}${top}`;
+
+  test('listen.auth may be left out with listen.radsec; a TLS client needs no address or secret ("radsec")', () => {
+    const { result } = load(tlsOnly('  - { name: fw1, tls: { subject: "CN=fw1.example.com" } }\n  - { name: fw2, address: 192.0.2.0/24, tls: { fingerprint: "sha256:' + 'ab:'.repeat(31) + 'ab" } }\n'));
+    assert.ok(result.ok, result.ok ? '' : formatIssues(result.issues));
+    assert.equal(result.config.listen.auth, undefined);
+    assert.equal(result.config.clients[0]!.secret, 'radsec');
+    assert.deepEqual(result.config.clients[1]!.tls, { fingerprint: 'AB:'.repeat(31) + 'AB' });
+    assert.equal(result.config.radsec!.handshake_timeout, 10_000);
+  });
+
+  test('without listen.auth or listen.radsec, without radsec settings, and a UDP client without address: each named', () => {
+    assert.match(onlyIssue(load(`listen: {}\nclients:\n  - { name: a, address: 10.0.0.1, secret: ${GOOD_SECRET} }\n`).result).message, /required unless listen\.radsec/);
+    assert.equal(onlyIssue(load(`listen: { radsec: "0.0.0.0:2083" }\nclients:\n  - { name: a, tls: { subject: "CN=a" } }\n`).result).path, 'radsec');
+    assert.equal(onlyIssue(load(minimal().replace('    address: 10.0.0.1\n', '')).result).path, 'clients[0].address');
+    assert.match(onlyIssue(load(tlsOnly('  - { name: fw1, tls: { subject: "fw1.example.com" } }\n')).result).message, /CN=/);
+    assert.match(onlyIssue(load(tlsOnly('  - { name: fw1, tls: { fingerprint: "md5:AB" } }\n')).result).message, /sha256/);
+  });
+
+  test('with an upstream RADIUS first factor, methods that need a typed code are warned about (mfa.non_pap)', () => {
+    const ff = `first_factor: { type: radius, servers: [{ address: "10.0.0.5", secret: ${GOOD_SECRET} }] }\n`;
+    const { result } = load(minimal('', `${ff}mfa: { default_method: push, non_pap: reject }\ngroups: { contractors: { method: totp } }\nusers: { bob: { method: challenge } }\n`));
+    assert.ok(result.ok);
+    assert.equal(result.warnings.length, 2, result.warnings.join('\n'));
+    assert.match(result.warnings[0]!, /groups\.contractors\.method: .*are refused \(mfa\.non_pap: reject\)/);
+    assert.match(result.warnings[1]!, /users\.bob\.method: .*MS-CHAP and EAP/);
+    const local = load(minimal('', 'groups: { contractors: { method: totp } }\n')).result;
+    assert.ok(local.ok);
+    assert.deepEqual(local.warnings, []);
+  });
+});

@@ -1,3 +1,4 @@
+import type { RadiusPacket } from '../radius/packet.js';
 import type { UserRecord } from '../store/store.js';
 
 /** The first factor's answer: wrong password and backend down are different things (never a boolean). */
@@ -11,9 +12,27 @@ export type FirstFactorResult =
 
 export type GroupsResult = { kind: 'ok'; groups: readonly string[] } | { kind: 'unavailable'; reason: string };
 
+/** The NAS's Access-Request a check answers, and the client (secret) it came from. The server's AccessRequest is one. */
+export interface NasRequest {
+  packet: RadiusPacket;
+  client: { secret: Buffer };
+}
+
+/**
+ * An upstream RADIUS server's answer to a relayed MS-CHAP / EAP request. `reply` holds the attributes
+ * for the NAS, hidden ones re-hidden for it. `userName`: the upstream Accept's User-Name (the inner identity).
+ */
+export type RelayResult =
+  | { kind: 'accept'; userName: string | undefined; reply: Buffer }
+  | { kind: 'reject'; reply: Buffer }
+  | { kind: 'challenge'; reply: Buffer }
+  | { kind: 'unavailable'; reason: string };
+
 export interface FirstFactorContext {
   /** Request number, for log lines. */
   q?: number;
+  /** The NAS's request: its attributes go upstream, and the upstream's hidden attributes are re-hidden for it. */
+  nas?: NasRequest;
   /** State of an upstream Access-Challenge this request answers (RFC 2865 §4.4). */
   upstreamState?: Buffer;
   /**
@@ -38,5 +57,7 @@ export interface FirstFactor {
   groupsOf?(username: string, context?: FirstFactorContext): Promise<GroupsResult>;
   /** The directory's own name for whoever logs in as `username` (an alias: mail, UPN), when it is configured to tell. */
   directoryName?(username: string, context?: FirstFactorContext): Promise<DirectoryNameResult>;
+  /** Only a RADIUS upstream can check what the NAS sent without a cleartext password (CHAP, MS-CHAP, EAP). */
+  relay?(request: NasRequest, context?: FirstFactorContext): Promise<RelayResult>;
   close?(): Promise<void>;
 }

@@ -61,7 +61,7 @@ function resolveTarget(configPath: string, opts: TestOptions): Target {
     if (!hp) throw new CliError(`--server ${JSON.stringify(opts.server)}: use HOST:PORT, e.g. 127.0.0.1:1812 or [::1]:1812`, 2);
     ({ host, port } = hp);
   } else {
-    const listen = config?.listen.auth[0];
+    const listen = config?.listen.auth?.[0];
     if (!listen) throw need('the server address', '--server HOST:PORT');
     if (listen.port === 0) throw new CliError(`listen.auth in ${configPath} has port 0 (a random port): give --server HOST:PORT`, 2);
     host = loopbackFor(listen.host);
@@ -71,7 +71,8 @@ function resolveTarget(configPath: string, opts: TestOptions): Target {
   if (secret === undefined) {
     if (!config) throw need('the shared secret', '--secret');
     const source = isIPv4(host) || !host.includes(':') ? '127.0.0.1' : '::1';
-    const table = buildClientTable(config.clients.map((c) => ({ addresses: c.address, client: { name: c.name, secret: Buffer.from(c.secret), requireMessageAuthenticator: true } })));
+    // UDP clients only: a TLS (RadSec) client is matched by its certificate, not by this test's address.
+    const table = buildClientTable(config.clients.filter((c) => c.address && !c.tls).map((c) => ({ addresses: c.address!, client: { name: c.name, secret: Buffer.from(c.secret), requireMessageAuthenticator: true } })));
     const client = table.lookup(source);
     if (!client) throw new CliError(`no client in ${configPath} covers ${source}, where this test comes from: add one (clients: - {name: local-test, address: ${source}, secret: ...}) or give --secret`);
     secret = client.secret.toString('utf8');

@@ -95,6 +95,7 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
       );
     }
   });
+  nonPapWarnings(config, warn);
   return { ok: true, config: deepFreeze(config), warnings: warnings.map(redact) };
 }
 
@@ -409,6 +410,23 @@ function duplicateClientNames(data: unknown): { path: Segment[]; message: string
     else out.push({ path: ['clients', i, 'name'], message: `duplicate client name ${JSON.stringify(name)}, already used by clients[${seen}]; names must be unique (logs and metrics use them)` });
   });
   return out;
+}
+
+/**
+ * MS-CHAP and EAP (relayed to a RADIUS upstream) carry no typed code: a method that needs one falls back
+ * to mfa.non_pap. Said once per place that sets such a method.
+ */
+function nonPapWarnings(config: Config, warn: (p: Segment[], message: string) => void): void {
+  if (config.first_factor.type !== 'radius') return;
+  const fallback = config.mfa.non_pap === 'push' ? 'get a push instead (mfa.non_pap: push)' : 'are refused (mfa.non_pap: reject)';
+  const needsCode = (m: string | undefined) => m === 'totp' || m === 'challenge';
+  if (needsCode(config.mfa.default_method)) warn(['mfa', 'default_method'], `default_method ${config.mfa.default_method} needs a typed code: MS-CHAP and EAP sign-ins of users without another method ${fallback}`);
+  for (const [name, g] of Object.entries(config.groups)) {
+    if (needsCode(g.method)) warn(['groups', name, 'method'], `group ${JSON.stringify(name)} has method ${g.method}, which needs a typed code: its members' MS-CHAP and EAP sign-ins ${fallback}`);
+  }
+  for (const [name, u] of Object.entries(config.users)) {
+    if (needsCode(u.method)) warn(['users', name, 'method'], `user ${JSON.stringify(name)} has method ${u.method}, which needs a typed code: MS-CHAP and EAP sign-ins ${fallback}`);
+  }
 }
 
 function deepFreeze<T>(value: T): T {

@@ -73,17 +73,57 @@ const replyAttributes = z
   })
   .meta({ description: 'RADIUS reply attributes by dictionary name, e.g. {Filter-Id: vpn-users, Class: staff}.' });
 
+/** "sha256:AB:CD:..." (32 octets in hex, colons optional) -> "AB:CD:..." as node:tls reports fingerprint256. */
+export function normalizeFingerprint(value: string): string | undefined {
+  const m = /^sha256:((?:[0-9a-f]{2}:?){32})$/i.exec(value.trim());
+  if (!m) return undefined;
+  const hex = m[1]!.replace(/:/g, '');
+  return hex.length === 64 ? hex.toUpperCase().match(/../g)!.join(':') : undefined;
+}
+
+/** RFC 6614 §2.4: a RADIUS/TLS client is known by its verified certificate. */
+const tlsIdentity = z
+  .union([
+    z.strictObject({
+      subject: z
+        .string()
+        .regex(/^CN=.+$/, 'must be "CN=<common name>", e.g. "CN=vpn1.example.com" (compared exactly)')
+        .meta({ description: "The certificate subject's CN, exact: \"CN=vpn1.example.com\"." }),
+    }),
+    z.strictObject({
+      fingerprint: z
+        .string()
+        .refine((v) => normalizeFingerprint(v) !== undefined, { message: 'must be "sha256:" and 32 hex octets, e.g. from: openssl x509 -noout -fingerprint -sha256 -in cert.pem' })
+        .transform((v) => normalizeFingerprint(v)!)
+        .meta({ description: 'SHA-256 fingerprint of the client certificate: "sha256:AB:CD:...".' }),
+    }),
+  ])
+  .meta({ description: 'RADIUS over TLS (listen.radsec): the client certificate, by subject CN or fingerprint.' });
+
+const clientAddresses = oneOrMany(
+  z.string().refine(isAddressOrCidr, { message: 'must be an IPv4/IPv6 address or CIDR, e.g. 10.1.0.0/24 or fd00::/64' }),
+);
+
 const client = z.strictObject({
   name: z.string().min(1),
-  address: oneOrMany(
-    z.string().refine(isAddressOrCidr, { message: 'must be an IPv4/IPv6 address or CIDR, e.g. 10.1.0.0/24 or fd00::/64' }),
-  ),
-  secret: z.string().min(1, 'must not be empty').meta({ description: 'Shared secret; use "${ENV_VAR}" to keep it out of the file.' }),
+  address: clientAddresses.optional().meta({ description: 'Source IPs/CIDRs. Required for UDP clients; for a TLS client it restricts where its certificate is accepted from.' }),
+  secret: z
+    .string()
+    .min(1, 'must not be empty')
+    .optional()
+    .meta({ description: 'Shared secret; use "${ENV_VAR}" to keep it out of the file. Optional for a TLS client: "radsec" (RFC 6614 §2.3).' }),
   require_message_authenticator: z.boolean().default(true),
   nas_timeout: duration.optional().meta({ description: "The NAS's own RADIUS timeout per try; with nas_retries it bounds how long a push may hold a request." }),
   nas_retries: z.number().int().min(0).max(10).default(0).meta({ description: 'How many times the NAS retries after nas_timeout.' }),
   number_matching: z.boolean().optional().meta({ description: 'Overrides mfa.push.number_matching for this client (some VPNs cannot show a second prompt).' }),
-});
+  tls: tlsIdentity.optional(),
+})
+  .superRefine((c, ctx) => {
+    if (!c.tls && c.address === undefined) ctx.addIssue({ code: 'custom', path: ['address'], message: 'missing; expected an IP address or CIDR, or a list of them (a RADIUS over TLS client gives tls instead)' });
+    if (!c.tls && c.secret === undefined) ctx.addIssue({ code: 'custom', path: ['secret'], message: 'missing; expected a string' });
+  })
+  // RFC 6614 §2.3: over TLS the shared secret is "radsec" unless both ends agree on another.
+  .transform((c) => ({ ...c, secret: c.secret ?? 'radsec' }));
 
 const ldapUrl = z.string().regex(/^ldaps?:\/\/[^/\s]+\/?$/i, 'must be "ldap://host[:port]" or "ldaps://host[:port]"');
 const userPlaceholder = (what: string) => z.string().min(1).refine((v) => v.includes('{user}'), { message: `${what} must contain {user}` });
@@ -184,7 +224,17 @@ const radiusFirstFactor = z.strictObject({
   servers: z.array(upstreamServer).min(1).meta({ description: 'Upstream RADIUS servers (NPS, FreeRADIUS), tried in order.' }),
   timeout: duration.prefault('3s').meta({ description: 'Wait per try before retransmitting.' }),
   retries: z.number().int().min(0).max(10).default(2).meta({ description: 'Retransmissions per server before failing over to the next.' }),
-  nas_identifier: z.string().min(1).default('radius-mfa').meta({ description: 'NAS-Identifier sent upstream.' }),
+  nas_identifier: z.string().min(1).default('radius-mfa').meta({ description: 'NAS-Identifier sent upstream when the NAS sent none of its own.' }),
+  request_attributes: z
+    .strictObject({
+      drop: attributeNames.default([]).meta({ description: "Never copy these of the NAS's request upstream." }),
+      add: replyAttributes.meta({ description: 'Add these to every upstream request, e.g. {NAS-Port-Type: Virtual}.' }),
+    })
+    .prefault({})
+    .meta({
+      description:
+        "The NAS's NAS-IP-Address, NAS-Identifier, NAS-Port, NAS-Port-Type, Calling-/Called-Station-Id, Service-Type, Framed-Protocol and vendor attributes are copied to the upstream request (NPS network policies match on them) unless dropped here.",
+    }),
   reply_attributes: z
     .strictObject({
       allow: attributeNames.optional().meta({ description: 'Pass only these attributes of the upstream Access-Accept.' }),
@@ -286,6 +336,10 @@ const mfa = z
         text: z.string().min(1).max(200).default('Sign-in request').meta({ description: 'The short text of the push notification.' }),
       })
       .prefault({}),
+    non_pap: z.enum(['push', 'reject']).default('push').meta({
+      description:
+        'MS-CHAP and EAP requests (relayed to first_factor radius) carry no typed code: a user whose method is totp or challenge gets a push instead (push) or is refused (reject). Logged with its own reason.',
+    }),
     lockout: z
       .strictObject({
         max_failures: z.number().int().min(0).default(5).meta({
@@ -340,11 +394,26 @@ const configUser = z.strictObject({
 });
 
 export const configSchema = z.strictObject({
-  listen: z.strictObject({
-    auth: oneOrMany(hostPort),
-    acct: oneOrMany(hostPort).optional(),
-  }),
+  listen: z
+    .strictObject({
+      auth: oneOrMany(hostPort).optional(),
+      acct: oneOrMany(hostPort).optional(),
+      radsec: oneOrMany(hostPort).optional().meta({ description: 'RADIUS over TLS (RFC 6614), e.g. "0.0.0.0:2083": authentication, accounting and Status-Server on one TLS connection. Needs `radsec`.' }),
+    })
+    .superRefine((l, ctx) => {
+      if (!l.auth && !l.radsec) ctx.addIssue({ code: 'custom', path: ['auth'], message: 'is required unless listen.radsec is set' });
+    }),
   clients: z.array(client).min(1, 'at least one client is needed: a RADIUS server answers nobody without one'),
+  radsec: z
+    .strictObject({
+      cert: z.string().min(1).meta({ description: 'PEM server certificate (chain) file.' }),
+      key: z.string().min(1).meta({ description: 'PEM private key file.' }),
+      ca: z.string().min(1).meta({ description: 'PEM CA file: client certificates must chain to it.' }),
+      handshake_timeout: duration.prefault('10s').meta({ description: 'A TLS handshake, and each RADIUS packet once begun, must be complete within this.' }),
+      idle_timeout: duration.prefault('10m').meta({ description: 'A connection with no traffic and no request being decided is closed after this.' }),
+    })
+    .optional()
+    .meta({ description: 'TLS settings of listen.radsec (TLS 1.2 or later; client certificates required).' }),
   first_factor: firstFactor.prefault({ type: 'local' }),
   accounting,
   mfa,
@@ -426,7 +495,10 @@ export const configSchema = z.strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
     })
     .prefault({}),
-});
+})
+  .superRefine((c, ctx) => {
+    if (c.listen.radsec && !c.radsec) ctx.addIssue({ code: 'custom', path: ['radsec'], message: 'is required with listen.radsec: give {cert, key, ca}' });
+  });
 
 export type Config = z.output<typeof configSchema>;
 

@@ -1,7 +1,7 @@
 // The decision for one Access-Request: first factor, then the second factor the policy picks.
 // Knows nothing of sockets or packet bytes.
 import type { Config, Method } from '../config/schema.js';
-import type { FirstFactor, FirstFactorResult } from '../auth/first-factor.js';
+import type { FirstFactor, FirstFactorResult, NasRequest } from '../auth/first-factor.js';
 import type { PendingPushes } from '../mfa/pending.js';
 import type { PushSender } from '../mfa/push-sender.js';
 import type { ChallengeRecord, EphemeralState } from '../state/state.js';
@@ -14,6 +14,7 @@ import { identify } from './identity.js';
 import type { UsernameRules } from './username.js';
 import type { Policy } from './policy.js';
 import { answerPushChallenge, startPush } from './push.js';
+import { isRelayed, relayAccess } from './relay.js';
 
 export type { Decision, Hold } from './decision.js';
 
@@ -34,6 +35,8 @@ export interface AccessAttempt {
   receivedAt: number;
   /** Monotonic reception time, for ordering only (see PendingPushes.findForAttempt). */
   arrival: number;
+  /** The NAS's request: its attributes go upstream; MS-CHAP / EAP are relayed (relay.ts). */
+  nas?: NasRequest;
 }
 
 export interface AccessDeps {
@@ -69,6 +72,8 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
 }
 
 async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
+  // MS-CHAP, CHAP, EAP: relayed upstream with the upstream's own State, never taken for ours.
+  if (attempt.password === undefined && attempt.nas && isRelayed(attempt.nas.packet)) return relayAccess(attempt, attempt.username ?? '', deps);
   if (attempt.password === undefined && !attempt.state) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
   const who = await identify(attempt.username, deps.firstFactor, deps.usernames, attempt.q);
   if (who.kind === 'no_username') return reject(undefined, 'no_username', MESSAGES.generic);
@@ -111,7 +116,7 @@ async function checkBothFactors(
   const totpSettings = deps.config.mfa.totp;
   const digits = user?.totp?.digits ?? totpSettings.digits;
   const split = method === 'totp' || method === 'auto' ? splitCode(attempt.password!, digits, totpSettings.separator) : undefined;
-  const first = await deps.firstFactor.check(username, split?.password ?? attempt.password!, user, { q: attempt.q, typedUsername: attempt.username, loginName });
+  const first = await deps.firstFactor.check(username, split?.password ?? attempt.password!, user, { q: attempt.q, typedUsername: attempt.username, loginName, nas: attempt.nas });
   if (first.kind !== 'accept' && !(first.kind === 'reject' && first.reason !== 'unknown_user')) await slot.release();
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   if (first.kind === 'reject') {
@@ -198,7 +203,7 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
   const upstreamState = Buffer.from(record.firstFactor!.upstreamState!, 'hex');
   const slot = await takeAttemptSlot(username, attempt.where!, attempt.receivedAt, deps);
   if (!slot) return reject(method, 'locked', MESSAGES.generic);
-  const first = await deps.firstFactor.check(username, typed, user, { q: attempt.q, upstreamState, typedUsername: attempt.username }).catch(async (err: unknown) => {
+  const first = await deps.firstFactor.check(username, typed, user, { q: attempt.q, upstreamState, typedUsername: attempt.username, nas: attempt.nas }).catch(async (err: unknown) => {
     await slot.release();
     throw err;
   });

@@ -23,15 +23,25 @@ export type RejectReason =
   | 'push_rate_limited'
   | 'push_unavailable'
   | 'push_token_stale'
-  | 'number_mismatch';
+  | 'number_mismatch'
+  /** MS-CHAP / EAP with a first factor that cannot check them (local, ldap, none). */
+  | 'non_pap_unsupported'
+  /** MS-CHAP / EAP for a user whose method needs a typed code, with mfa.non_pap: reject. */
+  | 'non_pap_needs_code'
+  /** MS-CHAP / EAP where the push would need a second prompt (number matching, a NAS timeout too short to hold). */
+  | 'non_pap_needs_prompt'
+  /** PEAP/TTLS with an anonymous outer identity and no inner User-Name in the upstream Accept: whose phone? */
+  | 'anonymous_identity';
 
-export type AcceptReason = 'second_factor_ok' | 'method_none' | 'push_approved' | 'failmode_safe';
-export type ChallengeReason = 'code_requested' | 'number_requested' | 'approve_then_enter' | 'push_pending' | 'upstream_challenge';
+export type AcceptReason = 'second_factor_ok' | 'method_none' | 'push_approved' | 'failmode_safe' | 'non_pap_push_fallback';
+export type ChallengeReason = 'code_requested' | 'number_requested' | 'approve_then_enter' | 'push_pending' | 'upstream_challenge' | 'upstream_round';
 
 export type Decision =
   | { kind: 'accept'; method: Method; reason: AcceptReason; reply: Buffer }
-  | { kind: 'reject'; method: Method | undefined; reason: RejectReason; message: string; delay: boolean }
-  | { kind: 'challenge'; method: Method; reason: ChallengeReason; state: Buffer; message: string };
+  /** reply: attributes beyond Reply-Message (EAP-Failure, MS-CHAP-Error, an upstream's own refusal). */
+  | { kind: 'reject'; method: Method | undefined; reason: RejectReason; message: string; delay: boolean; reply?: Buffer }
+  /** reply: a relayed upstream round whole (EAP-Message, the upstream's State); then `state` is empty. */
+  | { kind: 'challenge'; method: Method | undefined; reason: ChallengeReason; state: Buffer; message: string; reply?: Buffer };
 
 /**
  * Not decided yet: the request waits for the phone's answer to push `pushId`, and `settle` turns that
@@ -55,6 +65,10 @@ export const MESSAGES = {
   badState: 'The sign-in took too long or was already answered. Start again.',
   unavailable: 'The sign-in service cannot check passwords right now. Try again in a minute.',
   unsupported: 'This server accepts PAP passwords only: set the VPN to PAP.',
+  nonPapUnsupported: 'MS-CHAP and EAP sign-ins need an upstream RADIUS server here: set the VPN to PAP or ask your helpdesk.',
+  nonPapNeedsCode: 'This account signs in with a code, which this VPN cannot ask for. Ask your helpdesk to set up push.',
+  nonPapNeedsPrompt: 'This VPN cannot show the second prompt push needs here. Ask your helpdesk.',
+  anonymousIdentity: 'The sign-in did not say who you are. Ask your helpdesk.',
   pushDenied: 'The sign-in was denied on your phone.',
   pushTimeout: 'Your phone did not answer in time. Sign in again and approve the request in the app.',
   fraud: 'The sign-in was reported as not yours: this account is locked. Contact your helpdesk.',

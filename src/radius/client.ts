@@ -36,7 +36,8 @@ export interface OutgoingRequest {
 }
 
 export type ExchangeResult =
-  | { kind: 'response'; packet: RadiusPacket; server: string }
+  /** requestAuthenticator and secret: what the server hid Tunnel-Password and MS-MPPE keys with (RFC 2548 §2.4.2). */
+  | { kind: 'response'; packet: RadiusPacket; server: string; requestAuthenticator: Buffer; secret: Buffer }
   | { kind: 'no_response'; detail: string };
 
 interface Pending {
@@ -97,7 +98,7 @@ export class UpstreamClient {
       const r = await this.tryServer(req, server);
       if (r.kind === 'response') {
         this.deadUntil.delete(name);
-        return { kind: 'response', packet: r.packet, server: name };
+        return { kind: 'response', packet: r.packet, server: name, requestAuthenticator: r.authenticator, secret: server.secret };
       }
       failures.push(`${name}: ${r.detail}`);
       this.deadUntil.set(name, Date.now() + (this.options.deadTimeMs ?? DEFAULT_DEAD_TIME_MS));
@@ -120,7 +121,7 @@ export class UpstreamClient {
     return [...alive, ...dead];
   }
 
-  private async tryServer(req: OutgoingRequest, server: UpstreamServer): Promise<{ kind: 'response'; packet: RadiusPacket } | { kind: 'failed'; detail: string }> {
+  private async tryServer(req: OutgoingRequest, server: UpstreamServer): Promise<{ kind: 'response'; packet: RadiusPacket; authenticator: Buffer } | { kind: 'failed'; detail: string }> {
     if (this.closed) return { kind: 'failed', detail: 'client closed' };
     const name = serverName(server);
     const id = this.allocateId(name);
@@ -145,7 +146,7 @@ export class UpstreamClient {
         const r = await Promise.race([answered, timedOut]);
         clearTimeout(timer);
         if (r === 'unverified') break;
-        if (r !== 'timeout') return { kind: 'response', packet: r };
+        if (r !== 'timeout') return { kind: 'response', packet: r, authenticator };
       }
     } finally {
       this.pending.get(name)!.delete(id);

@@ -142,3 +142,51 @@ export function verifyResponse(response: RadiusPacket, requestAuthenticator: Buf
   const ma = messageAuthenticatorOf(raw, at, secret, requestAuthenticator);
   return timingSafeEqual(ma, raw.subarray(at + 2, at + 18));
 }
+
+/** RFC 2865 §5.2 chain without NUL trimming (RFC 2548 §2.4.1 MS-CHAP-MPPE-Keys are binary). */
+export function revealPasswordBlocks(hidden: Buffer, secret: Buffer, requestAuthenticator: Buffer): Buffer | undefined {
+  if (hidden.length < 16 || hidden.length > 128 || hidden.length % 16 !== 0) return undefined;
+  const out = Buffer.allocUnsafe(hidden.length);
+  let chain = requestAuthenticator;
+  for (let i = 0; i < hidden.length; i += 16) {
+    const b = createHash('md5').update(secret).update(chain).digest();
+    for (let j = 0; j < 16; j++) out[i + j] = hidden[i + j]! ^ b[j]!;
+    chain = hidden.subarray(i, i + 16);
+  }
+  return out;
+}
+
+/**
+ * RFC 2548 §2.4.2-2.4.3 (MS-MPPE-Send-Key / Recv-Key) and RFC 2868 §3.5 (Tunnel-Password): `salted` is
+ * Salt (2 octets) + String; P = Length (1 octet) + data + padding, b(1) = MD5(S + R + Salt),
+ * b(i) = MD5(S + c(i-1)). Returns the data, or undefined when the length octet does not fit.
+ */
+export function revealSalted(salted: Buffer, secret: Buffer, requestAuthenticator: Buffer): Buffer | undefined {
+  const hidden = salted.subarray(2);
+  if (salted.length < 2 || hidden.length < 16 || hidden.length % 16 !== 0) return undefined;
+  const plain = Buffer.allocUnsafe(hidden.length);
+  let b = createHash('md5').update(secret).update(requestAuthenticator).update(salted.subarray(0, 2)).digest();
+  for (let i = 0; i < hidden.length; i += 16) {
+    for (let j = 0; j < 16; j++) plain[i + j] = hidden[i + j]! ^ b[j]!;
+    b = createHash('md5').update(secret).update(hidden.subarray(i, i + 16)).digest();
+  }
+  const length = plain[0]!;
+  if (length > plain.length - 1) return undefined;
+  return plain.subarray(1, 1 + length);
+}
+
+/** The sending side of revealSalted: Salt (its high bit set by the caller, RFC 2868 §3.5) + String. */
+export function hideSalted(data: Buffer, secret: Buffer, requestAuthenticator: Buffer, salt: Buffer): Buffer {
+  if (data.length > 239) throw new RangeError('a salted attribute holds at most 239 octets of data');
+  const plain = Buffer.alloc(Math.ceil((data.length + 1) / 16) * 16);
+  plain[0] = data.length;
+  data.copy(plain, 1);
+  const out = Buffer.allocUnsafe(2 + plain.length);
+  salt.copy(out, 0, 0, 2);
+  let b = createHash('md5').update(secret).update(requestAuthenticator).update(salt.subarray(0, 2)).digest();
+  for (let i = 0; i < plain.length; i += 16) {
+    for (let j = 0; j < 16; j++) out[2 + i + j] = plain[i + j]! ^ b[j]!;
+    b = createHash('md5').update(secret).update(out.subarray(2 + i, 2 + i + 16)).digest();
+  }
+  return out;
+}

@@ -1,12 +1,19 @@
-// The UDP side of RADIUS: sockets, client lookup, authenticator checks, duplicate handling, replies.
+// The server side of RADIUS over UDP and over TLS (radsec.ts): client lookup, authenticator checks,
+// duplicate handling, replies. Both transports meet in handle(): one request path, one dedupe.
 // It hands a protocol-level AccessRequest to a handler and knows nothing of users or second factors.
 import type { Logger } from 'pino';
 import { rateLimitedWarn } from '../log/rate-limited.js';
-import type { ClientTable, RadiusClient } from './clients.js';
+import type { ClientTable, RadiusClient, TlsClientTable } from './clients.js';
 import { encodeResponse, revealPassword, verifyAccountingRequestAuthenticator, verifyRequestMessageAuthenticator } from './crypto.js';
 import { DedupeCache } from './dedupe.js';
 import { Attr, Code, decodePacket, findAttribute, HEADER_LENGTH, MAX_PACKET_LENGTH, type RadiusPacket } from './packet.js';
+import { RadsecListener, type RadsecTls } from './radsec.js';
 import { UdpSocket, type Peer } from './udp-socket.js';
+
+/** Where replies go: a UDP socket (to the datagram's source) or a RADIUS/TLS connection. */
+export interface ReplySink {
+  send(bytes: Buffer, peer: Peer): void;
+}
 
 export interface AccessRequest {
   /** Monotonic request number: every log line about this request carries it. */
@@ -39,7 +46,7 @@ interface ReplyTarget {
   q: number;
   client: RadiusClient;
   source: Peer;
-  socket: UdpSocket;
+  socket: ReplySink;
   key: string;
   identifier: number;
   authenticator: Buffer;
@@ -61,9 +68,20 @@ export interface ListenAddress {
   port: number;
 }
 
+export interface RadsecOptions {
+  listen: readonly ListenAddress[];
+  tls: RadsecTls;
+  /** Read on every connection. */
+  clients: () => TlsClientTable;
+  handshakeTimeoutMs: number;
+  idleTimeoutMs: number;
+}
+
 export interface RadiusServerOptions {
   auth: readonly ListenAddress[];
   acct?: readonly ListenAddress[];
+  /** RADIUS over TLS (RFC 6614): authentication, accounting and Status-Server on one connection. */
+  radsec?: RadsecOptions;
   /** Read on every datagram, so a reload takes effect at once. */
   clients: () => ClientTable;
   dedupe: { windowMs: number; maxEntries: number };
@@ -73,13 +91,17 @@ export interface RadiusServerOptions {
   now: () => number;
 }
 
-type Role = 'auth' | 'acct';
+type Role = 'auth' | 'acct' | 'radsec';
 
 const IN_FLIGHT_LIMIT_MS = 15 * 60_000;
 const RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024;
+/** Dedupe keys of TLS listeners start here (UDP sockets count from 0). */
+const RADSEC_LISTENER_BASE = 128;
+const RADSEC_MAX_CONNECTIONS = 4096;
 
 export class RadiusServer {
   private readonly sockets: UdpSocket[] = [];
+  private readonly radsec: RadsecListener[] = [];
   private readonly dedupe: DedupeCache;
   private readonly dropped: ReturnType<typeof rateLimitedWarn>;
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -117,6 +139,29 @@ export class RadiusServer {
     };
     for (const a of this.options.auth) await listen(a, 'auth');
     for (const a of this.options.acct ?? []) await listen(a, 'acct');
+    const tls = this.options.radsec;
+    for (const a of tls?.listen ?? []) {
+      const listener = RADSEC_LISTENER_BASE + this.radsec.length;
+      const l = new RadsecListener({
+        host: a.host,
+        port: a.port,
+        tls: tls!.tls,
+        clients: tls!.clients,
+        handshakeTimeoutMs: tls!.handshakeTimeoutMs,
+        idleTimeoutMs: tls!.idleTimeoutMs,
+        // A packet begun gets as long as a handshake does: both are one small exchange (slowloris bound).
+        frameTimeoutMs: tls!.handshakeTimeoutMs,
+        maxConnections: RADSEC_MAX_CONNECTIONS,
+        onFrame: (frame, client, peer, connection) => this.frame(frame, client, peer, connection, listener),
+        onRefused: (reason, from, message) => {
+          this.countDrops(reason, 1);
+          this.dropped(reason, { from }, message);
+        },
+      });
+      this.radsec.push(l);
+      const at = await l.listen();
+      bound.push({ role: 'radsec', address: at.address, port: at.port });
+    }
     return bound;
   }
 
@@ -126,6 +171,13 @@ export class RadiusServer {
     this.timers.clear();
     for (const socket of this.sockets) socket.close();
     this.sockets.length = 0;
+    await Promise.all(this.radsec.map((l) => l.close()));
+    this.radsec.length = 0;
+  }
+
+  /** Open RADIUS/TLS connections. */
+  get radsecConnections(): number {
+    return this.radsec.reduce((n, l) => n + l.connections, 0);
   }
 
   get pendingDuplicates(): number {
@@ -149,28 +201,44 @@ export class RadiusServer {
     try {
       const client = this.options.clients().lookup(rinfo.address);
       if (!client) return this.drop('unknown_client', rinfo, 'datagram from an address that is not a configured client: dropped');
-      const decoded = decodePacket(msg);
-      if (!decoded.ok) return this.drop(decoded.reason, rinfo, `malformed packet (${decoded.reason}) from client ${client.name}: dropped`);
-      const packet = decoded.packet;
-      switch (packet.code) {
-        case Code.AccessRequest:
-          if (role !== 'auth') return this.drop('wrong_port', rinfo, 'Access-Request on the accounting port: dropped');
-          return this.access(packet, client, rinfo, socket, listener);
-        case Code.AccountingRequest:
-          if (role !== 'acct') return this.drop('wrong_port', rinfo, 'Accounting-Request on the authentication port: dropped');
-          return this.accounting(packet, client, rinfo, socket, listener);
-        case Code.StatusServer:
-          return this.statusServer(packet, client, rinfo, socket, role);
-        default:
-          return this.drop('unexpected_code', rinfo, `packet code ${packet.code} is not a request: dropped`);
-      }
+      this.handle(msg, client, rinfo, socket, role, listener);
     } catch (err) {
       this.counters.errors++;
       this.options.logger.error({ err, from: `${rinfo.address}:${rinfo.port}` }, 'bug: datagram handling failed; dropped');
     }
   }
 
-  private access(packet: RadiusPacket, client: RadiusClient, rinfo: Peer, socket: UdpSocket, listener: number): void {
+  /** A packet read from a RADIUS/TLS connection, whose client its certificate named. */
+  private frame(msg: Buffer, client: RadiusClient, peer: Peer, connection: ReplySink, listener: number): void {
+    this.counters.received++;
+    try {
+      this.handle(msg, client, peer, connection, 'radsec', listener);
+    } catch (err) {
+      this.counters.errors++;
+      this.options.logger.error({ err, from: `${peer.address}:${peer.port}` }, 'bug: RADIUS/TLS packet handling failed; dropped');
+    }
+  }
+
+  private handle(msg: Buffer, client: RadiusClient, rinfo: Peer, socket: ReplySink, role: Role, listener: number): void {
+    const decoded = decodePacket(msg);
+    if (!decoded.ok) return this.drop(decoded.reason, rinfo, `malformed packet (${decoded.reason}) from client ${client.name}: dropped`);
+    const packet = decoded.packet;
+    switch (packet.code) {
+      case Code.AccessRequest:
+        // RFC 6614 §2.5: one TLS connection carries authentication and accounting alike.
+        if (role === 'acct') return this.drop('wrong_port', rinfo, 'Access-Request on the accounting port: dropped');
+        return this.access(packet, client, rinfo, socket, listener);
+      case Code.AccountingRequest:
+        if (role === 'auth') return this.drop('wrong_port', rinfo, 'Accounting-Request on the authentication port: dropped');
+        return this.accounting(packet, client, rinfo, socket, listener);
+      case Code.StatusServer:
+        return this.statusServer(packet, client, rinfo, socket, role);
+      default:
+        return this.drop('unexpected_code', rinfo, `packet code ${packet.code} is not a request: dropped`);
+    }
+  }
+
+  private access(packet: RadiusPacket, client: RadiusClient, rinfo: Peer, socket: ReplySink, listener: number): void {
     if (packet.messageAuthenticatorOffset >= 0) {
       // RFC 3579 §3.2: a Message-Authenticator that is present is always checked.
       if (!verifyRequestMessageAuthenticator(packet, client.secret)) {
@@ -181,7 +249,7 @@ export class RadiusServer {
       return this.drop('missing_message_authenticator', rinfo, `Access-Request without Message-Authenticator from client ${client.name}: dropped (set require_message_authenticator: false only for legacy NAS)`);
     } else if (findAttribute(packet, Attr.EapMessage)) {
       return this.drop('eap_without_message_authenticator', rinfo, 'EAP-Message without Message-Authenticator: dropped (RFC 3579)');
-    } else if (findAttribute(packet, Attr.ProxyState)) {
+    } else if (!client.tls && findAttribute(packet, Attr.ProxyState)) {
       // BlastRADIUS: Proxy-State is where a forged prefix goes; a legacy NAS is no proxy and never sends it
       // (FreeRADIUS limit_proxy_state).
       return this.drop('proxy_state_without_message_authenticator', rinfo, `Proxy-State without Message-Authenticator from client ${client.name}: dropped (BlastRADIUS)`);
@@ -281,7 +349,7 @@ export class RadiusServer {
     this.timers.add(timer);
   }
 
-  private accounting(packet: RadiusPacket, client: RadiusClient, rinfo: Peer, socket: UdpSocket, listener: number): void {
+  private accounting(packet: RadiusPacket, client: RadiusClient, rinfo: Peer, socket: ReplySink, listener: number): void {
     if (!verifyAccountingRequestAuthenticator(packet, client.secret)) {
       return this.drop('bad_accounting_authenticator', rinfo, `Accounting-Request authenticator does not verify (wrong shared secret?) for client ${client.name}: dropped`);
     }
@@ -317,13 +385,14 @@ export class RadiusServer {
     socket.send(bytes, rinfo);
   }
 
-  private statusServer(packet: RadiusPacket, client: RadiusClient, rinfo: Peer, socket: UdpSocket, role: Role): void {
+  private statusServer(packet: RadiusPacket, client: RadiusClient, rinfo: Peer, socket: ReplySink, role: Role): void {
     // RFC 5997 §3: Status-Server MUST carry a valid Message-Authenticator.
     if (!verifyRequestMessageAuthenticator(packet, client.secret)) {
       return this.drop('status_server_unsigned', rinfo, `Status-Server without a valid Message-Authenticator from client ${client.name}: dropped`);
     }
     const bytes = encodeResponse({
-      code: role === 'auth' ? Code.AccessAccept : Code.AccountingResponse,
+      // RFC 6614 §2.6 / RFC 5997 §3: over TLS (and on the auth port) the answer is Access-Accept.
+      code: role === 'acct' ? Code.AccountingResponse : Code.AccessAccept,
       identifier: packet.identifier,
       requestAuthenticator: packet.authenticator,
       attributes: Buffer.alloc(0),

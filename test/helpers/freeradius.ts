@@ -2,7 +2,10 @@
 // run in the foreground on a free loopback port. Only the shipped dictionaries and modules are read.
 //   users:  Cleartext-Password + reply attributes (Class, Filter-Id, Cisco-AVPair, ...)
 //   challengers: password -> Access-Challenge (State + Reply-Message) -> answer -> Accept
-// Accounting-Requests are answered and written to a detail file the test can read.
+// Accounting-Requests are answered and written to a detail file the test can read; so are Access-Requests
+// (authDetail), so a test sees what we sent upstream. CHAP and MS-CHAP (mschap) check the users' passwords;
+// with `eap` certificates EAP is terminated here too: PEAP (inner EAP-MSCHAPv2) and EAP-TTLS (inner PAP)
+// through an inner-tunnel server that copies the inner User-Name to the outer Access-Accept.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,6 +39,10 @@ export interface FreeradiusOptions {
    * makes it add Message-Authenticator to every Access-* reply, as a fixed or configured upstream does.
    */
   signReplies?: boolean;
+  /** PEM files for the eap module's TLS (PEAP, EAP-TTLS); no EAP without them. */
+  eap?: { cert: string; key: string; ca: string };
+  /** false: the inner identity is not copied to the outer Access-Accept (an upstream that does not name the user). */
+  innerIdentity?: boolean;
 }
 
 export interface Freeradius {
@@ -44,6 +51,8 @@ export interface Freeradius {
   secret: string;
   /** The accounting detail file FreeRADIUS wrote so far ('' before the first request). */
   accountingDetail(): string;
+  /** Every Access-Request FreeRADIUS received so far, in its detail format ('' before the first). */
+  authDetail(): string;
   output(): string;
   stop(): Promise<void>;
 }
@@ -137,6 +146,10 @@ thread pool {
 modules {
 	pap {
 	}
+	chap {
+	}
+	mschap {
+	}
 	files {
 		filename = ${dir}/users
 	}
@@ -144,6 +157,11 @@ modules {
 		filename = ${dir}/log/detail
 		header = "%t"
 	}
+	detail auth_detail {
+		filename = ${dir}/log/auth-detail
+		header = "%t"
+	}
+${o.eap ? eapModule(o.eap) : ''}
 	always ok {
 		rcode = ok
 	}
@@ -168,7 +186,10 @@ server default {
 	}
 
 	authorize {
+		auth_detail
 ${challenge}		files
+${o.eap ? '\t\teap {\n\t\t\tok = return\n\t\t}\n' : ''}		chap
+		mschap
 		pap
 	}
 
@@ -176,7 +197,13 @@ ${challenge}		files
 		Auth-Type PAP {
 			pap
 		}
-	}
+		Auth-Type CHAP {
+			chap
+		}
+		Auth-Type MS-CHAP {
+			mschap
+		}
+${o.eap ? '\t\teap\n' : ''}	}
 
 	preacct {
 	}
@@ -187,8 +214,82 @@ ${challenge}		files
 	}
 
 	post-auth {
+		# The inner tunnel's User-Name (PEAP, TTLS) reaches the outer Access-Accept through session-state,
+		# replacing the outer identity rlm_eap put there (RFC 2865: one User-Name).
+		if (&session-state:User-Name) {
+			update reply {
+				&User-Name := &session-state:User-Name
+			}
+		}
 ${signSection}		Post-Auth-Type REJECT {
-${signSection}			ok
+${signSection}${o.eap ? '\t\t\teap\n' : ''}			ok
+		}
+	}
+}
+${o.eap ? innerTunnel(o.innerIdentity !== false) : ''}`;
+}
+
+function eapModule(tls: { cert: string; key: string; ca: string }): string {
+  return `	eap {
+		default_eap_type = peap
+		timer_expire = 60
+		ignore_unknown_eap_types = no
+		max_sessions = 256
+		tls-config tls-common {
+			private_key_file = ${tls.key}
+			certificate_file = ${tls.cert}
+			ca_file = ${tls.ca}
+			cipher_list = "DEFAULT"
+			tls_min_version = "1.2"
+			tls_max_version = "1.2"
+			cache {
+				enable = no
+			}
+		}
+		tls {
+			tls = tls-common
+		}
+		ttls {
+			tls = tls-common
+			default_eap_type = md5
+			virtual_server = "inner-tunnel"
+		}
+		peap {
+			tls = tls-common
+			default_eap_type = mschapv2
+			virtual_server = "inner-tunnel"
+		}
+		mschapv2 {
+		}
+		md5 {
+		}
+	}
+`;
+}
+
+function innerTunnel(copyIdentity: boolean): string {
+  return `
+server inner-tunnel {
+	authorize {
+		files
+		mschap
+		eap {
+			ok = return
+		}
+		pap
+	}
+	authenticate {
+		Auth-Type PAP {
+			pap
+		}
+		Auth-Type MS-CHAP {
+			mschap
+		}
+		eap
+	}
+	post-auth {
+${copyIdentity ? '\t\tupdate outer.session-state {\n\t\t\t&User-Name := &request:User-Name\n\t\t}\n' : ''}		Post-Auth-Type REJECT {
+			ok
 		}
 	}
 }
@@ -250,6 +351,13 @@ export async function startFreeradius(o: FreeradiusOptions): Promise<Freeradius>
     port,
     acctPort,
     secret: o.secret,
+    authDetail: () => {
+      try {
+        return readFileSync(join(dir, 'log', 'auth-detail'), 'utf8');
+      } catch {
+        return '';
+      }
+    },
     accountingDetail: () => {
       try {
         return readFileSync(join(dir, 'log', 'detail'), 'utf8');

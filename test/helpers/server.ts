@@ -103,6 +103,8 @@ export interface StartOptions {
 export interface TestServer {
   authPort: number;
   acctPort: number;
+  /** 0 unless the config has `listen.radsec`. */
+  radsecPort: number;
   /** 0 unless the config has `http`. */
   httpPort: number;
   /** 0 unless the config has `metrics`. */
@@ -162,11 +164,12 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const port = (role: 'auth' | 'acct' | 'http' | 'metrics') => bound.find((b) => b.role === role)?.port ?? 0;
+  const port = (role: 'auth' | 'acct' | 'radsec' | 'http' | 'metrics') => bound.find((b) => b.role === role)?.port ?? 0;
   let closed = false;
   return {
     authPort: port('auth'),
     acctPort: port('acct'),
+    radsecPort: port('radsec'),
     httpPort: port('http'),
     metricsPort: port('metrics'),
     host,
