@@ -1,5 +1,6 @@
 // Composition root: wires config, store, state and policy to the RADIUS server. Builds; never exits the process.
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type { Server } from 'node:http';
 import type { Agent } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -10,6 +11,7 @@ import { crossFieldIssues } from './config/rules.js';
 import type { Config, FirstFactorConfig } from './config/schema.js';
 import { usernameRules } from './flow/username.js';
 import type { FirstFactor } from './auth/first-factor.js';
+import { boundedFirstFactor } from './auth/bounded-first-factor.js';
 import { ldapFirstFactor } from './auth/ldap.js';
 import { localFirstFactor } from './auth/local.js';
 import { radiusUpstreamFirstFactor } from './auth/radius-upstream.js';
@@ -20,7 +22,7 @@ import { Policy } from './flow/policy.js';
 import { RELAY_HINTS } from './flow/relay.js';
 import { buildClientTable, buildTlsClientTable, type ClientTable, type TlsClientTable } from './radius/clients.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
-import { RadiusServer, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
+import { RadiusServer, type AccessDrop, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
 import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics } from './metrics/metrics.js';
 import { Health } from './metrics/health.js';
 import { backendChecks } from './health/backend-checks.js';
@@ -80,17 +82,18 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-function firstFactorFor(ff: FirstFactorConfig, store: Store, logger: Logger): FirstFactor {
-  switch (ff.type) {
-    case 'local':
-      return localFirstFactor(ff.password_hash, store, logger);
-    case 'none':
-      return noFirstFactor;
-    case 'ldap':
-      return ldapFirstFactor(ff, logger);
-    case 'radius':
-      return radiusUpstreamFirstFactor(ff, logger);
-  }
+/**
+ * Checks at once per backend: a hash uses a core (and one libuv thread: cli.ts sizes the pool so that
+ * log writes always find a thread free); a bind or an upstream round trip mostly waits.
+ */
+const CHECKS_AT_ONCE = { local: availableParallelism(), ldap: 16, radius: 64 } as const;
+/** Waiting checks past which strangers are shed (a familiar source still gets in): bounds memory under any flood. */
+const MAX_WAITING_CHECKS = 1024;
+
+function firstFactorFor(ff: FirstFactorConfig, store: Store, logger: Logger, now: () => number): FirstFactor {
+  if (ff.type === 'none') return noFirstFactor;
+  const inner = ff.type === 'local' ? localFirstFactor(ff.password_hash, store, logger) : ff.type === 'ldap' ? ldapFirstFactor(ff, logger) : radiusUpstreamFirstFactor(ff, logger);
+  return boundedFirstFactor(inner, { concurrency: CHECKS_AT_ONCE[ff.type], maxQueued: MAX_WAITING_CHECKS, now, logger });
 }
 
 function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, deliveries: DeliveryCounts, now: () => number, previous?: Runtime): Runtime {
@@ -109,10 +112,10 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, del
     ),
   );
   const sameFirstFactor = previous && JSON.stringify(previous.config.first_factor) === JSON.stringify(config.first_factor);
-  const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config.first_factor, deps.store, deps.logger);
+  const firstFactor = sameFirstFactor ? previous.access.firstFactor : firstFactorFor(config.first_factor, deps.store, deps.logger, now);
   const portalConfig = config.portal.first_factor;
   const samePortal = previous && JSON.stringify(previous.config.portal.first_factor) === JSON.stringify(portalConfig);
-  const portalFirstFactor = !portalConfig ? firstFactor : samePortal ? previous.access.portalFirstFactor : firstFactorFor(portalConfig, deps.store, deps.logger);
+  const portalFirstFactor = !portalConfig ? firstFactor : samePortal ? previous.access.portalFirstFactor : firstFactorFor(portalConfig, deps.store, deps.logger, now);
   const usernames = usernameRules(config.usernames.realms);
   return {
     config,
@@ -148,7 +151,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const deliveries = new DeliveryCounts();
   let runtime = buildRuntime(config, deps, pending, deliveries, now);
 
-  const onAccess = (request: AccessRequest): Promise<AccessReply> => {
+  const onAccess = (request: AccessRequest): Promise<AccessReply | AccessDrop> => {
     const current = runtime;
     const p = request.packet;
     const src = request.source.address;
@@ -168,7 +171,9 @@ export function buildApp(config: Config, deps: AppDeps): App {
       // Held longer, every PAP packet would outlive young-generation GCs and make them dearer.
       nas: request.password === undefined || current.config.first_factor.type === 'radius' ? request : undefined,
     };
-    const conclude = (decision: Decision): AccessReply => {
+    const conclude = (decision: Decision): AccessReply | AccessDrop => {
+      // Shed under load: counted with the dropped datagrams, and the shedder logs when it starts and stops.
+      if (decision.kind === 'drop') return { drop: decision.reason };
       audit(log, attempt, src, decision, now() - attempt.receivedAt);
       decisions.add(attempt.clientName, decision.method, decision.kind, decision.reason);
       const hint = RELAY_HINTS[decision.reason];
@@ -298,7 +303,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   };
 }
 
-function toReply(decision: Decision, config: Config): AccessReply {
+function toReply(decision: Exclude<Decision, { kind: 'drop' }>, config: Config): AccessReply {
   switch (decision.kind) {
     case 'accept':
       return { code: Code.AccessAccept, attributes: decision.reply };

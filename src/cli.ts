@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // radius-mfa: the admin command line. Exit codes: 0 ok, 1 an admin must fix data or config, 2 usage error.
+import './threadpool.js';
 import { Command, CommanderError, Option } from 'commander';
 import { formatIssues, loadConfig } from './config/load.js';
 import { CliError, print, warn } from './cli/context.js';

@@ -94,10 +94,10 @@ describe('loadConfig', () => {
     assert.deepEqual(c.clients[0]!.address, ['10.0.0.1']);
     assert.equal(c.clients[0]!.secret, GOOD_SECRET);
     assert.equal(c.clients[0]!.require_message_authenticator, true);
-    assert.deepEqual(c.first_factor, { type: 'local' });
+    assert.deepEqual(c.first_factor, { type: 'local', password_hash: { memory: 19_456, time: 2, parallelism: 1 } });
     assert.equal(c.mfa.default_method, 'totp');
     assert.equal(c.mfa.reject_delay, 1000);
-    assert.deepEqual(c.mfa.lockout, { max_failures: 5, duration: 900_000 });
+    assert.deepEqual(c.mfa.lockout, { max_failures: 5, duration: 900_000, familiar_for: 30 * 86_400_000 });
     assert.equal(c.mfa.totp.window, 1);
     assert.equal(c.mfa.totp.digits, 6);
     assert.equal(c.mfa.totp.period, 30);

@@ -218,7 +218,7 @@ test('lockout is shared with RADIUS: failures at the VPN and in the portal add u
   t.after(() => server.close());
   const hal = await enrollTotp(server.store, 'hal', { password: 'hal-pw' });
   for (let i = 0; i < 2; i++) {
-    const r = await radclient({ 'User-Name': 'hal', 'User-Password': `wrong${hal.codeAt(server.clock.now())}` }, { port: server.authPort, secret: server.secret });
+    const r = await radclient({ 'User-Name': 'hal', 'User-Password': `wrong${i}${hal.codeAt(server.clock.now())}` }, { port: server.authPort, secret: server.secret });
     assert.equal(r.code, 'Access-Reject');
   }
   const client = new PortalClient(base);

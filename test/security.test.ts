@@ -57,7 +57,7 @@ test('finding 1: ALICE is alice everywhere: the portal asks for her second facto
 
   // Before: lockUser threw for "Alice" (no row), the third failure got no reply and the count began again.
   s.clock.advance(60_000);
-  const codes = ['Alice', 'ALICE', 'alice'].map((name) => ({ 'User-Name': name, 'User-Password': `wrong-pw${wrongCodeAt(alice, s.clock.now())}` }));
+  const codes = ['Alice', 'ALICE', 'alice'].map((name, i) => ({ 'User-Name': name, 'User-Password': `wrong-pw${i}${wrongCodeAt(alice, s.clock.now())}` }));
   for (const attributes of codes) assert.equal((await ask(s, attributes)).code, 'Access-Reject');
   assert.match((await s.store.getUser('alice'))?.lockReason ?? '', /^3 failed attempts/, 'failures under three spellings locked alice');
   assert.equal((await s.store.getUser('Alice')), undefined, 'no second row for another spelling');

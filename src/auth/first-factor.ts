@@ -1,5 +1,6 @@
 import type { RadiusPacket } from '../radius/packet.js';
 import type { UserRecord } from '../store/store.js';
+import type { Lane } from './work-queue.js';
 
 /** The first factor's answer: wrong password and backend down are different things (never a boolean). */
 export type FirstFactorResult =
@@ -45,6 +46,10 @@ export interface FirstFactorContext {
    * FirstFactor.directoryName): the directory finds the entry by this one.
    */
   loginName?: string;
+  /** Epoch ms by which the answer must be out (the NAS gives up then): a check that cannot finish by then is not started. */
+  deadline?: number;
+  /** familiar: the user signed in from this source before; such checks go first under load. */
+  lane?: Lane;
 }
 
 export type DirectoryNameResult = { kind: 'found'; name: string } | { kind: 'not_found' } | { kind: 'unavailable'; reason: string };
@@ -53,6 +58,13 @@ export type DirectoryNameResult = { kind: 'found'; name: string } | { kind: 'not
 export interface FirstFactor {
   readonly type: string;
   check(username: string, password: string, user: UserRecord | undefined, context?: FirstFactorContext): Promise<FirstFactorResult>;
+  /**
+   * The reason to refuse without any check, when the record already tells (local: no such user, or no
+   * password): cheap answers that must not look cheap (see waitAsIfChecked).
+   */
+  cheapReject?(user: UserRecord | undefined): 'unknown_user' | 'no_password' | undefined;
+  /** Resolves after a time drawn from recent real checks: a refusal without a check leaves as late as one with. */
+  waitAsIfChecked?(): Promise<void>;
   /** Directory groups known before the password check (LDAP with a service account), so they can choose the method. */
   groupsOf?(username: string, context?: FirstFactorContext): Promise<GroupsResult>;
   /** The directory's own name for whoever logs in as `username` (an alias: mail, UPN), when it is configured to tell. */

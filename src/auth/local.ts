@@ -1,24 +1,23 @@
 import type { Logger } from 'pino';
-import type { Store } from '../store/store.js';
+import type { Store, UserRecord } from '../store/store.js';
 import type { HashParams } from '../config/schema.js';
 import { hashPassword, needsRehash, verifyPassword } from './password-hash.js';
 import type { FirstFactor } from './first-factor.js';
 
 /**
  * Local users with argon2id hashes (hashed on the libuv pool, off the event loop). A user without a
- * password costs one hash check too. A good password under an old hash is re-hashed with `params`
- * after the answer, so changing first_factor.password_hash needs no password reset.
+ * password costs no hash: boundedFirstFactor makes that refusal wait as long as a real check, on a
+ * timer. A good password under an old hash is re-hashed with `params` after the answer, so changing
+ * first_factor.password_hash needs no password reset.
  */
 export function localFirstFactor(params: HashParams, store: Store, logger: Logger): FirstFactor {
-  let decoy: Promise<string> | undefined;
+  const cheapReject = (user: UserRecord | undefined) => (user?.passwordHash ? undefined : user ? 'no_password' : 'unknown_user');
   return {
     type: 'local',
+    cheapReject,
     async check(username, password, user) {
-      if (!user?.passwordHash) {
-        decoy ??= hashPassword('decoy password for timing', params);
-        await verifyPassword(await decoy, password);
-        return { kind: 'reject', reason: user ? 'no_password' : 'unknown_user' };
-      }
+      const refused = cheapReject(user);
+      if (refused || !user?.passwordHash) return { kind: 'reject', reason: refused ?? 'no_password' };
       if (!(await verifyPassword(user.passwordHash, password))) return { kind: 'reject', reason: 'bad_password' };
       if (needsRehash(user.passwordHash, params)) {
         void hashPassword(password, params)

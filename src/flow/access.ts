@@ -9,7 +9,7 @@ import type { Store, UserRecord } from '../store/store.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
-import { isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot, type Where } from './lockout.js';
+import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot, type Where } from './lockout.js';
 import { identify } from './identity.js';
 import type { UsernameRules } from './username.js';
 import type { Policy } from './policy.js';
@@ -17,6 +17,12 @@ import { answerPushChallenge, startPush } from './push.js';
 import { isRelayed, relayAccess } from './relay.js';
 
 export type { Decision, Hold } from './decision.js';
+
+/**
+ * A NAS that does not declare its timeout (clients[].nas_timeout) is taken to wait this long in all:
+ * common defaults are 3-5 s x 3 tries. A password check that could not start before is not started.
+ */
+export const DEFAULT_NAS_BUDGET_MS = 10_000;
 
 export interface AccessAttempt {
   q: number;
@@ -89,11 +95,12 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   const known = await groupsBeforeCheck(loginName, attempt, deps);
   if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const method = deps.policy.profileOf(username, user, known.groups).method;
-  // Until the password has passed, every reject reads the same: no username or state oracle.
-  if (isLocked(user, attempt.receivedAt, where)) return reject(method, 'locked', MESSAGES.generic);
-  if (method === 'deny') return reject(method, 'method_deny', MESSAGES.generic);
+  // Until the password has passed, every reject reads the same, and leaves as late as a checked one:
+  // no username or state oracle, and no CPU spent on it.
+  if (isLocked(user, attempt.receivedAt, where)) return refuseUnchecked(method, 'locked', deps);
+  if (method === 'deny') return refuseUnchecked(method, 'method_deny', deps);
   const slot = await takeAttemptSlot(username, where, attempt.receivedAt, deps);
-  if (!slot) return reject(method, 'locked', MESSAGES.generic);
+  if (!slot) return refuseUnchecked(method, 'locked', deps);
   try {
     return await checkBothFactors(attempt, { username, loginName }, user, method, known.groups, slot, deps);
   } catch (err) {
@@ -116,11 +123,20 @@ async function checkBothFactors(
   const totpSettings = deps.config.mfa.totp;
   const digits = user?.totp?.digits ?? totpSettings.digits;
   const split = method === 'totp' || method === 'auto' ? splitCode(attempt.password!, digits, totpSettings.separator) : undefined;
-  const first = await deps.firstFactor.check(username, split?.password ?? attempt.password!, user, { q: attempt.q, typedUsername: attempt.username, loginName, nas: attempt.nas });
+  const password = split?.password ?? attempt.password!;
+  // A NAS retry or a user retyping the same wrong password: already counted, and already known wrong.
+  if (await isKnownWrongPassword(username, password, deps)) {
+    await slot.release();
+    return refuseUnchecked(method, 'bad_password', deps);
+  }
+  const context = { q: attempt.q, typedUsername: attempt.username, loginName, nas: attempt.nas, deadline: attempt.receivedAt + nasBudgetMs(attempt, deps), lane: attempt.where!.familiar ? ('familiar' as const) : ('other' as const) };
+  const first = await deps.firstFactor.check(username, password, user, context);
   if (first.kind !== 'accept' && !(first.kind === 'reject' && first.reason !== 'unknown_user')) await slot.release();
-  if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
+  if (first.kind === 'unavailable') {
+    return first.reason === 'overloaded' ? { kind: 'drop', method, reason: 'overloaded' } : reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
+  }
   if (first.kind === 'reject') {
-    if (first.reason !== 'unknown_user') await slot.fail(first.reason, { wrongPassword: split?.password ?? attempt.password! });
+    if (first.reason !== 'unknown_user') await slot.fail(first.reason, { wrongPassword: password });
     return reject(method, first.reason, MESSAGES.generic);
   }
   // An upstream RADIUS server that challenges itself: relay its prompt; the second factor follows its Accept.
@@ -295,4 +311,16 @@ export function splitCode(typed: string, digits: number, separator: string): { p
 /** RFC 2865 §5.31: Calling-Station-Id is the user's address as the NAS saw it; else the NAS itself. */
 function sourceOf(attempt: AccessAttempt): string {
   return attempt.callingStation ?? attempt.nasIp ?? `client:${attempt.clientName}`;
+}
+
+/** A refusal decided without any check (locked, denied, a known wrong password): it waits as a checked one would. */
+async function refuseUnchecked(method: Method, reason: 'locked' | 'method_deny' | 'bad_password', deps: AccessDeps): Promise<Decision> {
+  await deps.firstFactor.waitAsIfChecked?.();
+  return reject(method, reason, MESSAGES.generic);
+}
+
+/** How long the NAS waits for this answer in all (nas_timeout x tries); DEFAULT_NAS_BUDGET_MS when the client does not say. */
+function nasBudgetMs(attempt: AccessAttempt, deps: AccessDeps): number {
+  const budget = deps.policy.client(attempt.clientName).holdBudgetMs;
+  return Number.isFinite(budget) ? budget : DEFAULT_NAS_BUDGET_MS;
 }

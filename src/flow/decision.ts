@@ -37,6 +37,8 @@ export type AcceptReason = 'second_factor_ok' | 'method_none' | 'push_approved' 
 export type ChallengeReason = 'code_requested' | 'number_requested' | 'approve_then_enter' | 'push_pending' | 'upstream_challenge' | 'upstream_round';
 
 export type Decision =
+  /** Not answered: the check could not start before the NAS gives up (overloaded). The NAS retries. */
+  | { kind: 'drop'; method: Method | undefined; reason: 'overloaded' }
   | { kind: 'accept'; method: Method; reason: AcceptReason; reply: Buffer }
   /** reply: attributes beyond Reply-Message (EAP-Failure, MS-CHAP-Error, an upstream's own refusal). */
   | { kind: 'reject'; method: Method | undefined; reason: RejectReason; message: string; delay: boolean; reply?: Buffer }
@@ -81,6 +83,6 @@ export const MESSAGES = {
   notYetApproved: 'Not approved yet: approve the request in the app on your phone, then press Enter here.',
 } as const;
 
-export function reject(method: Method | undefined, reason: RejectReason, message: string, delay = true): Decision {
+export function reject(method: Method | undefined, reason: RejectReason, message: string, delay = true): Extract<Decision, { kind: 'reject' }> {
   return { kind: 'reject', method, reason, message, delay };
 }

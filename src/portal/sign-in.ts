@@ -5,7 +5,8 @@ import { randomInt } from 'node:crypto';
 import type { ApiDeps } from '../api/server.js';
 import { checkUserCode } from '../flow/code-check.js';
 import { MESSAGES } from '../flow/decision.js';
-import { isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom } from '../flow/lockout.js';
+import { DEFAULT_NAS_BUDGET_MS } from '../flow/access.js';
+import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom } from '../flow/lockout.js';
 import { identify } from '../flow/identity.js';
 import { deliverPush, judgePushAnswer } from '../flow/push.js';
 import type { PendingPush } from '../mfa/pending.js';
@@ -52,7 +53,13 @@ export async function checkPassword(deps: ApiDeps, typedUsername: string, passwo
   if (isLocked(user, now, where)) return refused('locked', MESSAGES.generic);
   const slot = await takeAttemptSlot(username, where, now, access);
   if (!slot) return refused('locked', MESSAGES.generic);
-  const first = await access.portalFirstFactor.check(username, password, user, { typedUsername, loginName }).catch(async (err: unknown) => {
+  if (await isKnownWrongPassword(username, password, access)) {
+    await slot.release();
+    await access.portalFirstFactor.waitAsIfChecked?.();
+    return refused('bad_password', MESSAGES.generic);
+  }
+  const context = { typedUsername, loginName, deadline: now + DEFAULT_NAS_BUDGET_MS, lane: where.familiar ? ('familiar' as const) : ('other' as const) };
+  const first = await access.portalFirstFactor.check(username, password, user, context).catch(async (err: unknown) => {
     await slot.release();
     throw err;
   });

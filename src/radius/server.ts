@@ -54,7 +54,12 @@ interface ReplyTarget {
 }
 
 /** null = no reply (the client will retransmit and the request is decided again). */
-export type AccessHandler = (request: AccessRequest) => AccessReply | null | Promise<AccessReply | null>;
+/** Not answered on purpose (shed under load): counted as a dropped datagram with this reason; the NAS retries. */
+export interface AccessDrop {
+  drop: string;
+}
+
+export type AccessHandler = (request: AccessRequest) => AccessReply | AccessDrop | null | Promise<AccessReply | AccessDrop | null>;
 
 export interface AccountingRequest {
   q: number;
@@ -308,7 +313,7 @@ export class RadiusServer {
     this.options.logger.error({ err, q: target.q }, 'bug: access handler failed; no reply sent');
   }
 
-  private finish(target: ReplyTarget, reply: AccessReply | null): void {
+  private finish(target: ReplyTarget, reply: AccessReply | AccessDrop | null): void {
     try {
       this.reply(target, reply);
     } catch (err) {
@@ -316,11 +321,15 @@ export class RadiusServer {
     }
   }
 
-  private reply(target: ReplyTarget, reply: AccessReply | null): void {
+  private reply(target: ReplyTarget, reply: AccessReply | AccessDrop | null): void {
     if (this.closed) return;
     const { key, proxyStates } = target;
-    if (!reply) {
+    if (!reply || 'drop' in reply) {
       this.dedupe.abandon(key);
+      if (reply) {
+        this.counters.dropped++;
+        this.countDrops(reply.drop, 1);
+      }
       return;
     }
     if (!fitsInReply(reply.attributes, proxyStates)) {
