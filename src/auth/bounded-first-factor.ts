@@ -33,6 +33,8 @@ export interface BoundedOptions extends WorkQueueOptions {
   logger: Logger;
   /** Monotonic milliseconds, for durations (performance.now). */
   clock?: () => number;
+  /** The timer a refusal without a check waits on (tests run it on virtual time). */
+  sleep?: (ms: number) => Promise<unknown>;
   times?: CheckTimes;
   /** How long without shedding before "shedding stopped" is logged. */
   quietMs?: number;
@@ -46,11 +48,18 @@ export function boundedFirstFactor(inner: FirstFactor, options: BoundedOptions):
   const queue = new WorkQueue(options);
   const clock = options.clock ?? (() => performance.now());
   const times = options.times ?? new CheckTimes();
+  const wait = options.sleep ?? sleep;
   const shedding = shedLog(options.logger.child({ first_factor: inner.type }), options.quietMs ?? 10_000, clock);
 
+  // A timer fires late by the event loop's lag: sleep that much less, so the total is what a check took.
+  let lateMs = 0;
   const waitAsIfChecked = async () => {
-    const ms = times.sample();
-    if (ms > 0) await sleep(ms);
+    const target = times.sample();
+    if (target <= 0) return;
+    const planned = Math.max(0, target - lateMs);
+    const began = clock();
+    await wait(planned);
+    lateMs += (clock() - began - planned - lateMs) / 16;
   };
 
   return {
