@@ -226,7 +226,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   let loadedAt = Date.now();
   const health = new Health({
     config: () => ({ path: deps.configPath ?? '(built in)', loadedAt }),
-    pingStore: () => (deps.store.ping ? deps.store.ping() : undefined),
+    pingStore: () => deps.store.ping?.(),
     // The FCM token fetch goes to Google: check-config --connect does it, not every probe.
     backends: () => backendChecks(runtime.config, { fcm: false }),
   });

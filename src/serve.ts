@@ -9,7 +9,8 @@ import { resolveEncryptionKey } from './mfa/secret-box.js';
 import { MemoryState } from './state/memory.js';
 import type { Logger } from 'pino';
 import { canonicalUsername, usernameRules } from './flow/username.js';
-import { openSqliteStore } from './store/sqlite.js';
+import { openStore } from './store/open-store.js';
+import { describePostgresUrl } from './store/postgres.js';
 import type { Store } from './store/store.js';
 import { VERSION } from './version.js';
 
@@ -26,7 +27,7 @@ export async function serve(configPath: string): Promise<void> {
 
   const key = resolveEncryptionKey(config.store);
   if (key.created) logger.warn({ key_file: key.source }, 'created a new store encryption key file (0600): back it up with the database, secrets cannot be read without it');
-  const store = openSqliteStore(config.store, key.key);
+  const store = await openStore(config.store, key.key, { onIdleError: (err) => logger.warn({ err: err.message }, 'store: an idle PostgreSQL connection failed') });
   await warnOfStrayUsernames(store, config.usernames.realms, logger);
   const state = new MemoryState(Date.now);
   const firebase = config.mobile_app.firebase;
@@ -43,14 +44,20 @@ export async function serve(configPath: string): Promise<void> {
         listen: bound,
         config: configPath,
         first_factor: config.first_factor.type,
-        store: { type: config.store.type, path: config.store.path === ':memory:' ? ':memory:' : resolve(config.store.path), key_from: key.source },
+        store: {
+          type: config.store.type,
+          ...(config.store.type === 'postgres'
+            ? { url: describePostgresUrl(config.store.url!) }
+            : { path: config.store.path === ':memory:' ? ':memory:' : resolve(config.store.path) }),
+          key_from: key.source,
+        },
         state: config.state.type,
       },
       'listening',
     );
   } catch (err) {
     await app.close();
-    store.close();
+    await store.close();
     throw err;
   }
 
@@ -77,7 +84,7 @@ export async function serve(configPath: string): Promise<void> {
   stopWatching();
   await app.close();
   await state.close();
-  store.close();
+  await store.close();
   logger.flush();
 }
 

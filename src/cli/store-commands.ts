@@ -5,7 +5,7 @@ import { BackupError, readBackup, restoreBackup, writeBackup } from '../store/ba
 import { StoreInUseError } from '../store/exclusive.js';
 import { rotateStoreKey, RotationError } from '../store/key-rotation.js';
 import { parseHexKey, resolveEncryptionKey } from '../mfa/secret-box.js';
-import { CliError, loadConfigOrFail, print } from './context.js';
+import { CliError, loadConfigOrFail, print, requireSqlite } from './context.js';
 import { stdinLines } from './prompt.js';
 
 const MIN_PASSPHRASE = 12;
@@ -38,6 +38,7 @@ export function registerStoreCommands(program: Command, configPath: (cmd: Comman
     .argument('<file>', 'backup file to create (never overwritten)')
     .action(async (file: string, _opts: unknown, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      requireSqlite(config, 'backup');
       const passphrase = await askPassphrase(true);
       if (passphrase.length < MIN_PASSPHRASE) throw new CliError(`the passphrase must have at least ${MIN_PASSPHRASE} characters: it is all that protects the key inside the backup`);
       const key = resolveEncryptionKey(config.store).key;
@@ -51,6 +52,7 @@ export function registerStoreCommands(program: Command, configPath: (cmd: Comman
     .argument('<file>', 'backup file written by radius-mfa backup')
     .action(async (file: string, _opts: unknown, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      requireSqlite(config, 'restore');
       if (config.store.path === ':memory:') throw new CliError('store.path is :memory:: there is no store file to restore into');
       const passphrase = await askPassphrase(false);
       const backup = await expected(() => readBackup(resolve(file), passphrase));
@@ -70,6 +72,7 @@ export function registerStoreCommands(program: Command, configPath: (cmd: Comman
     .description('re-encrypt every TOTP secret under a new key in one transaction; the old key file is kept as *.retired-<time>')
     .action(async (_opts: unknown, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
+      requireSqlite(config, 'store rotate-key');
       const r = await expected(() => rotateStoreKey(config.store, { onStart: (n) => process.stderr.write(`re-encrypting ${n} secret${n === 1 ? '' : 's'}\n`) }));
       print(`${r.resumed ? 'finished an interrupted rotation: ' : ''}${r.secrets} secret${r.secrets === 1 ? '' : 's'} now under the new key in ${r.keyFile}`);
       print(`the old key is kept as ${r.retiredKeyFile}: old backups need it; remove it when they are gone`);

@@ -7,8 +7,8 @@ import { runChecks } from '../health/backend-checks.js';
 export interface ReadinessSources {
   /** The config file the running config came from, and when it was (re)loaded. */
   config: () => { path: string; loadedAt: number };
-  /** A cheap query on the open store; throws when it cannot be read. */
-  pingStore: () => void;
+  /** A cheap query on the open store; throws (or rejects) when it cannot be read. */
+  pingStore: () => void | Promise<void>;
   /** The backend checks of the running config (LDAP, upstream RADIUS, ...). */
   backends: () => readonly BackendCheck[];
   now?: () => number;
@@ -41,7 +41,7 @@ export class Health {
     const cfg = this.sources.config();
     checks.config = { ok: true, path: cfg.path, loaded_at: new Date(cfg.loadedAt).toISOString() };
     try {
-      this.sources.pingStore();
+      await this.sources.pingStore();
       checks.store = { ok: true };
     } catch (err) {
       ready = false;
