@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BackupError, readBackup, restoreBackup, writeBackup } from '../store/backup.js';
+import { CopyError, copySqliteToPostgres } from '../store/copy.js';
 import { StoreInUseError } from '../store/exclusive.js';
 import { rotateStoreKey, RotationError } from '../store/key-rotation.js';
 import { parseHexKey, resolveEncryptionKey } from '../mfa/secret-box.js';
@@ -15,7 +16,7 @@ async function expected<T>(fn: () => Promise<T> | T): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof BackupError || err instanceof RotationError || err instanceof StoreInUseError) throw new CliError(err.message);
+    if (err instanceof BackupError || err instanceof RotationError || err instanceof StoreInUseError || err instanceof CopyError) throw new CliError(err.message);
     throw err;
   }
 }
@@ -65,9 +66,28 @@ export function registerStoreCommands(program: Command, configPath: (cmd: Comman
       for (const k of kept) print(`kept the replaced file as ${k}: remove it once the restored store works`);
     });
 
-  program
-    .command('store')
-    .description('store maintenance')
+  const store = program.command('store').description('store maintenance');
+  store
+    .command('copy')
+    .description('copy the SQLite store (users, TOTP enrollments, devices, activation codes, password and PIN hashes, locks) into PostgreSQL in one transaction; refuses a target that holds data unless --force')
+    .requiredOption('--to <url>', 'target PostgreSQL URL, e.g. postgres://radius_mfa:PASSWORD@db.example.com/radius_mfa (sslmode=verify-full&sslrootcert=FILE for TLS)')
+    .option('--force', "replace the target's users, devices and activation codes with this store's (in the same transaction)")
+    .action(async (opts: { to: string; force?: boolean }, cmd: Command) => {
+      const config = loadConfigOrFail(configPath(cmd));
+      requireSqlite(config, 'store copy');
+      if (!/^postgres(ql)?:\/\//.test(opts.to)) throw new CliError('--to must be a postgres:// URL', 2);
+      if (config.store.path === ':memory:') throw new CliError('store.path is :memory:: there is no store file to copy');
+      const key = resolveEncryptionKey(config.store);
+      const from = resolve(config.store.path);
+      const r = await expected(() => copySqliteToPostgres(from, key.key, { url: opts.to }, { force: opts.force }));
+      const n = (count: number, what: string) => `${count} ${what}${count === 1 ? '' : 's'}`;
+      if (r.replaced > 0) print(`replaced ${n(r.replaced, 'row')} that ${r.target} held (--force)`);
+      print(
+        `copied ${n(r.users, 'user')} (${r.passwordHashes} with a password hash, ${r.pinHashes} with a PIN, ${r.locked} locked), ${n(r.totp, 'TOTP enrollment')}, ${n(r.devices, 'device')}, ${n(r.activationCodes, 'activation code')} from ${from} to ${r.target}`,
+      );
+      print(`every node now needs store: { type: postgres, url: ..., encryption_key: ... } with the key from ${key.source} (docs/ha.md)`);
+    });
+  store
     .command('rotate-key')
     .description('re-encrypt every TOTP secret under a new key in one transaction; the old key file is kept as *.retired-<time>')
     .action(async (_opts: unknown, cmd: Command) => {
