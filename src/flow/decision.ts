@@ -23,7 +23,9 @@ export type RejectReason =
   | 'push_rate_limited'
   | 'push_unavailable'
   | 'push_token_stale'
-  | 'number_mismatch';
+  | 'number_mismatch'
+  | 'state_unavailable'
+  | 'store_unavailable';
 
 export type AcceptReason = 'second_factor_ok' | 'method_none' | 'push_approved' | 'failmode_safe';
 export type ChallengeReason = 'code_requested' | 'number_requested' | 'approve_then_enter' | 'push_pending' | 'upstream_challenge';
@@ -54,6 +56,7 @@ export const MESSAGES = {
   replay: 'This code was already used. Wait for the next code and sign in again.',
   badState: 'The sign-in took too long or was already answered. Start again.',
   unavailable: 'The sign-in service cannot check passwords right now. Try again in a minute.',
+  engineUnavailable: 'The sign-in service is not available right now. Try again in a minute.',
   unsupported: 'This server accepts PAP passwords only: set the VPN to PAP.',
   pushDenied: 'The sign-in was denied on your phone.',
   pushTimeout: 'Your phone did not answer in time. Sign in again and approve the request in the app.',
