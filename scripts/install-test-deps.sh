@@ -27,6 +27,9 @@ for tool in curl jq xxd; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # Portal and companion-app tests: the real browser, driven by playwright-core (never `npx playwright install`).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# Several nodes (issue 13): private Redis and PostgreSQL instances started by test/helpers/{redis,postgres}.ts.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -42,5 +45,5 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The Debian package starts a system FreeRADIUS on 1812 where it can; tests and the bench start their own.
 if command -v service >/dev/null 2>&1; then
-  for svc in freeradius slapd openvpn ocserv radsecproxy; do service "$svc" stop >/dev/null 2>&1 || true; done
+  for svc in freeradius slapd openvpn ocserv radsecproxy redis-server postgresql; do service "$svc" stop >/dev/null 2>&1 || true; done
 fi

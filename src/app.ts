@@ -18,6 +18,7 @@ import { radiusUpstreamFirstFactor } from './auth/radius-upstream.js';
 import { AccountingForwarder } from './radius/accounting-forwarder.js';
 import { noFirstFactor } from './auth/none.js';
 import { decideAccess, type AccessAttempt, type AccessDeps, type Decision } from './flow/access.js';
+import { MESSAGES, reject } from './flow/decision.js';
 import { Policy } from './flow/policy.js';
 import { RELAY_HINTS } from './flow/relay.js';
 import { buildClientTable, buildTlsClientTable, type ClientTable, type TlsClientTable } from './radius/clients.js';
@@ -26,6 +27,7 @@ import { RadiusServer, type AccessDrop, type AccessReply, type AccessRequest, ty
 import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics } from './metrics/metrics.js';
 import { Health } from './metrics/health.js';
 import { backendChecks } from './health/backend-checks.js';
+import { EngineMonitor, EngineUnavailableError, guardState, guardStore } from './health/engine-monitor.js';
 import { PendingPushes } from './mfa/pending.js';
 import { reportingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
 import { createWebPushSender } from './mfa/web-push-sender.js';
@@ -143,9 +145,21 @@ function pushSenderFor(config: Config, deps: AppDeps, deliveries: DeliveryCounts
   return webPush || deps.pushSender ? reportingPushSender(routePushSender({ fcm: deps.pushSender, webPush }), deps.logger, (service, result) => deliveries.add(service, result)) : undefined;
 }
 
-export function buildApp(config: Config, deps: AppDeps): App {
-  const now = deps.now ?? Date.now;
-  const log = deps.logger;
+export function buildApp(config: Config, given: AppDeps): App {
+  const now = given.now ?? Date.now;
+  const log = given.logger;
+  // Shared engines can go away while we run: every call to them is watched (engine-monitor.ts), and
+  // an outage rejects the request that needed it (below) instead of leaving it without a reply.
+  const engines = new EngineMonitor(log);
+  const networkedStore = config.store.type === 'postgres';
+  const networkedState = config.state.type === 'redis';
+  if (networkedStore) engines.watch('store', config.store.type);
+  if (networkedState) engines.watch('state', config.state.type);
+  const deps: AppDeps = {
+    ...given,
+    store: networkedStore ? guardStore(given.store, engines) : given.store,
+    state: networkedState ? guardState(given.state, engines) : given.state,
+  };
   const pending = new PendingPushes(now);
   const decisions = new DecisionCounts();
   const deliveries = new DeliveryCounts();
@@ -180,13 +194,19 @@ export function buildApp(config: Config, deps: AppDeps): App {
       if (hint) log.warn({ q: attempt.q, client: attempt.clientName, user: attempt.username, reason: decision.reason }, hint);
       return toReply(decision, current.config);
     };
-    return decideAccess(attempt, current.access).then((result) => {
+    return decideAccess(attempt, current.access).catch(engineOutage).then((result) => {
       if (result.kind !== 'hold') return conclude(result);
       // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
       attempt.password = undefined;
       attempt.nas = undefined;
       return current.access.pending.wait(result.pushId).then((outcome) => conclude(result.settle(outcome)));
     });
+  };
+
+  /** A request that needed an engine that is down: its own reason, no reject delay (nothing was guessed). */
+  const engineOutage = (err: unknown): Decision => {
+    if (!(err instanceof EngineUnavailableError)) throw err;
+    return reject(undefined, err.engine === 'state' ? 'state_unavailable' : 'store_unavailable', MESSAGES.engineUnavailable, false);
   };
 
   const fwd = config.accounting.forward;
@@ -258,13 +278,15 @@ export function buildApp(config: Config, deps: AppDeps): App {
   let loadedAt = Date.now();
   const health = new Health({
     config: () => ({ path: deps.configPath ?? '(built in)', loadedAt }),
-    pingStore: () => (deps.store.ping ? deps.store.ping() : undefined),
+    pingStore: () => deps.store.ping?.(),
+    pingState: deps.state.ping ? () => deps.state.ping?.() : undefined,
+    kinds: { store: config.store.type, state: config.state.type },
     // The FCM token fetch goes to Google: check-config --connect does it, not every probe.
     backends: () => backendChecks(runtime.config, { fcm: false }),
   });
   const startMetrics = async (): Promise<BoundAddress[]> => {
     if (!config.metrics) return [];
-    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries }), config.metrics.listen.host, config.metrics.listen.port, health);
+    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries, engines }), config.metrics.listen.host, config.metrics.listen.port, health);
     metrics = bound.server;
     return [{ role: 'metrics', address: config.metrics.listen.host, port: bound.port }];
   };

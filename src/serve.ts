@@ -6,10 +6,12 @@ import { watchConfig } from './config/watch.js';
 import { createLogger } from './log/logger.js';
 import { createFirebasePushSender } from './mfa/push-sender.js';
 import { resolveEncryptionKey } from './mfa/secret-box.js';
-import { MemoryState } from './state/memory.js';
+import { openState } from './state/open-state.js';
 import type { Logger } from 'pino';
 import { canonicalUsername, usernameRules } from './flow/username.js';
-import { openSqliteStore } from './store/sqlite.js';
+import { openStore } from './store/open-store.js';
+import { describePostgresUrl } from './store/postgres.js';
+import { describeRedisUrl } from './state/redis.js';
 import type { Store } from './store/store.js';
 import { VERSION } from './version.js';
 
@@ -26,9 +28,9 @@ export async function serve(configPath: string): Promise<void> {
 
   const key = resolveEncryptionKey(config.store);
   if (key.created) logger.warn({ key_file: key.source }, 'created a new store encryption key file (0600): back it up with the database, secrets cannot be read without it');
-  const store = openSqliteStore(config.store, key.key);
+  const store = await openStore(config.store, key.key, { onIdleError: (err) => logger.warn({ err: err.message }, 'store: an idle PostgreSQL connection failed') });
   await warnOfStrayUsernames(store, config.usernames.realms, logger);
-  const state = new MemoryState(Date.now);
+  const state = await openState(config.state, { now: Date.now, sealKey: key.key, warn: (message) => logger.warn(message) });
   const firebase = config.mobile_app.firebase;
   const pushSender = firebase ? await createFirebasePushSender({ serviceAccountFile: firebase.service_account_file }) : undefined;
   if (!firebase && !config.mobile_app.web_push && config.http) logger.info('no mobile_app.firebase or mobile_app.web_push: phones poll /api/v1/pending for sign-in requests');
@@ -43,14 +45,20 @@ export async function serve(configPath: string): Promise<void> {
         listen: bound,
         config: configPath,
         first_factor: config.first_factor.type,
-        store: { type: config.store.type, path: config.store.path === ':memory:' ? ':memory:' : resolve(config.store.path), key_from: key.source },
-        state: config.state.type,
+        store: {
+          type: config.store.type,
+          ...(config.store.type === 'postgres'
+            ? { url: describePostgresUrl(config.store.url!) }
+            : { path: config.store.path === ':memory:' ? ':memory:' : resolve(config.store.path) }),
+          key_from: key.source,
+        },
+        state: config.state.type === 'redis' ? { type: 'redis', url: describeRedisUrl(config.state.url!), prefix: config.state.prefix, sentinel: config.state.sentinel?.name } : config.state.type,
       },
       'listening',
     );
   } catch (err) {
     await app.close();
-    store.close();
+    await store.close();
     throw err;
   }
 
@@ -77,7 +85,7 @@ export async function serve(configPath: string): Promise<void> {
   stopWatching();
   await app.close();
   await state.close();
-  store.close();
+  await store.close();
   logger.flush();
 }
 

@@ -105,7 +105,7 @@ describe('loadConfig', () => {
     assert.equal(c.mfa.challenge.timeout, 120_000);
     assert.deepEqual(c.dedupe, { window: 30_000, max_entries: 100_000 });
     assert.deepEqual(c.store, { type: 'sqlite', path: './data/radius-mfa.db' });
-    assert.deepEqual(c.state, { type: 'memory' });
+    assert.deepEqual(c.state, { type: 'memory', prefix: 'radius-mfa:', timeout: 2000 });
     assert.equal(c.log.level, 'info');
     assert.deepEqual(result.warnings, []);
   });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +9,7 @@ import { openSqliteStore, type SqliteStore } from '../src/store/sqlite.js';
 import { LAST_SEEN_FLUSH_MS } from '../src/store/sqlite-devices.js';
 import { MIGRATIONS, migrate } from '../src/store/migrations.js';
 import { KeyError, openSecret, resolveEncryptionKey, sealSecret } from '../src/mfa/secret-box.js';
-import { StoreError, type TotpEnrollment } from '../src/store/store.js';
+import { type TotpEnrollment } from '../src/store/store.js';
 import type { Config } from '../src/config/schema.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
@@ -31,6 +31,9 @@ function open(t: { after: (fn: () => void) => void }, dir: string, key: Buffer, 
   t.after(() => store.close());
   return store;
 }
+
+// The interface itself (users, secrets sealed at rest, wrong keys, locks, devices, activation codes) is
+// tested for every backend in store-contract.test.ts; here is what only the SQLite file does.
 
 test('a fresh file is migrated to the latest schema and re-opening keeps data and version', async (t) => {
   const dir = tempDir(t);
@@ -61,128 +64,6 @@ test('migrate applies only the missing steps, one transaction each, and refuses 
   assert.equal(db.pragma('user_version', { simple: true }), 2);
   assert.deepEqual(db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'c'").get(), { n: 0 });
   db.close();
-});
-
-test('adds, gets, lists and removes users', async (t) => {
-  const dir = tempDir(t);
-  const store = open(t, dir, randomBytes(32), () => 1_700_000_000_000);
-  await store.addUser({ username: 'bob', passwordHash: '$argon2id$v=19$m=65536,p=4,t=3$c2FsdHNhbHRzYWx0$aGFzaGhhc2g' });
-  await store.addUser({ username: 'alice', method: 'challenge', totp: totp() });
-
-  const alice = await store.getUser('alice');
-  assert.deepEqual(alice, {
-    username: 'alice',
-    method: 'challenge',
-    passwordHash: null,
-    totp: totp(),
-    lockedUntil: null,
-    lockReason: null,
-    pinHash: null,
-    createdAt: 1_700_000_000_000,
-  });
-  assert.equal((await store.getUser('bob'))?.totp, null);
-  assert.equal(await store.getUser('carol'), undefined);
-  assert.deepEqual((await store.listUsers()).map((u) => u.username), ['alice', 'bob']);
-
-  await assert.rejects(store.addUser({ username: 'alice' }), (e: StoreError) => e.code === 'USER_EXISTS');
-
-  await store.setMethod('bob', 'deny');
-  await store.setPasswordHash('bob', null);
-  await store.setTotp('bob', totp(Buffer.alloc(20, 7)));
-  const bob = await store.getUser('bob');
-  assert.equal(bob?.method, 'deny');
-  assert.equal(bob?.passwordHash, null);
-  assert.deepEqual(bob?.totp?.secret, Buffer.alloc(20, 7));
-  await store.setTotp('bob', null);
-  assert.equal((await store.getUser('bob'))?.totp, null);
-  await store.setMethod('bob', null);
-  assert.equal((await store.getUser('bob'))?.method, null);
-
-  await assert.rejects(store.setMethod('carol', 'totp'), (e: StoreError) => e.code === 'USER_NOT_FOUND');
-  await assert.rejects(store.setTotp('carol', totp()), (e: StoreError) => e.code === 'USER_NOT_FOUND');
-
-  assert.equal(await store.removeUser('alice'), true);
-  assert.equal(await store.removeUser('alice'), false);
-  assert.equal(await store.getUser('alice'), undefined);
-  // ON DELETE CASCADE: the enrollment went with the user, so re-adding starts clean.
-  await store.addUser({ username: 'alice' });
-  assert.equal((await store.getUser('alice'))?.totp, null);
-});
-
-test('TOTP secrets are encrypted at rest: the database files never contain the secret', async (t) => {
-  const dir = tempDir(t);
-  const store = open(t, dir, randomBytes(32));
-  await store.addUser({ username: 'alice', totp: totp() });
-  await store.addUsers([{ username: 'bob', totp: totp() }]);
-  store.close();
-  const files = readdirSync(dir).filter((f) => f.startsWith('users.db'));
-  assert.ok(files.includes('users.db'));
-  for (const f of files) {
-    const bytes = readFileSync(join(dir, f));
-    assert.equal(bytes.indexOf(SECRET), -1, `${f} contains the plaintext secret`);
-    assert.equal(bytes.indexOf(Buffer.from(SECRET.toString('hex'))), -1);
-    assert.equal(bytes.indexOf(Buffer.from(SECRET.toString('base64'))), -1);
-  }
-});
-
-test('opening with the wrong key fails with KEY_MISMATCH and a message about the key file', async (t) => {
-  const dir = tempDir(t);
-  const store = openSqliteStore(storeConfig(dir), randomBytes(32));
-  await store.addUser({ username: 'alice', totp: totp() });
-  store.close();
-  assert.throws(
-    () => openSqliteStore(storeConfig(dir), randomBytes(32)),
-    (e: StoreError) => e.code === 'KEY_MISMATCH' && /key file .*does not match|does not match the database/.test(e.message),
-  );
-});
-
-test('a secret sealed under another key (or moved to another user) reads as KEY_MISMATCH', async (t) => {
-  const dir = tempDir(t);
-  const key = randomBytes(32);
-  const store = openSqliteStore(storeConfig(dir), key);
-  await store.addUser({ username: 'alice', totp: totp() });
-  await store.addUser({ username: 'bob', totp: totp() });
-  store.close();
-
-  const db = new Database(join(dir, 'users.db'));
-  db.prepare('UPDATE totp SET secret_enc = ? WHERE username = ?').run(sealSecret(randomBytes(32), SECRET, 'totp:alice'), 'alice');
-  db.prepare("UPDATE totp SET secret_enc = (SELECT secret_enc FROM totp WHERE username = 'alice') WHERE username = 'bob'").run();
-  db.close();
-
-  const reopened = open(t, dir, key);
-  await assert.rejects(reopened.getUser('alice'), (e: StoreError) => e.code === 'KEY_MISMATCH' && /does not match this database/.test(e.message));
-  await assert.rejects(reopened.getUser('bob'), (e: StoreError) => e.code === 'KEY_MISMATCH');
-});
-
-test('addUsers writes nothing when one user is a duplicate', async (t) => {
-  const dir = tempDir(t);
-  const store = open(t, dir, randomBytes(32));
-  await store.addUser({ username: 'existing' });
-  await assert.rejects(
-    store.addUsers([{ username: 'u1', totp: totp() }, { username: 'u2' }, { username: 'existing' }, { username: 'u3' }]),
-    (e: StoreError) => e.code === 'USER_EXISTS' && /existing/.test(e.message),
-  );
-  await assert.rejects(store.addUsers([{ username: 'u1' }, { username: 'u1' }]), (e: StoreError) => e.code === 'USER_EXISTS');
-  assert.deepEqual((await store.listUsers()).map((u) => u.username), ['existing']);
-});
-
-test('locks and unlocks a user; locking a name without a row creates it locked', async (t) => {
-  const dir = tempDir(t);
-  const store = open(t, dir, randomBytes(32));
-  await store.addUser({ username: 'alice' });
-  await store.lockUser('alice', 1_800_000_000_000, 'too many failed codes');
-  const locked = await store.getUser('alice');
-  assert.equal(locked?.lockedUntil, 1_800_000_000_000);
-  assert.equal(locked?.lockReason, 'too many failed codes');
-  assert.equal(await store.unlockUser('alice'), true);
-  assert.equal(await store.unlockUser('alice'), false);
-  const unlocked = await store.getUser('alice');
-  assert.equal(unlocked?.lockedUntil, null);
-  assert.equal(unlocked?.lockReason, null);
-  await assert.rejects(store.unlockUser('nobody'), (e: StoreError) => e.code === 'USER_NOT_FOUND');
-  // A directory user has no row until something is stored for them: a lock makes the row, never throws.
-  await store.lockUser('ldap-only', 1_800_000_000_000, 'too many failed passwords');
-  assert.equal((await store.getUser('ldap-only'))?.lockedUntil, 1_800_000_000_000);
 });
 
 test('getUser is fast enough for the per-request path, with and without the record cache', async (t) => {

@@ -3,7 +3,7 @@ import { formatIssues, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { canonicalUsername, usernameRules } from '../flow/username.js';
 import { resolveEncryptionKey } from '../mfa/secret-box.js';
-import { openSqliteStore } from '../store/sqlite.js';
+import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 
 /** An expected failure: printed without a stack trace. exitCode 1 = fix the data or config, 2 = fix the command line. */
@@ -29,11 +29,18 @@ export async function withStore<T>(config: Config, fn: (store: Store) => Promise
   if (key.created) {
     warn(`created the store key file ${key.source} (mode 0600); back it up with the database: TOTP secrets cannot be read without it`);
   }
-  const store = openSqliteStore(config.store, key.key, { cacheSize: 0 });
+  const store = await openStore(config.store, key.key, { cacheSize: 0 });
   try {
     return await fn(store);
   } finally {
-    store.close();
+    await store.close();
+  }
+}
+
+/** backup, restore and rotate-key work on the SQLite file; a PostgreSQL store has its own tools. */
+export function requireSqlite(config: Config, what: string): void {
+  if (config.store.type !== 'sqlite') {
+    throw new CliError(`${what} works on a SQLite store; store.type is ${config.store.type}: use the database's own tools (pg_dump / pg_restore, docs/ha.md)`);
   }
 }
 

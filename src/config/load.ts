@@ -96,6 +96,12 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
     }
   });
   nonPapWarnings(config, warn);
+  if (config.store.type === 'postgres' && config.state.type === 'memory') {
+    warn(
+      ['state', 'type'],
+      'store.type is postgres (a store other nodes may share) but state.type is memory: each node keeps its own replay marks, lockout counts and challenges, so a code used at one node can be replayed at another and failures spread over nodes never lock; use state.type redis when more than one node serves (docs/ha.md)',
+    );
+  }
   return { ok: true, config: deepFreeze(config), warnings: warnings.map(redact) };
 }
 

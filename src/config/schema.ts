@@ -479,13 +479,60 @@ export const configSchema = z.strictObject({
     .meta({ description: 'The self-service portal under /portal (served with the Mobile App API on http.listen).' }),
   store: z
     .strictObject({
-      type: z.literal('sqlite').default('sqlite'),
-      path: z.string().min(1).default('./data/radius-mfa.db'),
-      encryption_key: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters (32 bytes): generate one with openssl rand -hex 32').optional().meta({ description: '64 hex chars (32 bytes) for AES-256-GCM; default: key_file.' }),
-      key_file: z.string().optional().meta({ description: 'Created 0600 with a random key on first start; default: <store.path>.key.' }),
+      type: z.enum(['sqlite', 'postgres']).default('sqlite').meta({ description: 'sqlite: one file, one node (default). postgres: several nodes share one database (docs/ha.md).' }),
+      path: z.string().min(1).default('./data/radius-mfa.db').meta({ description: 'The SQLite file (store.type sqlite).' }),
+      url: z
+        .string()
+        .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL, e.g. postgres://radius_mfa:${PGPASSWORD}@db.example.com:5432/radius_mfa')
+        .optional()
+        .meta({ description: 'PostgreSQL connection URL (store.type postgres); put the password in an ${ENV_VAR}.' }),
+      pool: z.number().int().min(1).max(1000).optional().meta({ description: 'PostgreSQL connections this node keeps at most; default 10.' }),
+      tls: z
+        .strictObject({
+          ca: z.string().min(1).optional().meta({ description: 'PEM file of the CA that signed the server certificate; default: the system CAs.' }),
+          cert: z.string().min(1).optional().meta({ description: 'Client certificate (PEM file), when the server asks for one.' }),
+          key: z.string().min(1).optional().meta({ description: 'Key of the client certificate (PEM file).' }),
+        })
+        .optional()
+        .meta({ description: 'Connect to PostgreSQL over TLS, verifying the server certificate.' }),
+      encryption_key: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters (32 bytes): generate one with openssl rand -hex 32').optional().meta({ description: '64 hex chars (32 bytes) for AES-256-GCM; default: key_file. Every node sharing a store needs the same key, e.g. "${RADIUS_MFA_KEY}".' }),
+      key_file: z.string().optional().meta({ description: 'Created 0600 with a random key on first start (sqlite only); default: <store.path>.key.' }),
+    })
+    .superRefine((v, ctx) => {
+      if (v.type !== 'postgres') return;
+      if (!v.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'is required with store.type postgres, e.g. url: "postgres://radius_mfa:${PGPASSWORD}@db.example.com/radius_mfa"' });
+      // A key file made on each node would give each node its own key: none could read the others' secrets.
+      if (v.encryption_key === undefined && v.key_file === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['encryption_key'], message: 'is required with store.type postgres (every node must use the same key): encryption_key: "${RADIUS_MFA_KEY}", or key_file: a file copied to every node' });
+      }
     })
     .prefault({}),
-  state: z.strictObject({ type: z.literal('memory').default('memory') }).prefault({}),
+  state: z
+    .strictObject({
+      type: z.enum(['memory', 'redis']).default('memory').meta({ description: 'memory: this process only (one node, default). redis: shared by every node (docs/ha.md).' }),
+      url: z
+        .string()
+        .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// (TLS) URL, e.g. redis://:${REDIS_PASSWORD}@redis.example.com:6379/0')
+        .optional()
+        .meta({ description: 'Redis or Valkey URL (state.type redis); rediss:// for TLS. With sentinel, only its password, database and scheme are used.' }),
+      prefix: z.string().min(1).default('radius-mfa:').meta({ description: 'Prefix of every key: several deployments can share one Redis.' }),
+      timeout: duration.prefault('2s').meta({ description: 'How long one Redis command may take before the request it serves is rejected (state_unavailable).' }),
+      tls: z
+        .strictObject({ ca: z.string().min(1).meta({ description: 'PEM file of the CA that signed the Redis server certificate.' }) })
+        .optional()
+        .meta({ description: 'For rediss:// with a private CA; default: the system CAs.' }),
+      sentinel: z
+        .strictObject({
+          name: z.string().min(1).meta({ description: 'The master group name the sentinels monitor (sentinel monitor NAME ...).' }),
+          nodes: z.array(hostPort).min(1).meta({ description: 'Sentinel addresses, "HOST:PORT" (usually port 26379).' }),
+        })
+        .optional()
+        .meta({ description: 'Find the Redis master through Redis Sentinel (failover).' }),
+    })
+    .superRefine((v, ctx) => {
+      if (v.type === 'redis' && !v.url) ctx.addIssue({ code: 'custom', path: ['url'], message: 'is required with state.type redis, e.g. url: "redis://127.0.0.1:6379/0"' });
+    })
+    .prefault({}),
   metrics: z
     .strictObject({ listen: hostPort })
     .optional()

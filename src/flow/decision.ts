@@ -31,7 +31,9 @@ export type RejectReason =
   /** MS-CHAP / EAP where the push would need a second prompt (number matching, a NAS timeout too short to hold). */
   | 'non_pap_needs_prompt'
   /** PEAP/TTLS with an anonymous outer identity and no inner User-Name in the upstream Accept: whose phone? */
-  | 'anonymous_identity';
+  | 'anonymous_identity'
+  | 'state_unavailable'
+  | 'store_unavailable';
 
 export type AcceptReason = 'second_factor_ok' | 'method_none' | 'push_approved' | 'failmode_safe' | 'non_pap_push_fallback';
 export type ChallengeReason = 'code_requested' | 'number_requested' | 'approve_then_enter' | 'push_pending' | 'upstream_challenge' | 'upstream_round';
@@ -66,6 +68,7 @@ export const MESSAGES = {
   replay: 'This code was already used. Wait for the next code and sign in again.',
   badState: 'The sign-in took too long or was already answered. Start again.',
   unavailable: 'The sign-in service cannot check passwords right now. Try again in a minute.',
+  engineUnavailable: 'The sign-in service is not available right now. Try again in a minute.',
   unsupported: 'This server accepts PAP passwords only: set the VPN to PAP.',
   nonPapUnsupported: 'MS-CHAP and EAP sign-ins need an upstream RADIUS server here: set the VPN to PAP or ask your helpdesk.',
   nonPapNeedsCode: 'This account signs in with a code, which this VPN cannot ask for. Ask your helpdesk to set up push.',

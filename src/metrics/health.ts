@@ -7,8 +7,12 @@ import { runChecks } from '../health/backend-checks.js';
 export interface ReadinessSources {
   /** The config file the running config came from, and when it was (re)loaded. */
   config: () => { path: string; loadedAt: number };
-  /** A cheap query on the open store; throws when it cannot be read. */
-  pingStore: () => void;
+  /** A cheap query on the open store; throws (or rejects) when it cannot be read. */
+  pingStore: () => void | Promise<void>;
+  /** A sign of life from the shared state (Redis); absent for memory. */
+  pingState?: () => void | Promise<void>;
+  /** What the store and state are (postgres, redis, ...), for the report. */
+  kinds?: { store: string; state: string };
   /** The backend checks of the running config (LDAP, upstream RADIUS, ...). */
   backends: () => readonly BackendCheck[];
   now?: () => number;
@@ -41,11 +45,20 @@ export class Health {
     const cfg = this.sources.config();
     checks.config = { ok: true, path: cfg.path, loaded_at: new Date(cfg.loadedAt).toISOString() };
     try {
-      this.sources.pingStore();
-      checks.store = { ok: true };
+      await this.sources.pingStore();
+      checks.store = { ok: true, type: this.sources.kinds?.store };
     } catch (err) {
       ready = false;
-      checks.store = { ok: false, error: (err as Error).message };
+      checks.store = { ok: false, type: this.sources.kinds?.store, error: (err as Error).message };
+    }
+    if (this.sources.pingState) {
+      try {
+        await this.sources.pingState();
+        checks.state = { ok: true, type: this.sources.kinds?.state };
+      } catch (err) {
+        ready = false;
+        checks.state = { ok: false, type: this.sources.kinds?.state, error: (err as Error).message };
+      }
     }
     for (const { name, outcome } of await this.backendResults()) {
       checks[name] = outcome.ok ? { ok: true, detail: outcome.detail } : { ok: false, error: outcome.cause, fix: outcome.fix };

@@ -1,4 +1,5 @@
 // Prometheus metrics, read from counters the request path keeps anyway: scraping costs the path nothing.
+import type { EngineMonitor } from '../health/engine-monitor.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
@@ -47,6 +48,8 @@ export interface MetricSources {
   pending: PendingPushes;
   decisions: DecisionCounts;
   deliveries: DeliveryCounts;
+  /** Shared engines (PostgreSQL, Redis) and whether they answer. */
+  engines?: EngineMonitor;
 }
 
 /** Counters whose value is copied from a source at scrape time (prom-client counters only go up, as these do). */
@@ -98,6 +101,19 @@ export function buildRegistry(src: MetricSources): Registry {
       this.set(src.radius.pendingDuplicates);
     },
   });
+  if (src.engines) {
+    const engines = src.engines;
+    new Gauge({
+      name: 'radius_engine_up',
+      help: 'Whether a shared engine answered its last call (1) or is down (0); requests needing it are rejected with store_unavailable / state_unavailable',
+      labelNames: ['engine', 'kind'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const e of engines.statuses()) this.set({ engine: e.engine, kind: e.kind }, e.up ? 1 : 0);
+      },
+    });
+  }
   return registry;
 }
 

@@ -80,6 +80,10 @@ export function resolveEncryptionKey(store: Config['store'], baseDir: string = p
     return { key, source: 'store.encryption_key', created: false };
   }
   const path = resolve(baseDir, store.key_file ?? `${store.path}.key`);
+  // A shared store: a key made here would be this node's alone, and could not read what the others sealed.
+  if (store.type === 'postgres' && !existsSync(path)) {
+    throw new KeyError('KEY_FILE_MISSING', `key file ${path} is missing: with store.type postgres every node must use the same key; copy the key file from another node (or set store.encryption_key)`);
+  }
   const database = resolve(baseDir, store.path);
   if (!existsSync(path) && store.path !== ':memory:' && existsSync(database) && statSync(database).size > 0) {
     throw new KeyError(

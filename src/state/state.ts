@@ -18,7 +18,7 @@ export interface ChallengeRecord {
 
 /**
  * Short-lived state shared by every node that answers the same appliances: replay guard,
- * failure counters, challenges. In memory today; Redis must fit the same shape.
+ * failure counters, challenges. In memory (memory.ts) or Redis (redis.ts); test/state-contract.test.ts holds both to it.
  */
 export interface EphemeralState {
   /** Records `step` as used for `username`; false if it (or a later step) was already used: a replay. */
@@ -54,5 +54,7 @@ export interface EphemeralState {
   putChallenge(state: string, record: ChallengeRecord): Promise<void>;
   /** Returns and forgets the challenge: a State is good for one answer only. */
   takeChallenge(state: string): Promise<ChallengeRecord | undefined>;
+  /** Asks a shared engine for a sign of life (for /readyz); rejects when it cannot. */
+  ping?(): Promise<void>;
   close(): Promise<void>;
 }

@@ -88,7 +88,7 @@ export class StoreError extends Error {
   }
 }
 
-/** Durable state: users, their enrollment and lockouts. SQLite today; PostgreSQL must fit the same shape. */
+/** Durable state: users, their enrollment and lockouts. SQLite (sqlite.ts) or PostgreSQL (postgres.ts); test/store-contract.test.ts holds both to it. */
 export interface Store {
   getUser(username: string): Promise<UserRecord | undefined>;
   listUsers(): Promise<UserRecord[]>;
@@ -105,7 +105,8 @@ export interface Store {
   unlockUser(username: string): Promise<boolean>;
   setPinHash(username: string, hash: string | null): Promise<void>;
   readonly devices: DeviceStore;
-  /** Reads the store once; throws when it cannot (for /readyz). */
-  ping?(): void;
-  close(): void;
+  /** Reads the store once; throws (or rejects) when it cannot (for /readyz). */
+  ping?(): void | Promise<void>;
+  /** SQLite closes at once; PostgreSQL's pool ends asynchronously. */
+  close(): void | Promise<void>;
 }

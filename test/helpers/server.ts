@@ -13,7 +13,8 @@ import { encodeBase32 } from '../../src/cli/totp-secret.js';
 import { hotp, timeStep } from '../../src/mfa/totp.js';
 import type { PushSender } from '../../src/mfa/push-sender.js';
 import { MemoryState } from '../../src/state/memory.js';
-import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite.js';
+import { openSqliteStore } from '../../src/store/sqlite.js';
+import type { EphemeralState } from '../../src/state/state.js';
 import type { Store, TotpAlgorithm } from '../../src/store/store.js';
 
 /** 2023-11-14T22:13:20Z: a fixed start, so codes and log timestamps are the same on every run. */
@@ -98,6 +99,10 @@ export interface StartOptions {
   webPushAgent?: Agent;
   /** Keep at most this many log lines (all are still counted by level). Default: all. */
   logLimit?: number;
+  /** Another store than a fresh SQLite file (e.g. PostgreSQL); the test server closes it. */
+  openStore?: (config: Config, now: () => number) => Promise<Store>;
+  /** Another state than memory (e.g. Redis); the test server closes it. */
+  openState?: (config: Config, now: () => number) => Promise<EphemeralState>;
 }
 
 export interface TestServer {
@@ -113,8 +118,8 @@ export interface TestServer {
   secret: string;
   config: Config;
   clock: TestClock;
-  store: SqliteStore;
-  state: MemoryState;
+  store: Store;
+  state: EphemeralState;
   logs: LogCapture;
   app: App;
   close(): Promise<void>;
@@ -152,15 +157,16 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
   const clock = createClock(opts.start ?? T0);
   const logs = new LogCapture(opts.logLimit);
   const logger = createLogger(config.log.level, logs);
-  const store = openSqliteStore(config.store, randomBytes(32), { now: clock.now });
-  const state = new MemoryState(clock.now);
+  const store = opts.openStore ? await opts.openStore(config, clock.now) : openSqliteStore(config.store, randomBytes(32), { now: clock.now });
+  const state = opts.openState ? await opts.openState(config, clock.now) : new MemoryState(clock.now);
   const app = buildApp(config, { store, state, logger, now: clock.now, pushSender: opts.pushSender, webPushAgent: opts.webPushAgent });
   let bound;
   try {
     bound = await app.start();
   } catch (err) {
     await app.close();
-    store.close();
+    await state.close();
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
@@ -185,7 +191,7 @@ export async function startTestServer(opts: StartOptions = {}): Promise<TestServ
       closed = true;
       await app.close();
       await state.close();
-      store.close();
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,119 @@
+// Outages of the shared engines (PostgreSQL store, Redis state). Every call to them goes through a guard
+// that turns "the engine did not answer" into one typed error the request handler maps to its own reject
+// reason (store_unavailable / state_unavailable): never a crash, never a request left without a reply,
+// never an Accept. The monitor logs one line when an engine goes down and one when it answers again
+// (not one per request), and feeds the radius_engine_up gauge.
+import type { Logger } from 'pino';
+import type { EphemeralState } from '../state/state.js';
+import { StoreError, type Store } from '../store/store.js';
+
+export type Engine = 'store' | 'state';
+
+export class EngineUnavailableError extends Error {
+  readonly code = 'ENGINE_UNAVAILABLE';
+  constructor(
+    readonly engine: Engine,
+    override readonly cause: unknown,
+  ) {
+    super(`${engine} unavailable: ${(cause as Error)?.message ?? String(cause)}`);
+    this.name = 'EngineUnavailableError';
+  }
+}
+
+interface EngineStatus {
+  up: boolean;
+  since: number;
+  error?: string;
+}
+
+export class EngineMonitor {
+  private readonly engines = new Map<Engine, EngineStatus & { kind: string }>();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Registers an engine to watch (e.g. 'store' as 'postgres'). */
+  watch(engine: Engine, kind: string): void {
+    this.engines.set(engine, { kind, up: true, since: this.now() });
+  }
+
+  down(engine: Engine, err: unknown): void {
+    const s = this.engines.get(engine);
+    if (!s || !s.up) return;
+    Object.assign(s, { up: false, since: this.now(), error: (err as Error)?.message ?? String(err) });
+    this.logger.error(
+      { engine, kind: s.kind, err: s.error },
+      `${s.kind} (${engine}) unavailable: requests that need it are rejected with ${engine}_unavailable until it answers again`,
+    );
+  }
+
+  up(engine: Engine): void {
+    const s = this.engines.get(engine);
+    if (!s || s.up) return;
+    const downMs = this.now() - s.since;
+    Object.assign(s, { up: true, since: this.now(), error: undefined });
+    this.logger.warn({ engine, kind: s.kind, down_ms: downMs }, `${s.kind} (${engine}) answers again`);
+  }
+
+  /** Engines watched, and whether they answered their last call. */
+  statuses(): { engine: Engine; kind: string; up: boolean; error?: string }[] {
+    return [...this.engines].map(([engine, s]) => ({ engine, kind: s.kind, up: s.up, error: s.error }));
+  }
+}
+
+/** Errors that say the engine answered: the caller's mistake (StoreError) or bad data, not an outage. */
+function answeredByEngine(err: unknown): boolean {
+  if (err instanceof StoreError) return true;
+  // PostgreSQL SQLSTATE classes 22 (data exception), 23 (integrity), 42 (syntax or access rule): the server answered.
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^(22|23|42)[0-9A-Z]{3}$/.test(code);
+}
+
+function guard<T extends object>(target: T, engine: Engine, monitor: EngineMonitor): T {
+  return new Proxy(target, {
+    get(obj, prop, receiver) {
+      const value = Reflect.get(obj, prop, receiver) as unknown;
+      if (prop === 'devices' && value && typeof value === 'object') return guard(value as object, engine, monitor);
+      if (typeof value !== 'function' || prop === 'close') return value;
+      return (...args: unknown[]) => {
+        let result: unknown;
+        try {
+          result = (value as (...a: unknown[]) => unknown).apply(obj, args);
+        } catch (err) {
+          throw classify(err);
+        }
+        if (!(result instanceof Promise)) return result;
+        return result.then(
+          (v) => {
+            monitor.up(engine);
+            return v;
+          },
+          (err: unknown) => {
+            throw classify(err);
+          },
+        );
+      };
+    },
+  });
+
+  function classify(err: unknown): unknown {
+    if (answeredByEngine(err)) {
+      monitor.up(engine);
+      return err;
+    }
+    monitor.down(engine, err);
+    return new EngineUnavailableError(engine, err);
+  }
+}
+
+/** The store with every call watched: an outage becomes EngineUnavailableError('store'). */
+export function guardStore(store: Store, monitor: EngineMonitor): Store {
+  return guard(store, 'store', monitor);
+}
+
+/** The state with every call watched: an outage becomes EngineUnavailableError('state'). */
+export function guardState(state: EphemeralState, monitor: EngineMonitor): EphemeralState {
+  return guard(state, 'state', monitor);
+}

@@ -1,0 +1,276 @@
+// Ephemeral state in Redis (or Valkey), shared by every node that answers the same appliances: a code
+// used at node A is a replay at node B, five failures spread over A and B lock the user on both.
+// Every check-and-act is one atomic step on the server (a Lua script or GETDEL), never a read then a write.
+import { readFileSync } from 'node:fs';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Config } from '../config/schema.js';
+import { openSecret, sealSecret } from '../mfa/secret-box.js';
+import type { TotpEnrollment } from '../store/store.js';
+import type { ChallengeRecord, EphemeralState } from './state.js';
+
+// The window starts at the first event: only the INCR that made the key (or a key somehow left without
+// an expiry) sets it; later events keep its end. PEXPIRE NX (Redis 7) would do the same; this runs on 6.2 and Valkey too.
+const COUNT_IN_WINDOW = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n`;
+
+// DECR keeps the key's expiry; at zero the key goes, as the memory state forgets it.
+const TAKE_BACK = `
+local n = redis.call('DECR', KEYS[1])
+if n <= 0 then redis.call('DEL', KEYS[1]) end
+return n`;
+
+// RFC 6238 §5.2: a step at or before the last accepted one is a replay, across every node.
+const CLAIM_STEP = `
+local last = redis.call('GET', KEYS[1])
+if last and tonumber(last) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
+
+// A mark lasts at least ttl from now: a later, longer mark extends it; a shorter one never cuts it.
+const MARK = `
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+return 1`;
+
+interface Commands {
+  mark(key: string, ttlMs: number): Promise<number>;
+  countInWindow(key: string, windowMs: number): Promise<number>;
+  takeBack(key: string): Promise<number>;
+  claimStep(key: string, step: number, ttlMs: number): Promise<number>;
+}
+
+type ScriptedRedis = Redis & Commands;
+
+export interface RedisStateOptions {
+  now: () => number;
+  prefix: string;
+  /**
+   * The store key: TOTP secrets of unconfirmed enrollments and challenge records are sealed with it
+   * (AES-GCM, bound to their Redis key), so a Redis dump or a MONITOR shows no secret.
+   */
+  sealKey: Buffer;
+}
+
+interface SealedEnrollment {
+  s: string;
+  a: TotpEnrollment['algorithm'];
+  d: TotpEnrollment['digits'];
+  p: number;
+}
+
+export class RedisState implements EphemeralState {
+  private readonly redis: ScriptedRedis;
+  private readonly prefix: string;
+
+  constructor(
+    redis: Redis,
+    private readonly options: RedisStateOptions,
+  ) {
+    redis.defineCommand('countInWindow', { numberOfKeys: 1, lua: COUNT_IN_WINDOW });
+    redis.defineCommand('mark', { numberOfKeys: 1, lua: MARK });
+    redis.defineCommand('takeBack', { numberOfKeys: 1, lua: TAKE_BACK });
+    redis.defineCommand('claimStep', { numberOfKeys: 1, lua: CLAIM_STEP });
+    this.redis = redis as ScriptedRedis;
+    this.prefix = options.prefix;
+  }
+
+  /** The connection (for pub/sub and health checks). */
+  get client(): Redis {
+    return this.redis;
+  }
+
+  async claimTotpStep(username: string, step: number, ttlMs: number): Promise<boolean> {
+    return (await this.redis.claimStep(this.key('step', username), step, Math.max(1, Math.ceil(ttlMs)))) === 1;
+  }
+
+  /**
+   * Security counts are plain keys with an expiry. They are never evicted early only if Redis is told so:
+   * maxmemory-policy noeviction (docs/ha.md; a warning at start otherwise). Out of memory then fails the
+   * command, and the request is rejected (state_unavailable): fail closed, never a forgotten count.
+   */
+  async increment(key: string, windowMs: number): Promise<number> {
+    return this.redis.countInWindow(this.key('count', key), Math.max(1, Math.ceil(windowMs)));
+  }
+
+  async decrement(key: string): Promise<void> {
+    await this.redis.takeBack(this.key('count', key));
+  }
+
+  async reset(key: string): Promise<void> {
+    await this.redis.del(this.key('count', key));
+  }
+
+  /** Marks live beside the counts (one namespace), so `entries` lists both, as the memory state does. */
+  async mark(key: string, ttlMs: number): Promise<boolean> {
+    await this.redis.mark(this.key('count', key), Math.max(1, Math.ceil(ttlMs)));
+    return true;
+  }
+
+  async marked(key: string): Promise<boolean> {
+    return (await this.redis.exists(this.key('count', key))) === 1;
+  }
+
+  /** SCAN, not KEYS: an admin's `user show` must not stall Redis for every node. */
+  async entries(prefix: string): Promise<{ key: string; n: number; expires: number }[]> {
+    const base = this.key('count', '');
+    const match = `${globEscape(base + prefix)}*`;
+    const out: { key: string; n: number; expires: number }[] = [];
+    let cursor = '0';
+    for (let i = 0; i < 100_000; i++) {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', match, 'COUNT', 500);
+      for (const k of keys) {
+        const [value, ttl] = await Promise.all([this.redis.get(k), this.redis.pttl(k)]);
+        if (value !== null && ttl > 0) out.push({ key: k.slice(base.length), n: Number(value), expires: this.options.now() + ttl });
+      }
+      cursor = next;
+      if (cursor === '0') break;
+    }
+    return out;
+  }
+
+  async countBySource(key: string, windowMs: number): Promise<number> {
+    return this.redis.countInWindow(this.key('source', key), Math.max(1, Math.ceil(windowMs)));
+  }
+
+  async putEnrollment(key: string, enrollment: TotpEnrollment, ttlMs: number): Promise<void> {
+    const k = this.key('enroll', key);
+    const value: SealedEnrollment = { s: this.seal(enrollment.secret, k).toString('base64'), a: enrollment.algorithm, d: enrollment.digits, p: enrollment.period };
+    await this.redis.set(k, JSON.stringify(value), 'PX', Math.max(1, Math.ceil(ttlMs)));
+  }
+
+  async getEnrollment(key: string): Promise<TotpEnrollment | undefined> {
+    const k = this.key('enroll', key);
+    const raw = await this.redis.get(k);
+    if (raw === null) return undefined;
+    const v = JSON.parse(raw) as SealedEnrollment;
+    const secret = this.open(Buffer.from(v.s, 'base64'), k);
+    return secret ? { secret, algorithm: v.a, digits: v.d, period: v.p } : undefined;
+  }
+
+  async deleteEnrollment(key: string): Promise<void> {
+    await this.redis.del(this.key('enroll', key));
+  }
+
+  async putChallenge(state: string, record: ChallengeRecord): Promise<void> {
+    const k = this.key('challenge', state);
+    const ttl = Math.max(1, record.expires - this.options.now());
+    await this.redis.set(k, this.seal(Buffer.from(JSON.stringify(record)), k).toString('base64'), 'PX', ttl);
+  }
+
+  async takeChallenge(state: string): Promise<ChallengeRecord | undefined> {
+    const k = this.key('challenge', state);
+    // GETDEL: one State, one answer, even when two nodes get it at once.
+    const raw = await this.redis.getdel(k);
+    if (raw === null) return undefined;
+    const opened = this.open(Buffer.from(raw, 'base64'), k);
+    if (!opened) return undefined;
+    const record = JSON.parse(opened.toString('utf8')) as ChallengeRecord;
+    return record.expires > this.options.now() ? record : undefined;
+  }
+
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.redis.quit();
+    } catch {
+      this.redis.disconnect();
+    }
+  }
+
+  private key(kind: string, name: string): string {
+    return `${this.prefix}${kind}:${name}`;
+  }
+
+  private seal(plaintext: Buffer, redisKey: string): Buffer {
+    return sealSecret(this.options.sealKey, plaintext, `redis:${redisKey}`);
+  }
+
+  /** A value sealed under another key (another deployment sharing the prefix) reads as absent, never as garbage. */
+  private open(sealed: Buffer, redisKey: string): Buffer | undefined {
+    const r = openSecret(this.options.sealKey, sealed, `redis:${redisKey}`);
+    return r.ok ? r.plaintext : undefined;
+  }
+}
+
+/** A printable form of the URL for logs: the password is never shown. */
+export function describeRedisUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'redis://(unparsable URL)';
+  }
+}
+
+/**
+ * ioredis options for state.url / tls / sentinel / timeout. Commands fail fast while disconnected (no
+ * offline queue, one try): a request needing Redis is rejected at once (state_unavailable), not held
+ * until the NAS gives up. Reconnects go on in the background, so recovery needs no restart.
+ */
+export function redisOptions(config: Config['state']): RedisOptions {
+  const url = new URL(config.url!);
+  const tlsOn = url.protocol === 'rediss:';
+  const tls = tlsOn ? { ca: config.tls ? readFileSync(config.tls.ca, 'utf8') : undefined } : undefined;
+  const db = Number(url.pathname.replace(/^\//, '') || 0);
+  const common: RedisOptions = {
+    username: url.username ? decodeURIComponent(url.username) : undefined,
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+    db: Number.isInteger(db) ? db : 0,
+    tls,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: config.timeout,
+    connectTimeout: Math.max(1000, config.timeout),
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 5), 1000),
+    connectionName: 'radius-mfa',
+  };
+  if (config.sentinel) {
+    return {
+      ...common,
+      sentinels: config.sentinel.nodes.map((n) => ({ host: n.host, port: n.port })),
+      name: config.sentinel.name,
+      enableTLSForSentinelMode: tlsOn,
+      sentinelTLS: tls,
+    };
+  }
+  return { ...common, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) };
+}
+
+/**
+ * Connects to Redis and returns the state; warnings (an eviction policy that could drop security
+ * counts) go to `warn`. Throws when Redis cannot be reached at start.
+ */
+export async function openRedisState(config: Config['state'], options: RedisStateOptions & { warn?: (message: string) => void }): Promise<RedisState> {
+  const redis = new Redis(redisOptions(config));
+  // Without a listener an 'error' event would crash the process; outages are reported by the engine monitor.
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    const version = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1];
+    if (version && Number(version.split('.')[0]) < 6) throw new Error(`Redis ${version} is too old: 6.2 or later (or Valkey) is needed (GETDEL)`);
+    const policy = await redis.config('GET', 'maxmemory-policy').then(
+      (r) => (r as string[])[1],
+      () => undefined, // CONFIG is often disabled on managed services: nothing to check then.
+    );
+    if (policy && policy !== 'noeviction') {
+      options.warn?.(
+        `Redis maxmemory-policy is ${policy}: under memory pressure it may evict lockout counts and replay marks early; set maxmemory-policy noeviction (docs/ha.md)`,
+      );
+    }
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+  return new RedisState(redis, options);
+}
+
+/** SCAN MATCH is a glob: a username with * ? [ ] or a backslash in it must match only itself. */
+function globEscape(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}

@@ -1,0 +1,19 @@
+// One door to the configured store, for the server and every CLI command.
+import type { Config } from '../config/schema.js';
+import { openPostgresStore } from './postgres.js';
+import { openSqliteStore } from './sqlite.js';
+import type { Store } from './store.js';
+
+export interface OpenStoreOptions {
+  now?: () => number;
+  /** SQLite's record cache (0 = none); PostgreSQL keeps none (other nodes write too). */
+  cacheSize?: number;
+  /** PostgreSQL: errors of idle connections, reported instead of thrown. */
+  onIdleError?: (err: Error) => void;
+}
+
+/** Opens store.type's store, migrated, with `key` checked against what it holds. */
+export async function openStore(config: Config['store'], key: Buffer, options: OpenStoreOptions = {}): Promise<Store> {
+  if (config.type === 'postgres') return openPostgresStore(config, key, { now: options.now, onIdleError: options.onIdleError });
+  return openSqliteStore(config, key, { now: options.now, cacheSize: options.cacheSize });
+}

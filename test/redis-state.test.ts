@@ -1,0 +1,106 @@
+// What only the Redis state does (the interface is in state-contract.test.ts): secrets sealed inside
+// Redis, the eviction-policy warning, failing fast while Redis is down and coming back without a restart.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { configSchema } from '../src/config/schema.js';
+import { loadConfig } from '../src/config/load.js';
+import { openRedisState, type RedisState } from '../src/state/redis.js';
+import { startRedis, type RedisInstance } from './helpers/redis.js';
+
+let server: RedisInstance;
+before(async () => {
+  server = await startRedis();
+});
+after(() => server.close());
+
+const stateConfig = (extra: Record<string, unknown> = {}) => configSchema.shape.state.parse({ type: 'redis', url: server.url, ...extra });
+
+async function open(t: { after: (fn: () => Promise<void>) => void }, prefix: string, warn?: (m: string) => void): Promise<RedisState> {
+  const s = await openRedisState(stateConfig({ timeout: '1s' }), { now: Date.now, prefix, sealKey: randomBytes(32), warn });
+  t.after(() => s.close());
+  return s;
+}
+
+test('unconfirmed TOTP secrets and challenge records are sealed inside Redis: a dump shows neither', async (t) => {
+  const state = await open(t, 'sealed:');
+  const secret = Buffer.from('a-very-recognisable-totp-secret!');
+  await state.putEnrollment('dev', { secret, algorithm: 'SHA1', digits: 6, period: 30 }, 60_000);
+  await state.putChallenge('st', { username: 'alice', clientName: 'nas', method: 'challenge', firstFactor: { reply: 'cafe-reply-attrs' }, expires: Date.now() + 60_000 });
+  const raw = new Redis(server.port, '127.0.0.1');
+  t.after(() => raw.quit().then(() => {}));
+  const keys = (await raw.keys('sealed:*')).sort();
+  assert.deepEqual(keys, ['sealed:challenge:st', 'sealed:enroll:dev']);
+  const dump = (await Promise.all(keys.map((k) => raw.get(k)))).join('\n');
+  for (const needle of [secret.toString('utf8'), secret.toString('hex'), secret.toString('base64'), 'alice', 'cafe-reply-attrs']) {
+    assert.equal(dump.includes(needle), false, `${needle} is readable in Redis`);
+  }
+  // Moved to another key (or written by a deployment with another key): read as absent, never as garbage.
+  await raw.copy('sealed:enroll:dev', 'sealed:enroll:other');
+  assert.equal(await state.getEnrollment('other'), undefined);
+  assert.equal((await state.getEnrollment('dev'))?.secret.toString(), secret.toString());
+});
+
+test('an eviction policy that could drop security counts is warned about at start', async (t) => {
+  const admin = new Redis(server.port, '127.0.0.1');
+  t.after(async () => {
+    await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await admin.quit();
+  });
+  const quiet: string[] = [];
+  await open(t, 'w1:', (m) => quiet.push(m));
+  assert.deepEqual(quiet, []);
+  await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
+  const warned: string[] = [];
+  await open(t, 'w2:', (m) => warned.push(m));
+  assert.equal(warned.length, 1);
+  assert.match(warned[0]!, /maxmemory-policy is allkeys-lru.*noeviction/);
+});
+
+test('a Redis that cannot be reached at start is an error within the timeout', async () => {
+  const started = Date.now();
+  await assert.rejects(openRedisState(configSchema.shape.state.parse({ type: 'redis', url: 'redis://127.0.0.1:1', timeout: '500ms' }), { now: Date.now, prefix: 'x:', sealKey: randomBytes(32) }));
+  assert.ok(Date.now() - started < 5000);
+});
+
+test('while Redis is down every command fails at once; when it is back the same client works again', async (t) => {
+  const state = await open(t, 'outage:');
+  assert.equal(await state.increment('fail:alice', 60_000), 1);
+  await server.stop();
+  const started = Date.now();
+  await assert.rejects(state.increment('fail:alice', 60_000));
+  await assert.rejects(state.claimTotpStep('alice', 1, 60_000));
+  assert.ok(Date.now() - started < 3000, 'failed fast, not queued until Redis returns');
+  await server.start();
+  const deadline = Date.now() + 15_000;
+  let n: number | undefined;
+  for (let i = 0; i < 1000 && n === undefined && Date.now() < deadline; i++) {
+    n = await state.increment('fail:alice', 60_000).catch(() => undefined);
+    if (n === undefined) await new Promise((r) => setTimeout(r, 50));
+  }
+  // Without persistence the restarted Redis starts empty (docs/ha.md: run it with appendonly yes).
+  assert.equal(n, 1, 'reconnected by itself');
+});
+
+test('a store other nodes may share with state in memory is warned about by the config check', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-ha-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'config.yaml');
+  const base = `listen: { auth: "127.0.0.1:1812" }
+clients: [{ name: nas, address: 127.0.0.1, secret: "0123456789abcdef0123", require_message_authenticator: true }]
+store: { type: postgres, url: "postgres://db.example.com/radius_mfa", encryption_key: "${'ab'.repeat(32)}" }
+`;
+  writeFileSync(path, base);
+  const memory = loadConfig(path);
+  assert.ok(memory.ok);
+  assert.equal(memory.warnings.length, 1);
+  assert.match(memory.warnings[0]!, /state\.type.*memory.*replayed at another.*state\.type redis/);
+  writeFileSync(path, `${base}state: { type: redis, url: "redis://127.0.0.1:6379" }\n`);
+  const shared = loadConfig(path);
+  assert.ok(shared.ok);
+  assert.deepEqual(shared.warnings, []);
+});
