@@ -11,7 +11,8 @@ import { crossFieldIssues } from './config/rules.js';
 import type { Config, FirstFactorConfig } from './config/schema.js';
 import { usernameRules } from './flow/username.js';
 import type { FirstFactor } from './auth/first-factor.js';
-import { boundedFirstFactor } from './auth/bounded-first-factor.js';
+import { boundedFirstFactor, type BoundedFirstFactor } from './auth/bounded-first-factor.js';
+import type { LockoutDeps } from './flow/lockout.js';
 import { ldapFirstFactor } from './auth/ldap.js';
 import { localFirstFactor } from './auth/local.js';
 import { radiusUpstreamFirstFactor } from './auth/radius-upstream.js';
@@ -24,7 +25,7 @@ import { RELAY_HINTS } from './flow/relay.js';
 import { buildClientTable, buildTlsClientTable, type ClientTable, type TlsClientTable } from './radius/clients.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import { RadiusServer, type AccessDrop, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
-import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics } from './metrics/metrics.js';
+import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics, LockoutCounts } from './metrics/metrics.js';
 import { Health } from './metrics/health.js';
 import { backendChecks } from './health/backend-checks.js';
 import { EngineMonitor, EngineUnavailableError, guardState, guardStore } from './health/engine-monitor.js';
@@ -98,7 +99,7 @@ function firstFactorFor(ff: FirstFactorConfig, store: Store, logger: Logger, now
   return boundedFirstFactor(inner, { concurrency: CHECKS_AT_ONCE[ff.type], maxQueued: MAX_WAITING_CHECKS, now, logger });
 }
 
-function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, deliveries: DeliveryCounts, now: () => number, previous?: Runtime): Runtime {
+function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, deliveries: DeliveryCounts, onLock: LockoutDeps['onLock'], now: () => number, previous?: Runtime): Runtime {
   // A client with `tls` is reached over RADIUS/TLS only: its address restricts the certificate, it opens no UDP door.
   const clients = buildClientTable(
     config.clients
@@ -133,6 +134,7 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, del
       usernames,
       pending,
       pushSender: pushSenderFor(config, deps, deliveries),
+      onLock,
       now,
     },
   };
@@ -163,7 +165,12 @@ export function buildApp(config: Config, given: AppDeps): App {
   const pending = new PendingPushes(now);
   const decisions = new DecisionCounts();
   const deliveries = new DeliveryCounts();
-  let runtime = buildRuntime(config, deps, pending, deliveries, now);
+  const lockouts = new LockoutCounts();
+  const onLock: LockoutDeps['onLock'] = (e) => {
+    lockouts.add(e.kind);
+    log.warn({ audit: true, event: 'user_locked', user: e.username, source: e.source, kind: e.kind, reason: e.reason, until: new Date(e.until).toISOString() }, 'user locked by failures (from unfamiliar sources)');
+  };
+  let runtime = buildRuntime(config, deps, pending, deliveries, onLock, now);
 
   const onAccess = (request: AccessRequest): Promise<AccessReply | AccessDrop> => {
     const current = runtime;
@@ -286,7 +293,7 @@ export function buildApp(config: Config, given: AppDeps): App {
   });
   const startMetrics = async (): Promise<BoundAddress[]> => {
     if (!config.metrics) return [];
-    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries, engines }), config.metrics.listen.host, config.metrics.listen.port, health);
+    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries, engines, lockouts, firstFactorQueue: () => (runtime.access.firstFactor as Partial<BoundedFirstFactor>).queue?.stats }), config.metrics.listen.host, config.metrics.listen.port, health);
     metrics = bound.server;
     return [{ role: 'metrics', address: config.metrics.listen.host, port: bound.port }];
   };
@@ -303,7 +310,7 @@ export function buildApp(config: Config, given: AppDeps): App {
     reload(next) {
       const restart = (['listen', 'radsec', 'http', 'store', 'state', 'dedupe', 'metrics', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
       const previous = runtime;
-      runtime = buildRuntime(next, deps, pending, deliveries, now, runtime);
+      runtime = buildRuntime(next, deps, pending, deliveries, onLock, now, runtime);
       loadedAt = Date.now();
       // A replaced first factor (LDAP, upstream RADIUS) is closed once requests in flight are done with it.
       for (const which of ['firstFactor', 'portalFirstFactor'] as const) {

@@ -22,7 +22,7 @@ async function server(t: { after: (fn: () => Promise<void>) => void }, config: R
 }
 
 test('a spray from elsewhere locks the user for strangers, not at the source they signed in from', async (t) => {
-  const s = await server(t);
+  const s = await server(t, { metrics: { listen: '127.0.0.1:0' } });
   const ann = await enrollTotp(s.store, 'ann', { password: 'ann-pw' });
   assert.equal((await ask(s, 'ann', `ann-pw${ann.codeAt(s.clock.now())}`, HOME)).code, 'Access-Accept');
   s.clock.advance(60_000);
@@ -39,6 +39,12 @@ test('a spray from elsewhere locks the user for strangers, not at the source the
   assert.equal((await ask(s, 'ann', `ann-pw${ann.codeAt(s.clock.now())}`, HOME)).code, 'Access-Accept');
   const view = await lockoutView('ann', s);
   assert.deepEqual(view.familiar.map((f) => f.source), [HOME]);
+  const warned = s.logs.filter({ event: 'user_locked', user: 'ann' });
+  assert.deepEqual(warned.map((w) => [w.level, w.kind, w.source]), [['warn', 'unfamiliar', '198.51.100.2']]);
+  const metrics = await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text();
+  assert.match(metrics, /^radius_lockouts_total\{kind="unfamiliar"\} 1$/m);
+  assert.match(metrics, /^radius_first_factor_checks_total [1-9]\d*$/m, 'the checks went through the queue');
+  assert.match(metrics, /^radius_first_factor_shed_total 0$/m);
 });
 
 test('the same wrong password again counts once, and is refused without a new check', async (t) => {

@@ -9,7 +9,7 @@ import type { Store, UserRecord } from '../store/store.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
-import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot, type Where } from './lockout.js';
+import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot, type LockoutDeps, type Where } from './lockout.js';
 import { identify } from './identity.js';
 import type { UsernameRules } from './username.js';
 import type { Policy } from './policy.js';
@@ -57,6 +57,7 @@ export interface AccessDeps {
   pending: PendingPushes;
   /** undefined = no push service configured: devices poll. */
   pushSender: PushSender | undefined;
+  onLock?: LockoutDeps['onLock'];
   now: () => number;
 }
 

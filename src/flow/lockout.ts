@@ -17,6 +17,17 @@ export interface LockoutDeps {
   config: Config;
   state: EphemeralState;
   store: Store;
+  /** Told of every lock this module sets (metrics, a warn line); the flow knows nothing of either. */
+  onLock?: (event: LockEvent) => void;
+}
+
+/** unfamiliar: failures from strangers; familiar_source: a familiar source reached the limit and lost its place. */
+export interface LockEvent {
+  username: string;
+  source: string;
+  kind: 'unfamiliar' | 'familiar_source';
+  reason: string;
+  until: number;
 }
 
 /** Where an attempt comes from: Calling-Station-Id, else NAS-IP-Address, else the client; at the portal the browser's address. */
@@ -160,5 +171,7 @@ async function lock(username: string, where: Where, count: number, reason: strin
   if (where.familiar) await deps.state.reset(familiarKey(username, where.source));
   const what = Number.isFinite(count) ? `${count} failed attempts` : 'failed attempts (the failure table is full)';
   const scope: LockScope = 'unfamiliar';
-  await deps.store.lockUser(username, now + deps.config.mfa.lockout.duration, `${what} from ${where.source} (last: ${reason})`, scope);
+  const until = now + deps.config.mfa.lockout.duration;
+  await deps.store.lockUser(username, until, `${what} from ${where.source} (last: ${reason})`, scope);
+  deps.onLock?.({ username, source: where.source, kind: where.familiar ? 'familiar_source' : 'unfamiliar', reason, until });
 }

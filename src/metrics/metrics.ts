@@ -3,6 +3,7 @@ import type { EngineMonitor } from '../health/engine-monitor.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
+import type { WorkQueueStats } from '../auth/work-queue.js';
 import type { PendingPushes } from '../mfa/pending.js';
 import type { RadiusServer } from '../radius/server.js';
 import type { Health, HealthReport } from './health.js';
@@ -50,6 +51,27 @@ export interface MetricSources {
   deliveries: DeliveryCounts;
   /** Shared engines (PostgreSQL, Redis) and whether they answer. */
   engines?: EngineMonitor;
+  /** The queue in front of the first factor (absent for first_factor none), read at scrape time: it changes on reload. */
+  firstFactorQueue?: () => WorkQueueStats | undefined;
+  lockouts?: LockoutCounts;
+}
+
+/** Locks set by the smart lockout, by kind (flow/lockout.ts). */
+export class LockoutCounts extends LabelledCounts {
+  add(kind: string): void {
+    if (!this.increment(kind)) this.insert(kind, { kind });
+  }
+}
+
+function gauge(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
+    },
+  });
 }
 
 /** Counters whose value is copied from a source at scrape time (prom-client counters only go up, as these do). */
@@ -76,6 +98,19 @@ export function buildRegistry(src: MetricSources): Registry {
   mirrorCounter(registry, 'radius_retransmissions_total', 'Retransmitted requests: dropped while in flight, or answered from the reply cache', ['kind'], (m) => {
     m.inc({ kind: 'in_flight' }, c.duplicates);
     m.inc({ kind: 'resent' }, c.resent);
+  });
+  const queue = () => src.firstFactorQueue?.();
+  gauge(registry, 'radius_first_factor_queue_depth', 'Password checks waiting for a slot', () => queue()?.queued ?? 0);
+  gauge(registry, 'radius_first_factor_running', 'Password checks running now', () => queue()?.running ?? 0);
+  mirrorCounter(registry, 'radius_first_factor_checks_total', 'Password checks started', [], (m) => m.inc(queue()?.started ?? 0));
+  mirrorCounter(registry, 'radius_first_factor_wait_seconds_total', 'Time password checks spent waiting for a slot (divide by checks_total for the mean)', [], (m) =>
+    m.inc((queue()?.waitedMs ?? 0) / 1000),
+  );
+  mirrorCounter(registry, 'radius_first_factor_shed_total', 'Password checks not started: they could not finish before the NAS gives up, or the queue was full', [], (m) =>
+    m.inc(queue()?.shed ?? 0),
+  );
+  mirrorCounter(registry, 'radius_lockouts_total', 'Users locked by failures, by kind: unfamiliar (from strangers) or familiar_source (a familiar source lost its place)', ['kind'], (m) => {
+    for (const { labels, n } of src.lockouts?.entries() ?? []) m.inc(labels, n);
   });
   mirrorCounter(registry, 'radius_replies_total', 'Access replies sent (not counting re-sent cached replies)', [], (m) => m.inc(c.answered));
   mirrorCounter(registry, 'radius_errors_total', 'Requests that hit a bug and got no reply (see the error log)', [], (m) => m.inc(c.errors));
