@@ -13,6 +13,7 @@ import { usernameRules } from './flow/username.js';
 import type { FirstFactor } from './auth/first-factor.js';
 import { boundedFirstFactor, type BoundedFirstFactor } from './auth/bounded-first-factor.js';
 import type { LockoutDeps } from './flow/lockout.js';
+import { RateLimiter } from './flow/rate-limit.js';
 import { ldapFirstFactor } from './auth/ldap.js';
 import { localFirstFactor } from './auth/local.js';
 import { radiusUpstreamFirstFactor } from './auth/radius-upstream.js';
@@ -99,7 +100,15 @@ function firstFactorFor(ff: FirstFactorConfig, store: Store, logger: Logger, now
   return boundedFirstFactor(inner, { concurrency: CHECKS_AT_ONCE[ff.type], maxQueued: MAX_WAITING_CHECKS, now, logger });
 }
 
-function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, deliveries: DeliveryCounts, onLock: LockoutDeps['onLock'], now: () => number, previous?: Runtime): Runtime {
+/** What outlives a reload: pushes, counts, rates. */
+interface Kept {
+  pending: PendingPushes;
+  deliveries: DeliveryCounts;
+  onLock: LockoutDeps['onLock'];
+  rates: RateLimiter;
+}
+
+function buildRuntime(config: Config, deps: AppDeps, { pending, deliveries, onLock, rates }: Kept, now: () => number, previous?: Runtime): Runtime {
   // A client with `tls` is reached over RADIUS/TLS only: its address restricts the certificate, it opens no UDP door.
   const clients = buildClientTable(
     config.clients
@@ -135,6 +144,7 @@ function buildRuntime(config: Config, deps: AppDeps, pending: PendingPushes, del
       pending,
       pushSender: pushSenderFor(config, deps, deliveries),
       onLock,
+      rates,
       now,
     },
   };
@@ -170,7 +180,8 @@ export function buildApp(config: Config, given: AppDeps): App {
     lockouts.add(e.kind);
     log.warn({ audit: true, event: 'user_locked', user: e.username, source: e.source, kind: e.kind, reason: e.reason, until: new Date(e.until).toISOString() }, 'user locked by failures (from unfamiliar sources)');
   };
-  let runtime = buildRuntime(config, deps, pending, deliveries, onLock, now);
+  const kept: Kept = { pending, deliveries, onLock, rates: new RateLimiter(now) };
+  let runtime = buildRuntime(config, deps, kept, now);
 
   const onAccess = (request: AccessRequest): Promise<AccessReply | AccessDrop> => {
     const current = runtime;
@@ -310,7 +321,7 @@ export function buildApp(config: Config, given: AppDeps): App {
     reload(next) {
       const restart = (['listen', 'radsec', 'http', 'store', 'state', 'dedupe', 'metrics', 'accounting'] as const).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(runtime.config[k]));
       const previous = runtime;
-      runtime = buildRuntime(next, deps, pending, deliveries, onLock, now, runtime);
+      runtime = buildRuntime(next, deps, kept, now, runtime);
       loadedAt = Date.now();
       // A replaced first factor (LDAP, upstream RADIUS) is closed once requests in flight are done with it.
       for (const which of ['firstFactor', 'portalFirstFactor'] as const) {

@@ -419,6 +419,18 @@ export const configSchema = z.strictObject({
   mfa,
   groups: z.record(z.string(), group).default({}),
   users: z.record(z.string(), configUser).default({}),
+  rate_limits: z
+    .strictObject({
+      client_per_second: z.number().int().min(0).default(1000).meta({ description: 'Access-Requests per second from one client (NAS) this node takes; more are dropped (the NAS retries). 0 = no limit.' }),
+      source_per_minute: z
+        .number()
+        .int()
+        .min(0)
+        .default(120)
+        .meta({ description: 'Access-Requests per minute from one Calling-Station-Id that is no familiar source of the user; more are dropped. 0 = no limit.' }),
+    })
+    .prefault({})
+    .meta({ description: 'Per node, checked before any other work: a flood from one NAS or one address cannot take the capacity of everyone else.' }),
   usernames: z
     .strictObject({
       realms: z

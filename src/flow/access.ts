@@ -11,6 +11,7 @@ import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
 import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot, type LockoutDeps, type Where } from './lockout.js';
 import { identify } from './identity.js';
+import type { RateLimiter } from './rate-limit.js';
 import type { UsernameRules } from './username.js';
 import type { Policy } from './policy.js';
 import { answerPushChallenge, startPush } from './push.js';
@@ -58,6 +59,8 @@ export interface AccessDeps {
   /** undefined = no push service configured: devices poll. */
   pushSender: PushSender | undefined;
   onLock?: LockoutDeps['onLock'];
+  /** This node's request rates (rate_limits): kept across reloads. */
+  rates: RateLimiter;
   now: () => number;
 }
 
@@ -79,6 +82,10 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
 }
 
 async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
+  const limits = deps.config.rate_limits;
+  if (limits.client_per_second > 0 && !deps.rates.allow(`client\0${attempt.clientName}`, limits.client_per_second, 1000)) {
+    return { kind: 'drop', method: undefined, reason: 'rate_limited' };
+  }
   // MS-CHAP, CHAP, EAP: relayed upstream with the upstream's own State, never taken for ours.
   if (attempt.password === undefined && attempt.nas && isRelayed(attempt.nas.packet)) return relayAccess(attempt, attempt.username ?? '', deps);
   if (attempt.password === undefined && !attempt.state) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
@@ -88,6 +95,10 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   const { username, loginName } = who;
   attempt.identity = username;
   const where = (attempt.where = await whereFrom(username, sourceOf(attempt), deps));
+  // A source the user signed in from is never held back by what strangers at other addresses do.
+  if (limits.source_per_minute > 0 && attempt.callingStation && !where.familiar && !deps.rates.allow(`source\0${attempt.callingStation}`, limits.source_per_minute, 60_000)) {
+    return { kind: 'drop', method: undefined, reason: 'rate_limited' };
+  }
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
   if (attempt.state) return answerChallenge(attempt, username, attempt.password ?? '', deps);
 

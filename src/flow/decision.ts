@@ -39,8 +39,8 @@ export type AcceptReason = 'second_factor_ok' | 'method_none' | 'push_approved' 
 export type ChallengeReason = 'code_requested' | 'number_requested' | 'approve_then_enter' | 'push_pending' | 'upstream_challenge' | 'upstream_round';
 
 export type Decision =
-  /** Not answered: the check could not start before the NAS gives up (overloaded). The NAS retries. */
-  | { kind: 'drop'; method: Method | undefined; reason: 'overloaded' }
+  /** Not answered: the check could not start before the NAS gives up (overloaded), or a rate limit (rate_limits). The NAS retries. */
+  | { kind: 'drop'; method: Method | undefined; reason: 'overloaded' | 'rate_limited' }
   | { kind: 'accept'; method: Method; reason: AcceptReason; reply: Buffer }
   /** reply: attributes beyond Reply-Message (EAP-Failure, MS-CHAP-Error, an upstream's own refusal). */
   | { kind: 'reject'; method: Method | undefined; reason: RejectReason; message: string; delay: boolean; reply?: Buffer }
