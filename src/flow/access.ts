@@ -1,53 +1,19 @@
 // The decision for one Access-Request: first factor, then the second factor the policy picks.
 // Knows nothing of sockets or packet bytes.
-import type { Config, Method } from '../config/schema.js';
-import type { FirstFactor, FirstFactorResult } from '../auth/first-factor.js';
-import type { PendingPushes } from '../mfa/pending.js';
-import type { PushSender } from '../mfa/push-sender.js';
-import type { ChallengeRecord, EphemeralState } from '../state/state.js';
-import type { Store, UserRecord } from '../store/store.js';
+import type { Method } from '../config/schema.js';
+import type { FirstFactorResult } from '../auth/first-factor.js';
+import type { ChallengeRecord } from '../state/state.js';
+import type { UserRecord } from '../store/store.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
 import { isLocked, isLockedNow, takeAttemptSlot, type AttemptSlot } from './lockout.js';
 import { identify } from './identity.js';
-import type { UsernameRules } from './username.js';
-import type { Policy } from './policy.js';
 import { answerPushChallenge, startPush } from './push.js';
+import type { AccessAttempt, AccessDeps, FirstFactorCarry } from './attempt.js';
 
 export type { Decision, Hold } from './decision.js';
-
-export interface AccessAttempt {
-  q: number;
-  clientName: string;
-  username: string | undefined;
-  /** Who it is (see flow/identity.ts), set once known: the audit line's `user`. */
-  identity?: string;
-  /** What the user typed in the password field; undefined for non-PAP requests. */
-  password: string | undefined;
-  state: Buffer | undefined;
-  nasIp: string | undefined;
-  nasIdentifier: string | undefined;
-  callingStation: string | undefined;
-  receivedAt: number;
-  /** Monotonic reception time, for ordering only (see PendingPushes.findForAttempt). */
-  arrival: number;
-}
-
-export interface AccessDeps {
-  config: Config;
-  policy: Policy;
-  store: Store;
-  state: EphemeralState;
-  firstFactor: FirstFactor;
-  /** The portal's password check: portal.first_factor, else the first factor itself. */
-  portalFirstFactor: FirstFactor;
-  usernames: UsernameRules;
-  pending: PendingPushes;
-  /** undefined = no push service configured: devices poll. */
-  pushSender: PushSender | undefined;
-  now: () => number;
-}
+export type { AccessAttempt, AccessDeps, AskForCode, FirstFactorCarry } from './attempt.js';
 
 /** Decides one attempt, or says what it waits for (a push). Never throws for anything a user or NAS can send. */
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
@@ -202,9 +168,6 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
       return askForCode(attempt, username, user, method, deps, after.carried);
   }
 }
-
-/** What a challenge remembers of the first factor (directory groups, upstream reply) for the answer's Accept. */
-export type FirstFactorCarry = ChallengeRecord['firstFactor'];
 
 /** Access-Challenge asking for the TOTP code; the State is random, single-use and expires. */
 async function askForCode(attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry): Promise<Decision> {
