@@ -5,8 +5,8 @@ import type { Agent } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { buildApi } from './api/server.js';
 import { crossFieldIssues } from './config/rules.js';
+import { buildHttp } from './http/server.js';
 import type { Config, FirstFactorConfig } from './config/schema.js';
 import { usernameRules } from './flow/username.js';
 import type { FirstFactor } from './auth/first-factor.js';
@@ -216,9 +216,10 @@ export function buildApp(config: Config, deps: AppDeps): App {
       throw new AppError('HTTP_INSECURE', `http.listen ${settings.listen.host} is not a loopback address: set http.tls {cert, key}, or put a TLS reverse proxy in front and set http.insecure: true`);
     }
     const https = settings.tls ? { cert: readFileSync(settings.tls.cert), key: readFileSync(settings.tls.key) } : undefined;
-    http = await buildApi({ config: () => runtime.config, store: deps.store, state: deps.state, pending, access: () => runtime.access, logger: log, now }, { https });
-    await http.listen({ host: settings.listen.host, port: settings.listen.port });
-    const a = http.server.address() as AddressInfo;
+    const started = await buildHttp({ config: () => runtime.config, store: deps.store, state: deps.state, pending, access: () => runtime.access, logger: log, now }, { https });
+    http = started;
+    await started.listen({ host: settings.listen.host, port: settings.listen.port });
+    const a = started.server.address() as AddressInfo;
     return [{ role: 'http', address: a.address, port: a.port }];
   };
 

@@ -36,3 +36,11 @@ export const errorBodySchema = {
   properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } }, required: ['code', 'message'] } },
   required: ['error'],
 } as const;
+
+/** The status and body of an error the client caused (coded, validation, other 4xx); undefined = a bug (500). */
+export function apiErrorBody(err: Error & { validation?: unknown; statusCode?: number }): { status: number; body: { error: { code: string; message: string } } } | undefined {
+  if (err instanceof ApiError) return { status: err.status, body: { error: { code: err.code, message: err.message } } };
+  if (err.validation) return { status: 400, body: { error: { code: 'VALIDATION', message: err.message } } };
+  if (err.statusCode && err.statusCode < 500) return { status: err.statusCode, body: { error: { code: 'BAD_REQUEST', message: err.message } } };
+  return undefined;
+}
