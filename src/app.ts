@@ -74,10 +74,6 @@ export class AppError extends Error {
   }
 }
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
-}
-
 function firstFactorFor(ff: FirstFactorConfig, logger: Logger): FirstFactor {
   switch (ff.type) {
     case 'local':
@@ -212,9 +208,7 @@ export function buildApp(config: Config, deps: AppDeps): App {
   const startHttp = async (): Promise<BoundAddress[]> => {
     const settings = config.http;
     if (!settings) return [];
-    if (!settings.tls && !settings.insecure && !isLoopback(settings.listen.host)) {
-      throw new AppError('HTTP_INSECURE', `http.listen ${settings.listen.host} is not a loopback address: set http.tls {cert, key}, or put a TLS reverse proxy in front and set http.insecure: true`);
-    }
+    // The TLS rule (http.listen off loopback needs http.tls or http.insecure) is in config/rules.ts, checked by start().
     const https = settings.tls ? { cert: readFileSync(settings.tls.cert), key: readFileSync(settings.tls.key) } : undefined;
     const started = await buildHttp({ config: () => runtime.config, store: deps.store, state: deps.state, pending, access: () => runtime.access, logger: log, now }, { https });
     http = started;
