@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { crossFieldIssues } from './config/rules.js';
+import { bindError, UserError } from './shared/errors.js';
 import { buildHttp } from './http/server.js';
 import type { Config, FirstFactorConfig } from './config/schema.js';
 import { usernameRules } from './flow/username.js';
@@ -62,16 +63,6 @@ export interface App {
   close(): Promise<void>;
   readonly server: RadiusServer;
   readonly pending: PendingPushes;
-}
-
-export class AppError extends Error {
-  constructor(
-    readonly code: 'HTTP_INSECURE' | 'CONFIG_RULE',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'AppError';
-  }
 }
 
 function firstFactorFor(ff: FirstFactorConfig, logger: Logger): FirstFactor {
@@ -209,10 +200,12 @@ export function buildApp(config: Config, deps: AppDeps): App {
     const settings = config.http;
     if (!settings) return [];
     // The TLS rule (http.listen off loopback needs http.tls or http.insecure) is in config/rules.ts, checked by start().
-    const https = settings.tls ? { cert: readFileSync(settings.tls.cert), key: readFileSync(settings.tls.key) } : undefined;
+    const https = settings.tls ? { cert: readTlsFile(settings.tls.cert, 'http.tls.cert'), key: readTlsFile(settings.tls.key, 'http.tls.key') } : undefined;
     const started = await buildHttp({ config: () => runtime.config, store: deps.store, state: deps.state, pending, access: () => runtime.access, logger: log, now }, { https });
     http = started;
-    await started.listen({ host: settings.listen.host, port: settings.listen.port });
+    await started.listen({ host: settings.listen.host, port: settings.listen.port }).catch((err: unknown) => {
+      throw bindError(err, 'http.listen', settings.listen);
+    });
     const a = started.server.address() as AddressInfo;
     return [{ role: 'http', address: a.address, port: a.port }];
   };
@@ -227,7 +220,10 @@ export function buildApp(config: Config, deps: AppDeps): App {
   });
   const startMetrics = async (): Promise<BoundAddress[]> => {
     if (!config.metrics) return [];
-    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries }), config.metrics.listen.host, config.metrics.listen.port, health);
+    const listen = config.metrics.listen;
+    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries }), listen.host, listen.port, health).catch((err: unknown) => {
+      throw bindError(err, 'metrics.listen', listen);
+    });
     metrics = bound.server;
     return [{ role: 'metrics', address: config.metrics.listen.host, port: bound.port }];
   };
@@ -237,8 +233,10 @@ export function buildApp(config: Config, deps: AppDeps): App {
     pending,
     async start() {
       const broken = crossFieldIssues(config)[0];
-      if (broken) throw new AppError('CONFIG_RULE', `${broken.path.join('.')}: ${broken.message}`);
-      const radius = await server.start();
+      if (broken) throw new UserError('CONFIG_RULE', `${broken.path.join('.')}: ${broken.message}`);
+      const radius = await server.start().catch((err: unknown) => {
+        throw radiusBindError(err, config);
+      });
       return [...radius, ...(await startHttp()), ...(await startMetrics())];
     },
     reload(next) {
@@ -264,6 +262,23 @@ export function buildApp(config: Config, deps: AppDeps): App {
       await forwarder?.close();
     },
   };
+}
+
+/** The RADIUS address that failed to bind, by its config key (the socket error carries the address). */
+function radiusBindError(err: unknown, config: Config): Error {
+  const { address, port } = err as { address?: string; port?: number };
+  const auth = config.listen.auth.find((a) => a.port === port && (a.host === address || address === undefined));
+  const acct = (config.listen.acct ?? []).find((a) => a.port === port && (a.host === address || address === undefined));
+  const [key, at] = auth ? ['listen.auth', auth] : acct ? ['listen.acct', acct] : ['listen.auth', { host: address ?? '?', port: port ?? 0 }];
+  return bindError(err, key, at);
+}
+
+function readTlsFile(path: string, key: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UserError('FILE_UNREADABLE', `${key} ${path}: ${(err as Error).message}`);
+  }
 }
 
 function toReply(decision: Decision, config: Config): AccessReply {

@@ -1,7 +1,7 @@
 // The UDP side of RADIUS: sockets, client lookup, authenticator checks, duplicate handling, replies.
 // It hands a protocol-level AccessRequest to a handler and knows nothing of users or second factors.
 import type { Logger } from 'pino';
-import { rateLimitedWarn } from '../log/rate-limited.js';
+import { rateLimitedWarn } from '../shared/rate-limited.js';
 import type { ClientTable, RadiusClient } from './clients.js';
 import { encodeResponse, revealPassword, verifyAccountingRequestAuthenticator, verifyRequestMessageAuthenticator } from './crypto.js';
 import { DedupeCache } from './dedupe.js';
