@@ -9,7 +9,9 @@ import { strict as assert } from 'node:assert';
 import { pathToFileURL } from 'node:url';
 import { hmacMd5, hmacMd5Key, md5 } from '../src/radius/md5.js';
 import { hidePassword } from './packet.js';
-import { encodeBase32 } from '../src/cli/totp-secret.js';
+import { ScureBase32Plugin } from 'otplib';
+
+const encodeBase32 = (bytes: Uint8Array) => new ScureBase32Plugin().encode(bytes);
 import { totpCode } from './users.js';
 
 export function checkCrypto(): void {

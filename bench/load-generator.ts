@@ -14,14 +14,12 @@
  * `late`, never matched to a newer request). Nothing is retransmitted.
  *
  * Run alone:
- *   node --import tsx bench/load-generator.ts --host 127.0.0.1 --port 1812 --secret s \
+ *   node --import tsx bench/load.ts --host 127.0.0.1 --port 1812 --secret s \
  *     --users 10000 --concurrency 64 --seconds 10 [--warmup 2] [--json]
  */
 import { randomFillSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
 import { hmacMd5Key } from '../src/radius/md5.js';
+import { coreTicks, procCpuSeconds, serverSocketDrops } from './proc.js';
 import { Peer, UdpSocket } from '../src/radius/udp-socket.js';
 import { CODE, MA_BAD, MA_FIRST, MA_MALFORMED, MA_MISSING, MA_NOT_FIRST, checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
@@ -113,61 +111,6 @@ function clamp(name: keyof typeof LIMITS, v: number): number {
 const FREE = -1;
 const PARKED = -2;
 const IDS = 256;
-
-/** Per-core [busy, steal, total] jiffies from /proc/stat (empty where /proc is missing). */
-function coreTicks(): Array<[number, number, number]> {
-  try {
-    const out: Array<[number, number, number]> = [];
-    for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
-      const m = /^cpu(\d+) (.*)$/.exec(line);
-      if (!m) continue;
-      const v = m[2]!.trim().split(/\s+/).map(Number);
-      const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-      const idle = v[3]! + v[4]!; // idle + iowait
-      out[Number(m[1])] = [total - idle, v[7]!, total];
-    }
-    return out;
-  } catch {
-    return [];
-  }
-}
-
-/**
- * Datagrams the kernel dropped at the server's socket(s) bound to `port` (the `drops` column of
- * /proc/net/udp and udp6): a full receive buffer. Undefined where /proc is missing.
- */
-function serverSocketDrops(port: number): number | undefined {
-  try {
-    const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-    let drops = 0;
-    for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
-      let text = '';
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch {
-        continue;
-      }
-      for (const line of text.split('\n').slice(1)) {
-        const f = line.trim().split(/\s+/);
-        if (f[1]?.endsWith(hexPort)) drops += Number(f[f.length - 1]) || 0;
-      }
-    }
-    return drops;
-  } catch {
-    return undefined;
-  }
-}
-
-/** CPU ticks (user+system) of a process from /proc, or undefined if it is gone. */
-function procCpuSeconds(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in USER_HZ (100 on Linux)
-  } catch {
-    return undefined;
-  }
-}
 
 export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>): Promise<LoadResult> {
   const o: LoadOptions = { ...DEFAULT_LOAD, ...input };
@@ -346,9 +289,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
 
   let cpu0 = process.cpuUsage();
   let elu0 = performance.eventLoopUtilization();
-  let srv0: number | undefined;
   let cores0 = coreTicks();
-  let drops0: number | undefined;
   let wall0 = 0;
 
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -361,9 +302,9 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   hist.reset();
   cpu0 = process.cpuUsage();
   elu0 = performance.eventLoopUtilization();
-  srv0 = o.serverPid !== undefined ? procCpuSeconds(o.serverPid) : undefined;
+  const srv0 = o.serverPid !== undefined ? procCpuSeconds(o.serverPid) : undefined;
   cores0 = coreTicks();
-  drops0 = serverSocketDrops(o.port);
+  const drops0 = serverSocketDrops(o.port);
   wall0 = performance.now();
   windowStart = wall0;
   measuring = true;
@@ -430,63 +371,3 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
 }
 
 /** One-line human summary of a result. */
-export function formatResult(r: LoadResult): string {
-  const l = r.latency;
-  return [
-    `${r.target}: ${r.answeredPerSec} answered/s over ${r.windowSeconds}s (concurrency ${r.options.concurrency}, ${r.options.users} users, ${r.options.sockets} socket(s))`,
-    `  accept ${r.accept}  reject ${r.reject}  challenge ${r.challenge}  other ${r.other}  bad-authenticator ${r.badAuthenticator}  timeouts ${r.timeouts}  late ${r.late}` +
-      (r.serverSocketDrops !== undefined ? `  dropped at the server's socket ${r.serverSocketDrops}` : ''),
-    `  latency ms: p50 ${l.p50Ms}  p90 ${l.p90Ms}  p99 ${l.p99Ms}  p99.9 ${l.p999Ms}  max ${l.maxMs}  mean ${l.meanMs}`,
-    `  reply Message-Authenticator: first ${r.replyMessageAuthenticator.first}  not-first ${r.replyMessageAuthenticator.notFirst}  missing ${r.replyMessageAuthenticator.missing}  bad ${r.replyMessageAuthenticator.bad}`,
-    `  generator CPU ${r.generator.cpuPercent}% of one core (user ${r.generator.userPercent}%, sys ${r.generator.systemPercent}%), event-loop utilization ${r.generator.eventLoopUtilization}` +
-      (r.server ? `; server pid ${r.server.pid} CPU ${r.server.cpuPercent}% (${r.server.answeredPerCpuSecond} answered per server CPU-second)` : ''),
-    `  cores busy (all processes): ${r.cores.map((c) => `cpu${c.cpu} ${c.busyPercent}%` + (c.stealPercent ? ` (steal ${c.stealPercent}%)` : '')).join('  ')}`,
-  ].join('\n');
-}
-
-/** CLI flags -> options (shared with bench/run.ts, which spawns this file pinned to a core). */
-export function parseLoadArgs(argv: string[]): { opts: Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>; json: boolean } {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      host: { type: 'string' }, port: { type: 'string' }, secret: { type: 'string' },
-      users: { type: 'string' }, 'user-seed': { type: 'string' }, 'shared-password': { type: 'string' }, concurrency: { type: 'string' },
-      seconds: { type: 'string' }, warmup: { type: 'string' }, timeout: { type: 'string' },
-      sockets: { type: 'string' }, nas: { type: 'string' }, pick: { type: 'string' },
-      'password-mode': { type: 'string' }, 'no-verify-ma': { type: 'boolean' },
-      'server-pid': { type: 'string' }, json: { type: 'boolean' },
-    },
-    strict: true,
-  });
-  if (!values.port || !values.secret) throw new Error('--port and --secret are required');
-  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  const opts: Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'> = { port: Number(values.port), secret: values.secret };
-  const set = <K extends keyof LoadOptions>(k: K, v: LoadOptions[K] | undefined) => { if (v !== undefined) opts[k] = v; };
-  set('host', values.host);
-  set('users', num(values.users));
-  set('userSeed', values['user-seed']);
-  set('sharedPassword', values['shared-password']);
-  set('concurrency', num(values.concurrency));
-  set('seconds', num(values.seconds));
-  set('warmupSeconds', num(values.warmup));
-  set('timeoutMs', num(values.timeout));
-  set('sockets', num(values.sockets));
-  set('nasIdentifier', values.nas);
-  if (values.pick !== undefined) {
-    if (values.pick !== 'round-robin' && values.pick !== 'random') throw new Error('--pick round-robin|random');
-    opts.pick = values.pick;
-  }
-  if (values['password-mode'] !== undefined) {
-    if (values['password-mode'] !== 'password+code' && values['password-mode'] !== 'code') throw new Error('--password-mode password+code|code');
-    opts.passwordMode = values['password-mode'];
-  }
-  if (values['no-verify-ma']) opts.verifyReplyMa = false;
-  set('serverPid', num(values['server-pid']));
-  return { opts, json: values.json ?? false };
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const { opts, json } = parseLoadArgs(process.argv.slice(2));
-  const result = await runLoad(opts);
-  console.log(json ? JSON.stringify(result) : formatResult(result));
-}

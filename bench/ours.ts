@@ -20,6 +20,7 @@ import { probeAccess, waitForServer } from './probe.js';
 import { makeUsers, totpCode, totpStep, usersCsv, type BenchUser } from './users.js';
 import type { RunningServer } from './freeradius.js';
 import { spawnOnCore } from './processes.js';
+import { writeBenchConfig } from './config.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const OURS_CLI = join(REPO, 'dist', 'cli.js');
@@ -47,31 +48,6 @@ export function oursBuilt(): boolean {
   return FROM_SRC || existsSync(OURS_CLI);
 }
 
-export function writeOursConfig(dir: string, o: Pick<OursOptions, 'port' | 'secret' | 'firstFactor' | 'logLevel'>): string {
-  const cfg = join(dir, 'config.yaml');
-  writeFileSync(cfg, `# Written by bench/ours.ts
-listen:
-  auth: "127.0.0.1:${o.port}"
-clients:
-  - name: bench
-    address: 127.0.0.1
-    secret: ${JSON.stringify(o.secret)}
-    require_message_authenticator: true
-first_factor:
-  type: ${o.firstFactor}
-mfa:
-  default_method: totp
-  reject_delay: 0
-  lockout:
-    max_failures: 0
-store:
-  path: ${JSON.stringify(join(dir, 'bench.db'))}
-log:
-  level: ${o.logLevel}
-`);
-  return cfg;
-}
-
 function cli(cfg: string, args: string[]): { status: number | null; out: string } {
   const r = spawnSync(process.execPath, [...CLI_ARGS, '--config', cfg, ...args], { encoding: 'utf8', cwd: REPO, maxBuffer: 64 * 1024 * 1024 });
   return { status: r.status, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
@@ -85,7 +61,7 @@ async function sharedHash(password: string): Promise<string> {
 
 /** Writes config + CSV, imports the users; returns the config path and the import time. */
 export async function provisionOurs(dir: string, o: OursOptions): Promise<{ cfg: string; importMs: number }> {
-  const cfg = writeOursConfig(dir, o);
+  const cfg = writeBenchConfig(dir, { authPort: o.port, secret: o.secret, firstFactor: o.firstFactor, logLevel: o.logLevel });
   const csvPath = join(dir, 'users.csv');
   let hash = '';
   if (o.firstFactor === 'local') {

@@ -13,7 +13,7 @@
  * Bounded: everything stops at 175 s (a full default run, push bench included, takes ~2.3 min).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,7 +24,8 @@ import { OURS_CLI, REPO, oursBuilt, startOurs } from './ours.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './profile-summary.js';
 import { runPushBenchChild } from './push.js';
 import { makeUsers } from './users.js';
-import { freeUdpPort } from '../test/helpers/ports.js';
+import { freeUdpPort } from './ports.js';
+import { backgroundBusy } from './proc.js';
 import { spawnOnCore } from './processes.js';
 
 const HARD_LIMIT_MS = 175_000;
@@ -88,9 +89,9 @@ async function cleanup(): Promise<void> {
 }
 process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
-/** Runs bench/load-generator.ts as a child pinned to the generator core; resolves to its JSON result. */
+/** Runs bench/load.ts as a child pinned to the generator core; resolves to its JSON result. */
 function runGenerator(flags: string[]): Promise<LoadResult> {
-  const child = spawnOnCore(GENERATOR_CPU, process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'load-generator.ts'), ...flags, '--json'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnOnCore(GENERATOR_CPU, process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'load.ts'), ...flags, '--json'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let out = '';
   let err = '';
@@ -161,25 +162,9 @@ function best(rows: Row[], server: string, c: number): Row | undefined {
   return rows.filter((r) => r.server === server && concOf(r) === c).sort((x, y) => y.result.answeredPerSec - x.result.answeredPerSec)[0];
 }
 
-/** Busy % of each core over `ms` while the bench runs nothing: load from outside the bench. */
-async function backgroundLoad(ms: number): Promise<number[]> {
-  const ticks = () => readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l))
-    .map((l) => l.trim().split(/\s+/).slice(1, 9).map(Number)).map((v) => [v.reduce((x, y) => x + y, 0), v[3]! + v[4]!] as const);
-  try {
-    const before = ticks();
-    await new Promise((r) => setTimeout(r, ms));
-    return ticks().map(([total, idle], i) => {
-      const [t0, i0] = before[i] ?? [0, 0];
-      return Math.round((1 - (idle - i0) / Math.max(1, total - t0)) * 1000) / 10;
-    });
-  } catch {
-    return [];
-  }
-}
-
 async function main(): Promise<void> {
   checkCrypto();
-  const background = await backgroundLoad(1000);
+  const background = await backgroundBusy(1000);
   const machine = {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
@@ -320,7 +305,7 @@ async function main(): Promise<void> {
     }
   }
 
-  // Push approval (issue 3): 10,000 held, then approved; its own child, server and docs section (bench/push.ts).
+  // Push approval (issue 3): 10,000 held, then approved; its own child and server (bench/push.ts).
   const push = a['skip-push'] ? undefined : await runPushBenchChild();
 
   mkdirSync(outDir, { recursive: true });

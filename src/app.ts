@@ -6,8 +6,9 @@ import type { Agent } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { buildApi } from './api/server.js';
 import { crossFieldIssues } from './config/rules.js';
+import { bindError, UserError } from './shared/errors.js';
+import { buildHttp } from './http/server.js';
 import type { Config, FirstFactorConfig } from './config/schema.js';
 import { usernameRules } from './flow/username.js';
 import type { FirstFactor } from './auth/first-factor.js';
@@ -70,20 +71,6 @@ export interface App {
   close(): Promise<void>;
   readonly server: RadiusServer;
   readonly pending: PendingPushes;
-}
-
-export class AppError extends Error {
-  constructor(
-    readonly code: 'HTTP_INSECURE' | 'CONFIG_RULE',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'AppError';
-  }
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 /**
@@ -282,13 +269,14 @@ export function buildApp(config: Config, given: AppDeps): App {
   const startHttp = async (): Promise<BoundAddress[]> => {
     const settings = config.http;
     if (!settings) return [];
-    if (!settings.tls && !settings.insecure && !isLoopback(settings.listen.host)) {
-      throw new AppError('HTTP_INSECURE', `http.listen ${settings.listen.host} is not a loopback address: set http.tls {cert, key}, or put a TLS reverse proxy in front and set http.insecure: true`);
-    }
-    const https = settings.tls ? { cert: readFileSync(settings.tls.cert), key: readFileSync(settings.tls.key) } : undefined;
-    http = await buildApi({ config: () => runtime.config, store: deps.store, state: deps.state, pending, access: () => runtime.access, logger: log, now }, { https });
-    await http.listen({ host: settings.listen.host, port: settings.listen.port });
-    const a = http.server.address() as AddressInfo;
+    // The TLS rule (http.listen off loopback needs http.tls or http.insecure) is in config/rules.ts, checked by start().
+    const https = settings.tls ? { cert: readTlsFile(settings.tls.cert, 'http.tls.cert'), key: readTlsFile(settings.tls.key, 'http.tls.key') } : undefined;
+    const started = await buildHttp({ config: () => runtime.config, store: deps.store, state: deps.state, pending, access: () => runtime.access, logger: log, now }, { https });
+    http = started;
+    await started.listen({ host: settings.listen.host, port: settings.listen.port }).catch((err: unknown) => {
+      throw bindError(err, 'http.listen', settings.listen);
+    });
+    const a = started.server.address() as AddressInfo;
     return [{ role: 'http', address: a.address, port: a.port }];
   };
 
@@ -304,7 +292,11 @@ export function buildApp(config: Config, given: AppDeps): App {
   });
   const startMetrics = async (): Promise<BoundAddress[]> => {
     if (!config.metrics) return [];
-    const bound = await listenMetrics(buildRegistry({ radius: server, pending, decisions, deliveries, engines, lockouts, firstFactorQueue: () => (runtime.access.firstFactor as Partial<BoundedFirstFactor>).queue?.stats }), config.metrics.listen.host, config.metrics.listen.port, health);
+    const listen = config.metrics.listen;
+    const registry = buildRegistry({ radius: server, pending, decisions, deliveries, engines, lockouts, firstFactorQueue: () => (runtime.access.firstFactor as Partial<BoundedFirstFactor>).queue?.stats });
+    const bound = await listenMetrics(registry, listen.host, listen.port, health).catch((err: unknown) => {
+      throw bindError(err, 'metrics.listen', listen);
+    });
     metrics = bound.server;
     return [{ role: 'metrics', address: config.metrics.listen.host, port: bound.port }];
   };
@@ -314,8 +306,10 @@ export function buildApp(config: Config, given: AppDeps): App {
     pending,
     async start() {
       const broken = crossFieldIssues(config)[0];
-      if (broken) throw new AppError('CONFIG_RULE', `${broken.path.join('.')}: ${broken.message}`);
-      const radius = await server.start();
+      if (broken) throw new UserError('CONFIG_RULE', `${broken.path.join('.')}: ${broken.message}`);
+      const radius = await server.start().catch((err: unknown) => {
+        throw radiusBindError(err, config);
+      });
       return [...radius, ...(await startHttp()), ...(await startMetrics())];
     },
     reload(next) {
@@ -341,6 +335,23 @@ export function buildApp(config: Config, given: AppDeps): App {
       await forwarder?.close();
     },
   };
+}
+
+/** The RADIUS address that failed to bind, by its config key (the socket error carries the address). */
+function radiusBindError(err: unknown, config: Config): Error {
+  const { address, port } = err as { address?: string; port?: number };
+  const auth = (config.listen.auth ?? []).find((a) => a.port === port && (a.host === address || address === undefined));
+  const acct = (config.listen.acct ?? []).find((a) => a.port === port && (a.host === address || address === undefined));
+  const [key, at] = auth ? ['listen.auth', auth] : acct ? ['listen.acct', acct] : ['listen.auth', { host: address ?? '?', port: port ?? 0 }];
+  return bindError(err, key, at);
+}
+
+function readTlsFile(path: string, key: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UserError('FILE_UNREADABLE', `${key} ${path}: ${(err as Error).message}`);
+  }
 }
 
 function toReply(decision: Exclude<Decision, { kind: 'drop' }>, config: Config): AccessReply {

@@ -9,9 +9,7 @@ import { registerStoreCommands } from './cli/store-commands.js';
 import { registerTotpCommands } from './cli/totp-commands.js';
 import { registerUserCommands } from './cli/user-commands.js';
 import { registerWebPushCommands } from './cli/web-push-commands.js';
-import { KeyError, parseHexKey } from './mfa/secret-box.js';
-import { MigrationError } from './store/migrations.js';
-import { StoreError } from './store/store.js';
+import { describeError } from './shared/errors.js';
 import { versionLine } from './version.js';
 import type { TestOptions } from './cli/test-command.js';
 
@@ -42,11 +40,8 @@ function buildProgram(): Command {
     .action(async (opts: { connect?: boolean }, cmd: Command) => {
       const path = configPath(cmd);
       const loaded = loadConfig(path);
+      // The TLS and key rules are part of loading (config/rules.ts): what serve refuses, check-config reports.
       if (!loaded.ok) throw new CliError(formatIssues(loaded.issues));
-      const key = loaded.config.store.encryption_key;
-      if (key !== undefined && !parseHexKey(key)) {
-        throw new CliError(`${path}: store.encryption_key must be 64 hex characters (32 bytes); generate one with: openssl rand -hex 32`);
-      }
       for (const w of loaded.warnings) warn(w);
       print(`OK ${path}${loaded.warnings.length ? ` (${loaded.warnings.length} warning${loaded.warnings.length === 1 ? '' : 's'})` : ''}`);
       if (!opts.connect) return;
@@ -77,37 +72,20 @@ function buildProgram(): Command {
   return program;
 }
 
-const HINTS: Record<StoreError['code'], string> = {
-  USER_EXISTS: ' (radius-mfa user show NAME shows it)',
-  USER_NOT_FOUND: ' (radius-mfa user list shows the users)',
-  KEY_MISMATCH: '',
-};
-
-/** Expected failures print one message and no stack; anything else is a bug and keeps its stack. */
+/** Expected failures (the catalog in shared/errors.ts) print one message and no stack; anything else is a bug and keeps its stack. */
 function exitCodeFor(err: unknown): number {
   if (err instanceof CommanderError) {
     // commander has already printed the message or the help.
     return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
   }
-  let message: string;
-  let code = 1;
-  if (err instanceof CliError) {
-    message = err.message;
-    code = err.exitCode;
-  } else if (err instanceof StoreError) {
-    message = err.message + HINTS[err.code];
-  } else if (err instanceof KeyError || err instanceof MigrationError || (err as { code?: unknown }).code === 'CONFIG_INVALID') {
-    message = (err as Error).message;
-  } else if (err instanceof Error && typeof (err as NodeJS.ErrnoException).syscall === 'string') {
-    // listen EADDRINUSE, EACCES on a file, ...: the system message says what to fix.
-    message = err.message;
-  } else {
+  const known = describeError(err);
+  if (!known) {
     process.stderr.write(`radius-mfa: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 1;
   }
   // Several lines are FILE:LINE reports (config issues, CSV rows): kept as they are so editors can jump to them.
-  process.stderr.write(message.includes('\n') ? `${message}\n` : `radius-mfa: ${message}\n`);
-  return code;
+  process.stderr.write(known.message.includes('\n') ? `${known.message}\n` : `radius-mfa: ${known.message}\n`);
+  return known.exitCode;
 }
 
 try {

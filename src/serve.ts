@@ -4,6 +4,7 @@ import { buildApp } from './app.js';
 import { loadConfig, formatIssues } from './config/load.js';
 import { watchConfig } from './config/watch.js';
 import { createLogger } from './log/logger.js';
+import { UserError } from './shared/errors.js';
 import { createFirebasePushSender } from './mfa/push-sender.js';
 import { resolveEncryptionKey } from './mfa/secret-box.js';
 import { openState } from './state/open-state.js';
@@ -15,13 +16,9 @@ import { describeRedisUrl } from './state/redis.js';
 import type { Store } from './store/store.js';
 import { VERSION } from './version.js';
 
-export class ConfigInvalidError extends Error {
-  readonly code = 'CONFIG_INVALID';
-}
-
 export async function serve(configPath: string): Promise<void> {
   const loaded = loadConfig(configPath);
-  if (!loaded.ok) throw new ConfigInvalidError(formatIssues(loaded.issues));
+  if (!loaded.ok) throw new UserError('CONFIG_INVALID', formatIssues(loaded.issues));
   const config = loaded.config;
   const logger = createLogger(config.log.level);
   for (const w of loaded.warnings) logger.warn({ config: configPath }, w);
@@ -32,7 +29,7 @@ export async function serve(configPath: string): Promise<void> {
   await warnOfStrayUsernames(store, config.usernames.realms, logger);
   const state = await openState(config.state, { now: Date.now, sealKey: key.key, warn: (message) => logger.warn(message) });
   const firebase = config.mobile_app.firebase;
-  const pushSender = firebase ? await createFirebasePushSender({ serviceAccountFile: firebase.service_account_file }) : undefined;
+  const pushSender = firebase ? await firebaseSender(firebase.service_account_file) : undefined;
   if (!firebase && !config.mobile_app.web_push && config.http) logger.info('no mobile_app.firebase or mobile_app.web_push: phones poll /api/v1/pending for sign-in requests');
   const app = buildApp(config, { store, state, logger, pushSender, configPath });
   try {
@@ -87,6 +84,16 @@ export async function serve(configPath: string): Promise<void> {
   await state.close();
   await store.close();
   logger.flush();
+}
+
+/** FCM from the service account file; a file that is missing or not a service account key is the admin's to fix, not a bug. */
+async function firebaseSender(file: string) {
+  try {
+    return await createFirebasePushSender({ serviceAccountFile: file });
+  } catch (err) {
+    const why = err instanceof SyntaxError ? 'is not JSON' : (err as Error).message;
+    throw new UserError('SERVICE_ACCOUNT_INVALID', `mobile_app.firebase.service_account_file ${file}: ${why}`);
+  }
 }
 
 /** Rows stored under another spelling (before canonical names) are never found: say so at start, with the fix. */

@@ -47,6 +47,7 @@ async function check(name: string, body: string) {
 const ldap = (over: { url?: string; password?: string; base?: string }) => `first_factor:
   type: ldap
   url: "${over.url ?? slapd.url}"
+  # slapd runs on this host for the test: plain ldap:// is allowed only with this (config/schema.ts).
   allow_insecure: true
   timeout: 2s
   search:

@@ -257,7 +257,7 @@ test('web-push keys prints a mobile_app.web_push section that check-config accep
   const env = setup(t);
   const first = await env.cli(['web-push', 'keys', '--subject', 'mailto:vpn-admins@example.com']);
   assert.equal(first.code, 0, first.stderr);
-  assert.match(first.stdout, /^mobile_app:\n  web_push:\n    vapid_public_key: "B[\w-]{86}"\n    vapid_private_key: "[\w-]{43}"\n    subject: "mailto:vpn-admins@example.com"$/m);
+  assert.match(first.stdout, /^mobile_app:\n {2}web_push:\n {4}vapid_public_key: "B[\w-]{86}"\n {4}vapid_private_key: "[\w-]{43}"\n {4}subject: "mailto:vpn-admins@example.com"$/m);
   writeFileSync(env.config, `${readFileSync(env.config, 'utf8')}${first.stdout}`);
   const check = await env.cli(['check-config']);
   assert.equal(check.code, 0, check.stderr);

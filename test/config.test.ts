@@ -381,6 +381,39 @@ describe('loadConfig warnings', () => {
   });
 });
 
+describe('rules across keys are checked at load, with line:column', () => {
+  test('http.listen off loopback without http.tls or http.insecure is refused at the listen key', () => {
+    const { result, file } = load(minimal('', 'http:\n  listen: "0.0.0.0:8443"\n'));
+    const issue = onlyIssue(result);
+    assert.equal(issue.path, 'http.listen');
+    assert.equal(issue.file, file);
+    assert.deepEqual([issue.line, issue.column], [8, 11]);
+    assert.match(issue.message, /0\.0\.0\.0 is not a loopback address.*set http\.tls \{cert, key\}.*http\.insecure: true/);
+  });
+
+  test('http.listen on loopback, or with http.insecure: true, loads', () => {
+    for (const http of ['http:\n  listen: "127.0.0.1:8443"\n', 'http:\n  listen: "0.0.0.0:8443"\n  insecure: true\n']) {
+      const { result } = load(minimal('', http));
+      assert.ok(result.ok, result.ok ? '' : formatIssues(result.issues));
+    }
+  });
+
+  test('store.encryption_key that is not 64 hex characters is refused at the key, with how to make one', () => {
+    const { result } = load(minimal('', 'store:\n  path: ":memory:"\n  encryption_key: "abc123"\n'));
+    const issue = onlyIssue(result);
+    assert.equal(issue.path, 'store.encryption_key');
+    assert.equal(issue.line, 9);
+    assert.match(issue.message, /64 hex characters.*openssl rand -hex 32/);
+  });
+
+  test('an unknown key lists the allowed ones from the schema, for a union option too', () => {
+    const { result } = load(minimal('', 'first_factor:\n  type: ldap\n  url: "ldaps://dc1.example.com"\n  colour: blue\n'));
+    const issue = issuesOf(result).find((i) => i.path === 'first_factor.colour');
+    assert.ok(issue, formatIssues(issuesOf(result)));
+    assert.match(issue.message, /^unknown key "colour"; allowed: type, url, .*start_tls/);
+  });
+});
+
 describe('first_factor ldap: no passwords in clear', () => {
   const ldap = (lines: string) => minimal('', `first_factor:\n  type: ldap\n  bind_dn_template: "uid={user},ou=people,dc=example,dc=com"\n${lines}`);
 

@@ -3,23 +3,21 @@ import { formatIssues, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { canonicalUsername, usernameRules } from '../flow/username.js';
 import { resolveEncryptionKey } from '../mfa/secret-box.js';
+import { UserError } from '../shared/errors.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 
 /** An expected failure: printed without a stack trace. exitCode 1 = fix the data or config, 2 = fix the command line. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: 1 | 2 = 1,
-  ) {
-    super(message);
+export class CliError extends UserError {
+  constructor(message: string, exitCode: 1 | 2 = 1) {
+    super(exitCode === 2 ? 'USAGE' : 'DATA', message, exitCode);
     this.name = 'CliError';
   }
 }
 
 export function loadConfigOrFail(path: string): Config {
   const loaded = loadConfig(path);
-  if (!loaded.ok) throw new CliError(`${formatIssues(loaded.issues)}\nfix the config file above (radius-mfa check-config lists every problem)`);
+  if (!loaded.ok) throw new UserError('CONFIG_INVALID', formatIssues(loaded.issues));
   return loaded.config;
 }
 
@@ -56,6 +54,7 @@ export function warn(text: string): void {
 export function checkUsername(name: string): string | undefined {
   if (name === '') return 'must not be empty';
   if (name !== name.trim()) return 'must not start or end with whitespace';
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this refuses
   if (/[\u0000-\u001f\u007f]/.test(name)) return 'must not contain control characters';
   if (Buffer.byteLength(name, 'utf8') > 253) return 'must be at most 253 bytes (the RADIUS User-Name limit)';
   return undefined;

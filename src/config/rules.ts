@@ -9,7 +9,30 @@ export interface RuleIssue {
 }
 
 export function crossFieldIssues(config: Config): RuleIssue[] {
-  return [...portalFirstFactorIssues(config), ...usernameIssues(config)];
+  return [...httpTlsIssues(config), ...encryptionKeyIssues(config), ...portalFirstFactorIssues(config), ...usernameIssues(config)];
+}
+
+/** Device tokens, PINs and portal passwords cross http.listen: in clear only on this host, or behind a TLS proxy the admin names. */
+function httpTlsIssues(config: Config): RuleIssue[] {
+  const http = config.http;
+  if (!http || http.tls || http.insecure || isLoopback(http.listen.host)) return [];
+  return [
+    {
+      path: ['http', 'listen'],
+      message: `${http.listen.host} is not a loopback address, so passwords and device tokens would cross the network in clear: set http.tls {cert, key}, or put a TLS reverse proxy in front and set http.insecure: true`,
+    },
+  ];
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** The same test as mfa/secret-box.ts parseHexKey, made at load so check-config names the line. */
+function encryptionKeyIssues(config: Config): RuleIssue[] {
+  const key = config.store.encryption_key;
+  if (key === undefined || /^[0-9a-fA-F]{64}$/.test(key.trim())) return [];
+  return [{ path: ['store', 'encryption_key'], message: 'must be 64 hex characters (32 bytes); generate one with: openssl rand -hex 32' }];
 }
 
 /** With first_factor none any password "passes": a portal behind it would sign anyone in as anyone. */

@@ -1,68 +1,26 @@
 // The decision for one Access-Request: first factor, then the second factor the policy picks.
 // Knows nothing of sockets or packet bytes.
-import type { Config, Method } from '../config/schema.js';
-import type { FirstFactor, FirstFactorResult, NasRequest } from '../auth/first-factor.js';
-import type { PendingPushes } from '../mfa/pending.js';
-import type { PushSender } from '../mfa/push-sender.js';
-import type { ChallengeRecord, EphemeralState } from '../state/state.js';
-import type { Store, UserRecord } from '../store/store.js';
+import type { Method } from '../config/schema.js';
+import type { FirstFactorResult } from '../auth/first-factor.js';
+import type { ChallengeRecord } from '../state/state.js';
+import type { UserRecord } from '../store/store.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
-import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot, type LockoutDeps, type Where } from './lockout.js';
+import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot } from './lockout.js';
 import { identify } from './identity.js';
-import type { RateLimiter } from './rate-limit.js';
-import type { UsernameRules } from './username.js';
-import type { Policy } from './policy.js';
-import { answerPushChallenge, startPush } from './push.js';
 import { isRelayed, relayAccess } from './relay.js';
+import { answerPushChallenge, startPush } from './push.js';
+import type { AccessAttempt, AccessDeps, FirstFactorCarry } from './attempt.js';
 
 export type { Decision, Hold } from './decision.js';
+export type { AccessAttempt, AccessDeps, AskForCode, FirstFactorCarry } from './attempt.js';
 
 /**
  * A NAS that does not declare its timeout (clients[].nas_timeout) is taken to wait this long in all:
  * common defaults are 3-5 s x 3 tries. A password check that could not start before is not started.
  */
 export const DEFAULT_NAS_BUDGET_MS = 10_000;
-
-export interface AccessAttempt {
-  q: number;
-  clientName: string;
-  username: string | undefined;
-  /** Who it is (see flow/identity.ts), set once known: the audit line's `user`. */
-  identity?: string;
-  /** Where it comes from, and whether the user signed in from there before (flow/lockout.ts), set with identity. */
-  where?: Where;
-  /** What the user typed in the password field; undefined for non-PAP requests. */
-  password: string | undefined;
-  state: Buffer | undefined;
-  nasIp: string | undefined;
-  nasIdentifier: string | undefined;
-  callingStation: string | undefined;
-  receivedAt: number;
-  /** Monotonic reception time, for ordering only (see PendingPushes.findForAttempt). */
-  arrival: number;
-  /** The NAS's request: its attributes go upstream; MS-CHAP / EAP are relayed (relay.ts). */
-  nas?: NasRequest;
-}
-
-export interface AccessDeps {
-  config: Config;
-  policy: Policy;
-  store: Store;
-  state: EphemeralState;
-  firstFactor: FirstFactor;
-  /** The portal's password check: portal.first_factor, else the first factor itself. */
-  portalFirstFactor: FirstFactor;
-  usernames: UsernameRules;
-  pending: PendingPushes;
-  /** undefined = no push service configured: devices poll. */
-  pushSender: PushSender | undefined;
-  onLock?: LockoutDeps['onLock'];
-  /** This node's request rates (rate_limits): kept across reloads. */
-  rates: RateLimiter;
-  now: () => number;
-}
 
 /** Decides one attempt, or says what it waits for (a push). Never throws for anything a user or NAS can send. */
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
@@ -254,9 +212,6 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
       return askForCode(attempt, username, user, method, deps, after.carried);
   }
 }
-
-/** What a challenge remembers of the first factor (directory groups, upstream reply) for the answer's Accept. */
-export type FirstFactorCarry = ChallengeRecord['firstFactor'];
 
 /** Access-Challenge asking for the TOTP code; the State is random, single-use and expires. */
 async function askForCode(attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry): Promise<Decision> {

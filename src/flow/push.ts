@@ -6,12 +6,10 @@ import type { Method } from '../config/schema.js';
 import { PendingPushes, type PendingPush, type PushOutcome } from '../mfa/pending.js';
 import type { ChallengeRecord } from '../state/state.js';
 import type { DeviceRecord, UserRecord } from '../store/store.js';
-import type { AccessAttempt, AccessDeps, FirstFactorCarry } from './access.js';
+import type { AccessAttempt, AccessDeps, AskForCode, FirstFactorCarry } from './attempt.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { recordFailure, type LockoutDeps, type Where } from './lockout.js';
-
-type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry) => Promise<Decision>;
 
 export type Delivery = 'sent' | 'stale' | 'unavailable';
 

@@ -24,10 +24,19 @@ function compress(st: Int32Array): void {
   let a = st[0]!, b = st[1]!, c = st[2]!, d = st[3]!, e = st[4]!;
   for (let t = 0; t < 80; t++) {
     let f: number, k: number;
-    if (t < 20) (f = (b & c) | (~b & d)), (k = 0x5a827999);
-    else if (t < 40) (f = b ^ c ^ d), (k = 0x6ed9eba1);
-    else if (t < 60) (f = (b & c) | (b & d) | (c & d)), (k = 0x8f1bbcdc | 0);
-    else (f = b ^ c ^ d), (k = 0xca62c1d6 | 0);
+    if (t < 20) {
+      f = (b & c) | (~b & d);
+      k = 0x5a827999;
+    } else if (t < 40) {
+      f = b ^ c ^ d;
+      k = 0x6ed9eba1;
+    } else if (t < 60) {
+      f = (b & c) | (b & d) | (c & d);
+      k = 0x8f1bbcdc | 0;
+    } else {
+      f = b ^ c ^ d;
+      k = 0xca62c1d6 | 0;
+    }
     const temp = (((a << 5) | (a >>> 27)) + f + e + k + w[t]!) | 0;
     e = d;
     d = c;
@@ -93,7 +102,11 @@ export function hotpSha1Binary(key: HmacSha1Key, counter: number): number {
   ST.set(key.inner);
   compress(ST);
   // Outer hash: one block = the 20-octet inner digest, 0x80, zeros, bit length (64 + 20) * 8.
-  W[0] = ST[0]!, W[1] = ST[1]!, W[2] = ST[2]!, W[3] = ST[3]!, W[4] = ST[4]!;
+  W[0] = ST[0]!;
+  W[1] = ST[1]!;
+  W[2] = ST[2]!;
+  W[3] = ST[3]!;
+  W[4] = ST[4]!;
   W[5] = 0x80000000 | 0;
   W.fill(0, 6, 15);
   W[15] = (64 + 20) * 8;

@@ -1,6 +1,6 @@
 // RFC 6238 TOTP over RFC 4226 HOTP. Pure: time is an argument. The per-request check is written here
-// because otplib's verifySync costs 70-90 µs a call on this machine (measured), more than the whole
-// rest of the request path. SHA1 (nearly every token) runs in JS from per-secret HMAC midstates
+// because otplib's verifySync costs more per call than the whole rest of the request path (timings:
+// docs/performance.md, "Why the crypto is our own"). SHA1 (nearly every token) runs in JS from per-secret HMAC midstates
 // (./sha1.ts), SHA256/SHA512 over node:crypto. otplib still makes secrets and otpauth:// URIs, and the
 // tests check this code against otplib and the RFC vectors.
 import { createHmac } from 'node:crypto';

@@ -1,10 +1,10 @@
 // What every portal handler shares: the session of the request, page replies, the switches' refusals.
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { ApiDeps } from '../api/server.js';
+import type { HttpDeps } from '../http/deps.js';
 import type { PortalSession, SessionStore } from './session.js';
 import { messagePage, page, type Html } from './views.js';
 
-export interface PortalDeps extends ApiDeps {
+export interface PortalDeps extends HttpDeps {
   sessions: SessionStore;
 }
 

@@ -1,6 +1,7 @@
-// The self-service portal (/portal/) and the companion app's files (/app/), on the Mobile App API's server.
-import type { FastifyInstance } from 'fastify';
-import type { ApiDeps } from '../api/server.js';
+// The self-service portal (/portal/) and the companion app's files (/app/): a fastify plugin that
+// http/server.ts registers beside the Mobile App API.
+import type { FastifyPluginAsync } from 'fastify';
+import type { HttpDeps } from '../http/deps.js';
 import { accountRoutes } from './account-routes.js';
 import { attachSession, isHttps, sendPage, sessionOf, type PortalDeps } from './context.js';
 import { isLocked, whereFrom } from '../flow/lockout.js';
@@ -10,10 +11,10 @@ import { CONTENT_SECURITY_POLICY, staticRoutes } from './static.js';
 import { messagePage } from './views.js';
 
 /** Registers /app/* and, unless portal.enabled is false, /portal/* and a redirect from / to the portal. */
-export async function registerPortal(app: FastifyInstance, apiDeps: ApiDeps): Promise<void> {
-  const deps: PortalDeps = { ...apiDeps, sessions: new SessionStore(apiDeps.now) };
+export const portalPlugin: FastifyPluginAsync<{ deps: HttpDeps }> = async (app, { deps: httpDeps }) => {
+  const deps: PortalDeps = { ...httpDeps, sessions: new SessionStore(httpDeps.now) };
   staticRoutes(app);
-  if (!apiDeps.config().portal.enabled) return;
+  if (!httpDeps.config().portal.enabled) return;
   app.get('/', async (_request, reply) => reply.redirect('/portal/', 302));
   await app.register(
     async (portal) => {
@@ -76,4 +77,4 @@ export async function registerPortal(app: FastifyInstance, apiDeps: ApiDeps): Pr
     },
     { prefix: '/portal' },
   );
-}
+};

@@ -2,7 +2,7 @@
 // Failures and locks are the RADIUS ones (flow/lockout, the same counters and store locks), TOTP steps
 // are claimed in the same replay guard, pushes count toward the same per-user push limit.
 import { randomInt } from 'node:crypto';
-import type { ApiDeps } from '../api/server.js';
+import type { HttpDeps } from '../http/deps.js';
 import { checkUserCode } from '../flow/code-check.js';
 import { MESSAGES } from '../flow/decision.js';
 import { DEFAULT_NAS_BUDGET_MS } from '../flow/access.js';
@@ -37,7 +37,7 @@ const ADDRESS_WINDOW_MS = 10 * 60_000;
  * Step 1: username (canonical) and password, checked by the portal's first factor. Until the password
  * has passed, every refusal reads the same (locked or not, known or not); the audit reason differs.
  */
-export async function checkPassword(deps: ApiDeps, typedUsername: string, password: string, src: string): Promise<PasswordResult> {
+export async function checkPassword(deps: HttpDeps, typedUsername: string, password: string, src: string): Promise<PasswordResult> {
   const config = deps.config();
   const access = deps.access();
   const now = deps.now();
@@ -84,7 +84,7 @@ export async function checkPassword(deps: ApiDeps, typedUsername: string, passwo
 }
 
 /** Step 2a: a TOTP code, checked as RADIUS checks it (window, one use per step, lockout). */
-export async function checkCode(deps: ApiDeps, username: string, code: string, src: string): Promise<FactorResult> {
+export async function checkCode(deps: HttpDeps, username: string, code: string, src: string): Promise<FactorResult> {
   const access = deps.access();
   const now = deps.now();
   const user = await deps.store.getUser(username);
@@ -102,7 +102,7 @@ export async function checkCode(deps: ApiDeps, username: string, code: string, s
 }
 
 /** Step 2b: a push to the user's phones; the page then waits for the answer. */
-export async function sendPush(deps: ApiDeps, username: string, src: string): Promise<{ kind: 'sent'; push: PendingPush } | { kind: 'refused'; message: string; reason: string }> {
+export async function sendPush(deps: HttpDeps, username: string, src: string): Promise<{ kind: 'sent'; push: PendingPush } | { kind: 'refused'; message: string; reason: string }> {
   const access = deps.access();
   const settings = access.config.mfa.push;
   const user = await deps.store.getUser(username);
@@ -130,7 +130,7 @@ export async function sendPush(deps: ApiDeps, username: string, src: string): Pr
 }
 
 /** Step 2b, later: the phone's answer (and the number typed back, with number matching). */
-export async function checkPush(deps: ApiDeps, username: string, pushId: string, typedNumber: string | undefined, src: string): Promise<FactorResult> {
+export async function checkPush(deps: HttpDeps, username: string, pushId: string, typedNumber: string | undefined, src: string): Promise<FactorResult> {
   const access = deps.access();
   const push = deps.pending.get(pushId);
   if (!push || push.username !== username) return refused('push_timeout', MESSAGES.pushTimeout);

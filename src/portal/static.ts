@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -50,7 +50,7 @@ function loadQrDecoder(): StaticFile {
 export function staticRoutes(app: FastifyInstance): void {
   const appFiles = loadDir('app').set('jsQR.js', loadQrDecoder());
   const portalFiles = loadDir('portal');
-  const serve = (files: Map<string, StaticFile>, name: string) => async (request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
+  const serve = (files: Map<string, StaticFile>, name: string) => async (request: FastifyRequest, reply: FastifyReply) => {
     const file = files.get(name);
     if (!file) return reply.status(404).type('text/plain; charset=utf-8').send('Not found');
     reply

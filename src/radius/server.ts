@@ -2,7 +2,7 @@
 // duplicate handling, replies. Both transports meet in handle(): one request path, one dedupe.
 // It hands a protocol-level AccessRequest to a handler and knows nothing of users or second factors.
 import type { Logger } from 'pino';
-import { rateLimitedWarn } from '../log/rate-limited.js';
+import { rateLimitedWarn } from '../shared/rate-limited.js';
 import type { ClientTable, RadiusClient, TlsClientTable } from './clients.js';
 import { encodeResponse, revealPassword, verifyAccountingRequestAuthenticator, verifyRequestMessageAuthenticator } from './crypto.js';
 import { DedupeCache } from './dedupe.js';

@@ -24,7 +24,7 @@ function loadNative(): NativeUdp {
   try {
     return createRequire(import.meta.url)('../../build/Release/udp_batch.node') as NativeUdp;
   } catch (err) {
-    throw new Error(`the UDP addon build/Release/udp_batch.node could not be loaded (${(err as Error).message}): run \`npm run install\` in the project (needs python3, make and g++, as better-sqlite3 does)`);
+    throw new Error(`the UDP addon build/Release/udp_batch.node could not be loaded (${(err as Error).message}): run \`npm run install\` in the project (needs python3, make and g++, as better-sqlite3 does)`, { cause: err });
   }
 }
 
@@ -83,7 +83,18 @@ export class UdpSocket {
     const host = isIP(options.host) ? options.host : (await lookup(options.host)).address;
     const socket = new UdpSocket(options, host);
     const ipv6 = socket.family === 6;
-    const opened = native.open(ipv6, ipv6, host, options.port, options.receiveBufferBytes, socket.rx, socket.rxMeta, socket.tx, socket.txMeta, (count) => socket.receive(count));
+    let opened: { handle: object; port: number };
+    try {
+      opened = native.open(ipv6, ipv6, host, options.port, options.receiveBufferBytes, socket.rx, socket.rxMeta, socket.tx, socket.txMeta, (count) => socket.receive(count));
+    } catch (err) {
+      // Shaped as node:dgram's errors (code, syscall, address, port), so callers can name the address that failed.
+      const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+      e.code ??= /\b(E[A-Z]+)\b/.exec(e.message)?.[1];
+      e.syscall ??= 'bind';
+      e.address = host;
+      e.port = options.port;
+      throw e;
+    }
     socket.handle = opened.handle;
     socket.port = opened.port;
     return socket;

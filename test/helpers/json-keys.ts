@@ -21,7 +21,10 @@ export function duplicateKeys(raw: string): string[] {
       i++;
       const seen = new Set<string>();
       for (ws(); raw[i] !== '}'; ws()) {
-        if (raw[i] === ',') i++, ws();
+        if (raw[i] === ',') {
+          i++;
+          ws();
+        }
         const key = string();
         if (seen.has(key)) found.push(path ? `${path}.${key}` : key);
         seen.add(key);

@@ -133,7 +133,7 @@ overlay memberof
     execFileSync('ldapadd', ['-x', '-H', url, '-D', ADMIN_DN, '-w', adminPassword], { input: seedLdif(opts.users, opts.groups), stdio: ['pipe', 'pipe', 'pipe'] });
   } catch (err) {
     await stop();
-    throw new Error(`slapd did not start: ${(err as Error).message}\n${output}`);
+    throw new Error(`slapd did not start: ${(err as Error).message}\n${output}`, { cause: err });
   }
   return { url, ldapsUrl, caFile: tls.ca, adminPassword, log: () => output, stop };
 }

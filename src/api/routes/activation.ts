@@ -10,7 +10,7 @@ import { normalizePushToken } from '../../mfa/push-token.js';
 import { parseDevicePublicKey } from '../../mfa/signature.js';
 import type { TotpEnrollment } from '../../store/store.js';
 import { ApiError, errorBodySchema } from '../errors.js';
-import type { ApiDeps } from '../server.js';
+import type { HttpDeps } from '../../http/deps.js';
 
 interface ActivationBody {
   activation_code: string;
@@ -23,7 +23,7 @@ interface ActivationBody {
 const MAX_ATTEMPTS_PER_ADDRESS = 10;
 const ATTEMPT_WINDOW_MS = 10 * 60_000;
 
-export function activationRoutes(api: FastifyInstance, deps: ApiDeps): void {
+export function activationRoutes(api: FastifyInstance, deps: HttpDeps): void {
   api.post<{ Body: ActivationBody }>(
     '/activation',
     {

@@ -2,9 +2,10 @@
 import type { FastifyInstance } from 'fastify';
 import { normalizePushToken } from '../../mfa/push-token.js';
 import { ApiError, errorBodySchema } from '../errors.js';
-import { authenticateDevice, type ApiDeps } from '../server.js';
+import type { HttpDeps } from '../../http/deps.js';
+import { deviceOf } from '../device-auth.js';
 
-export function deviceRoutes(api: FastifyInstance, deps: ApiDeps): void {
+export function deviceRoutes(api: FastifyInstance, deps: HttpDeps): void {
   api.get(
     '/web-push',
     {
@@ -48,7 +49,7 @@ export function deviceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (request) => {
-      const device = await authenticateDevice(request, deps);
+      const device = deviceOf(request);
       const state = !device.pushToken ? 'none' : device.pushTokenStale ? 'stale' : 'active';
       return { device_id: device.id, username: device.username, name: device.name, push_token_state: state };
     },
@@ -70,7 +71,7 @@ export function deviceRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (request, reply) => {
-      const device = await authenticateDevice(request, deps);
+      const device = deviceOf(request);
       const token = request.body.push_token === null ? null : normalizePushToken(request.body.push_token, deps.config().mobile_app.web_push?.push_services);
       if (token === undefined) throw new ApiError('INVALID_PUSH_TOKEN');
       await deps.store.devices.setPushToken(device.id, token);
@@ -83,7 +84,7 @@ export function deviceRoutes(api: FastifyInstance, deps: ApiDeps): void {
     '/device',
     { schema: { summary: 'Deregister this device', security: [{ device: [] }], response: { '4xx': errorBodySchema } } },
     async (request, reply) => {
-      const device = await authenticateDevice(request, deps);
+      const device = deviceOf(request);
       await deps.store.devices.remove(device.id);
       deps.logger.info({ audit: true, event: 'device_removed', user: device.username, device: device.id, by: 'device' }, 'device deregistered');
       return reply.status(204).send();

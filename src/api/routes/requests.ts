@@ -5,7 +5,8 @@ import type { PendingPush, PushAnswer } from '../../mfa/pending.js';
 import { answerSigningInput, verifyDeviceSignature } from '../../mfa/signature.js';
 import type { DeviceRecord } from '../../store/store.js';
 import { ApiError, errorBodySchema } from '../errors.js';
-import { authenticateDevice, type ApiDeps } from '../server.js';
+import type { HttpDeps } from '../../http/deps.js';
+import { deviceOf } from '../device-auth.js';
 
 const pendingItemSchema = {
   type: 'object',
@@ -45,7 +46,7 @@ interface AnswerBody {
   signature: string;
 }
 
-export function requestRoutes(api: FastifyInstance, deps: ApiDeps): void {
+export function requestRoutes(api: FastifyInstance, deps: HttpDeps): void {
   api.get(
     '/pending',
     {
@@ -56,7 +57,7 @@ export function requestRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (request) => {
-      const device = await authenticateDevice(request, deps);
+      const device = deviceOf(request);
       return deps.pending.openFor(device.username).map(view);
     },
   );
@@ -85,7 +86,7 @@ export function requestRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (request) => {
-      const device = await authenticateDevice(request, deps);
+      const device = deviceOf(request);
       const { id } = request.params;
       const { decision, pin, signature } = request.body;
       const push = deps.pending.get(id);
@@ -107,7 +108,7 @@ export function requestRoutes(api: FastifyInstance, deps: ApiDeps): void {
 }
 
 /** A wrong PIN counts toward lockout; reaching it ends the request as locked. */
-async function requirePin(push: PendingPush, device: DeviceRecord, pin: string | undefined, deps: ApiDeps): Promise<void> {
+async function requirePin(push: PendingPush, device: DeviceRecord, pin: string | undefined, deps: HttpDeps): Promise<void> {
   if (pin === undefined) throw new ApiError('PIN_REQUIRED');
   const user = await deps.store.getUser(push.username);
   if (!user?.pinHash) throw new ApiError('PIN_NOT_SET');
@@ -121,7 +122,7 @@ async function requirePin(push: PendingPush, device: DeviceRecord, pin: string |
 }
 
 /** "This wasn't me": the request is rejected (by the decision above), the user locked until an admin unlocks, an alert logged. */
-async function reportFraud(push: PendingPush, device: DeviceRecord, deps: ApiDeps): Promise<void> {
+async function reportFraud(push: PendingPush, device: DeviceRecord, deps: HttpDeps): Promise<void> {
   await deps.store.lockUser(push.username, Number.MAX_SAFE_INTEGER, `fraud reported from device ${device.id} (${device.name})`);
   deps.logger.error(
     { audit: true, alert: 'fraud', event: 'fraud_reported', request: push.id, device: device.id, user: push.username, client: push.clientName, nas_ip: push.nasIp, calling_station: push.callingStation },

@@ -3,10 +3,11 @@
 import type { FastifyInstance } from 'fastify';
 import { confirmEnrollment } from '../../flow/enrollment.js';
 import { ApiError, errorBodySchema } from '../errors.js';
-import { authenticateDevice, type ApiDeps } from '../server.js';
+import type { HttpDeps } from '../../http/deps.js';
+import { deviceOf } from '../device-auth.js';
 import { pendingEnrollmentKey } from './activation.js';
 
-export function totpRoutes(api: FastifyInstance, deps: ApiDeps): void {
+export function totpRoutes(api: FastifyInstance, deps: HttpDeps): void {
   api.post<{ Body: { code: string } }>(
     '/totp/confirm',
     {
@@ -18,7 +19,7 @@ export function totpRoutes(api: FastifyInstance, deps: ApiDeps): void {
       },
     },
     async (request) => {
-      const device = await authenticateDevice(request, deps);
+      const device = deviceOf(request);
       const key = pendingEnrollmentKey(device.id);
       const enrollment = await deps.state.getEnrollment(key);
       if (!enrollment) throw new ApiError('NO_ENROLLMENT');

@@ -1,0 +1,58 @@
+// The types one Access-Request carries through flow/: the attempt, what deciding it needs, and the
+// first-factor state a challenge keeps. Their own module so access.ts and push.ts share them without a cycle.
+import type { Config, Method } from '../config/schema.js';
+import type { FirstFactor, NasRequest } from '../auth/first-factor.js';
+import type { PendingPushes } from '../mfa/pending.js';
+import type { PushSender } from '../mfa/push-sender.js';
+import type { ChallengeRecord, EphemeralState } from '../state/state.js';
+import type { Store, UserRecord } from '../store/store.js';
+import type { Decision } from './decision.js';
+import type { LockoutDeps, Where } from './lockout.js';
+import type { Policy } from './policy.js';
+import type { RateLimiter } from './rate-limit.js';
+import type { UsernameRules } from './username.js';
+
+export interface AccessAttempt {
+  q: number;
+  clientName: string;
+  username: string | undefined;
+  /** Who it is (see flow/identity.ts), set once known: the audit line's `user`. */
+  identity?: string;
+  /** Where it comes from, and whether the user signed in from there before (flow/lockout.ts), set with identity. */
+  where?: Where;
+  /** What the user typed in the password field; undefined for non-PAP requests. */
+  password: string | undefined;
+  state: Buffer | undefined;
+  nasIp: string | undefined;
+  nasIdentifier: string | undefined;
+  callingStation: string | undefined;
+  receivedAt: number;
+  /** Monotonic reception time, for ordering only (see PendingPushes.findForAttempt). */
+  arrival: number;
+  /** The NAS's request: its attributes go upstream; MS-CHAP / EAP are relayed (relay.ts). */
+  nas?: NasRequest;
+}
+
+export interface AccessDeps {
+  config: Config;
+  policy: Policy;
+  store: Store;
+  state: EphemeralState;
+  firstFactor: FirstFactor;
+  /** The portal's password check: portal.first_factor, else the first factor itself. */
+  portalFirstFactor: FirstFactor;
+  usernames: UsernameRules;
+  pending: PendingPushes;
+  /** undefined = no push service configured: devices poll. */
+  pushSender: PushSender | undefined;
+  onLock?: LockoutDeps['onLock'];
+  /** This node's request rates (rate_limits): kept across reloads. */
+  rates: RateLimiter;
+  now: () => number;
+}
+
+/** What a challenge remembers of the first factor (directory groups, upstream reply) for the answer's Accept. */
+export type FirstFactorCarry = ChallengeRecord['firstFactor'];
+
+/** Access-Challenge asking for the TOTP code: access.ts owns it, push.ts falls back to it. */
+export type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry) => Promise<Decision>;
