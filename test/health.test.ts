@@ -45,7 +45,7 @@ test('readyz is 503 naming the store when it cannot be read, and the upstream th
   assert.equal(checks.store?.ok, true);
   // Liveness is not readiness: the process still answers.
   assert.equal((await get(s.metricsPort, '/healthz')).status, 200);
-  s.store.close();
+  await s.store.close();
   const storeGone = await get(s.metricsPort, '/readyz');
   assert.equal(storeGone.status, 503);
   assert.match(String((storeGone.body.checks as Record<string, { error?: string }>).store?.error), /not open|closed/i);

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { configSchema } from '../src/config/schema.js';
-import { KeyError, keyFingerprint, resolveEncryptionKey, sealSecret } from '../src/mfa/secret-box.js';
+import { type KeyError, keyFingerprint, resolveEncryptionKey, sealSecret } from '../src/mfa/secret-box.js';
 import { MigrationError } from '../src/store/migrations.js';
 import { describePostgresUrl, openPostgresStore } from '../src/store/postgres.js';
 import { PG_MIGRATIONS } from '../src/store/postgres-migrations.js';
-import { StoreError } from '../src/store/store.js';
+import { type StoreError } from '../src/store/store.js';
 import { startPostgres, type PostgresInstance } from './helpers/postgres.js';
 
 let server: PostgresInstance;

@@ -15,7 +15,7 @@ import { MIGRATIONS } from '../src/store/migrations.js';
 import { openPostgresStore } from '../src/store/postgres.js';
 import { PG_MIGRATIONS } from '../src/store/postgres-migrations.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
-import { StoreError, type Store, type TotpEnrollment } from '../src/store/store.js';
+import { type StoreError, type Store, type TotpEnrollment } from '../src/store/store.js';
 import { startPostgres, type PostgresInstance } from './helpers/postgres.js';
 
 /** One empty store location (a file, a database) that can be opened several times. */

@@ -7,7 +7,7 @@ import type { RelayResult } from '../auth/first-factor.js';
 import { nonPapKindOf, refusalAttributes, findInAttributes } from '../radius/proxy.js';
 import { Attr, type RadiusPacket } from '../radius/packet.js';
 import type { UserRecord } from '../store/store.js';
-import type { AccessAttempt, AccessDeps } from './access.js';
+import type { AccessAttempt, AccessDeps } from './attempt.js';
 import { MESSAGES, reject, type Decision, type Hold, type RejectReason } from './decision.js';
 import { isLocked, whereFrom } from './lockout.js';
 import { canonicalUsername } from './username.js';

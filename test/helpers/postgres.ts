@@ -112,7 +112,7 @@ export async function startPostgres(): Promise<PostgresInstance> {
   } catch (err) {
     await stop();
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`postgres did not start: ${(err as Error).message}\n${output}`);
+    throw new Error(`postgres did not start: ${(err as Error).message}\n${output}`, { cause: err });
   }
   return {
     url,

@@ -79,7 +79,7 @@ export async function startRedis(): Promise<RedisInstance> {
   } catch (err) {
     await stop();
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`${(err as Error).message}\n${output}`);
+    throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
   }
   return {
     url: `redis://127.0.0.1:${port}`,
