@@ -167,7 +167,7 @@ export function buildApp(config: Config, given: AppDeps): App {
     lockouts.add(e.kind);
     log.warn({ audit: true, event: 'user_locked', user: e.username, source: e.source, kind: e.kind, reason: e.reason, until: new Date(e.until).toISOString() }, 'user locked by failures (from unfamiliar sources)');
   };
-  const kept: Kept = { pending, deliveries, onLock, rates: new RateLimiter(now) };
+  const kept: Kept = { pending, deliveries, onLock, rates: new RateLimiter(() => performance.now()) };
   let runtime = buildRuntime(config, deps, kept, now);
 
   const onAccess = (request: AccessRequest): Promise<AccessReply | AccessDrop> => {

@@ -8,6 +8,7 @@ const MAX_KEYS = 100_000;
 export class RateLimiter {
   private readonly windows = new LRUCache<string, { start: number; n: number }>({ max: MAX_KEYS });
 
+  /** `now`: a monotonic clock (performance.now): rates are about real time, whatever clock decisions use. */
   constructor(private readonly now: () => number) {}
 
   /** Counts one event for `key`; true while the count in the current window of `windowMs` is at most `max`. */
