@@ -10,10 +10,11 @@ import { crossFieldIssues } from './config/rules.js';
 import { bindError, UserError } from './shared/errors.js';
 import { buildHttp } from './http/server.js';
 import type { Config, FirstFactorConfig } from './config/schema.js';
-import { usernameRules } from './flow/username.js';
+import { canonicalUsername, usernameRules } from './flow/username.js';
 import type { FirstFactor } from './auth/first-factor.js';
 import { boundedFirstFactor, type BoundedFirstFactor } from './auth/bounded-first-factor.js';
-import type { LockoutDeps } from './flow/lockout.js';
+import { forgetFailures, lockoutView, type LockoutDeps } from './flow/lockout.js';
+import type { LockoutAdmin } from './metrics/lockout-admin.js';
 import { RateLimiter } from './flow/rate-limit.js';
 import { ldapFirstFactor } from './auth/ldap.js';
 import { localFirstFactor } from './auth/local.js';
@@ -294,7 +295,11 @@ export function buildApp(config: Config, given: AppDeps): App {
     if (!config.metrics) return [];
     const listen = config.metrics.listen;
     const registry = buildRegistry({ radius: server, pending, decisions, deliveries, engines, lockouts, firstFactorQueue: () => (runtime.access.firstFactor as Partial<BoundedFirstFactor>).queue?.stats });
-    const bound = await listenMetrics(registry, listen.host, listen.port, health).catch((err: unknown) => {
+    const admin: LockoutAdmin = {
+      view: (username) => lockoutView(canonicalUsername(username, runtime.access.usernames) ?? username, runtime.access),
+      forget: (username) => forgetFailures(canonicalUsername(username, runtime.access.usernames) ?? username, runtime.access),
+    };
+    const bound = await listenMetrics(registry, listen.host, listen.port, health, admin).catch((err: unknown) => {
       throw bindError(err, 'metrics.listen', listen);
     });
     metrics = bound.server;

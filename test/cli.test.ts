@@ -67,11 +67,14 @@ test('user add reads the password from stdin, and user show reports the user wit
     has_password: true,
     totp: null,
     locked_until: null,
+    lock_scope: null,
     lock_reason: null,
     created_at: undefined,
+    lockout: { unknown: 'the counts live in the running server (state.type memory), which is asked on metrics.listen: set metrics.listen to see them' },
   });
   const text = await env.cli(['user', 'show', 'alice']);
   assert.match(text.stdout, /method: +totp \(mfa\.default_method\)/);
+  assert.match(text.stdout, /^failures: +not known here: the counts live in the running server/m);
 
   const store = openStore(env);
   const hash = (await store.getUser('alice'))!.passwordHash!;

@@ -3,12 +3,18 @@
 // argon2 parameters change without a password reset. And the timing of refusals that need no check.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { boundedFirstFactor, CheckTimes } from '../src/auth/bounded-first-factor.js';
 import type { FirstFactor } from '../src/auth/first-factor.js';
 import { hashPassword } from '../src/auth/password-hash.js';
 import { lockoutView } from '../src/flow/lockout.js';
+import { runCli } from './helpers/cli.js';
+import { freeTcpPort } from './helpers/ports.js';
 import { radclient } from './helpers/radclient.js';
+import { startServe } from './helpers/serve-process.js';
 import { enrollTotp, startTestServer, wrongCodeAt, type TestServer } from './helpers/server.js';
 
 const HOME = '203.0.113.7';
@@ -179,4 +185,39 @@ test('wrong codes after the right password count twice and are logged as a possi
   assert.equal(line?.level, 'warn');
   await ask(s, 'eve', `eve-pw${wrongCodeAt(eve, s.clock.now(), 2)}`, '198.51.100.5');
   assert.equal((await s.store.getUser('eve'))?.lockScope, 'unfamiliar', 'two wrong codes lock at max_failures 4');
+});
+
+test('user show lists the live failures and familiar sources from the running server; user unlock clears them', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-lockout-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const secret = 'a-long-enough-secret-1';
+  const metricsPort = await freeTcpPort();
+  const config = join(dir, 'config.yaml');
+  writeFileSync(
+    config,
+    `listen:\n  auth: "127.0.0.1:0"\nclients:\n  - name: nas\n    address: 127.0.0.1\n    secret: "${secret}"\nmfa:\n  reject_delay: 0\n  lockout: { max_failures: 3 }\nusers:\n  ivy: { method: none }\nmetrics:\n  listen: "127.0.0.1:${metricsPort}"\nstore:\n  path: "${join(dir, 'users.db')}"\n`,
+  );
+  assert.equal((await runCli(config, dir, ['user', 'add', 'ivy', '--password-stdin'], 'ivy-pw\n')).code, 0);
+  const server = await startServe(config);
+  t.after(() => server.stop());
+  const login = (password: string, from: string) => radclient({ 'User-Name': 'Ivy', 'User-Password': password, 'Calling-Station-Id': from }, { port: server.authPort, secret });
+  assert.equal((await login('ivy-pw', HOME)).code, 'Access-Accept');
+  for (const guess of ['guess1', 'guess2']) assert.equal((await login(guess, '198.51.100.1')).code, 'Access-Reject');
+
+  const show = async () => JSON.parse((await runCli(config, dir, ['user', 'show', 'IVY', '--json'])).stdout) as { lockout: { failures: { source: string | null; count: number }[]; familiar: { source: string }[] } };
+  const before = await show();
+  assert.deepEqual(before.lockout.failures.map((f) => [f.source, f.count]), [[null, 2]]);
+  assert.deepEqual(before.lockout.familiar.map((f) => f.source), [HOME]);
+  const text = (await runCli(config, dir, ['user', 'show', 'ivy'])).stdout;
+  assert.match(text, /^failures: +2 from strangers \(until /m);
+  assert.match(text, new RegExp(`^familiar: +${HOME.replace(/\./g, '\\.')} \\(until `, 'm'));
+
+  const unlock = await runCli(config, dir, ['user', 'unlock', 'ivy']);
+  assert.equal(unlock.code, 0, unlock.stderr);
+  assert.equal(unlock.stderr, '', 'the counts were cleared in the server');
+  const after = await show();
+  assert.deepEqual(after.lockout.failures, []);
+  assert.deepEqual(after.lockout.familiar.map((f) => f.source), [HOME], 'familiar sources stay: they are the user\'s');
+  // The admin endpoint answers this host only, and nothing but its two routes.
+  assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/users/ivy/unlock`)).status, 405);
 });

@@ -7,6 +7,7 @@ import type { MethodSource, Policy } from '../flow/policy.js';
 import type { UserRecord } from '../store/store.js';
 import { CliError, loadConfigOrFail, print, userArg, warn, withStore } from './context.js';
 import { usernameRules } from '../flow/username.js';
+import { forgetLive, liveLockout } from './lockout-client.js';
 import { planUserImport } from './user-import.js';
 
 type ConfigPath = (cmd: Command) => string;
@@ -66,15 +67,23 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
       const record = await withStore(config, (store) => store.getUser(name));
       if (!record) throw noUser(name);
       const v = describeUser(record, await loadPolicy(config), Date.now());
-      if (opts.json) return print(JSON.stringify(v, null, 2));
+      const live = await liveLockout(config, name);
+      if (opts.json) return print(JSON.stringify({ ...v, lockout: live.kind === 'ok' ? live.view : { unknown: live.why } }, null, 2));
+      const when = (ms: number) => new Date(ms).toISOString();
       const rows: [string, string][] = [
         ['username', v.username],
         ['method', `${v.method} (${SOURCE_TEXT[v.method_source]})`],
         ['password', v.has_password ? 'yes (local argon2 hash)' : 'no local password'],
         ['totp', v.totp ? `enrolled (${v.totp.algorithm}, ${v.totp.digits} digits, ${v.totp.period} s)` : 'not enrolled'],
-        ['locked', v.locked_until ? `until ${v.locked_until}${v.lock_reason ? ` (${v.lock_reason})` : ''}` : 'no'],
+        ['locked', v.locked_until ? `until ${v.locked_until}${v.lock_scope === 'unfamiliar' ? ', from sources the user never signed in from' : ''}${v.lock_reason ? ` (${v.lock_reason})` : ''}` : 'no'],
         ['created', v.created_at],
       ];
+      if (live.kind === 'unknown') rows.push(['failures', `not known here: ${live.why}`]);
+      else {
+        const { failures, familiar } = live.view;
+        rows.push(['failures', failures.length ? failures.map((f) => `${f.count} ${f.source === null ? 'from strangers' : `at ${f.source}`} (until ${when(f.until)})`).join('; ') : 'none']);
+        rows.push(['familiar', familiar.length ? familiar.map((f) => `${f.source} (until ${when(f.until)})`).join('; ') : 'none yet (sources the user signs in from become familiar)']);
+      }
       print(rows.map(([k, val]) => `${`${k}:`.padEnd(10)} ${val}`).join('\n'));
     });
 
@@ -109,7 +118,10 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
       const config = loadConfigOrFail(configPath(cmd));
       name = userArg(name, config);
       const wasLocked = await withStore(config, (store) => store.unlockUser(name));
+      // The failure counts too, or the next failure would lock again at once.
+      const notForgotten = await forgetLive(config, name);
       print(wasLocked ? `unlocked ${name}` : `${name} was not locked`);
+      if (notForgotten) warn(`failure counts not cleared: ${notForgotten}`);
     });
 
   user
@@ -170,6 +182,8 @@ interface UserView {
   has_password: boolean;
   totp: { algorithm: string; digits: number; period: number } | null;
   locked_until: string | null;
+  /** all: everywhere (fraud, an admin); unfamiliar: only from sources the user never signed in from. */
+  lock_scope: 'all' | 'unfamiliar' | null;
   lock_reason: string | null;
   created_at: string;
 }
@@ -184,6 +198,7 @@ function describeUser(u: UserRecord, policy: Policy, now: number): UserView {
     has_password: u.passwordHash !== null,
     totp: u.totp ? { algorithm: u.totp.algorithm, digits: u.totp.digits, period: u.totp.period } : null,
     locked_until: locked ? new Date(u.lockedUntil!).toISOString() : null,
+    lock_scope: locked ? u.lockScope : null,
     lock_reason: locked ? u.lockReason : null,
     created_at: new Date(u.createdAt).toISOString(),
   };

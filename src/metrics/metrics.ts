@@ -7,6 +7,7 @@ import type { WorkQueueStats } from '../auth/work-queue.js';
 import type { PendingPushes } from '../mfa/pending.js';
 import type { RadiusServer } from '../radius/server.js';
 import type { Health, HealthReport } from './health.js';
+import { serveLockoutAdmin, type LockoutAdmin } from './lockout-admin.js';
 
 /** Counts by label values, kept where the events happen and read at scrape time. */
 class LabelledCounts {
@@ -153,8 +154,9 @@ export function buildRegistry(src: MetricSources): Registry {
 }
 
 /** GET /metrics (and /healthz, /readyz when `health` is given) on its own port (keep it off the public API address). */
-export async function listenMetrics(registry: Registry, host: string, port: number, health?: Health): Promise<{ server: Server; port: number }> {
+export async function listenMetrics(registry: Registry, host: string, port: number, health?: Health, lockouts?: LockoutAdmin): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
+    if (lockouts && serveLockoutAdmin(req, res, lockouts)) return;
     if (health && req.method === 'GET' && (req.url === '/healthz' || req.url === '/readyz')) {
       const json = (r: HealthReport) => res.writeHead(r.status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(r.body)}\n`);
       if (req.url === '/healthz') return json(health.live());
