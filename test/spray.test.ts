@@ -5,10 +5,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hashPassword } from '../src/auth/password-hash.js';
 import { Attr } from '../src/radius/packet.js';
+import { runCli } from './helpers/cli.js';
 import { radclient } from './helpers/radclient.js';
+import { startServe } from './helpers/serve-process.js';
 import { startTestServer } from './helpers/server.js';
 import { buildAccessRequest, UdpClient } from './helpers/udp.js';
 
@@ -81,4 +86,26 @@ test('rate limits: a client past client_per_second and a stranger address past s
   assert.deepEqual(answered.sort((a, b) => a! - b!), [0, 1, 2, 5]);
   const metrics = await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text();
   assert.match(metrics, /^radius_datagrams_dropped_total\{reason="rate_limited"\} 6$/m);
+});
+
+test('SIGTERM under load: every request answered before the stop has its audit line, and the process exits 0', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-sigterm-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const secret = 'a-long-enough-secret-2';
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, `listen:\n  auth: "127.0.0.1:0"\nclients:\n  - name: nas\n    address: 127.0.0.1\n    secret: "${secret}"\nmfa:\n  reject_delay: 0\nstore:\n  path: "${join(dir, 'users.db')}"\n`);
+  assert.equal((await runCli(config, dir, ['user', 'add', 'kay', '--password-stdin'], 'kay-pw\n')).code, 0);
+  const server = await startServe(config);
+  const udp = await UdpClient.open();
+  t.after(() => udp.close());
+  // Three real checks first: then unknown users are answered after a timer as long as one, so many are in flight at the stop.
+  for (let i = 0; i < 3; i++) assert.ok(await udp.request(buildAccessRequest({ secret, identifier: 250 + i, userName: 'kay', password: `guess${i}` }), server.authPort, '127.0.0.1', 5000));
+  udp.takeReceived();
+  for (let i = 0; i < 400; i++) await udp.send(buildAccessRequest({ secret, identifier: i & 255, userName: `nobody${i}`, password: 'x' }), server.authPort);
+  for (let got = 0; got < 50; got++) assert.ok(await udp.next(5000), `reply ${got}`);
+  const code = await server.stop();
+  const answered = 3 + udp.takeReceived().length;
+  const decisions = server.lines.filter((l) => l.msg === 'decision').length;
+  assert.equal(code, 0, server.output());
+  assert.ok(decisions >= answered, `${decisions} audit lines for ${answered} replies`);
 });
