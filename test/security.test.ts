@@ -278,3 +278,26 @@ test('audit: bad_state and locked decisions name the method; radius_pushes_pendi
 function pick(line: Record<string, unknown> | undefined) {
   return { reason: line?.reason, method: line?.method };
 }
+
+test('finding 4 at the portal: parallel sign-ins are not all checked before the lock lands; the right password sent last is refused', async (t) => {
+  const s = await startTestServer({ config: { http: { listen: '127.0.0.1:0' }, mfa: { lockout: { max_failures: 5, duration: '15m' } } } });
+  t.after(() => s.close());
+  await enrollTotp(s.store, 'gus', { password: 'gus-pw' });
+  const base = `http://127.0.0.1:${s.httpPort}`;
+  const page = await fetch(`${base}/portal/sign-in`);
+  const cookie = page.headers.getSetCookie()[0]!.split(';')[0]!;
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())![1]!;
+  // From twenty addresses (a proxy on this host says which), so the per-address limit is not what stops them.
+  const post = (password: string, i: number) =>
+    fetch(`${base}/portal/sign-in`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': `198.51.100.${i}` },
+      body: new URLSearchParams({ _csrf: csrf, username: 'gus', password }),
+    }).then((r) => r.status);
+  const statuses = await Promise.all([...Array.from({ length: 19 }, (_, i) => post(`guess${i}`, i)), post('gus-pw', 19)]);
+  assert.equal(statuses[19], 401, 'the right password, sent last, does not get past the lock');
+  const reasons = countBy(s.logs.filter({ event: 'portal_sign_in' }).map((l) => String(l.reason)));
+  assert.ok((reasons.bad_password ?? 0) <= 5, `at most max_failures passwords were checked: ${JSON.stringify(reasons)}`);
+  assert.equal((await s.store.getUser('gus'))?.lockScope, 'unfamiliar');
+});
