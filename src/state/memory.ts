@@ -115,11 +115,6 @@ export class MemoryState implements EphemeralState {
     return record.expires > this.now() ? record : undefined;
   }
 
-  /** Security counts held now (for tests and metrics). */
-  get securityCounts(): number {
-    return this.counts.size;
-  }
-
   async close(): Promise<void> {
     this.lastStep.clear();
     this.counts.clear();
