@@ -128,6 +128,18 @@ test('Tunnel-Password (RFC 2868 §3.5) from the upstream Accept of a PAP request
   assert.deepEqual(shown?.[1], ['tunnel-Secret-1'], r.stdout);
 });
 
+test('Tunnel-Password after our own Access-Challenge is re-hidden for the request that gets the Accept', async (t) => {
+  const s = await server(t, { users: { erin: { method: 'challenge' } } });
+  const erin = await enrollTotp(s.store, 'erin');
+  const first = await ask(s, { 'User-Name': 'erin', 'User-Password': 'erin-Passw0rd' });
+  assert.equal(first.code, 'Access-Challenge', first.stdout);
+  const r = await ask(s, { 'User-Name': 'erin', 'User-Password': erin.codeAt(s.clock.now()), State: first.attributes['State']![0]! });
+  assert.equal(r.code, 'Access-Accept', r.stdout);
+  // radclient decrypts with the second request's authenticator: it reads the secret only if we re-hid it for that one.
+  const shown = Object.entries(r.attributes).find(([k]) => k.startsWith('Tunnel-Password'));
+  assert.deepEqual(shown?.[1], ['tunnel-Secret-1'], r.stdout);
+});
+
 test('MS-CHAPv2: accepted after the phone approves, with MS-CHAP2-Success and the MPPE keys the upstream derived', async (t) => {
   const s = await server(t);
   const phone = await phoneFor(s, 'alice');

@@ -1,5 +1,6 @@
 // The decision for one Access-Request: first factor, then the second factor the policy picks.
 // Knows nothing of sockets or packet bytes.
+import { randomBytes } from 'node:crypto';
 import type { Method } from '../config/schema.js';
 import type { FirstFactorResult } from '../auth/first-factor.js';
 import type { ChallengeRecord } from '../state/state.js';
@@ -8,6 +9,7 @@ import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
 import { checkUserCode } from './code-check.js';
 import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot } from './lockout.js';
+import { rehideAll } from '../radius/proxy.js';
 import { identify } from './identity.js';
 import { isRelayed, relayAccess } from './relay.js';
 import { answerPushChallenge, startPush } from './push.js';
@@ -117,7 +119,7 @@ async function checkBothFactors(
     return reject(method, 'locked', MESSAGES.generic);
   }
 
-  const after = afterFirstFactor(username, user, first, groups, deps);
+  const after = afterFirstFactor(attempt, username, user, first, groups, deps);
   if (after.deny) {
     await slot.release();
     return reject(method, 'method_deny', MESSAGES.deny, false);
@@ -154,13 +156,26 @@ type Accepted = Extract<FirstFactorResult, { kind: 'accept' }>;
  * first, then those of the groups (including directory groups) and config user. Groups read only with the
  * user's own bind can still deny, but no longer change the method: the password was already split.
  */
-function afterFirstFactor(username: string, user: UserRecord | undefined, first: Accepted, groups: readonly string[], deps: AccessDeps) {
+function afterFirstFactor(attempt: AccessAttempt, username: string, user: UserRecord | undefined, first: Accepted, groups: readonly string[], deps: AccessDeps) {
   const allGroups = first.groups ? [...new Set([...groups, ...first.groups])] : groups;
   const profile = deps.policy.profileOf(username, user, allGroups);
   const reply = first.reply?.length ? Buffer.concat([first.reply, profile.reply]) : profile.reply;
-  const carried: ChallengeRecord['firstFactor'] =
-    first.reply?.length || allGroups.length ? { reply: first.reply?.length ? first.reply.toString('hex') : undefined, groups: allGroups } : undefined;
+  const upstream = first.reply?.length ? { reply: first.reply.toString('hex'), hiddenFor: attempt.nas?.packet.authenticator.toString('hex') } : {};
+  const carried: ChallengeRecord['firstFactor'] = first.reply?.length || allGroups.length ? { ...upstream, groups: allGroups } : undefined;
   return { reply, carried, deny: profile.method === 'deny' };
+}
+
+/**
+ * The upstream reply a challenge carried, for the Accept of the request that answers it: its hidden
+ * attributes (RFC 2548 MPPE keys, RFC 2868 Tunnel-Password) were hidden with the first request's
+ * Request Authenticator, and the NAS decrypts them with this one's.
+ */
+function carriedReply(attempt: AccessAttempt, carried: NonNullable<ChallengeRecord['firstFactor']>): Buffer {
+  const reply = Buffer.from(carried.reply!, 'hex');
+  const nas = attempt.nas;
+  if (!carried.hiddenFor || !nas) return reply;
+  const secret = nas.client.secret;
+  return rehideAll(reply, { fromSecret: secret, fromAuthenticator: Buffer.from(carried.hiddenFor, 'hex'), toSecret: secret, toAuthenticator: nas.packet.authenticator, random: randomBytes });
 }
 
 /** RFC 2865 §4.4 through a proxy: our own State to the NAS, the upstream's kept here to send back with the answer. */
@@ -199,7 +214,7 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
   if (first.kind === 'reject') return reject(method, first.reason, MESSAGES.generic);
   if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, groups, deps);
   if (await isLockedNow(username, attempt.receivedAt, deps, attempt.where)) return reject(method, 'locked', MESSAGES.generic);
-  const after = afterFirstFactor(username, user, first, groups, deps);
+  const after = afterFirstFactor(attempt, username, user, first, groups, deps);
   if (after.deny) return reject(method, 'method_deny', MESSAGES.deny, false);
   switch (method) {
     case 'none':
@@ -238,8 +253,7 @@ async function answerChallenge(attempt: AccessAttempt, username: string, typed: 
   if (record.firstFactor?.upstreamState) return answerUpstreamChallenge(attempt, username, typed, record, user, deps);
   // Policy may have changed since the challenge was sent: the reply attributes are today's.
   const profile = deps.policy.profileOf(username, user, record.firstFactor?.groups);
-  const upstreamReply = record.firstFactor?.reply;
-  const reply = upstreamReply ? Buffer.concat([Buffer.from(upstreamReply, 'hex'), profile.reply]) : profile.reply;
+  const reply = record.firstFactor?.reply ? Buffer.concat([carriedReply(attempt, record.firstFactor), profile.reply]) : profile.reply;
   if (record.pushId) return answerPushChallenge(attempt, username, record, typed.trim(), reply, deps);
   const slot = await takeAttemptSlot(username, attempt.where!, attempt.receivedAt, deps);
   if (!slot) return reject(method, 'locked', MESSAGES.locked);

@@ -162,6 +162,26 @@ export function nonPapKindOf(packet: RadiusPacket): NonPapKind | undefined {
 }
 
 /** The value of the first attribute of `type` in encoded attributes, or undefined (malformed: undefined). */
+/**
+ * Every hidden attribute of an encoded list re-hidden (see rehide); the rest copied as they are. For an
+ * Accept that answers a later request than the one the hiding was done for (after an Access-Challenge).
+ */
+export function rehideAll(attributes: Buffer, k: RehideKeys): Buffer {
+  const out: Buffer[] = [];
+  for (let at = 0; at + 2 <= attributes.length; ) {
+    const length = attributes[at + 1]!;
+    if (length < 2 || at + length > attributes.length) break;
+    const a = { type: attributes[at]!, value: attributes.subarray(at + 2, at + length), offset: at };
+    if (!isHidden(a)) out.push(attributes.subarray(at, at + length));
+    else {
+      const again = rehide(a, k);
+      if (again) out.push(again);
+    }
+    at += length;
+  }
+  return Buffer.concat(out);
+}
+
 export function findInAttributes(attributes: Buffer, type: number): Buffer | undefined {
   for (let at = 0; at + 2 <= attributes.length; ) {
     const length = attributes[at + 1]!;

@@ -11,7 +11,13 @@ export interface ChallengeRecord {
    * What the first factor said, kept for the answer: the State of an upstream RADIUS Access-Challenge
    * (hex), the upstream Access-Accept's reply attributes (hex) and the directory groups.
    */
-  firstFactor?: { upstreamState?: string; reply?: string; groups?: readonly string[] };
+  firstFactor?: {
+    upstreamState?: string;
+    reply?: string;
+    /** The Request Authenticator (hex) the reply's hidden attributes (MPPE keys, Tunnel-Password) are hidden with. */
+    hiddenFor?: string;
+    groups?: readonly string[];
+  };
   /** Epoch ms after which the State is refused. */
   expires: number;
 }
