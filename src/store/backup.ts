@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { KEY_BYTES, keyFingerprint } from '../mfa/secret-box.js';
 import { withExclusiveStore } from './exclusive.js';
+import { fsyncDir } from './fsync-dir.js';
 
 const MAGIC = 'radius-mfa backup 1\n';
 // scrypt N=2^17, r=8: 128 MiB and about half a second per try, for a file that may leave the host.
@@ -189,13 +190,4 @@ export function restoreBackup(backup: OpenedBackup, target: RestoreTarget, now =
     rmSync(staged, { force: true });
   }
   return { kept };
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import { KEY_BYTES, KeyError, keyFingerprint, openSecret, parseHexKey, resolveEncryptionKey, sealSecret } from '../mfa/secret-box.js';
 import { withExclusiveStore } from './exclusive.js';
+import { fsyncDir } from './fsync-dir.js';
 import { totpContext } from './sqlite.js';
 
 export class RotationError extends Error {
@@ -46,15 +47,6 @@ function writeKeyFile(path: string, key: Buffer): void {
   const fd = openSync(path, 'wx', 0o600);
   try {
     writeSync(fd, `${key.toString('hex')}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
