@@ -2,11 +2,12 @@
 // foreground on a free loopback port. initdb and postgres refuse to run as root, so under root both run
 // as the `postgres` system user (child_process uid/gid, as runuser would) and the dir is chowned to it.
 // stop() and start() take the server down and back on the same port and data dir (outage tests).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { startDaemon } from './daemon.js';
 import { freeTcpPort } from './ports.js';
 
 export interface PostgresInstance {
@@ -82,38 +83,20 @@ export async function startPostgres(): Promise<PostgresInstance> {
   });
   const port = await freeTcpPort();
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
-  let output = '';
-  let child: ChildProcess | undefined;
-  let exited = true;
-  let exit: Promise<void> = Promise.resolve();
-
-  const start = async () => {
-    if (!exited) return;
-    exited = false;
+  const daemon = await startDaemon({
+    name: 'postgres',
+    dir,
     // fsync off: a test database need not survive a power cut, and the shared machine's disk is slow.
-    const c = spawn(
-      join(bin, 'postgres'),
-      ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=100'],
-      { ...ids, env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    child = c;
-    c.stdout!.on('data', (d) => (output += d));
-    c.stderr!.on('data', (d) => (output += d));
-    exit = new Promise<void>((r) => c.once('exit', () => ((exited = true), r())));
-    await waitForQuery(url, 30_000, () => exited);
-  };
-  const stop = async () => {
-    if (exited || !child) return;
-    child.kill('SIGINT');
-    await exit;
-  };
-  try {
-    await start();
-  } catch (err) {
-    await stop();
-    rmSync(dir, { recursive: true, force: true });
-    throw new Error(`postgres did not start: ${(err as Error).message}\n${output}`, { cause: err });
-  }
+    spawn: () =>
+      spawn(
+        join(bin, 'postgres'),
+        ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=100'],
+        { ...ids, env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
+      ),
+    ready: (exited) => waitForQuery(url, 30_000, exited),
+    // SIGINT: PostgreSQL's fast shutdown (open sessions are ended, not waited for).
+    stopSignal: 'SIGINT',
+  });
   return {
     url,
     port,
@@ -127,12 +110,6 @@ export async function startPostgres(): Promise<PostgresInstance> {
       }
       return url.replace(/\/postgres$/, `/${name}`);
     },
-    start,
-    stop,
-    async close() {
-      await stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-    log: () => output,
+    ...daemon,
   };
 }

@@ -1,11 +1,12 @@
 // A private Redis (Debian `redis-server`) for tests: foreground child on a free loopback port, no
 // persistence, its own temp dir. stop() and start() take it down and bring it back on the same port
 // (empty, as a restarted Redis without persistence is) for outage tests.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startDaemon } from './daemon.js';
 import { freeTcpPort } from './ports.js';
 
 export interface RedisInstance {
@@ -49,47 +50,18 @@ async function waitForPong(port: number, timeoutMs: number, exited: () => boolea
 export async function startRedis(): Promise<RedisInstance> {
   const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-redis-'));
   const port = await freeTcpPort();
-  let output = '';
-  let child: ChildProcess | undefined;
-  let exit: Promise<void> = Promise.resolve();
-  let exited = true;
-
-  const start = async () => {
-    if (!exited) return;
-    exited = false;
+  const daemon = await startDaemon({
+    name: 'redis-server',
+    dir,
     // noeviction: what docs/ha.md asks of a production Redis (security counts must never be evicted).
-    const c = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    child = c;
-    c.stdout!.on('data', (d) => (output += d));
-    c.stderr!.on('data', (d) => (output += d));
-    exit = new Promise<void>((r) => c.once('exit', () => ((exited = true), r())));
-    await waitForPong(port, 10_000, () => exited);
-  };
-  const stop = async () => {
-    if (exited || !child) return;
-    child.kill('SIGTERM');
-    await exit;
-  };
-  try {
-    await start();
-  } catch (err) {
-    await stop();
-    rmSync(dir, { recursive: true, force: true });
-    throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
-  }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    start,
-    stop,
-    async close() {
-      await stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-    log: () => output,
-  };
+    spawn: () =>
+      spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      ),
+    ready: (exited) => waitForPong(port, 10_000, exited),
+    stopSignal: 'SIGTERM',
+  });
+  return { url: `redis://127.0.0.1:${port}`, port, ...daemon };
 }

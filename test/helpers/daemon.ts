@@ -1,0 +1,62 @@
+// A server the tests run as a child process (Redis, PostgreSQL): started, stopped and started again on
+// the same port for outage tests, its output kept for failure messages, its temp dir removed at close.
+import type { ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
+
+export interface Daemon {
+  /** Starts it (again); resolves once `ready` does. */
+  start(): Promise<void>;
+  /** Sends the stop signal and waits for the exit; idempotent. */
+  stop(): Promise<void>;
+  /** Stops it for good and removes its dir. */
+  close(): Promise<void>;
+  log(): string;
+}
+
+export interface DaemonOptions {
+  name: string;
+  dir: string;
+  spawn: () => ChildProcess;
+  /** Resolves when the server answers; `exited` says whether it died meanwhile. */
+  ready: (exited: () => boolean) => Promise<void>;
+  stopSignal: NodeJS.Signals;
+}
+
+/** Starts the daemon once; on failure it is stopped, its dir removed, and the error carries its output. */
+export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
+  let output = '';
+  let child: ChildProcess | undefined;
+  let exit: Promise<void> = Promise.resolve();
+  let exited = true;
+  const start = async () => {
+    if (!exited) return;
+    exited = false;
+    const c = o.spawn();
+    child = c;
+    c.stdout?.on('data', (d) => (output += d));
+    c.stderr?.on('data', (d) => (output += d));
+    exit = new Promise<void>((r) => c.once('exit', () => ((exited = true), r())));
+    await o.ready(() => exited);
+  };
+  const stop = async () => {
+    if (exited || !child) return;
+    child.kill(o.stopSignal);
+    await exit;
+  };
+  try {
+    await start();
+  } catch (err) {
+    await stop();
+    rmSync(o.dir, { recursive: true, force: true });
+    throw new Error(`${o.name} did not start: ${(err as Error).message}\n${output}`, { cause: err });
+  }
+  return {
+    start,
+    stop,
+    async close() {
+      await stop();
+      rmSync(o.dir, { recursive: true, force: true });
+    },
+    log: () => output,
+  };
+}
