@@ -64,7 +64,6 @@ export function boundedFirstFactor(inner: FirstFactor, options: BoundedOptions):
 
   return {
     ...inner,
-    type: inner.type,
     queue,
     waitAsIfChecked,
     async check(username, password, user, context): Promise<FirstFactorResult> {
