@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { verifyPassword } from '../src/auth/password-hash.js';
 import { loadConfig } from '../src/config/load.js';
 import { createActivation } from '../src/mfa/activation.js';
 import { Attr, Code } from '../src/radius/packet.js';
@@ -300,4 +301,18 @@ test('finding 4 at the portal: parallel sign-ins are not all checked before the 
   const reasons = countBy(s.logs.filter({ event: 'portal_sign_in' }).map((l) => String(l.reason)));
   assert.ok((reasons.bad_password ?? 0) <= 5, `at most max_failures passwords were checked: ${JSON.stringify(reasons)}`);
   assert.equal((await s.store.getUser('gus'))?.lockScope, 'unfamiliar');
+});
+
+test('two activations racing to set the first PIN: one sets it, the other is refused (never a silent replacement)', async (t) => {
+  const s = await startTestServer({ config: { http: { listen: '127.0.0.1:0' }, mfa: { push: { pin: 'optional' } } } });
+  t.after(() => s.close());
+  await enrollTotp(s.store, 'hugo');
+  const base = `http://127.0.0.1:${s.httpPort}`;
+  const codes = [await createActivation(s.store, s.config, 'hugo', s.clock.now()), await createActivation(s.store, s.config, 'hugo', s.clock.now())];
+  const results = await Promise.allSettled(codes.map((a, i) => SimulatedPhone.activate(base, a.activation_code, { pin: i ? '2222' : '1111' })));
+  const won = results.findIndex((r) => r.status === 'fulfilled');
+  assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+  assert.match(String((results[1 - won] as PromiseRejectedResult).reason), /WRONG_PIN/);
+  const pinHash = (await s.store.getUser('hugo'))!.pinHash!;
+  assert.equal(await verifyPassword(pinHash, won ? '2222' : '1111'), true, 'the PIN is the one of the activation that succeeded');
 });

@@ -153,6 +153,10 @@ for (const backend of [sqlite, postgres]) {
       assert.equal((await store.getUser('bob'))?.totp, null);
       await store.setMethod('bob', null);
       assert.equal((await store.getUser('bob'))?.method, null);
+      assert.equal(await store.setPinHashIfUnset('bob', '$argon2id$first'), true, 'no PIN yet: set');
+      assert.equal(await store.setPinHashIfUnset('bob', '$argon2id$second'), false, 'a PIN is set: left alone');
+      assert.equal((await store.getUser('bob'))?.pinHash, '$argon2id$first');
+      assert.equal(await store.setPinHashIfUnset('carol', '$argon2id$x'), false, 'no such user');
       await store.setPinHash('bob', '$argon2id$pin');
       assert.equal((await store.getUser('bob'))?.pinHash, '$argon2id$pin');
 

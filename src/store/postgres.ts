@@ -111,6 +111,11 @@ export class PostgresStore implements Store {
     await this.updateExisting(username, 'UPDATE users SET password_hash = $1 WHERE username = $2', [hash, username]);
   }
 
+  async setPinHashIfUnset(username: string, hash: string): Promise<boolean> {
+    if (!storable(username)) return false;
+    return (await this.pool.query('UPDATE users SET pin_hash = $1 WHERE username = $2 AND pin_hash IS NULL', [hash, username])).rowCount === 1;
+  }
+
   async setPinHash(username: string, hash: string | null): Promise<void> {
     await this.updateExisting(username, 'UPDATE users SET pin_hash = $1 WHERE username = $2', [hash, username]);
   }

@@ -93,6 +93,7 @@ export class SqliteStore implements Store {
       ),
       getLock: db.prepare<[string], { locked_until: number | null }>('SELECT locked_until FROM users WHERE username = ?'),
       setPinHash: db.prepare<[string | null, string]>('UPDATE users SET pin_hash = ? WHERE username = ?'),
+      setPinHashIfUnset: db.prepare<[string, string]>('UPDATE users SET pin_hash = ? WHERE username = ? AND pin_hash IS NULL'),
       unlockUser: db.prepare<[string]>('UPDATE users SET locked_until = NULL, lock_reason = NULL, lock_scope = NULL WHERE username = ?'),
     };
     this.dataVersion = this.stmt.dataVersion.get()!;
@@ -165,6 +166,10 @@ export class SqliteStore implements Store {
         return true;
       })(),
     );
+  }
+
+  async setPinHashIfUnset(username: string, hash: string): Promise<boolean> {
+    return this.write([username], () => this.stmt.setPinHashIfUnset.run(hash, username).changes === 1);
   }
 
   async setPinHash(username: string, hash: string | null): Promise<void> {

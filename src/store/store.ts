@@ -104,6 +104,8 @@ export interface Store {
   /** Returns true if the user was locked. */
   unlockUser(username: string): Promise<boolean>;
   setPinHash(username: string, hash: string | null): Promise<void>;
+  /** Sets the PIN only while the user has none, in one step; false when one is set (or no such user). */
+  setPinHashIfUnset(username: string, hash: string): Promise<boolean>;
   readonly devices: DeviceStore;
   /** Reads the store once; throws (or rejects) when it cannot (for /readyz). */
   ping?(): void | Promise<void>;

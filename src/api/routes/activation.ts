@@ -21,6 +21,7 @@ interface ActivationBody {
 }
 
 const MAX_ATTEMPTS_PER_ADDRESS = 10;
+const WRONG_PIN_AT_ACTIVATION = 'This account already has a PIN and this is not it: type the current PIN, or ask your helpdesk to reset it (radius-mfa user reset-pin).';
 const ATTEMPT_WINDOW_MS = 10 * 60_000;
 
 export function activationRoutes(api: FastifyInstance, deps: HttpDeps): void {
@@ -82,13 +83,16 @@ export function activationRoutes(api: FastifyInstance, deps: HttpDeps): void {
       if (body.pin !== undefined && pinHash !== null) {
         // Whoever holds the code is no known source of the user's: failures count toward the user's lock.
         const checked = await checkPin(username, pinHash, body.pin, { source: 'activation', familiar: false }, now, { config, state: deps.state, store: deps.store });
-        if (!checked.ok) throw new ApiError('WRONG_PIN', 'This account already has a PIN and this is not it: type the current PIN, or ask your helpdesk to reset it (radius-mfa user reset-pin).');
+        if (!checked.ok) throw new ApiError('WRONG_PIN', WRONG_PIN_AT_ACTIVATION);
+      }
+      // No PIN yet: this one becomes it, unless another activation set one while this one hashed (one step).
+      if (body.pin !== undefined && pinHash === null && config.mfa.push.pin !== 'off') {
+        if (!(await deps.store.setPinHashIfUnset(username, await hashPassword(body.pin)))) throw new ApiError('WRONG_PIN', WRONG_PIN_AT_ACTIVATION);
       }
 
       const deviceId = randomBytes(12).toString('base64url');
       const token = newDeviceToken();
       await deps.store.devices.add({ id: deviceId, username, name: body.device_name, publicKey: publicKey.der, tokenHash: hashSecretToken(token), pushToken });
-      if (body.pin !== undefined && pinHash === null && config.mfa.push.pin !== 'off') await deps.store.setPinHash(username, await hashPassword(body.pin));
 
       let totp: TotpEnrollment | null = null;
       if (activation.withTotp) {
