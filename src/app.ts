@@ -31,8 +31,8 @@ import { RadiusServer, type AccessDrop, type AccessReply, type AccessRequest, ty
 import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics, LockoutCounts } from './metrics/metrics.js';
 import { Health } from './metrics/health.js';
 import { backendChecks } from './health/backend-checks.js';
-import { EngineMonitor, EngineUnavailableError, guardState, guardStore } from './health/engine-monitor.js';
-import { PendingPushes } from './mfa/pending.js';
+import { EngineMonitor, EngineUnavailableError, guardPushes, guardState, guardStore } from './health/engine-monitor.js';
+import type { PendingPushes } from './mfa/pending.js';
 import { reportingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
 import { createWebPushSender } from './mfa/web-push-sender.js';
 import type { EphemeralState } from './state/state.js';
@@ -160,7 +160,8 @@ export function buildApp(config: Config, given: AppDeps): App {
     store: networkedStore ? guardStore(given.store, engines) : given.store,
     state: networkedState ? guardState(given.state, engines) : given.state,
   };
-  const pending = new PendingPushes(now);
+  // Pushes live with the state: this process's memory, or Redis shared by every node (pub/sub for decisions).
+  const pending = networkedState ? guardPushes(given.state.pushes(), engines) : given.state.pushes();
   const decisions = new DecisionCounts();
   const deliveries = new DeliveryCounts();
   const lockouts = new LockoutCounts();
@@ -205,7 +206,11 @@ export function buildApp(config: Config, given: AppDeps): App {
       // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
       attempt.password = undefined;
       attempt.nas = undefined;
-      return current.access.pending.wait(result.pushId).then((outcome) => conclude(result.settle(outcome)));
+      // Redis gone while it waits: what the phone said cannot be known, so state_unavailable, never a guess.
+      return current.access.pending
+        .wait(result.pushId)
+        .then((outcome) => result.settle(outcome), engineOutage)
+        .then(conclude);
     });
   };
 
@@ -312,6 +317,8 @@ export function buildApp(config: Config, given: AppDeps): App {
     async start() {
       const broken = crossFieldIssues(config)[0];
       if (broken) throw new UserError('CONFIG_RULE', `${broken.path.join('.')}: ${broken.message}`);
+      // Subscribed to decisions before any request can be held (Redis); nothing to do for memory.
+      await pending.start();
       const radius = await server.start().catch((err: unknown) => {
         throw radiusBindError(err, config);
       });
@@ -334,7 +341,7 @@ export function buildApp(config: Config, given: AppDeps): App {
       await server.close();
       await http?.close();
       await new Promise((resolve) => (metrics ? metrics.close(resolve) : resolve(undefined)));
-      pending.close();
+      await pending.close();
       await runtime.access.firstFactor.close?.();
       if (runtime.access.portalFirstFactor !== runtime.access.firstFactor) await runtime.access.portalFirstFactor.close?.();
       await forwarder?.close();

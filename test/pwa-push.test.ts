@@ -158,7 +158,7 @@ test('a push to the service worker shows "Approve sign-in?" and makes the open a
   const registrationId = await until(() => registrations.get(`${s.base}/app/`), 'the /app/ service worker registration');
 
   const login = vpnLogin(s.server);
-  const push = await until(() => s.server.app.pending.openFor('alice')[0], 'the held push');
+  const push = await until(async () => (await s.server.app.pending.openFor('alice'))[0], 'the held push');
   assert.equal(await page.locator('li.request').count(), 0);
   assert.equal(polls.length, 1, 'the app does not poll while its clock stands still');
 

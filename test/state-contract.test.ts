@@ -1,10 +1,12 @@
 // One contract for every EphemeralState backend: the same tests run against the memory state and a
 // private Redis started here, so the two cannot drift. Both run on the real clock (Redis expires keys by
 // its own), with short windows waited out by polling, never by fixed sleeps. Capacity limits of the
-// memory state are in security.test.ts; Redis-only behaviour is in redis-state.test.ts.
+// memory state are in security.test.ts; Redis-only behaviour is in redis-state.test.ts. Pending pushes and
+// portal sessions, kept with the state, are held to their own contracts at the end.
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import type { PendingPushes, PendingPushInit } from '../src/mfa/pending.js';
 import { MemoryState } from '../src/state/memory.js';
 import { openRedisState } from '../src/state/redis.js';
 import type { ChallengeRecord, EphemeralState } from '../src/state/state.js';
@@ -174,6 +176,156 @@ for (const backend of [memory, redis]) {
       const start = Date.now();
       await elapsed(start, 300);
       assert.equal(await b.takeChallenge('s2'), undefined, 'expired');
+    });
+  });
+}
+
+// Pending pushes and portal sessions, held to one contract: memory (one node, the same object twice) and
+// Redis (two nodes on one Redis: what A makes, B joins, lists, decides, claims).
+const init = (over: Partial<PendingPushInit> = {}): PendingPushInit => ({
+  username: 'alice',
+  clientName: 'vpn',
+  nasIp: '192.0.2.1',
+  nasIdentifier: 'gw-1',
+  callingStation: '203.0.113.7',
+  pinRequired: false,
+  number: undefined,
+  ...over,
+});
+
+async function twoNodes(backend: Backend, t: TestContext): Promise<[PendingPushes, PendingPushes]> {
+  const [a, b] = await backend.fresh(t);
+  const [pa, pb] = [a.pushes(), b.pushes()];
+  await Promise.all([pa.start(), pb.start()]);
+  return [pa, pb];
+}
+
+for (const backend of [memory, redis]) {
+  describe(`PendingPushes contract: ${backend.name}`, () => {
+    before(() => backend.setup());
+    after(() => backend.teardown());
+
+    test('a push made at one node is read and listed at the other, as it was made', async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const made = await a.create(init({ number: '42', pinRequired: true, nasIp: undefined }), 60_000);
+      const read = await b.get(made.id);
+      assert.deepEqual(read, made);
+      assert.equal(read?.number, '42');
+      assert.equal(read?.nasIp, undefined);
+      assert.deepEqual(await b.openFor('alice'), [made]);
+      assert.deepEqual(await b.openFor('bob'), []);
+      assert.equal(await b.get('no-such-push'), undefined);
+      const second = await b.create(init({ callingStation: '198.51.100.9' }), 60_000);
+      assert.deepEqual((await a.openFor('alice')).map((p) => p.id), [made.id, second.id], 'oldest first');
+    });
+
+    test('requests of one attempt join one push on either node, at once too; another attempt gets its own', async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const arrival = performance.now();
+      const joined = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).join(init(), 60_000, arrival)));
+      assert.equal(new Set(joined.map((j) => j.push.id)).size, 1, 'one push for the attempt');
+      assert.equal(joined.filter((j) => j.created).length, 1, 'made once');
+      const other = await b.join(init({ callingStation: '198.51.100.9' }), 60_000, arrival);
+      assert.equal(other.created, true);
+      const noStation = await a.join(init({ callingStation: undefined }), 60_000, arrival);
+      const noStation2 = await b.join(init({ callingStation: undefined }), 60_000, arrival);
+      assert.equal(noStation.created && noStation2.created, true, 'without a Calling-Station-Id nothing is joined');
+      assert.equal((await a.openFor('alice')).length, 4);
+    });
+
+    test('a decision at one node wakes the waiter at the other at once, once; then it is no longer listed', async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const push = await a.create(init(), 60_000);
+      const waiting = a.wait(push.id);
+      const started = performance.now();
+      assert.equal(await b.decide(push.id, { kind: 'approve', deviceId: 'dev-1' }), true);
+      assert.deepEqual(await waiting, { kind: 'approve', deviceId: 'dev-1' });
+      assert.ok(performance.now() - started < 500, 'woken at once, not by a poll');
+      assert.equal(await a.decide(push.id, { kind: 'deny', deviceId: 'dev-2' }), false, 'decided once');
+      assert.deepEqual((await a.get(push.id))?.outcome, { kind: 'approve', deviceId: 'dev-1' });
+      assert.deepEqual(await b.openFor('alice'), []);
+      assert.deepEqual(await a.wait(push.id), { kind: 'approve', deviceId: 'dev-1' }, 'a wait after the decision reads it');
+      assert.equal(await b.decide('no-such-push', { kind: 'approve', deviceId: 'x' }), false);
+    });
+
+    test('a decision made before a node waits is read, not missed', async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const push = await a.create(init(), 60_000);
+      await a.decide(push.id, { kind: 'deny', deviceId: 'dev-1' });
+      assert.deepEqual(await b.wait(push.id), { kind: 'deny', deviceId: 'dev-1' });
+      assert.equal(await b.wait('no-such-push'), undefined);
+      assert.equal(await b.wait((await a.create(init(), 60_000)).id, 50), undefined, 'still open after maxWait');
+    });
+
+    test('the outcome is claimed exactly once across nodes; the push is then gone and the attempt starts again', async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const { push } = await a.join(init(), 60_000, performance.now());
+      assert.equal(await b.claim(push.id), undefined, 'nothing to claim while open');
+      await b.decide(push.id, { kind: 'approve', deviceId: 'dev-1' });
+      const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).claim(push.id)));
+      assert.deepEqual(claims.filter(Boolean), [{ kind: 'approve', deviceId: 'dev-1' }]);
+      assert.equal(await a.get(push.id), undefined);
+      const again = await b.join(init(), 60_000, 0);
+      assert.equal(again.created, true);
+    });
+
+    test('a request that arrived before the decision joins the decided push; one that arrived after gets a new push', async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const early = performance.now();
+      const { push } = await a.join(init(), 60_000, early);
+      await new Promise((r) => setTimeout(r, 20));
+      await a.decide(push.id, { kind: 'approve', deviceId: 'dev-1' });
+      await new Promise((r) => setTimeout(r, 20));
+      const before = await b.join(init(), 60_000, early);
+      assert.equal(before.created, false);
+      assert.equal(before.push.id, push.id);
+      assert.deepEqual(before.push.outcome, { kind: 'approve', deviceId: 'dev-1' });
+      const later = await b.join(init(), 60_000, performance.now());
+      assert.equal(later.created, true);
+      assert.notEqual(later.push.id, push.id);
+    });
+
+    test('a push nobody answers times out for the waiters of both nodes; a later answer is refused', async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const { push } = await a.join(init(), 300, performance.now());
+      const joined = await b.join(init(), 300, performance.now());
+      assert.equal(joined.push.id, push.id);
+      const outcomes = await Promise.all([a.wait(push.id), b.wait(push.id)]);
+      assert.deepEqual(outcomes, [{ kind: 'timeout' }, { kind: 'timeout' }]);
+      assert.equal(await b.decide(push.id, { kind: 'approve', deviceId: 'dev-1' }), false);
+      assert.deepEqual((await b.get(push.id))?.outcome, { kind: 'timeout' });
+      assert.deepEqual(await a.openFor('alice'), []);
+    });
+
+    test('a number-matching push has one outstanding State: racing offers leave exactly one standing', async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const push = await a.create(init({ number: '17' }), 60_000);
+      const offers = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).offerChallengeState(push.id, undefined, `s${i}`)));
+      assert.equal(new Set(offers).size, 1, 'every offer sees the same winner');
+      const standing = offers[0]!;
+      assert.equal((await b.get(push.id))?.challengeState, standing);
+      assert.equal(await a.offerChallengeState(push.id, 'not-the-one', 'x'), standing, 'a stale expectation changes nothing');
+      assert.equal(await b.offerChallengeState(push.id, standing, 'renewed'), 'renewed', 'the holder of the standing one may renew it');
+      assert.equal(await a.offerChallengeState('no-such-push', undefined, 'y'), undefined);
+    });
+  });
+
+  describe(`Portal session storage contract: ${backend.name}`, () => {
+    before(() => backend.setup());
+    after(() => backend.teardown());
+
+    test('a session stored at one node is read at the other until deleted or expired', async (t) => {
+      const [a, b] = await backend.fresh(t);
+      await a.putSession('portal:k1', '{"id":"x"}', 60_000);
+      assert.equal(await b.getSession('portal:k1'), '{"id":"x"}');
+      await b.putSession('portal:k1', '{"id":"y"}', 60_000);
+      assert.equal(await a.getSession('portal:k1'), '{"id":"y"}', 'the last write stands');
+      await a.deleteSession('portal:k1');
+      assert.equal(await b.getSession('portal:k1'), undefined);
+      const start = Date.now();
+      await a.putSession('portal:k2', '{}', 200);
+      await elapsed(start, 300);
+      assert.equal(await b.getSession('portal:k2'), undefined, 'expired');
     });
   });
 }

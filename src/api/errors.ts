@@ -25,6 +25,8 @@ export const errorBodySchema = {
 /** The status and body of an error the client caused (coded, validation, other 4xx); undefined = a bug (500). */
 export function apiErrorBody(err: Error & { validation?: unknown; statusCode?: number }): { status: number; body: { error: { code: string; message: string } } } | undefined {
   if (err instanceof ApiError) return { status: err.status, body: { error: { code: err.code, message: err.message } } };
+  // Redis or PostgreSQL down (health/engine-monitor.ts logs it once): not the client's fault, not a bug either.
+  if ((err as { code?: unknown }).code === 'ENGINE_UNAVAILABLE') return { status: 503, body: { error: { code: 'UNAVAILABLE', message: API_ERRORS.UNAVAILABLE.message } } };
   if (err.validation) return { status: 400, body: { error: { code: 'VALIDATION', message: err.message } } };
   if (err.statusCode && err.statusCode < 500) return { status: err.statusCode, body: { error: { code: 'BAD_REQUEST', message: err.message } } };
   return undefined;

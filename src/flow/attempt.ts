@@ -27,7 +27,7 @@ export interface AccessAttempt {
   nasIdentifier: string | undefined;
   callingStation: string | undefined;
   receivedAt: number;
-  /** Monotonic reception time, for ordering only (see PendingPushes.findForAttempt). */
+  /** Monotonic reception time, for ordering only (see PendingPushes.join). */
   arrival: number;
   /** The NAS's request: its attributes go upstream; MS-CHAP / EAP are relayed (relay.ts). */
   nas?: NasRequest;

@@ -3,7 +3,7 @@
 // State leads back to the same push.
 import { randomInt, timingSafeEqual } from 'node:crypto';
 import type { Method } from '../config/schema.js';
-import { PendingPushes, type PendingPush, type PushOutcome } from '../mfa/pending.js';
+import type { PendingPush, PendingPushes, PushOutcome } from '../mfa/pending.js';
 import type { ChallengeRecord } from '../state/state.js';
 import type { DeviceRecord, UserRecord } from '../store/store.js';
 import type { AccessAttempt, AccessDeps, AskForCode, FirstFactorCarry } from './attempt.js';
@@ -34,28 +34,28 @@ export async function startPush(
   const numberMatching = client.numberMatching ?? settings.number_matching;
   const holdLimit = client.holdBudgetMs;
 
-  let push = deps.pending.findForAttempt(PendingPushes.joinKey(username, attempt.clientName, attempt.callingStation), attempt.arrival);
-  if (!push) {
-    // Created before any await, so a request of the same attempt arriving meanwhile joins it.
-    push = deps.pending.create(
-      {
-        username,
-        clientName: attempt.clientName,
-        nasIp: attempt.nasIp,
-        nasIdentifier: attempt.nasIdentifier,
-        callingStation: attempt.callingStation,
-        pinRequired: settings.pin === 'required' || (settings.pin === 'optional' && user?.pinHash != null),
-        number: numberMatching ? String(randomInt(10, 100)) : undefined,
-      },
-      settings.timeout,
-    );
+  // One push per attempt, across nodes: a request of an attempt that already has one joins it.
+  const { push, created } = await deps.pending.join(
+    {
+      username,
+      clientName: attempt.clientName,
+      nasIp: attempt.nasIp,
+      nasIdentifier: attempt.nasIdentifier,
+      callingStation: attempt.callingStation,
+      pinRequired: settings.pin === 'required' || (settings.pin === 'optional' && user?.pinHash != null),
+      number: numberMatching ? String(randomInt(10, 100)) : undefined,
+    },
+    settings.timeout,
+    attempt.arrival,
+  );
+  if (created) {
     if ((await deps.state.increment(`push:${username}`, settings.rate_limit.window)) > settings.rate_limit.max) {
-      deps.pending.decide(push.id, { kind: 'timeout' });
+      await deps.pending.decide(push.id, { kind: 'timeout' });
       return reject(method, 'push_rate_limited', MESSAGES.rateLimited);
     }
     const delivery = await deliverPush(push, devices, deps);
     // Unless the phone answered meanwhile (an app polls /pending when opened): then its answer stands.
-    if (delivery !== 'sent' && deps.pending.decide(push.id, { kind: 'timeout' })) {
+    if (delivery !== 'sent' && (await deps.pending.decide(push.id, { kind: 'timeout' }))) {
       if (delivery === 'stale') return reject(method, 'push_token_stale', MESSAGES.tokenStale);
       if (deps.config.mfa.failmode === 'safe') return { kind: 'accept', method, reason: 'failmode_safe', reply };
       return reject(method, 'push_unavailable', MESSAGES.pushUnavailable, false);
@@ -78,7 +78,7 @@ export async function answerPushChallenge(
   deps: AccessDeps,
 ): Promise<Decision> {
   const method = record.method as Method;
-  const push = deps.pending.get(record.pushId!);
+  const push = await deps.pending.get(record.pushId!);
   if (!push || push.username !== username) return reject(method, 'bad_state', MESSAGES.badState);
   const holdLimit = deps.policy.client(attempt.clientName).holdBudgetMs;
   const outcome = push.outcome ?? (await deps.pending.wait(push.id, Math.min(holdLimit, push.expires - deps.now())));
@@ -93,11 +93,12 @@ export type JudgedAnswer = { kind: 'outcome'; outcome: PushOutcome } | { kind: '
 
 /**
  * Judges the one answer that may use a decided push (RADIUS and the portal alike): the outcome is
- * claimed first, then the typed number is compared, with no await between. Every other answer to the
- * same push, however many were waiting for the approval, gets `claimed_elsewhere` and no comparison.
+ * claimed first, once across every node (PendingPushes.claim is one atomic step), and only the claimer
+ * compares the typed number. Every other answer to the same push, however many were waiting for the
+ * approval on however many nodes, gets `claimed_elsewhere` and no comparison.
  */
 export async function judgePushAnswer(pending: PendingPushes, push: PendingPush, typedNumber: string | undefined, where: Where, now: number, deps: LockoutDeps): Promise<JudgedAnswer> {
-  const outcome = pending.claim(push.id);
+  const outcome = await pending.claim(push.id);
   if (!outcome) return { kind: 'claimed_elsewhere' };
   if (outcome.kind === 'approve' && push.number !== undefined && !sameText(typedNumber ?? '', push.number)) {
     return { kind: 'number_mismatch', locked: await recordFailure(push.username, where, 'number_mismatch', now, deps) };
@@ -129,12 +130,13 @@ async function numberChallengeState(push: PendingPush, record: ChallengeRecord, 
   const before = push.challengeState;
   if (before !== undefined && !renew) return Buffer.from(before, 'hex');
   const state = await newChallenge(deps.state, record);
-  if (push.challengeState !== before) {
-    // Another request of the attempt stored one while this one was stored: keep only the first.
-    await deps.state.takeChallenge(state.toString('hex'));
-    return Buffer.from(push.challengeState!, 'hex');
+  const mine = state.toString('hex');
+  const standing = await deps.pending.offerChallengeState(push.id, before, mine);
+  if (standing !== undefined && standing !== mine) {
+    // Another request of the attempt (on this node or another) stored one first: keep only that one.
+    await deps.state.takeChallenge(mine);
+    return Buffer.from(standing, 'hex');
   }
-  push.challengeState = state.toString('hex');
   return state;
 }
 

@@ -4,6 +4,7 @@
 // never an Accept. The monitor logs one line when an engine goes down and one when it answers again
 // (not one per request), and feeds the radius_engine_up gauge.
 import type { Logger } from 'pino';
+import type { PendingPushes } from '../mfa/pending.js';
 import type { EphemeralState } from '../state/state.js';
 import { StoreError, type Store } from '../store/store.js';
 
@@ -116,4 +117,9 @@ export function guardStore(store: Store, monitor: EngineMonitor): Store {
 /** The state with every call watched: an outage becomes EngineUnavailableError('state'). */
 export function guardState(state: EphemeralState, monitor: EngineMonitor): EphemeralState {
   return guard(state, 'state', monitor);
+}
+
+/** Pending pushes kept in the shared state, watched as the state is (a held request's wait included). */
+export function guardPushes(pushes: PendingPushes, monitor: EngineMonitor): PendingPushes {
+  return guard(pushes, 'state', monitor);
 }

@@ -123,7 +123,7 @@ export function buildRegistry(src: MetricSources): Registry {
   });
   new Gauge({
     name: 'radius_pushes_pending',
-    help: 'Push requests waiting for the phone (decided ones are not counted)',
+    help: 'Push requests waiting for the phone (decided ones are not counted); with state redis, those this node sent or holds a request for',
     registers: [registry],
     collect() {
       this.set(src.pending.openCount);

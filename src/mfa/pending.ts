@@ -1,5 +1,7 @@
 // Push requests waiting for the phone. One entry per authentication attempt; the held Access-Requests
-// (and their retransmissions) wait on it. In memory: one node. Several nodes need a shared store.
+// (and their retransmissions) wait on it. The interface is what every node sees the same way: in this
+// process's memory (MemoryPendingPushes, one node) or in Redis (state/redis-pushes.ts, several nodes);
+// test/state-contract.test.ts holds both to one contract.
 import { randomBytes } from 'node:crypto';
 
 export type PushAnswer = 'approve' | 'deny' | 'fraud';
@@ -17,84 +19,125 @@ export interface PendingPushInit {
   number: string | undefined;
 }
 
+/** What a node reads of a push: a copy, never a live object (another node may decide it meanwhile). */
 export interface PendingPush extends PendingPushInit {
   readonly id: string;
   readonly createdAt: number;
   readonly expires: number;
-  outcome: PushOutcome | undefined;
+  readonly outcome: PushOutcome | undefined;
   /**
    * The one outstanding challenge State (hex) of a number-matching push: every request of the attempt
    * gets this one, so at most one answer (one guess at the number) can be waiting at a time.
    */
-  challengeState?: string;
+  readonly challengeState?: string;
+}
+
+export interface PendingPushes {
+  /**
+   * The push of this attempt (same user, client and Calling-Station-Id): the open one, or one decided
+   * after `arrival` (performance.now() when the request came in: its password check finished after the
+   * phone answered the copy that made the push); else a new one. Check and creation are one atomic step,
+   * so requests of one attempt arriving at once, at one node or at several, make one push.
+   */
+  join(init: PendingPushInit, timeoutMs: number, arrival: number): Promise<{ push: PendingPush; created: boolean }>;
+  /** A new push, joined by nothing (a portal sign-in). */
+  create(init: PendingPushInit, timeoutMs: number): Promise<PendingPush>;
+  get(id: string): Promise<PendingPush | undefined>;
+  /** Undecided pushes of a user, oldest first (what a device lists). */
+  openFor(username: string): Promise<PendingPush[]>;
+  /** Resolves with the outcome, or with undefined if the push is unknown or still open after maxWaitMs. */
+  wait(id: string, maxWaitMs?: number): Promise<PushOutcome | undefined>;
+  /** Settles an open push once, on every node; false when it is unknown or already decided. */
+  decide(id: string, outcome: PushOutcome): Promise<boolean>;
+  /**
+   * Takes a decided push's outcome for evaluation, once across every node: the first caller gets it and
+   * the push is forgotten; every later caller (another waiter woken by the same approval) gets undefined.
+   */
+  claim(id: string): Promise<PushOutcome | undefined>;
+  /**
+   * Makes `state` the push's outstanding challenge State if the one standing is still `expected`
+   * (undefined: none yet); returns the one that stands afterwards (undefined: the push is gone).
+   */
+  offerChallengeState(id: string, expected: string | undefined, state: string): Promise<string | undefined>;
+  /** Ready to be told of decisions (Redis: subscribed); resolves at once for memory. */
+  start(): Promise<void>;
+  /** Pushes this node keeps: memory, every open or recently decided one; Redis, those it waits on or times out. */
+  readonly size: number;
+  /** Pushes still waiting for the phone that this node knows of (memory: all of them). */
+  readonly openCount: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Re-sent requests of one attempt (same user, client and calling station) share one push. Without a
+ * Calling-Station-Id two logins of one user through one NAS look alike: they are not joined (exact
+ * retransmissions are still answered once, by the RADIUS duplicate cache).
+ */
+export function attemptKey(username: string, clientName: string, callingStation: string | undefined): string | undefined {
+  return callingStation ? `${username}\0${clientName}\0${callingStation}` : undefined;
+}
+
+export function newPushId(): string {
+  return randomBytes(16).toString('base64url');
 }
 
 interface Entry {
-  push: PendingPush;
-  waiters: ((outcome: PushOutcome) => void)[];
+  push: Mutable<PendingPush>;
+  waiters: Set<(outcome: PushOutcome) => void>;
   timer: NodeJS.Timeout;
   joinKey: string | undefined;
   /** performance.now() when decided: requests that arrived before belong to this attempt. */
   decidedArrival: number;
-  /** The outcome was taken for evaluation (see claim): nobody else may evaluate it. */
-  claimed: boolean;
 }
 
-/** How long a decided push is kept for the request that comes back with its State. */
-const KEEP_DECIDED_MS = 120_000;
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-export class PendingPushes {
+/** How long a decided push is kept for the request that comes back with its State. */
+export const KEEP_DECIDED_MS = 120_000;
+
+/** One node's pushes, in its memory. */
+export class MemoryPendingPushes implements PendingPushes {
   private readonly entries = new Map<string, Entry>();
   private readonly byAttempt = new Map<string, string>();
   /** Open pushes per user, so a device's poll does not scan every held request. */
-  private readonly openByUser = new Map<string, Set<PendingPush>>();
+  private readonly openByUser = new Map<string, Set<Mutable<PendingPush>>>();
 
   constructor(private readonly now: () => number) {}
 
-  /**
-   * Re-sent requests of one attempt (same user, client and calling station) share one push. Without a
-   * Calling-Station-Id two logins of one user through one NAS look alike: they are not joined (exact
-   * retransmissions are still answered once, by the RADIUS duplicate cache).
-   */
-  static joinKey(username: string, clientName: string, callingStation: string | undefined): string | undefined {
-    return callingStation ? `${username}\0${clientName}\0${callingStation}` : undefined;
-  }
-
-  /**
-   * The push of the attempt this request belongs to: the open one, or one decided after the request
-   * arrived (its password check finished after the phone answered the copy that created the push).
-   */
-  findForAttempt(joinKey: string | undefined, arrival: number): PendingPush | undefined {
-    if (joinKey === undefined) return undefined;
-    const id = this.byAttempt.get(joinKey);
+  async join(init: PendingPushInit, timeoutMs: number, arrival: number): Promise<{ push: PendingPush; created: boolean }> {
+    const key = attemptKey(init.username, init.clientName, init.callingStation);
+    const id = key === undefined ? undefined : this.byAttempt.get(key);
     const entry = id === undefined ? undefined : this.entries.get(id);
-    if (!entry) return undefined;
-    return !entry.push.outcome || entry.decidedArrival >= arrival ? entry.push : undefined;
+    if (entry && (!entry.push.outcome || entry.decidedArrival >= arrival)) return { push: { ...entry.push }, created: false };
+    return { push: this.add(init, timeoutMs), created: true };
   }
 
-  create(init: PendingPushInit, timeoutMs: number): PendingPush {
+  async create(init: PendingPushInit, timeoutMs: number): Promise<PendingPush> {
+    return this.add(init, timeoutMs);
+  }
+
+  private add(init: PendingPushInit, timeoutMs: number): PendingPush {
     const createdAt = this.now();
-    const push: PendingPush = { ...init, id: randomBytes(16).toString('base64url'), createdAt, expires: createdAt + timeoutMs, outcome: undefined };
-    const joinKey = PendingPushes.joinKey(init.username, init.clientName, init.callingStation);
-    const timer = setTimeout(() => this.decide(push.id, { kind: 'timeout' }), timeoutMs);
-    this.entries.set(push.id, { push, waiters: [], timer, joinKey, decidedArrival: Infinity, claimed: false });
+    const push: Mutable<PendingPush> = { ...init, id: newPushId(), createdAt, expires: createdAt + timeoutMs, outcome: undefined };
+    const joinKey = attemptKey(init.username, init.clientName, init.callingStation);
+    const timer = setTimeout(() => this.settle(push.id, { kind: 'timeout' }), timeoutMs);
+    this.entries.set(push.id, { push, waiters: new Set(), timer, joinKey, decidedArrival: Infinity });
     if (joinKey !== undefined) this.byAttempt.set(joinKey, push.id);
     let open = this.openByUser.get(push.username);
     if (!open) this.openByUser.set(push.username, (open = new Set()));
     open.add(push);
-    return push;
+    return { ...push };
   }
 
-  get(id: string): PendingPush | undefined {
-    return this.entries.get(id)?.push;
+  async get(id: string): Promise<PendingPush | undefined> {
+    const push = this.entries.get(id)?.push;
+    return push && { ...push };
   }
 
-  /** Undecided pushes for these users, oldest first (what a device lists). */
-  openFor(username: string): PendingPush[] {
-    return [...(this.openByUser.get(username) ?? [])];
+  async openFor(username: string): Promise<PendingPush[]> {
+    return [...(this.openByUser.get(username) ?? [])].map((p) => ({ ...p }));
   }
 
-  /** Resolves with the outcome, or with undefined if it is still open after maxWaitMs. */
   wait(id: string, maxWaitMs = Infinity): Promise<PushOutcome | undefined> {
     const entry = this.entries.get(id);
     if (!entry) return Promise.resolve(undefined);
@@ -105,18 +148,21 @@ export class PendingPushes {
         if (timer) clearTimeout(timer);
         resolve(outcome);
       };
-      entry.waiters.push(waiter);
+      entry.waiters.add(waiter);
       if (Number.isFinite(maxWaitMs)) {
         timer = setTimeout(() => {
-          entry.waiters.splice(entry.waiters.indexOf(waiter), 1);
+          entry.waiters.delete(waiter);
           resolve(undefined);
         }, Math.max(0, maxWaitMs));
       }
     });
   }
 
-  /** Settles an open push once; false when it is unknown or already decided. */
-  decide(id: string, outcome: PushOutcome): boolean {
+  async decide(id: string, outcome: PushOutcome): Promise<boolean> {
+    return this.settle(id, outcome);
+  }
+
+  private settle(id: string, outcome: PushOutcome): boolean {
     const entry = this.entries.get(id);
     if (!entry || entry.push.outcome) return false;
     entry.push.outcome = outcome;
@@ -126,24 +172,28 @@ export class PendingPushes {
     if (open.size === 0) this.openByUser.delete(entry.push.username);
     clearTimeout(entry.timer);
     for (const w of entry.waiters) w(outcome);
-    entry.waiters.length = 0;
+    entry.waiters.clear();
     entry.timer = setTimeout(() => this.forget(id), KEEP_DECIDED_MS);
     return true;
   }
 
-  /**
-   * Takes a decided push's outcome for evaluation, once: the first caller gets it and the push is
-   * forgotten; every later caller (another waiter woken by the same approval) gets undefined. A check
-   * of the typed number follows the claim with no await between, so only one answer is ever judged.
-   */
-  claim(id: string): PushOutcome | undefined {
+  /** Claimed and compared with no await between (a synchronous body): only one answer is ever judged. */
+  async claim(id: string): Promise<PushOutcome | undefined> {
     const entry = this.entries.get(id);
-    if (!entry?.push.outcome || entry.claimed) return undefined;
-    entry.claimed = true;
+    if (!entry?.push.outcome) return undefined;
     clearTimeout(entry.timer);
     this.forget(id);
     return entry.push.outcome;
   }
+
+  async offerChallengeState(id: string, expected: string | undefined, state: string): Promise<string | undefined> {
+    const push = this.entries.get(id)?.push;
+    if (!push) return undefined;
+    if (push.challengeState === expected) push.challengeState = state;
+    return push.challengeState;
+  }
+
+  async start(): Promise<void> {}
 
   private forget(id: string): void {
     const entry = this.entries.get(id);
@@ -152,19 +202,17 @@ export class PendingPushes {
     if (entry.joinKey !== undefined && this.byAttempt.get(entry.joinKey) === id) this.byAttempt.delete(entry.joinKey);
   }
 
-  /** Pushes known: open ones and decided ones kept for the request that comes back with its State. */
   get size(): number {
     return this.entries.size;
   }
 
-  /** Pushes still waiting for the phone. */
   get openCount(): number {
     let n = 0;
     for (const open of this.openByUser.values()) n += open.size;
     return n;
   }
 
-  close(): void {
+  async close(): Promise<void> {
     for (const { timer } of this.entries.values()) clearTimeout(timer);
     this.entries.clear();
     this.byAttempt.clear();

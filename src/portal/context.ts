@@ -9,9 +9,23 @@ export interface PortalDeps extends HttpDeps {
 }
 
 const sessions = new WeakMap<FastifyRequest, PortalSession>();
+/** The stored form of the session the request started with: it is stored back only if it changed. */
+const storedForms = new WeakMap<FastifyRequest, string>();
 
-export function attachSession(request: FastifyRequest, session: PortalSession): void {
+export function attachSession(request: FastifyRequest, session: PortalSession, stored?: string): void {
   sessions.set(request, session);
+  if (stored === undefined) storedForms.delete(request);
+  else storedForms.set(request, stored);
+}
+
+/** The request's session, if the onRequest hook got as far as attaching one. */
+export function attachedSession(request: FastifyRequest): PortalSession | undefined {
+  return sessions.get(request);
+}
+
+/** What the session was when the request loaded it (undefined: made during the request). */
+export function storedFormOf(request: FastifyRequest): string | undefined {
+  return storedForms.get(request);
 }
 
 /** The request's session (the onRequest hook made or found one; POSTs without one were refused). */

@@ -3,16 +3,24 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { HttpDeps } from '../http/deps.js';
 import { accountRoutes } from './account-routes.js';
-import { attachSession, isHttps, sendPage, sessionOf, type PortalDeps } from './context.js';
+import { EngineUnavailableError } from '../health/engine-monitor.js';
+import { attachedSession, attachSession, isHttps, sendPage, sessionOf, storedFormOf, type PortalDeps } from './context.js';
 import { isLocked, whereFrom } from '../flow/lockout.js';
 import { csrfMatches, SessionStore, sessionIdFrom, visitorCsrfCookie, visitorCsrfFrom } from './session.js';
 import { signInRoutes } from './sign-in-routes.js';
 import { CONTENT_SECURITY_POLICY, staticRoutes } from './static.js';
 import { messagePage } from './views.js';
 
+const UNAVAILABLE_TEXT = 'The sign-in service is not available right now. Try again in a minute.';
+
+function errorPage(text: string): string {
+  return `<!doctype html><html lang="en"><title>Error</title><main><p role="alert">${text}</p><p><a href="/portal/">Back</a></p></main></html>`;
+}
+
 /** Registers /app/* and, unless portal.enabled is false, /portal/* and a redirect from / to the portal. */
 export const portalPlugin: FastifyPluginAsync<{ deps: HttpDeps }> = async (app, { deps: httpDeps }) => {
-  const deps: PortalDeps = { ...httpDeps, sessions: new SessionStore(httpDeps.now) };
+  const deps: PortalDeps = { ...httpDeps, sessions: new SessionStore(httpDeps.state, httpDeps.now) };
+  const times = () => ({ ttlMs: deps.config().portal.session_ttl, maxMs: deps.config().portal.session_max });
   staticRoutes(app);
   if (!httpDeps.config().portal.enabled) return;
   app.get('/', async (_request, reply) => reply.redirect('/portal/', 302));
@@ -30,14 +38,14 @@ export const portalPlugin: FastifyPluginAsync<{ deps: HttpDeps }> = async (app, 
           .header('x-frame-options', 'DENY')
           .header('referrer-policy', 'no-referrer')
           .header('cache-control', 'no-store');
-        const config = deps.config();
         const secure = isHttps(request);
-        let session = deps.sessions.get(sessionIdFrom(request.headers.cookie, secure), { ttlMs: config.portal.session_ttl, maxMs: config.portal.session_max });
+        const found = await deps.sessions.get(sessionIdFrom(request.headers.cookie, secure), times());
+        let session = found?.session;
         // A lock or a fraud report ends the user's sessions: checked on each request, so it holds for a
         // lock set by the CLI or another node too.
         const user = session?.username ?? session?.pendingSignIn?.username;
         if (session && user && isLocked(await deps.store.getUser(user), deps.now(), await whereFrom(user, request.ip, deps.access()))) {
-          deps.sessions.destroy(session.id);
+          await deps.sessions.destroy(session);
           deps.logger.info({ audit: true, event: 'portal_session_ended', reason: 'locked', user, src: request.ip }, 'portal session ended: the account is locked');
           session = undefined;
         }
@@ -46,7 +54,22 @@ export const portalPlugin: FastifyPluginAsync<{ deps: HttpDeps }> = async (app, 
           session = deps.sessions.visitor(csrf);
           if (csrf === undefined) reply.header('set-cookie', visitorCsrfCookie(session.csrf, secure));
         }
-        attachSession(request, session);
+        attachSession(request, session, found?.session === session ? found.stored : undefined);
+      });
+
+      // Stored once per request, before the reply leaves: the next request may reach another node.
+      // If it cannot be stored (Redis down), the page would lie: it says the service is unavailable instead.
+      portal.addHook('onSend', async (request, reply, payload) => {
+        const session = attachedSession(request);
+        if (!session) return payload;
+        try {
+          await deps.sessions.save(session, storedFormOf(request), times());
+          return payload;
+        } catch (err) {
+          if (!(err instanceof EngineUnavailableError)) throw err;
+          reply.code(503).removeHeader('location').removeHeader('set-cookie').type('text/html; charset=utf-8');
+          return errorPage(UNAVAILABLE_TEXT);
+        }
       });
 
       // Every form carries the session's token (synchronizer token): a POST without it changes nothing.
@@ -63,10 +86,12 @@ export const portalPlugin: FastifyPluginAsync<{ deps: HttpDeps }> = async (app, 
       });
 
       portal.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
+        // Redis or PostgreSQL down: logged once by the engine monitor, not a bug.
+        if (err instanceof EngineUnavailableError) return reply.status(503).type('text/html; charset=utf-8').send(errorPage(UNAVAILABLE_TEXT));
         const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
         if (status === 500) request.log.error({ err, url: request.url }, 'bug: portal handler failed');
         const text = status === 500 ? 'Something went wrong on the server. Try again; if it keeps happening, tell your helpdesk.' : 'The request was not understood. Go back and try again.';
-        return reply.status(status).type('text/html; charset=utf-8').send(`<!doctype html><html lang="en"><title>Error</title><main><p role="alert">${text}</p><p><a href="/portal/">Back</a></p></main></html>`);
+        return reply.status(status).type('text/html; charset=utf-8').send(errorPage(text));
       });
       portal.setNotFoundHandler((_request, reply) =>
         reply.status(404).type('text/html; charset=utf-8').send('<!doctype html><html lang="en"><title>Not found</title><main><p role="alert">No such page.</p><p><a href="/portal/">Go to your sign-in settings</a></p></main></html>'),

@@ -1,7 +1,9 @@
-// Portal sessions: server-side, in memory (one node; behind a load balancer use sticky sessions),
-// identified by a random cookie. Each session carries its own CSRF token (synchronizer token pattern).
-import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { LRUCache } from 'lru-cache';
+// Portal sessions: server-side, identified by a random cookie, kept in the ephemeral state (memory for
+// one node; Redis, sealed, for several: a user signed in through node A stays signed in at node B
+// behind a load balancer). Each session carries its own CSRF token (synchronizer token pattern).
+// A request loads its session once and stores it back once, if it changed (portal/routes.ts).
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { EphemeralState } from '../state/state.js';
 
 /** Sign-in after the password: which second factors the user may use, and the push if one was sent. */
 export interface PendingSignIn {
@@ -48,10 +50,14 @@ const SECURE_COOKIE = `__Host-${COOKIE}`;
 const CSRF_COOKIE = 'rmfa_csrf';
 
 export class SessionStore {
-  // Sessions start after the password step, so only people who know a password fill this.
-  private readonly sessions = new LRUCache<string, PortalSession>({ max: 20_000 });
+  /** Sessions ended (signed out, locked) during the request that holds them: never stored back. */
+  private readonly ended = new WeakSet<PortalSession>();
 
-  constructor(private readonly now: () => number) {}
+  /** `state` keeps the sessions: only people who know a password get one (see visitor), and memory bounds them. */
+  constructor(
+    private readonly state: EphemeralState,
+    private readonly now: () => number,
+  ) {}
 
   /**
    * A visitor before the password step: nothing is stored. Its CSRF token lives in a cookie and must
@@ -62,41 +68,73 @@ export class SessionStore {
     return { id: '', csrf: csrf ?? randomBytes(24).toString('base64url'), createdAt: now, lastSeen: now, transient: true };
   }
 
+  /** A new session; stored by save() at the end of the request that made it. */
   create(): PortalSession {
     const now = this.now();
-    const session: PortalSession = { id: randomBytes(24).toString('base64url'), csrf: randomBytes(24).toString('base64url'), createdAt: now, lastSeen: now };
-    this.sessions.set(session.id, session);
-    return session;
+    return { id: randomBytes(24).toString('base64url'), csrf: randomBytes(24).toString('base64url'), createdAt: now, lastSeen: now };
   }
 
-  /** The live session for this id, touched; undefined when unknown or expired (then forgotten). */
-  get(id: string | undefined, times: SessionTimes): PortalSession | undefined {
+  /**
+   * The live session for this id, touched, and its stored form (to tell at the end whether it changed);
+   * undefined when unknown or expired (then forgotten).
+   */
+  async get(id: string | undefined, times: SessionTimes): Promise<{ session: PortalSession; stored: string } | undefined> {
     if (!id) return undefined;
-    const session = this.sessions.get(id);
+    const stored = await this.state.getSession(storageKey(id));
+    if (stored === undefined) return undefined;
+    const session = parse(stored, id);
     if (!session) return undefined;
     const now = this.now();
     const idle = now - session.lastSeen > times.ttlMs;
     const tooOld = session.signedInAt !== undefined && now - session.signedInAt > times.maxMs;
     if (idle || tooOld) {
-      this.sessions.delete(id);
+      await this.state.deleteSession(storageKey(id));
       return undefined;
     }
     session.lastSeen = now;
-    return session;
+    return { session, stored };
+  }
+
+  /** Stores the session (not a visitor's, not an ended one) if it differs from `stored`: until idle for ttl, at most until max after sign-in. */
+  async save(session: PortalSession, stored: string | undefined, times: SessionTimes): Promise<void> {
+    if (session.transient || this.ended.has(session)) return;
+    const text = serialize(session);
+    if (text === stored) return;
+    const left = session.signedInAt === undefined ? times.ttlMs : Math.min(times.ttlMs, session.signedInAt + times.maxMs - this.now());
+    if (left <= 0) return this.destroy(session);
+    await this.state.putSession(storageKey(session.id), text, left);
   }
 
   /** A new id (and CSRF token) for the signed-in user: an id seen before sign-in is never trusted after it. */
-  rotate(old: PortalSession): PortalSession {
-    if (!old.transient) this.sessions.delete(old.id);
+  async rotate(old: PortalSession): Promise<PortalSession> {
+    if (!old.transient) await this.destroy(old);
     return this.create();
   }
 
-  destroy(id: string): void {
-    this.sessions.delete(id);
+  async destroy(session: PortalSession): Promise<void> {
+    this.ended.add(session);
+    if (!session.transient) await this.state.deleteSession(storageKey(session.id));
   }
+}
 
-  get size(): number {
-    return this.sessions.size;
+/** Stored under a hash of the cookie: a reader of Redis learns no session id to present. */
+function storageKey(id: string): string {
+  return `portal:${createHash('sha256').update(id).digest('base64url')}`;
+}
+
+function serialize(session: PortalSession): string {
+  const { enrollment, transient: _transient, ...rest } = session;
+  return JSON.stringify(enrollment ? { ...rest, enrollment: { secret: enrollment.secret.toString('base64') } } : rest);
+}
+
+function parse(text: string, id: string): PortalSession | undefined {
+  try {
+    const raw = JSON.parse(text) as Omit<PortalSession, 'enrollment'> & { enrollment?: { secret: string } };
+    // The id is the one asked for: a stored record never names another session.
+    if (raw.id !== id) return undefined;
+    return { ...raw, enrollment: raw.enrollment ? { secret: Buffer.from(raw.enrollment.secret, 'base64') } : undefined };
+  } catch {
+    return undefined;
   }
 }
 

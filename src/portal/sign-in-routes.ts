@@ -13,7 +13,7 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     const pending = livePending(session, deps);
     const signedOut = (request.query as Record<string, string>).signed_out !== undefined;
     if (!pending) return sendPage(reply, request, deps, { title: 'Sign in', body: signInForm(session.csrf), ...(signedOut ? { message: { kind: 'ok', text: 'You are signed out.' } } : {}) });
-    if (pending.pushId) return sendPage(reply, request, deps, { title: 'Approve on your phone', body: pushWaiting(session.csrf, deps.pending.get(pending.pushId)?.number !== undefined) });
+    if (pending.pushId) return sendPage(reply, request, deps, { title: 'Approve on your phone', body: pushWaiting(session.csrf, (await deps.pending.get(pending.pushId))?.number !== undefined) });
     return sendPage(reply, request, deps, { title: 'Second step', body: secondFactorForm(session.csrf, pending) });
   });
 
@@ -64,7 +64,7 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
   // Polled by the waiting page's script: has the phone answered yet? (GET: no change, no CSRF needed.)
   portal.get('/sign-in/push/status', async (request, reply) => {
     const pending = livePending(sessionOf(request), deps);
-    const push = pending?.pushId ? deps.pending.get(pending.pushId) : undefined;
+    const push = pending?.pushId ? await deps.pending.get(pending.pushId) : undefined;
     reply.header('cache-control', 'no-store');
     return { state: !push ? 'gone' : push.outcome ? 'answered' : 'waiting', approved: push?.outcome?.kind === 'approve', number_required: push?.number !== undefined };
   });
@@ -73,11 +73,11 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     const session = sessionOf(request);
     const pending = livePending(session, deps);
     if (!pending?.pushId) return backToSignIn(reply, request, deps);
-    const numberMatching = deps.pending.get(pending.pushId)?.number !== undefined;
+    const numberMatching = (await deps.pending.get(pending.pushId))?.number !== undefined;
     const result = await checkPush(deps, pending.username, pending.pushId, field(request.body, 'number', 8) || undefined, request.ip);
     if (result.kind === 'signed_in') return completeSignIn(reply, request, deps, pending.username, 'push');
     if (result.kind === 'waiting') {
-      const text = deps.pending.get(pending.pushId)?.outcome ? PORTAL_MESSAGES.numberMissing : 'Not approved yet: approve the request in the app, then continue.';
+      const text = (await deps.pending.get(pending.pushId))?.outcome ? PORTAL_MESSAGES.numberMissing : 'Not approved yet: approve the request in the app, then continue.';
       return sendPage(reply, request, deps, { title: 'Approve on your phone', status: 202, body: pushWaiting(session.csrf, numberMatching), message: { kind: 'error', text } });
     }
     audit(deps, request, pending.username, 'reject', result.reason);
@@ -92,7 +92,7 @@ export function signInRoutes(portal: FastifyInstance, deps: PortalDeps): void {
 
   portal.post('/sign-out', async (request, reply) => {
     const session = sessionOf(request);
-    deps.sessions.destroy(session.id);
+    await deps.sessions.destroy(session);
     if (session.username) deps.logger.info({ audit: true, event: 'portal_sign_out', user: session.username, src: request.ip }, 'portal sign-out');
     return reply.header('set-cookie', clearedCookie(isHttps(request))).redirect('/portal/sign-in?signed_out', 303);
   });
@@ -132,9 +132,9 @@ async function startPush(reply: FastifyReply, request: FastifyRequest, deps: Por
 }
 
 /** Signed in: a fresh session id (no fixation), the old one forgotten. */
-function completeSignIn(reply: FastifyReply, request: FastifyRequest, deps: PortalDeps, username: string, factor: string) {
+async function completeSignIn(reply: FastifyReply, request: FastifyRequest, deps: PortalDeps, username: string, factor: string) {
   const old = sessionOf(request);
-  const session = deps.sessions.rotate(old);
+  const session = await deps.sessions.rotate(old);
   session.username = username;
   session.signedInAt = deps.now();
   attachSession(request, session);

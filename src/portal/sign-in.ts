@@ -109,7 +109,7 @@ export async function sendPush(deps: HttpDeps, username: string, src: string): P
   const devices = await deps.store.devices.list(username);
   if (devices.length === 0) return refused('no_device', PORTAL_MESSAGES.noPush);
   if ((await deps.state.increment(`push:${username}`, settings.rate_limit.window)) > settings.rate_limit.max) return refused('push_rate_limited', MESSAGES.rateLimited);
-  const push = deps.pending.create(
+  const push = await deps.pending.create(
     {
       username,
       clientName: PORTAL_CLIENT,
@@ -123,7 +123,7 @@ export async function sendPush(deps: HttpDeps, username: string, src: string): P
   );
   const delivery = await deliverPush(push, devices, access);
   if (delivery !== 'sent') {
-    deps.pending.decide(push.id, { kind: 'timeout' });
+    await deps.pending.decide(push.id, { kind: 'timeout' });
     return refused(delivery === 'stale' ? 'push_token_stale' : 'push_unavailable', delivery === 'stale' ? MESSAGES.tokenStale : MESSAGES.pushUnavailable);
   }
   return { kind: 'sent', push };
@@ -132,7 +132,7 @@ export async function sendPush(deps: HttpDeps, username: string, src: string): P
 /** Step 2b, later: the phone's answer (and the number typed back, with number matching). */
 export async function checkPush(deps: HttpDeps, username: string, pushId: string, typedNumber: string | undefined, src: string): Promise<FactorResult> {
   const access = deps.access();
-  const push = deps.pending.get(pushId);
+  const push = await deps.pending.get(pushId);
   if (!push || push.username !== username) return refused('push_timeout', MESSAGES.pushTimeout);
   if (!push.outcome) return { kind: 'waiting' };
   if (push.outcome.kind === 'approve' && push.number !== undefined && !typedNumber?.trim()) return { kind: 'waiting' };

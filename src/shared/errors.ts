@@ -57,6 +57,7 @@ export const API_ERRORS = {
   NO_ENROLLMENT: { status: 404, message: 'No TOTP secret of this device waits for confirmation: activate the app again with codes turned on.' },
   BAD_CODE: { status: 400, message: 'That is not a current code of the secret this activation handed out: check the phone\'s clock and send the code it shows now.' },
   RATE_LIMITED: { status: 429, message: 'Too many attempts: wait a few minutes.' },
+  UNAVAILABLE: { status: 503, message: 'The service cannot answer right now (its shared state or database is down): try again in a minute.' },
 } as const;
 
 /** An expected failure at start-up or in a command: printed as one message with its fix, never a stack. */

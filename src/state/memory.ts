@@ -1,5 +1,6 @@
 // Ephemeral state in this process's memory: right for one node; Redis takes its place for several.
 import { LRUCache } from 'lru-cache';
+import { MemoryPendingPushes, type PendingPushes } from '../mfa/pending.js';
 import type { TotpEnrollment } from '../store/store.js';
 import type { ChallengeRecord, EphemeralState } from './state.js';
 
@@ -8,6 +9,8 @@ import type { ChallengeRecord, EphemeralState } from './state.js';
 const MAX_USERS = 100_000;
 const MAX_CHALLENGES = 50_000;
 const MAX_SOURCES = 100_000;
+/** Portal sessions start after the password step, so only people who know a password fill this. */
+const MAX_SESSIONS = 20_000;
 /**
  * Security counts are never evicted early, so they need their own bound: ~120 bytes each, 1,000,000
  * is ~120 MiB at most. Reaching it takes a million usernames failing within one lockout window.
@@ -25,6 +28,8 @@ export class MemoryState implements EphemeralState {
   private readonly sources = new LRUCache<string, number>({ max: MAX_SOURCES, ttlAutopurge: false });
   private readonly challenges = new LRUCache<string, ChallengeRecord>({ max: MAX_CHALLENGES, ttlAutopurge: false });
   private readonly enrollments = new LRUCache<string, TotpEnrollment>({ max: MAX_CHALLENGES, ttlAutopurge: false });
+  private readonly sessions = new LRUCache<string, string>({ max: MAX_SESSIONS, ttlAutopurge: false });
+  private pending: MemoryPendingPushes | undefined;
 
   constructor(
     private readonly now: () => number,
@@ -115,7 +120,25 @@ export class MemoryState implements EphemeralState {
     return record.expires > this.now() ? record : undefined;
   }
 
+  async putSession(key: string, session: string, ttlMs: number): Promise<void> {
+    this.sessions.set(key, session, { ttl: Math.max(1, ttlMs) });
+  }
+
+  async getSession(key: string): Promise<string | undefined> {
+    return this.sessions.get(key);
+  }
+
+  async deleteSession(key: string): Promise<void> {
+    this.sessions.delete(key);
+  }
+
+  pushes(): PendingPushes {
+    return (this.pending ??= new MemoryPendingPushes(this.now));
+  }
+
   async close(): Promise<void> {
+    await this.pending?.close();
+    this.sessions.clear();
     this.lastStep.clear();
     this.counts.clear();
     this.sources.clear();

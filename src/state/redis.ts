@@ -5,7 +5,9 @@ import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { openSecret, sealSecret } from '../mfa/secret-box.js';
+import type { PendingPushes } from '../mfa/pending.js';
 import type { TotpEnrollment } from '../store/store.js';
+import { RedisPendingPushes } from './redis-pushes.js';
 import type { ChallengeRecord, EphemeralState } from './state.js';
 
 // The window starts at the first event: only the INCR that made the key (or a key somehow left without
@@ -62,6 +64,7 @@ interface SealedEnrollment {
 export class RedisState implements EphemeralState {
   private readonly redis: ScriptedRedis;
   private readonly prefix: string;
+  private pending: RedisPendingPushes | undefined;
 
   constructor(
     redis: Redis,
@@ -169,11 +172,33 @@ export class RedisState implements EphemeralState {
     return record.expires > this.options.now() ? record : undefined;
   }
 
+  async putSession(key: string, session: string, ttlMs: number): Promise<void> {
+    const k = this.key('session', key);
+    await this.redis.set(k, this.seal(Buffer.from(session), k).toString('base64'), 'PX', Math.max(1, Math.ceil(ttlMs)));
+  }
+
+  async getSession(key: string): Promise<string | undefined> {
+    const k = this.key('session', key);
+    const raw = await this.redis.get(k);
+    return raw === null ? undefined : this.open(Buffer.from(raw, 'base64'), k)?.toString('utf8');
+  }
+
+  async deleteSession(key: string): Promise<void> {
+    await this.redis.del(this.key('session', key));
+  }
+
+  /** Shared pending pushes: commands on this connection, decisions heard on a subscriber connection of their own. */
+  pushes(): PendingPushes {
+    this.pending ??= new RedisPendingPushes(this.redis, this.redis.duplicate({ connectionName: 'radius-mfa-sub' }), this.options);
+    return this.pending;
+  }
+
   async ping(): Promise<void> {
     await this.redis.ping();
   }
 
   async close(): Promise<void> {
+    await this.pending?.close();
     try {
       await this.redis.quit();
     } catch {

@@ -1,3 +1,4 @@
+import type { PendingPushes } from '../mfa/pending.js';
 import type { TotpEnrollment } from '../store/store.js';
 
 /** What a pending Access-Challenge remembers until the next request carries its State back. */
@@ -60,6 +61,19 @@ export interface EphemeralState {
   putChallenge(state: string, record: ChallengeRecord): Promise<void>;
   /** Returns and forgets the challenge: a State is good for one answer only. */
   takeChallenge(state: string): Promise<ChallengeRecord | undefined>;
+  /**
+   * A portal session (serialized by portal/session.ts) under a key derived from its cookie, kept for
+   * `ttlMs` from now: a user signed in through one node stays signed in at another. Sealed in Redis
+   * (it may hold a TOTP secret being set up). Memory keeps at most a bounded number (least recent go).
+   */
+  putSession(key: string, session: string, ttlMs: number): Promise<void>;
+  getSession(key: string): Promise<string | undefined>;
+  deleteSession(key: string): Promise<void>;
+  /**
+   * The pending pushes kept with this state: in this process for memory, shared through Redis (with a
+   * subscriber connection of their own) for redis. One object per state; closed with it.
+   */
+  pushes(): PendingPushes;
   /** Asks a shared engine for a sign of life (for /readyz); rejects when it cannot. */
   ping?(): Promise<void>;
   close(): Promise<void>;

@@ -58,7 +58,7 @@ export function requestRoutes(api: FastifyInstance, deps: HttpDeps): void {
     },
     async (request) => {
       const device = deviceOf(request);
-      return deps.pending.openFor(device.username).map(view);
+      return (await deps.pending.openFor(device.username)).map(view);
     },
   );
 
@@ -89,7 +89,7 @@ export function requestRoutes(api: FastifyInstance, deps: HttpDeps): void {
       const device = deviceOf(request);
       const { id } = request.params;
       const { decision, pin, signature } = request.body;
-      const push = deps.pending.get(id);
+      const push = await deps.pending.get(id);
       if (!push) throw new ApiError('REQUEST_NOT_FOUND');
       if (push.username !== device.username) throw new ApiError('NOT_YOUR_REQUEST');
       if (!verifyDeviceSignature(device.publicKey, answerSigningInput(id, decision), signature)) {
@@ -99,7 +99,10 @@ export function requestRoutes(api: FastifyInstance, deps: HttpDeps): void {
       if (push.outcome) throw new ApiError(push.outcome.kind === 'timeout' ? 'REQUEST_EXPIRED' : 'ALREADY_ANSWERED');
       if (decision === 'approve' && push.pinRequired) await requirePin(push, device, pin, deps);
 
-      if (!deps.pending.decide(id, { kind: decision, deviceId: device.id })) throw new ApiError('ALREADY_ANSWERED');
+      // One answer per push across every node: decide is atomic, and tells the node that holds the request.
+      if (!(await deps.pending.decide(id, { kind: decision, deviceId: device.id }))) {
+        throw new ApiError((await deps.pending.get(id))?.outcome?.kind === 'timeout' ? 'REQUEST_EXPIRED' : 'ALREADY_ANSWERED');
+      }
       deps.logger.info({ audit: true, event: 'push_answer', request: id, device: device.id, user: device.username, client: push.clientName, decision }, 'push answered');
       if (decision === 'fraud') await reportFraud(push, device, deps);
       return { status: decision === 'approve' ? 'approved' : decision === 'deny' ? 'denied' : 'fraud_reported' };
@@ -117,7 +120,7 @@ async function requirePin(push: PendingPush, device: DeviceRecord, pin: string |
   if (checked.ok) return;
   const locked = checked.locked;
   deps.logger.warn({ audit: true, event: 'push_answer_refused', reason: 'wrong_pin', request: push.id, device: device.id, user: push.username, locked }, 'wrong PIN on push approval');
-  if (locked) deps.pending.decide(push.id, { kind: 'locked', deviceId: device.id });
+  if (locked) await deps.pending.decide(push.id, { kind: 'locked', deviceId: device.id });
   throw new ApiError('WRONG_PIN', locked ? 'Wrong PIN: too many failures, the account is now locked.' : undefined);
 }
 
