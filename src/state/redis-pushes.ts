@@ -14,7 +14,7 @@
 // with the store key, so reading Redis does not defeat number matching.
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { attemptKey, KEEP_DECIDED_MS, newPushId, type PendingPush, type PendingPushes, type PendingPushInit, type PushOutcome } from '../mfa/pending.js';
+import { attemptKey, KEEP_DECIDED_MS, newPush, type PendingPush, type PendingPushes, type PendingPushInit, type PushOutcome } from '../mfa/pending.js';
 import { openSecret, sealSecret } from '../mfa/secret-box.js';
 
 /** An open push outlives its timeout by this much, so the node that times it out finds it there. */
@@ -299,11 +299,9 @@ export class RedisPendingPushes implements PendingPushes {
 
   /** A new push's record: the object this node returns and the hash fields Redis keeps. */
   private record(init: PendingPushInit, timeoutMs: number): { push: PendingPush; key: string; fields: string[] } {
-    const createdAt = this.options.now();
-    const id = newPushId();
-    const key = this.pushKey(id);
-    const push: PendingPush = { ...init, id, createdAt, expires: createdAt + timeoutMs, outcome: undefined };
-    const fields = ['id', id, 'u', init.username, 'c', init.clientName, 'pin', init.pinRequired ? '1' : '0', 't', String(createdAt), 'e', String(push.expires)];
+    const push = newPush(init, this.options.now(), timeoutMs);
+    const key = this.pushKey(push.id);
+    const fields = ['id', push.id, 'u', init.username, 'c', init.clientName, 'pin', init.pinRequired ? '1' : '0', 't', String(push.createdAt), 'e', String(push.expires)];
     if (init.nasIp !== undefined) fields.push('ni', init.nasIp);
     if (init.nasIdentifier !== undefined) fields.push('nd', init.nasIdentifier);
     if (init.callingStation !== undefined) fields.push('cs', init.callingStation);
