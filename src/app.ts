@@ -31,7 +31,7 @@ import { RadiusServer, type AccessDrop, type AccessReply, type AccessRequest, ty
 import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics, LockoutCounts } from './metrics/metrics.js';
 import { Health } from './metrics/health.js';
 import { backendChecks } from './health/backend-checks.js';
-import { EngineMonitor, EngineUnavailableError, guardState, guardStore } from './health/engine-monitor.js';
+import { EngineMonitor, EngineUnavailableError, enginesDownProbe, guardState, guardStore, type EnginePing } from './health/engine-monitor.js';
 import { PendingPushes } from './mfa/pending.js';
 import { reportingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
 import { createWebPushSender } from './mfa/web-push-sender.js';
@@ -258,6 +258,7 @@ export function buildApp(config: Config, given: AppDeps): App {
     dedupe: { windowMs: config.dedupe.window, maxEntries: config.dedupe.max_entries },
     onAccess,
     onAccounting,
+    statusAttributes: statusAttributes(deps, config),
     logger: log,
     now,
   });
@@ -339,6 +340,30 @@ export function buildApp(config: Config, given: AppDeps): App {
       if (runtime.access.portalFirstFactor !== runtime.access.firstFactor) await runtime.access.portalFirstFactor.close?.();
       await forwarder?.close();
     },
+  };
+}
+
+/** A Status-Server probe waits at most this for the engines' answers (NAS probes time out after a few seconds). */
+const STATUS_PING_CAP_MS = 1500;
+
+/**
+ * Status-Server still answers Access-Accept when a shared engine is down (RFC 5997 §3: the server is
+ * alive), with a Reply-Message naming what is down, as `radclient ... status` and proxy logs show it.
+ * Undefined when the node has no engine that can go away (SQLite and memory).
+ */
+function statusAttributes(deps: AppDeps, config: Config): (() => Promise<Buffer>) | undefined {
+  const pings: EnginePing[] = [];
+  const { store, state } = deps;
+  if (config.store.type === 'postgres' && store.ping) pings.push({ engine: 'store', kind: config.store.type, ping: () => store.ping?.() });
+  if (config.state.type === 'redis' && state.ping) pings.push({ engine: 'state', kind: config.state.type, ping: () => state.ping?.() });
+  if (pings.length === 0) return undefined;
+  const probe = enginesDownProbe(pings, STATUS_PING_CAP_MS);
+  return async () => {
+    const down = await probe();
+    if (down.length === 0) return Buffer.alloc(0);
+    const what = down.map((d) => `${d.kind} (${d.engine}) unavailable`).join(', ');
+    const reasons = down.map((d) => `${d.engine}_unavailable`).join(', ');
+    return encodeReplyMessage(`degraded: ${what}; sign-ins that need it are rejected (${reasons})`);
   };
 }
 
