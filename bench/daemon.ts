@@ -1,4 +1,4 @@
-// A server the tests run as a child process (Redis, PostgreSQL): started, stopped and started again on
+// A server the tests and the bench run as a child process (Redis, PostgreSQL): started, stopped and started again on
 // the same port for outage tests, its output kept for failure messages, its temp dir removed at close.
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
