@@ -153,6 +153,16 @@ state:
   writeFileSync(cfg, text.replace(store, shared));
 }
 
+/**
+ * The per-client rate limit (rate_limits.client_per_second, default 1000) is lifted on both nodes: the
+ * generator is one client, and dropped requests would count as timeouts and cap both at the same rate.
+ */
+function unlimited(cfg: string): void {
+  const text = readFileSync(cfg, 'utf8');
+  if (/^rate_limits:/m.test(text)) throw new Error(`bench/config.ts now writes rate_limits in ${cfg}: update bench/ha-totp.ts`);
+  writeFileSync(cfg, `${text}rate_limits:\n  client_per_second: 0\n`);
+}
+
 /** Starts `serve` on `cfg` pinned to the server core; resolves once it answers an Access-Request. */
 async function startNode(variant: Variant, cfg: string, dir: string, port: number, user: BenchUser): Promise<Node> {
   const log = join(dir, 'serve.log');
@@ -223,6 +233,7 @@ export async function runHaTotpBench(o: HaTotpOptions, say: (line: string) => vo
   cli(shared.cfg, ['store', 'copy', '--to', pgUrl]);
   say(`ha-totp: ${o.users} users imported into SQLite in ${shared.importMs} ms, copied to PostgreSQL in ${Math.round(performance.now() - copyStarted)} ms`);
   sharedEnginesConfig(shared.cfg, sharedDir, pgUrl, redis.url);
+  for (const cfg of [oneBox.cfg, shared.cfg]) unlimited(cfg);
 
   const nodes = [
     await startNode('sqlite/memory', oneBox.cfg, oneBoxDir, oneBoxPort, users[0]!),
