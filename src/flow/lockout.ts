@@ -14,7 +14,8 @@ import type { EphemeralState } from '../state/state.js';
 import type { LockScope, Store, UserRecord } from '../store/store.js';
 
 export interface LockoutDeps {
-  config: Config;
+  /** mfa.lockout, read per call: a reload takes effect at once. */
+  settings: { lockout: Config['mfa']['lockout'] };
   state: EphemeralState;
   store: Store;
   /** Told of every lock this module sets (metrics, a warn line); the flow knows nothing of either. */
@@ -64,7 +65,7 @@ export async function isLockedNow(username: string, now: number, deps: LockoutDe
 
 /** True when this exact wrong password was already counted for the user: answer it without a new check or count. */
 export async function isKnownWrongPassword(username: string, password: string, deps: LockoutDeps): Promise<boolean> {
-  return deps.config.mfa.lockout.max_failures > 0 && deps.state.marked(wrongPasswordKey(username, password));
+  return deps.settings.lockout.max_failures > 0 && deps.state.marked(wrongPasswordKey(username, password));
 }
 
 /** One attempt's place among the user's failures; exactly one of its three ends is used. */
@@ -88,7 +89,7 @@ const NO_LOCKOUT: AttemptSlot = { fail: async () => false, succeed: async () => 
  * progress already reach the limit (the attempt is then refused without being checked).
  */
 export async function takeAttemptSlot(username: string, where: Where, now: number, deps: LockoutDeps): Promise<AttemptSlot | undefined> {
-  const { max_failures, duration } = deps.config.mfa.lockout;
+  const { max_failures, duration } = deps.settings.lockout;
   if (max_failures === 0) return NO_LOCKOUT;
   const key = failureKey(username, where);
   const taken = await deps.state.increment(key, duration);
@@ -123,7 +124,7 @@ export async function takeAttemptSlot(username: string, where: Where, now: numbe
 
 /** Counts one failure outside any slot (a wrong number, a wrong PIN on the phone); true when it locked the user. */
 export async function recordFailure(username: string, where: Where, reason: string, now: number, deps: LockoutDeps): Promise<boolean> {
-  const { max_failures, duration } = deps.config.mfa.lockout;
+  const { max_failures, duration } = deps.settings.lockout;
   if (max_failures === 0) return false;
   const count = await deps.state.increment(failureKey(username, where), duration);
   if (count < max_failures) return false;
@@ -133,7 +134,7 @@ export async function recordFailure(username: string, where: Where, reason: stri
 
 /** A full sign-in: the user's failures are forgotten, and the source is familiar for `familiar_for`. */
 export async function signedIn(username: string, source: string, deps: LockoutDeps): Promise<void> {
-  const { max_failures, familiar_for } = deps.config.mfa.lockout;
+  const { max_failures, familiar_for } = deps.settings.lockout;
   if (max_failures === 0) return;
   // On every accept: three independent writes, one wait (a round trip each would add up with Redis).
   await Promise.all([
@@ -174,7 +175,7 @@ async function lock(username: string, where: Where, count: number, reason: strin
   if (where.familiar) await deps.state.reset(familiarKey(username, where.source));
   const what = Number.isFinite(count) ? `${count} failed attempts` : 'failed attempts (the failure table is full)';
   const scope: LockScope = 'unfamiliar';
-  const until = now + deps.config.mfa.lockout.duration;
+  const until = now + deps.settings.lockout.duration;
   await deps.store.lockUser(username, until, `${what} from ${where.source} (last: ${reason})`, scope);
   deps.onLock?.({ username, source: where.source, kind: where.familiar ? 'familiar_source' : 'unfamiliar', reason, until });
 }
