@@ -108,7 +108,7 @@ export async function takeAttemptSlot(username: string, where: Where, now: numbe
       if (how.wrongPassword !== undefined) await deps.state.mark(wrongPasswordKey(username, how.wrongPassword), duration);
       const count = how.afterRightPassword && !where.familiar ? await deps.state.increment(key, duration) : taken;
       if (count < max_failures) return false;
-      await lock(username, where, count, reason, now, deps);
+      await lock({ username, where, count, reason }, now, deps);
       return true;
     },
     async succeed() {
@@ -128,7 +128,7 @@ export async function recordFailure(username: string, where: Where, reason: stri
   if (max_failures === 0) return false;
   const count = await deps.state.increment(failureKey(username, where), duration);
   if (count < max_failures) return false;
-  await lock(username, where, count, reason, now, deps);
+  await lock({ username, where, count, reason }, now, deps);
   return true;
 }
 
@@ -169,7 +169,7 @@ export async function forgetFailures(username: string, deps: Pick<LockoutDeps, '
   for (const e of await deps.state.entries(prefix)) if (!e.key.startsWith(`${prefix}seen\0`)) await deps.state.reset(e.key);
 }
 
-async function lock(username: string, where: Where, count: number, reason: string, now: number, deps: LockoutDeps): Promise<void> {
+async function lock({ username, where, count, reason }: { username: string; where: Where; count: number; reason: string }, now: number, deps: LockoutDeps): Promise<void> {
   await deps.state.reset(failureKey(username, where));
   // At a familiar source, reaching the limit costs the source its place; the lock then holds there too.
   if (where.familiar) await deps.state.reset(familiarKey(username, where.source));
