@@ -74,6 +74,11 @@ function errorCode(r: LightMyRequestResponse): string {
   return (r.json() as { error: { code: string } }).error.code;
 }
 
+function assertRefused(r: LightMyRequestResponse, status: number, code: string): void {
+  assert.equal(r.statusCode, status, r.body);
+  assert.equal(errorCode(r), code);
+}
+
 test('API: openapi.json and web-push are public', async (t) => {
   const s = await setup(t);
   const spec = await s.app.inject({ url: '/api/v1/openapi.json' });
@@ -88,8 +93,7 @@ test('API: POST /activation gives a device token once; the same code again is re
   const phone = await activatePhone(s, 'alice');
   assert.match(phone.token, /^[A-Za-z0-9_-]{40,}$/);
   const again = await s.app.inject({ method: 'POST', url: '/api/v1/activation', payload: { activation_code: phone.code, device_name: 'Other', public_key: await publicKeyBase64(phone.keys) } });
-  assert.equal(again.statusCode, 400);
-  assert.equal(errorCode(again), 'ACTIVATION_INVALID');
+  assertRefused(again, 400, 'ACTIVATION_INVALID');
 });
 
 test('API: GET /device with the token, 401 without', async (t) => {
@@ -98,8 +102,7 @@ test('API: GET /device with the token, 401 without', async (t) => {
   const r = await s.app.inject({ url: '/api/v1/device', headers: phone.auth });
   assert.deepEqual(r.json(), { device_id: phone.id, username: 'alice', name: 'Pixel', push_token_state: 'none' });
   const anonymous = await s.app.inject({ url: '/api/v1/device' });
-  assert.equal(anonymous.statusCode, 401);
-  assert.equal(errorCode(anonymous), 'UNAUTHORIZED');
+  assertRefused(anonymous, 401, 'UNAUTHORIZED');
 });
 
 test('API: POST /push-token stores a token; a malformed one is refused', async (t) => {
@@ -109,8 +112,7 @@ test('API: POST /push-token stores a token; a malformed one is refused', async (
   assert.equal(ok.statusCode, 204);
   assert.equal((await s.store.devices.list('alice'))[0]?.pushToken, 'fcm-registration-token-1');
   const bad = await s.app.inject({ method: 'POST', url: '/api/v1/push-token', headers: phone.auth, payload: { push_token: 'webpush:{not json' } });
-  assert.equal(bad.statusCode, 400);
-  assert.equal(errorCode(bad), 'INVALID_PUSH_TOKEN');
+  assertRefused(bad, 400, 'INVALID_PUSH_TOKEN');
 });
 
 test('API: GET /pending lists the push; POST /requests/:id/answer approves it when signed, refuses a bad signature', async (t) => {
@@ -123,8 +125,7 @@ test('API: GET /pending lists the push; POST /requests/:id/answer approves it wh
   assert.deepEqual((list.json() as { id: string }[]).map((p) => p.id), [id]);
 
   const forged = await s.app.inject({ method: 'POST', url: `/api/v1/requests/${id}/answer`, headers: phone.auth, payload: { decision: 'approve', signature: await sign(phone.keys, `${id}.deny`) } });
-  assert.equal(forged.statusCode, 403);
-  assert.equal(errorCode(forged), 'BAD_SIGNATURE');
+  assertRefused(forged, 403, 'BAD_SIGNATURE');
   const unknown = await s.app.inject({ method: 'POST', url: '/api/v1/requests/nope/answer', headers: phone.auth, payload: { decision: 'approve', signature: await sign(phone.keys, 'nope.approve') } });
   assert.equal(errorCode(unknown), 'REQUEST_NOT_FOUND');
 
@@ -139,8 +140,7 @@ test('API: POST /totp/confirm stores the activation secret with a current code; 
   const s = await setup(t);
   const plain = await activatePhone(s, 'bob');
   const none = await s.app.inject({ method: 'POST', url: '/api/v1/totp/confirm', headers: plain.auth, payload: { code: '123456' } });
-  assert.equal(none.statusCode, 404);
-  assert.equal(errorCode(none), 'NO_ENROLLMENT');
+  assertRefused(none, 404, 'NO_ENROLLMENT');
 
   const phone = await activatePhone(s, 'alice', true);
   const parsed = parseBase32Secret(phone.totp!.secret);
