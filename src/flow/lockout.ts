@@ -12,6 +12,10 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import type { EphemeralState } from '../state/state.js';
 import type { LockScope, Store, UserRecord } from '../store/store.js';
+import type { RejectReason } from './decision.js';
+
+/** Why an attempt counted as a failure: a refusal's reason, or a wrong PIN (which refuses only the phone's answer). */
+export type FailureReason = RejectReason | 'wrong_pin';
 
 export interface LockoutDeps {
   /** mfa.lockout, read per call: a reload takes effect at once. */
@@ -27,7 +31,7 @@ export interface LockEvent {
   username: string;
   source: string;
   kind: 'unfamiliar' | 'familiar_source';
-  reason: string;
+  reason: FailureReason;
   until: number;
 }
 
@@ -75,7 +79,7 @@ export interface AttemptSlot {
    * again counts once; `afterRightPassword` (a wrong code) counts twice from a stranger. True when
    * this failure locked the user.
    */
-  fail(reason: string, how?: { wrongPassword?: string; afterRightPassword?: boolean }): Promise<boolean>;
+  fail(reason: FailureReason, how?: { wrongPassword?: string; afterRightPassword?: boolean }): Promise<boolean>;
   /** The check passed and completes the sign-in: the count is forgotten (signedIn then makes the source familiar). */
   succeed(): Promise<void>;
   /** Neither (unknown user, backend down, second factor still to come): the slot is given back. */
@@ -123,7 +127,7 @@ export async function takeAttemptSlot(username: string, where: Where, now: numbe
 }
 
 /** Counts one failure outside any slot (a wrong number, a wrong PIN on the phone); true when it locked the user. */
-export async function recordFailure(username: string, where: Where, reason: string, now: number, deps: LockoutDeps): Promise<boolean> {
+export async function recordFailure(username: string, where: Where, reason: FailureReason, now: number, deps: LockoutDeps): Promise<boolean> {
   const { max_failures, duration } = deps.settings.lockout;
   if (max_failures === 0) return false;
   const count = await deps.state.increment(failureKey(username, where), duration);
@@ -169,7 +173,7 @@ export async function forgetFailures(username: string, deps: Pick<LockoutDeps, '
   for (const e of await deps.state.entries(prefix)) if (!e.key.startsWith(`${prefix}seen\0`)) await deps.state.reset(e.key);
 }
 
-async function lock({ username, where, count, reason }: { username: string; where: Where; count: number; reason: string }, now: number, deps: LockoutDeps): Promise<void> {
+async function lock({ username, where, count, reason }: { username: string; where: Where; count: number; reason: FailureReason }, now: number, deps: LockoutDeps): Promise<void> {
   await deps.state.reset(failureKey(username, where));
   // At a familiar source, reaching the limit costs the source its place; the lock then holds there too.
   if (where.familiar) await deps.state.reset(familiarKey(username, where.source));
