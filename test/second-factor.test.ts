@@ -168,6 +168,22 @@ test('openPush: the sender is given the text and the time to live; a stale token
   assert.deepEqual(await openPush(pushRequest('alice'), down.deps), { ok: false, reason: 'push_unavailable' });
 });
 
+test('openPush: a phone that answered while the sender failed keeps its answer (an app polls /pending when opened)', async (t) => {
+  let s!: ReturnType<typeof setup>;
+  const answeringSender: PushSender = {
+    async send(_token, message) {
+      s.pending.decide(message.requestId, { kind: 'approve', deviceId: 'polled' });
+      return { ok: false, kind: 'unavailable', detail: 'down' };
+    },
+  };
+  s = setup(t, {}, answeringSender);
+  await s.store.addUser({ username: 'alice' });
+  await addPhone(s, 'alice');
+  const r = await openPush(pushRequest('alice'), s.deps);
+  assert.ok(r.ok);
+  assert.deepEqual(r.push.outcome, { kind: 'approve', deviceId: 'polled' });
+});
+
 test('answerPush: approve with a PIN required needs the right PIN; wrong PINs count and end the push as locked', async (t) => {
   const s = setup(t, { mfa: { push: { pin: 'required' } } });
   await s.store.addUser({ username: 'alice' });
