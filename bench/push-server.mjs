@@ -14,7 +14,7 @@ const root = process.env.BENCH_PUSH_FROM_SRC === '1' ? '../src' : '../dist';
 const load = await import(`${root}/config/load.js`);
 const { buildApp } = await import(`${root}/app.js`);
 const { createLogger } = await import(`${root}/log/logger.js`);
-const { resolveEncryptionKey } = await import(`${root}/mfa/secret-box.js`);
+const { resolveEncryptionKey } = await import(`${root}/store/secret-box.js`);
 const { MemoryState } = await import(`${root}/state/memory.js`);
 const { openSqliteStore } = await import(`${root}/store/sqlite.js`);
 

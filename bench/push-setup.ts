@@ -4,7 +4,7 @@ import { createHash, type generateKeyPairSync } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { join } from 'node:path';
-import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
+import { resolveEncryptionKey } from '../src/store/secret-box.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { InspectorSession, inspectorUrlIn, type MemoryUsage } from './inspector.js';

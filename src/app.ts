@@ -22,6 +22,7 @@ import { radiusUpstreamFirstFactor } from './auth/radius-upstream.js';
 import { AccountingForwarder } from './radius/accounting-forwarder.js';
 import { noFirstFactor } from './auth/none.js';
 import { decideAccess, type AccessAttempt, type AccessDeps, type Decision } from './flow/access.js';
+import { secondFactorSettings } from './flow/second-factor.js';
 import { MESSAGES, reject } from './flow/decision.js';
 import { Policy } from './flow/policy.js';
 import { RELAY_HINTS } from './flow/relay.js';
@@ -123,6 +124,7 @@ function buildRuntime(config: Config, deps: AppDeps, { pending, deliveries, onLo
     tlsClients,
     access: {
       config,
+      settings: secondFactorSettings(config),
       policy: new Policy(config, usernames),
       store: deps.store,
       state: deps.state,

@@ -6,7 +6,7 @@ import { watchConfig } from './config/watch.js';
 import { createLogger } from './log/logger.js';
 import { UserError } from './shared/errors.js';
 import { createFirebasePushSender } from './mfa/push-sender.js';
-import { resolveEncryptionKey } from './mfa/secret-box.js';
+import { resolveEncryptionKey } from './store/secret-box.js';
 import { openState } from './state/open-state.js';
 import type { Logger } from 'pino';
 import { canonicalUsername, usernameRules } from './flow/username.js';

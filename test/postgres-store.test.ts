@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { configSchema } from '../src/config/schema.js';
-import { type KeyError, keyFingerprint, resolveEncryptionKey, sealSecret } from '../src/mfa/secret-box.js';
+import { type KeyError, keyFingerprint, resolveEncryptionKey, sealSecret } from '../src/store/secret-box.js';
 import { MigrationError } from '../src/store/migrations.js';
 import { describePostgresUrl, openPostgresStore } from '../src/store/postgres.js';
 import { PG_MIGRATIONS } from '../src/store/postgres-migrations.js';

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { MemoryState } from '../src/state/memory.js';
 import { openRedisState } from '../src/state/redis.js';
 import type { ChallengeRecord, EphemeralState } from '../src/state/state.js';
-import type { TotpEnrollment } from '../src/store/store.js';
+import type { TotpEnrollment } from '../src/mfa/enrollment.js';
 import { startRedis, type RedisInstance } from './helpers/redis.js';
 import { until } from './helpers/until.js';
 import { configSchema } from '../src/config/schema.js';

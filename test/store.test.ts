@@ -8,8 +8,8 @@ import Database from 'better-sqlite3';
 import { openSqliteStore, type SqliteStore } from '../src/store/sqlite.js';
 import { LAST_SEEN_FLUSH_MS } from '../src/store/sqlite-devices.js';
 import { MIGRATIONS, migrate } from '../src/store/migrations.js';
-import { type KeyError, openSecret, resolveEncryptionKey, sealSecret } from '../src/mfa/secret-box.js';
-import { type TotpEnrollment } from '../src/store/store.js';
+import { type KeyError, openSecret, resolveEncryptionKey, sealSecret } from '../src/store/secret-box.js';
+import type { TotpEnrollment } from '../src/mfa/enrollment.js';
 import type { Config } from '../src/config/schema.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {

@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Config } from '../config/schema.js';
 import { backendChecks, runChecks, type CheckOutcome } from '../health/backend-checks.js';
-import { keyFingerprint, resolveEncryptionKey } from '../mfa/secret-box.js';
+import { keyFingerprint, resolveEncryptionKey } from '../store/secret-box.js';
 import { print } from './context.js';
 import pg from 'pg';
 import { Redis } from 'ioredis';

@@ -3,11 +3,16 @@
 // VAPID key (RFC 8292). The only file that imports it.
 import type { Agent } from 'node:https';
 import webpush from 'web-push';
-import type { Config } from '../config/schema.js';
 import { sendLimitMs, withinSendLimit, type PushMessage, type PushSender, type PushSendResult } from './push-sender.js';
 import { parsePushToken, type WebPushSubscription } from './push-token.js';
 
-export type WebPushSettings = NonNullable<Config['mobile_app']['web_push']>;
+/** mobile_app.web_push: the VAPID key pair, the operator's contact, the push services a subscription may name. */
+export interface WebPushSettings {
+  vapid_public_key: string;
+  vapid_private_key: string;
+  subject: string;
+  push_services: readonly string[];
+}
 
 export interface WebPushOptions {
   /** Tests: an HTTPS agent that trusts a local fake push service. */

@@ -2,6 +2,7 @@
 // identified by a random cookie. Each session carries its own CSRF token (synchronizer token pattern).
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 
 /** Sign-in after the password: which second factors the user may use, and the push if one was sent. */
 export interface PendingSignIn {
@@ -23,8 +24,8 @@ export interface PortalSession {
   username?: string;
   signedInAt?: number;
   pendingSignIn?: PendingSignIn;
-  /** A TOTP secret shown for enrollment; stored for the user only after one valid code. */
-  enrollment?: { secret: Buffer };
+  /** A TOTP enrollment shown to the user; stored for them only after one valid code. */
+  enrollment?: TotpEnrollment;
   /** One message for the next page (after a redirect). */
   flash?: { kind: 'ok' | 'error'; text: string };
   /** A visitor who has not passed the password step: not stored, so a flood of them evicts nobody. */

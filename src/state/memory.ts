@@ -1,6 +1,6 @@
 // Ephemeral state in this process's memory: right for one node; Redis takes its place for several.
 import { LRUCache } from 'lru-cache';
-import type { TotpEnrollment } from '../store/store.js';
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 import type { ChallengeRecord, EphemeralState } from './state.js';
 
 // lru-cache reserves its index arrays for `max` up front (1,000,000 cost ~40 MiB each): size for the

@@ -4,8 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
-import { openSecret, sealSecret } from '../mfa/secret-box.js';
-import type { TotpEnrollment } from '../store/store.js';
+import { openSecret, sealSecret } from '../store/secret-box.js';
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 import type { ChallengeRecord, EphemeralState } from './state.js';
 
 // The window starts at the first event: only the INCR that made the key (or a key somehow left without

@@ -1,4 +1,4 @@
-import type { TotpEnrollment } from '../store/store.js';
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 
 /** What a pending Access-Challenge remembers until the next request carries its State back. */
 export interface ChallengeRecord {

@@ -9,7 +9,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, rea
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
-import { KEY_BYTES, keyFingerprint } from '../mfa/secret-box.js';
+import { KEY_BYTES, keyFingerprint } from './secret-box.js';
 import { withExclusiveStore } from './exclusive.js';
 import { fsyncDir } from './fsync-dir.js';
 

@@ -4,7 +4,7 @@
 // the key once, so a copy never carries a secret no node could read.
 import Database from 'better-sqlite3';
 import type { Config } from '../config/schema.js';
-import { keyFingerprint, openSecret } from '../mfa/secret-box.js';
+import { keyFingerprint, openSecret } from './secret-box.js';
 import { MIGRATIONS } from './migrations.js';
 import { describePostgresUrl, openPostgresStore } from './postgres.js';
 import { totpContext } from './sqlite.js';

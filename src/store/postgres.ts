@@ -4,11 +4,12 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import type { Config, Method } from '../config/schema.js';
-import { keyFingerprint, openSecret, sealSecret } from '../mfa/secret-box.js';
+import { keyFingerprint, openSecret, sealSecret } from './secret-box.js';
 import { MIGRATION_LOCK, migratePostgres } from './postgres-migrations.js';
 import { PostgresDevices } from './postgres-devices.js';
 import { totpContext } from './sqlite.js';
-import { StoreError, type LockScope, type NewUser, type Store, type TotpAlgorithm, type TotpEnrollment, type UserRecord } from './store.js';
+import { StoreError, type LockScope, type NewUser, type Store, type UserRecord } from './store.js';
+import type { TotpAlgorithm, TotpEnrollment } from '../mfa/enrollment.js';
 
 interface UserRow {
   username: string;

@@ -3,10 +3,11 @@ import { LRUCache } from 'lru-cache';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Config, Method } from '../config/schema.js';
-import { keyFingerprint, openSecret, sealSecret } from '../mfa/secret-box.js';
+import { keyFingerprint, openSecret, sealSecret } from './secret-box.js';
 import { migrate } from './migrations.js';
 import { SqliteDevices } from './sqlite-devices.js';
-import { StoreError, type LockScope, type NewUser, type Store, type TotpAlgorithm, type TotpEnrollment, type UserRecord } from './store.js';
+import { StoreError, type LockScope, type NewUser, type Store, type UserRecord } from './store.js';
+import type { TotpAlgorithm, TotpEnrollment } from '../mfa/enrollment.js';
 
 // Raw (array) rows: about a third cheaper than objects on the per-request path.
 type UserRow = [

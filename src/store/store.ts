@@ -1,14 +1,5 @@
 import type { Method } from '../config/schema.js';
-
-export type TotpAlgorithm = 'SHA1' | 'SHA256' | 'SHA512';
-
-/** A TOTP enrollment with its secret already decrypted (the store encrypts it at rest). */
-export interface TotpEnrollment {
-  secret: Buffer;
-  algorithm: TotpAlgorithm;
-  digits: 6 | 8;
-  period: number;
-}
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 
 /** all: no sign-in at all; unfamiliar: refused only from sources the user has not signed in from (flow/lockout.ts). */
 export type LockScope = 'all' | 'unfamiliar';
