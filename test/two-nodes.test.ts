@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseBase32Secret } from '../src/cli/totp-secret.js';
+import { parseBase32Secret } from '../src/mfa/totp-secret.js';
 import type { Config } from '../src/config/schema.js';
 import { openPostgresStore } from '../src/store/postgres.js';
 import { runCli } from './helpers/cli.js';
