@@ -1,14 +1,13 @@
 // The push bench's traffic: Access-Requests held per UDP socket, the Mobile App API calls of the simulated phones.
 import { type ChildProcess } from 'node:child_process';
-import { type generateKeyPairSync, sign as ecdsaSign } from 'node:crypto';
+import { randomFillSync, sign as ecdsaSign, type generateKeyPairSync } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { writeFileSync } from 'node:fs';
 import { type Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { Attr } from '../src/radius/packet.js';
-import { buildAccessRequest, decodeReply } from './radius-request.js';
+import { hmacMd5Key } from '../src/radius/md5.js';
+import { checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
-import { spawnOnCore } from './processes.js';
+import { spawnOnCore } from './servers.js';
 import { PER_SOCKET, SECRET, CLIENT_CPU, REPO, procCpuMs, settle, userName, tokenOf } from './push-common.js';
 
 export type HttpReply = { status: number; body: unknown };
@@ -99,19 +98,13 @@ export class RequestSet {
   }
 
   protected build(): void {
+    const secret = Buffer.from(SECRET);
+    const [maKey, nas, pw] = [hmacMd5Key(secret), Buffer.from('bench-vpn'), Buffer.from('not-checked')];
     this.indexes.forEach((i, k) => {
-      this.requests.push(
-        buildAccessRequest({
-          secret: SECRET,
-          identifier: k % PER_SOCKET,
-          userName: userName(i),
-          password: 'not-checked',
-          attributes: [
-            [Attr.NasIdentifier, 'bench-vpn'],
-            [Attr.CallingStationId, `198.51.100.${k % 250}`],
-          ],
-        }),
-      );
+      const buf = Buffer.alloc(4096);
+      randomFillSync(buf, 4, 16);
+      const len = writeAccessRequest(buf, k % PER_SOCKET, Buffer.from(userName(i)), pw, Buffer.alloc(0), nas, secret, maKey, Buffer.from(`198.51.100.${k % 250}`));
+      this.requests.push(buf.subarray(0, len));
     });
   }
 
@@ -119,7 +112,9 @@ export class RequestSet {
   protected onReply(k: number, msg: Buffer, at: number): void {
     const request = this.requests[k];
     if (!request) return;
-    if (!decodeReply(msg, request, SECRET).verified) {
+    const len = packetLength(msg);
+    const secret = Buffer.from(SECRET);
+    if (len < 0 || !verifyResponseAuthenticator(msg, len, request, 4, secret) || checkReplyMessageAuthenticator(msg, len, request, 4, hmacMd5Key(secret)) > 1) {
       this.unverified++;
       return;
     }
@@ -245,14 +240,6 @@ export class ApproverSet extends RequestSet {
       this.approver.on('message', onMessage).once('exit', onExit);
     });
   }
-}
-
-/** With BENCH_PUSH_PACED_DUMP=FILE: one CSV row per paced approval, on the epoch clock BENCH_PUSH_GC_LOG uses too. */
-export function dumpPaced(r: ApproverResult): void {
-  const file = process.env.BENCH_PUSH_PACED_DUMP;
-  if (!file) return;
-  const rows = Array.from(r.postedAt, (at, k) => `${(r.timeOrigin + at).toFixed(3)},${(r.httpAt[k]! - at).toFixed(3)},${(r.acceptedAt[k]! - at).toFixed(3)}`);
-  writeFileSync(file, `posted_epoch_ms,http_ms,accept_ms\n${rows.join('\n')}\n`);
 }
 
 /** Sends every request and re-sends (paced) those whose push has not come: returns how many were re-sent. */

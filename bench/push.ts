@@ -3,7 +3,7 @@
  * every one approved over the Mobile App API.
  *
  * - Our server runs as its own process (bench/push-server.mjs: what `radius-mfa serve` builds from
- *   dist/, with `--inspect=127.0.0.1:0` so the bench can force a full GC before reading memory),
+ *   dist/, with `--expose-gc` so the bench can have it collect fully (over IPC) before reading memory),
  *   pinned to core 0 when there are 2+ cores; RADIUS and HTTP on loopback; `first_factor: none` (no
  *   password hashing in the numbers), `default_method: push`, `push.timeout` 10 min, push rate limit
  *   1000 per user, `log.level: warn`. Its PushSender hands (token, request id) to the bench over IPC
@@ -26,9 +26,8 @@
  *   answers / (last Accept - first POST)). Before the server starts, the floor: the same approver,
  *   count and rate against a bare node:http server on the server's core.
  * - Checks: every request got exactly one Access-Accept; every answer got 200 {status: approved}.
- * - Diagnostics (env): BENCH_PUSH_NODE_ARGS (server node flags), BENCH_PUSH_PACED_PROFILE=FILE (CPU
- *   profile of the paced phase), BENCH_PUSH_PACED_DUMP=FILE (CSV per paced approval: epoch ms, HTTP
- *   and Accept latency), BENCH_PUSH_GC_LOG=FILE (the server's GC pauses, same epoch clock).
+ * - Diagnostics (env): BENCH_PUSH_NODE_ARGS (server node flags, e.g. --trace-gc),
+ *   BENCH_PUSH_PACED_PROFILE=FILE (CPU profile of the paced phase), BENCH_PUSH_LOG_LEVEL=info.
  *
  *   node --import tsx bench/push.ts [--users 10000] [--rate 250] [--paced 2500] [--concurrency 64]
  *                                   [--get-sample 1000] [--json] [--no-pin] [--keep-dir]
@@ -40,19 +39,18 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent } from 'node:http';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
-import { type MemoryUsage } from './inspector.js';
 import { freeTcpPort, freeUdpPort } from './ports.js';
-import { backgroundBusy, procStatus } from './proc.js';
+import { formatLoad, machineLoad, procStatus, type MachineLoad } from './proc.js';
 import { writeBenchConfig } from './config.js';
-import { canPin, spawnOnCore } from './processes.js';
-import { CLIENT_CPU, FROM_SRC, HARD_LIMIT_MS, REPO, SECRET, SERVER_CPU, WARMUP_USERS, running, procCpuMs, settle, mib } from './push-common.js';
-import { ApproverSet, RequestSet, answer, dumpPaced, holdAll, pool, samplePolls, signAll } from './push-requests.js';
-import { measureFloor, measureMemory, provision, startPacedProfile, startServer, warmUp } from './push-setup.js';
+import { canPin } from './servers.js';
+import { CLIENT_CPU, FROM_SRC, HARD_LIMIT_MS, SECRET, SERVER_CPU, WARMUP_USERS, running, procCpuMs, settle, mib } from './push-common.js';
+import { ApproverSet, RequestSet, answer, holdAll, pool, samplePolls, signAll } from './push-requests.js';
+import { measureFloor, provision, startServer, warmUp, type MemoryUsage } from './push-setup.js';
 
 function abort(code: number): never {
   running.child?.kill('SIGKILL');
@@ -62,12 +60,12 @@ function abort(code: number): never {
 
 export type PushBenchResult = {
   startedAt: string;
-  machine: { cpu: string; cores: number; node: string; pinned: boolean; backgroundBusyPercent: number[]; loadavg: number[] };
+  machine: { cpu: string; cores: number; node: string; pinned: boolean; load: MachineLoad };
   server: string;
   users: number;
   sharedKeyPair: true;
   provisionMs: number;
-  /** After a forced full GC (inspector) unless named otherwise. */
+  /** After a forced full GC unless named otherwise. */
   memory: {
     baselineRssMiB: number;
     heldRssMiB: number;
@@ -133,9 +131,8 @@ function parseOptions(argv: string[]): Options {
 export async function runPushBench(o: Options): Promise<PushBenchResult> {
   const t0 = Date.now();
   const log = (s: string) => process.stderr.write(`push bench: ${s}\n`);
-  const background = await backgroundBusy(1000);
-  const loadavgAtStart = loadavg().map((x) => Math.round(x * 100) / 100);
-  if (background.some((b) => b > 15)) log(`WARNING other processes keep the cores busy (${background.map((b, i) => `cpu${i} ${b}%`).join(', ')}; load average ${loadavgAtStart.join(' ')}): latency numbers will be inflated`);
+  const load = await machineLoad(1000);
+  log(`before the run: ${formatLoad(load)}${load.outside.some((b) => b > 15) ? ' -- WARNING other processes keep the cores busy: latency numbers will be inflated' : ''}`);
   const pin = o.pin && canPin();
   if (pin) spawnSync('taskset', ['-a', '-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
   const dir = mkdtempSync(join(tmpdir(), 'bench-push-'));
@@ -149,7 +146,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     const publicKeyDer = publicKey.export({ type: 'spki', format: 'der' });
     const indexes = Array.from({ length: o.users }, (_, i) => i);
     const [authPort, httpPort] = [await freeUdpPort(), await freeTcpPort()];
-    const cfg = writeBenchConfig(dir, { authPort, secret: SECRET, firstFactor: 'none', logLevel: process.env.BENCH_PUSH_LOG_LEVEL ?? 'warn', push: { httpPort } });
+    const cfg = writeBenchConfig(dir, { authPort, secret: SECRET, firstFactor: 'none', logLevel: process.env.BENCH_PUSH_LOG_LEVEL === 'info' ? 'info' : 'warn', throughput: true, push: { httpPort } });
     let t = performance.now();
     await provision(dir, [...indexes, ...Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1)], publicKeyDer);
     const provisionMs = Math.round(performance.now() - t);
@@ -162,7 +159,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     if (floor) log(`floor: ${o.paced} answers at ${o.rate}/s to a bare node:http server: p50 ${floor.p50Ms} ms, p99 ${floor.p99Ms} ms`);
     await warmUp(server, authPort, httpPort, pid, privateKey, approver);
     await settle(pid);
-    const base = await measureMemory(server.inspector, pid);
+    const base = await server.memory();
     const cpuBefore = procCpuMs(pid);
 
     // The paced users' requests come from the approver, the rest from this process.
@@ -184,7 +181,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     const answeredEarly = pacedSet.received + set.received;
     if (answeredEarly > 0) throw new Error(`${answeredEarly} requests were answered before any approval`);
     // All N held (the server pushed each one): what it retains for them.
-    const held = await measureMemory(server.inspector, pid);
+    const held = await server.memory();
     log(`${o.users} requests held in ${holdMs} ms (${missingAtFirst} datagrams dropped and re-sent); after a full GC: RSS ${mib(base.rssKiB)} -> ${mib(held.rssKiB)} MiB, heap ${mib(base.usage.heapUsed / 1024)} -> ${mib(held.usage.heapUsed / 1024)} MiB`);
     const pushHist = new LatencyHistogram();
     for (const s of sets) s.pushedAt.forEach((at, k) => at > s.sentAt[k]! && pushHist.record(at - s.sentAt[k]!));
@@ -202,10 +199,10 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     // Paced: one answer every 1/rate s from the approver, so each meets an idle server; this process waits.
     const pacedHttp = new LatencyHistogram();
     const pacedPostedAt = new Float64Array(o.paced);
-    const profiler = await startPacedProfile(server.inspector);
+    await server.profile('start');
     const cpuPaced0 = procCpuMs(pid);
-    dumpPaced(await pacedSet.approve(o.rate, pacedSignatures, pacedPostedAt, pacedHttp, failures));
-    await profiler?.stop();
+    await pacedSet.approve(o.rate, pacedSignatures, pacedPostedAt, pacedHttp, failures);
+    await server.profile('stop');
     if (pacedSet.received !== o.paced) failures.push(`paced: only ${pacedSet.received}/${o.paced} replies`);
     const cpuPaced = procCpuMs(pid) - cpuPaced0;
     const pacedHist = new LatencyHistogram();
@@ -249,7 +246,7 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     const p99 = pacedHist.summary().p99Ms;
     return {
       startedAt: new Date(t0).toISOString(),
-      machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin, backgroundBusyPercent: background, loadavg: loadavgAtStart },
+      machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin, load },
       server: FROM_SRC ? 'bench/push-server.mjs running src/ via tsx (no dist/: run npm run build for the numbers to report)' : 'bench/push-server.mjs running dist/',
       users: o.users,
       sharedKeyPair: true,
@@ -302,7 +299,7 @@ export function formatPushResult(r: PushBenchResult): string {
   const m = r.memory;
   return [
     `Push: ${r.users} requests held at once, then approved over the Mobile App API (${r.server}${r.machine.pinned ? '; server on core 0, bench on core 1' : ''})`,
-    `  background load before the run: ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} ${b}%`).join(', ')}; load average ${r.machine.loadavg.join(' ')}`,
+    `  before the run: ${formatLoad(r.machine.load)}`,
     `  server memory after a full GC: RSS ${m.baselineRssMiB} -> ${m.heldRssMiB} MiB with ${r.users} held: +${m.extraRssMiB} MiB (${m.perHeldRssKiB} KiB each; target <= ${r.targets.rssMiB} MiB: ${r.targets.rssMet ? 'met' : 'NOT MET'})`,
     `                 V8 heap + external ${m.baselineHeapMiB} -> ${m.heldHeapMiB} MiB: +${m.extraHeapMiB} MiB (${m.perHeldHeapKiB} KiB each)`,
     `                 RSS before any forced GC right after the requests arrived ${m.heldRssNoGcMiB} MiB; at the end ${m.endRssMiB} MiB, peak ${m.peakRssMiB} MiB`,
@@ -316,28 +313,6 @@ export function formatPushResult(r: PushBenchResult): string {
   ].join('\n');
 }
 
-/** For `npm run bench`: runs this file as a child pinned to `cpu` (so its affinity does not leak), prints and returns the result. */
-export function runPushBenchChild(args: string[] = [], cpu = CLIENT_CPU): Promise<PushBenchResult | undefined> {
-  const node = [process.execPath, '--import', 'tsx', fileURLToPath(import.meta.url), ...args, '--json'];
-  const options = { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] as ('ignore' | 'pipe' | 'inherit' | 'ipc')[] };
-  const child = spawnOnCore(canPin() ? cpu : undefined, node[0]!, node.slice(1), options);
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  return new Promise((resolve) => {
-    child.once('exit', (code) => {
-      const lines = out.trim().split('\n');
-      const last = lines.at(-1) ?? '';
-      process.stdout.write(`\n${(last.startsWith('{') ? lines.slice(0, -1) : lines).join('\n')}\n`);
-      try {
-        resolve(JSON.parse(lines.at(-1) ?? '') as PushBenchResult);
-      } catch {
-        console.log(`push bench: exited ${code} without a result; no push numbers`);
-        resolve(undefined);
-      }
-    });
-  });
-}
-
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const o = parseOptions(process.argv.slice(2));
   const hardStop = setTimeout(() => {
@@ -346,7 +321,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   }, HARD_LIMIT_MS);
   hardStop.unref();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => abort(130));
-  // Started by `npm run bench` (runPushBenchChild) with an IPC channel: if that process goes, so do we.
+  // Started by `npm run bench` (scriptStage) with an IPC channel: if that process goes, so do we.
   const orphaned = () => abort(130);
   process.once('disconnect', orphaned);
   try {
