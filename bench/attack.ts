@@ -37,7 +37,7 @@ export const loginsStage: Stage = {
     const { dir, users } = await localStore(ctx);
     const crypt = spawnSync('openssl', ['passwd', '-6', LOCAL_PASSWORD], { encoding: 'utf8' }).stdout.trim();
     const gen = new Generator();
-    const ours = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'local', logLevel: 'info', throughput: true, auditTo: ctx.o.auditTo }, users, SERVER_CPU));
+    const ours = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'local', logLevel: 'info', throughput: true, auditTo: ctx.o.auditTo }, SERVER_CPU));
     const fr = ctx.track(await startFreeradius({ port: await freeUdpPort(), secret: SECRET, users, cpu: SERVER_CPU, threads: ctx.o.frThreads, authLog: true, cryptHash: crypt }));
     try {
       const load = { ...LOGIN_LOAD, seconds: ctx.o.loginSeconds };
@@ -90,8 +90,8 @@ export const sprayStage: Stage = {
   estimateMs: (o) => 12_000 + (o.spraySeconds + 4) * 1000,
   run: async (ctx) => {
     const o = ctx.o;
-    const { dir, users } = await localStore(ctx);
-    const srv = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'local', logLevel: 'info', throughput: false }, users, SERVER_CPU));
+    const { dir } = await localStore(ctx);
+    const srv = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'local', logLevel: 'info', throughput: false }, SERVER_CPU));
     try {
       let capacity = (ctx.results.logins as { ours?: Measured } | undefined)?.ours?.result.answeredPerSec;
       if (!capacity) {

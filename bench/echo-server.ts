@@ -16,7 +16,7 @@ const sock = await UdpSocket.bind({
   port: Number(process.argv[2] ?? 0),
   receiveBufferBytes: 4 * 1024 * 1024,
   onMessage: (msg, peer) => {
-    if (packetLength(msg) < 0 || msg[0] !== CODE.AccessRequest) return;
+    if (packetLength(msg) < 0 || (msg[0] !== CODE.AccessRequest && msg[0] !== CODE.StatusServer)) return;
     sock.send(out.subarray(0, writeSignedReply(out, CODE.AccessAccept, msg[1]!, msg, 4, secret, maKey)), peer);
   },
   onSendRefused: () => undefined,

@@ -102,6 +102,19 @@ export function writeAccessRequest(
   return p;
 }
 
+/** Writes a Status-Server (RFC 5997) with only a Message-Authenticator; RA must be in buf[4..20). */
+export function writeStatusServer(buf: Uint8Array, id: number, maKey: HmacMd5Key): number {
+  buf[0] = CODE.StatusServer;
+  buf[1] = id;
+  buf[2] = 0;
+  buf[3] = 38;
+  buf[20] = ATTR.MessageAuthenticator;
+  buf[21] = 18;
+  buf.fill(0, 22, 38);
+  hmacMd5(maKey, buf, 0, 38, buf, 22);
+  return 38;
+}
+
 /** Length from the header if the datagram is a well-formed RADIUS packet, else -1. */
 export function packetLength(msg: Uint8Array): number {
   if (msg.length < 20) return -1;

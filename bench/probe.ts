@@ -3,11 +3,13 @@
 import { createSocket } from 'node:dgram';
 import { randomFillSync } from 'node:crypto';
 import { hmacMd5Key } from '../src/radius/md5.js';
-import { packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
+import { packetLength, verifyResponseAuthenticator, writeAccessRequest, writeStatusServer } from './packet.js';
 
 export type ProbeOptions = {
   port: number; secret: string; userName: string; password: string;
   timeoutMs?: number; tries?: number; callingStation?: string;
+  /** A Status-Server (RFC 5997) instead of the Access-Request. */
+  status?: boolean;
 };
 
 /** Resolves to the reply code (Response Authenticator verified) and the time from the first send, or code null after the last try. */
@@ -16,8 +18,8 @@ export function probeAccess(o: ProbeOptions): Promise<{ code: number | null; ms:
   const buf = Buffer.alloc(4096);
   randomFillSync(buf, 4, 16);
   const id = buf[4]!;
-  const len = writeAccessRequest(buf, id, Buffer.from(o.userName), Buffer.from(o.password), Buffer.alloc(0),
-    Buffer.from('bench-probe'), secret, hmacMd5Key(secret), o.callingStation === undefined ? undefined : Buffer.from(o.callingStation));
+  const len = o.status ? writeStatusServer(buf, id, hmacMd5Key(secret)) : writeAccessRequest(buf, id, Buffer.from(o.userName), Buffer.from(o.password),
+    Buffer.alloc(0), Buffer.from('bench-probe'), secret, hmacMd5Key(secret), o.callingStation === undefined ? undefined : Buffer.from(o.callingStation));
   const sock = createSocket('udp4');
   const t0 = performance.now();
   let tries = 0;
@@ -43,14 +45,13 @@ export function probeAccess(o: ProbeOptions): Promise<{ code: number | null; ms:
   });
 }
 
-/** Polls with probeAccess until any verified reply, the process exits, or timeoutMs passes. */
-export async function waitForServer(o: Omit<ProbeOptions, 'password'> & { password: () => string; timeoutMs: number; exited: Promise<unknown> }): Promise<boolean> {
+/** Sends a Status-Server every 20 ms until one is answered (true), the process exits, or timeoutMs passes. */
+export async function waitForServer(o: { port: number; secret: string; timeoutMs: number; exited: Promise<unknown> }): Promise<boolean> {
   let gone = false;
   void o.exited.then(() => (gone = true));
   const until = Date.now() + o.timeoutMs;
   while (!gone && Date.now() < until) {
-    if ((await probeAccess({ ...o, password: o.password(), timeoutMs: 200 })).code !== null) return true;
-    await new Promise((r) => setTimeout(r, 50));
+    if ((await probeAccess({ ...o, userName: '', password: '', status: true, timeoutMs: 20, tries: 50 })).code !== null) return true;
   }
   return false;
 }

@@ -3,10 +3,10 @@
  * Prints as it goes and writes the whole result to bench/out/bench-<time>.json and latest.json
  * (with --json also to stdout); docs/performance.md is updated by hand from that output.
  *
- *   npm run bench [-- --only compare,logins | --skip push] [--profile] [--seconds 2 --warmup 1
+ *   npm run bench [-- --only compare,logins | --skip echo] [--profile] [--push] [--seconds 2 --warmup 0.5
  *                    --concurrency 64,256 --runs 3 --users 10000 --fr-threads 5:32 --audit-to file|pipe
- *                    --load-gate 15 --retries 2 --login-seconds 3 --spray-seconds 6 --spray-factor 10
- *                    --keep-dirs --json]
+ *                    --load-gate 15 --retries 2 --login-seconds 2 --spray-seconds 5 --spray-factor 10
+ *                    --keep-dirs --json --help]
  *
  * Bounded: the plan's estimate must fit in HARD_LIMIT_MS (else it says what to cut and does not start),
  * re-runs of disturbed runs only spend the slack, and everything stops at the limit.
@@ -34,15 +34,16 @@ const STAGES: Stage[] = [
   profileStage,
   scriptStage('push', 'bench/push.ts', '10,000 held pushes: memory, approve-to-Accept latency, approvals/s', 50_000),
 ];
-const OPT_IN = new Set(['profile']);
+/** Not in the default plan (it would not fit the limit beside the others): --profile, --push, or --only. */
+const OPT_IN = new Set(['profile', 'push']);
 
 const { values: a } = parseArgs({
   options: {
-    only: { type: 'string' }, skip: { type: 'string', default: '' }, profile: { type: 'boolean', default: false },
-    seconds: { type: 'string', default: '2' }, warmup: { type: 'string', default: '1' }, concurrency: { type: 'string', default: '64,256' },
+    only: { type: 'string' }, skip: { type: 'string', default: '' }, profile: { type: 'boolean', default: false }, push: { type: 'boolean', default: false },
+    seconds: { type: 'string', default: '2' }, warmup: { type: 'string', default: '0.5' }, concurrency: { type: 'string', default: '64,256' },
     runs: { type: 'string', default: '3' }, users: { type: 'string', default: '10000' }, 'fr-threads': { type: 'string', default: '5:32' },
     'audit-to': { type: 'string', default: 'file' }, 'load-gate': { type: 'string', default: '15' }, retries: { type: 'string', default: '2' },
-    'login-seconds': { type: 'string', default: '3' }, 'spray-seconds': { type: 'string', default: '6' }, 'spray-factor': { type: 'string', default: '10' },
+    'login-seconds': { type: 'string', default: '2' }, 'spray-seconds': { type: 'string', default: '5' }, 'spray-factor': { type: 'string', default: '10' },
     'keep-dirs': { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -65,7 +66,8 @@ const names = STAGES.map((s) => s.name);
 const only = a.only?.split(',').filter(Boolean);
 const skip = new Set(a.skip.split(',').filter(Boolean));
 for (const n of [...(only ?? []), ...skip]) if (!names.includes(n)) throw new Error(`unknown stage ${n}: one of ${names.join(', ')}`);
-const plan = STAGES.filter((s) => (only ? only.includes(s.name) : (!OPT_IN.has(s.name) || (s.name === 'profile' && a.profile)) && !skip.has(s.name)));
+const optedIn = new Set([...(a.profile ? ['profile'] : []), ...(a.push ? ['push'] : [])]);
+const plan = STAGES.filter((s) => (only ? only.includes(s.name) : (!OPT_IN.has(s.name) || optedIn.has(s.name)) && !skip.has(s.name)));
 const estimate = 3000 + plan.reduce((t, s) => t + s.estimateMs(o), 0);
 
 if (a.help) {
@@ -79,6 +81,9 @@ if (estimate > HARD_LIMIT_MS) {
 }
 
 const t0 = Date.now();
+const results: Record<string, unknown> = {};
+const stageSeconds: Record<string, number> = {};
+const json = { startedAt: new Date(t0).toISOString(), durationSeconds: 0, complete: false, machine: {} as unknown, options: o, stageSeconds, results };
 const started: RunningServer[] = [];
 async function cleanup(): Promise<void> {
   await Promise.all(started.map((s) => s.stop().catch(() => undefined)));
@@ -86,7 +91,10 @@ async function cleanup(): Promise<void> {
 }
 setTimeout(() => {
   console.error(`bench: hard limit of ${HARD_LIMIT_MS / 1000} s reached; stopping`);
-  void cleanup().then(() => process.exit(3));
+  void cleanup().then(() => {
+    writeResult();
+    process.exit(3);
+  });
 }, HARD_LIMIT_MS).unref();
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
@@ -98,28 +106,35 @@ async function main(): Promise<void> {
   console.log(`bench: ${formatLoad(load)}`);
   console.log(`bench: stages ${plan.map((s) => s.name).join(', ')}: ~${Math.round(estimate / 1000)} s planned, limit ${HARD_LIMIT_MS / 1000} s; a run with over ${o.gate}% of a core used by other processes is re-run (at most ${o.retries} times, within the slack)`);
   if (!machine.pinned) console.log('bench: WARNING fewer than 2 cores or no taskset: server and load share cores, numbers are not meaningful');
-  const slack = (HARD_LIMIT_MS - 5000 - estimate) / estimate; // each stage may overrun its estimate by this share, for re-runs
-  const ctx: Ctx = { o, users: makeUsers(o.users), results: {}, track: (s) => (started.push(s), s), spareMs: () => 0 };
-  const results: Record<string, unknown> = ctx.results;
+  const slack = Math.max(0, (HARD_LIMIT_MS - 10_000 - estimate) / estimate); // the share of its estimate a stage may spend on re-runs
+  const ctx: Ctx = { o, users: makeUsers(o.users), results, track: (s) => (started.push(s), s), reRunMs: 0 };
+  json.machine = machine;
   for (const stage of plan) {
-    const stageEnd = Date.now() + stage.estimateMs(o) * (1 + slack);
-    ctx.spareMs = () => stageEnd - Date.now() - 0.5 * stage.estimateMs(o);
+    ctx.reRunMs = stage.estimateMs(o) * slack;
     console.log(`\n== ${stage.name}: ${stage.about}`);
+    const s0 = Date.now();
     try {
       results[stage.name] = await stage.run(ctx);
     } catch (err) {
       console.log(`${stage.name}: FAILED: ${err instanceof Error ? err.message : String(err)}`);
       results[stage.name] = { error: String(err) };
     }
+    stageSeconds[stage.name] = Math.round((Date.now() - s0) / 100) / 10;
   }
   await cleanup();
-  const json = { startedAt: new Date(t0).toISOString(), durationSeconds: Math.round((Date.now() - t0) / 1000), machine, options: o, results };
+  json.complete = true;
+  writeResult();
+  if (a.json) console.log(JSON.stringify(json));
+}
+
+/** bench/out/bench-<time>.json and latest.json: at the end, or with what was done when the hard limit struck. */
+function writeResult(): void {
+  json.durationSeconds = Math.round((Date.now() - t0) / 1000);
   const outDir = join(REPO, 'bench', 'out');
   mkdirSync(outDir, { recursive: true });
   const stamp = json.startedAt.replace(/[:.]/g, '-');
   for (const f of [`bench-${stamp}.json`, 'latest.json']) writeFileSync(join(outDir, f), JSON.stringify(json, null, 1));
-  console.log(`\nwrote bench/out/bench-${stamp}.json (${json.durationSeconds} s)`);
-  if (a.json) console.log(JSON.stringify(json));
+  console.log(`\nwrote bench/out/bench-${stamp}.json (${json.durationSeconds} s${json.complete ? '' : ', incomplete'})`);
 }
 
 main().then(() => process.exit(0), async (err) => {

@@ -37,23 +37,28 @@ export function spawnOnCore(cpu: number | undefined, command: string, args: read
   return cpu === undefined ? spawn(command, args, options) : spawn('taskset', ['-c', String(cpu), command, ...args], options);
 }
 
-export type RunningServer = { name: string; pid: number; port: number; dir: string; logFile: string; stop: () => Promise<void> };
+export type RunningServer = {
+  name: string; pid: number; port: number; dir: string; logFile: string;
+  /** From spawn to the first answered Status-Server, ms. */
+  startMs: number;
+  stop: () => Promise<void>;
+};
 
 /** Starts a server with stdout and stderr to `logFile`; resolves once `user` gets any verified answer. */
-async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, user: BenchUser, dir: string, logFile: string, pipe = false): Promise<RunningServer> {
+async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, dir: string, logFile: string, pipe = false): Promise<RunningServer> {
   const fd = openSync(logFile, 'a');
+  const t0 = performance.now();
   // pipe: stdout to a pipe this process reads and discards, as journald or a log shipper would.
   const child = spawnOnCore(cpu, cmd, args, { stdio: ['ignore', pipe ? 'pipe' : fd, fd], cwd: REPO });
   child.stdout?.resume();
   closeSync(fd);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const password = () => user.password + totpCode(user.key, totpStep(Date.now()));
-  if (!(await waitForServer({ port, secret, userName: user.name, password, timeoutMs: 20_000, exited }))) {
+  if (!(await waitForServer({ port, secret, timeoutMs: 20_000, exited }))) {
     child.kill('SIGKILL');
     throw new Error(`${name} did not answer on 127.0.0.1:${port} (${child.exitCode === null ? 'no answer in 20 s' : `exited ${child.exitCode}`}):\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
   }
   return {
-    name, pid: child.pid!, port, dir, logFile,
+    name, pid: child.pid!, port, dir, logFile, startMs: Math.round(performance.now() - t0),
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
@@ -170,7 +175,7 @@ server default {
   const check = spawnSync(FREERADIUS, ['-C', '-d', dir], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`freeradius -C failed (${check.status}):\n${readFileSync(join(dir, 'log', 'radius.log'), 'utf8').slice(-2000)}`);
   const name = `FreeRADIUS (auth log ${o.authLog ? 'yes' : 'no'}${o.cryptHash ? ', crypt' : ''})`;
-  return launch(name, o.cpu, FREERADIUS, ['-f', '-d', dir], o.port, o.secret, o.users[0]!, dir, join(dir, 'log', 'stdout.log'));
+  return launch(name, o.cpu, FREERADIUS, ['-f', '-d', dir], o.port, o.secret, dir, join(dir, 'log', 'stdout.log'));
 }
 
 export function freeradiusVersion(): string {
@@ -189,18 +194,18 @@ export function provisionOurs(users: BenchUser[], secret: string, passwordHash =
 }
 
 /** Our server on the store in `dir` (provisionOurs), pinned to `cpu`; its stdout to a file or a pipe; `nodeArgs` e.g. --cpu-prof. */
-export async function startOurs(dir: string, c: Omit<BenchConfig, 'authPort'> & { auditTo?: 'file' | 'pipe' }, users: BenchUser[], cpu?: number, nodeArgs: string[] = []): Promise<RunningServer> {
+export async function startOurs(dir: string, c: Omit<BenchConfig, 'authPort'> & { auditTo?: 'file' | 'pipe' }, cpu?: number, nodeArgs: string[] = []): Promise<RunningServer> {
   const port = await freeUdpPort();
   const tag = `${c.firstFactor}-${c.logLevel}-${port}`;
   const cfg = writeBenchConfig(dir, { ...c, authPort: port }, `config-${tag}.yaml`);
   const name = `ours (first_factor ${c.firstFactor}, log ${c.logLevel}${c.auditTo === 'pipe' ? ' to a pipe' : ''}${FROM_SRC ? ', src/ via tsx' : ''})`;
-  return launch(name, cpu, process.execPath, [...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, users[0]!, dir, join(dir, `serve-${tag}.log`), c.auditTo === 'pipe');
+  return launch(name, cpu, process.execPath, [...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), c.auditTo === 'pipe');
 }
 
-export async function startEcho(secret: string, user: BenchUser, cpu?: number): Promise<RunningServer> {
+export async function startEcho(secret: string, cpu?: number): Promise<RunningServer> {
   const port = await freeUdpPort();
   const dir = mkdtempSync(join(tmpdir(), 'bench-echo-'));
-  return launch('echo', cpu, process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'echo-server.ts'), String(port), secret], port, secret, user, dir, join(dir, 'echo.log'));
+  return launch('echo', cpu, process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'echo-server.ts'), String(port), secret], port, secret, dir, join(dir, 'echo.log'));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
@@ -210,7 +215,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const hash = flag === '--crypt' ? spawnSync('openssl', ['passwd', '-6', 'BenchPw1'], { encoding: 'utf8' }).stdout.trim() : undefined;
   const srv = which === 'ours'
     ? await startOurs(provisionOurs(users, secret, flag === '--local' ? await (await import('../src/auth/password-hash.js')).hashPassword('BenchPw1') : ''),
-      { secret, firstFactor: flag === '--local' ? 'local' : 'none', logLevel: 'info', throughput: true }, users)
+      { secret, firstFactor: flag === '--local' ? 'local' : 'none', logLevel: 'info', throughput: true })
     : await startFreeradius({ port: await freeUdpPort(), secret, users, authLog: true, ...(hash ? { cryptHash: hash } : {}) });
   const u = users[1]!;
   const code = totpCode(u.key, totpStep(Date.now()));
@@ -220,7 +225,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     const r = spawnSync('radclient', ['-r', '1', '-t', '3', `127.0.0.1:${srv.port}`, 'auth', secret], { input, encoding: 'utf8' });
     console.log(`${srv.name}, radclient ${label}: ${`${r.stdout}${r.stderr}`.split('\n').find((l) => l.startsWith('Received') || l.includes('No reply')) ?? r.stderr}`);
   }
-  console.log(`probe (bench encoder), right code again: ${(await probeAccess({ port: srv.port, secret, userName: u.name, password: u.password + code, timeoutMs: 3000 })).code}`);
+  console.log(`start-up to the first answered Status-Server: ${srv.startMs} ms; probe (bench encoder), right code again: ${(await probeAccess({ port: srv.port, secret, userName: u.name, password: u.password + code, timeoutMs: 3000 })).code}`);
   await srv.stop();
   rmSync(srv.dir, { recursive: true, force: true });
 }

@@ -70,6 +70,7 @@ export async function spray(o: SprayOptions): Promise<SprayResult> {
 }
 
 if (process.send) {
+  process.once('disconnect', () => process.exit(0));
   process.once('message', (o: SprayOptions) => {
     spray(o).then((r) => process.send!({ ok: r }), (e: unknown) => process.send!({ error: String(e) }));
   });

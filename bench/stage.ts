@@ -27,8 +27,8 @@ export type Ctx = {
   results: Record<string, unknown>;
   /** Stops with the bench (hard limit, signal, error). */
   track: (s: RunningServer) => RunningServer;
-  /** Time this stage may still use for re-runs, ms. */
-  spareMs: () => number;
+  /** Time this stage may still spend on re-runs of disturbed runs, ms (its share of the plan's slack). */
+  reRunMs: number;
 };
 
 export type Stage = { name: string; about: string; estimateMs: (o: Options) => number; run: (ctx: Ctx) => Promise<unknown> };
@@ -88,12 +88,13 @@ export type Measured = { result: LoadResult; before: MachineLoad; outsideDuring:
  * One load run against `server`, gated: the machine's load is sampled for 0.5 s first and printed;
  * a run with more than `o.gate` % of a core used by other processes (before, or during: a core's busy %
  * less the server's and the generator's own) is discarded and re-run, at most `o.retries` times and only
- * while the stage has time to spare. The last run is kept either way, marked `loaded`.
+ * within the stage's re-run budget. The last run is kept either way, marked `loaded`.
  */
 export async function measured(ctx: Ctx, gen: Generator, label: string, server: RunningServer, load: Partial<LoadOptions>): Promise<Measured> {
   const o = ctx.o;
   const costMs = ((load.warmupSeconds ?? o.warmup) + (load.seconds ?? o.seconds)) * 1000 + 1000;
   for (let discarded = 0; ; discarded++) {
+    const t0 = performance.now();
     const before = await machineLoad(500);
     const result = await gen.run({ port: server.port, serverPid: server.pid, users: o.users, seconds: o.seconds, warmupSeconds: o.warmup, ...load });
     const own = [result.server?.cpuPercent ?? 0, result.generator.cpuPercent];
@@ -101,11 +102,12 @@ export async function measured(ctx: Ctx, gen: Generator, label: string, server: 
     const worst = Math.max(...before.outside, ...outsideDuring);
     const loaded = worst > o.gate;
     const line = `  ${label}: ${result.answeredPerSec}/s, p99 ${result.latency.p99Ms} ms, server CPU ${result.server?.cpuPercent ?? '-'}%; before: ${formatLoad(before)}; during: outside ${outsideDuring.map((b, i) => `cpu${i} ${b}%`).join(' ')}`;
-    if (loaded && discarded < o.retries && ctx.spareMs() > costMs) {
+    if (loaded && discarded < o.retries && ctx.reRunMs > costMs) {
       console.log(`${line} -- DISCARDED (over ${o.gate}% of a core used by other processes), re-running`);
+      ctx.reRunMs -= performance.now() - t0;
       continue;
     }
-    console.log(loaded ? `${line} -- KEPT UNDER LOAD (${discarded} re-run(s) spent${discarded < o.retries ? ', no time left for more' : ''})` : line);
+    console.log(loaded ? `${line} -- KEPT UNDER LOAD (after ${discarded} re-run(s)${discarded < o.retries ? '; no time left for more' : ''})` : line);
     return { result, before, outsideDuring, discarded, loaded };
   }
 }
