@@ -46,15 +46,6 @@ export function hideInPlace(buf: Uint8Array, off: number, len: number, secret: U
   }
 }
 
-/** Hides `pw` into out[outOff..]; returns the hidden length (pw padded to a multiple of 16, at least 16). */
-export function hidePassword(pw: Uint8Array, secret: Uint8Array, ra: Uint8Array, raOff: number, out: Uint8Array, outOff: number): number {
-  const len = Math.max(16, Math.ceil(pw.length / 16) * 16);
-  out.fill(0, outOff, outOff + len);
-  out.set(pw, outOff);
-  hideInPlace(out, outOff, len, secret, ra, raOff);
-  return len;
-}
-
 /**
  * Writes a complete Access-Request into buf[0..) and returns its length. The Request
  * Authenticator must already be in buf[4..20). Attribute order: Message-Authenticator (first,
