@@ -10,7 +10,6 @@ export const CODE = {
   AccessRequest: 1,
   AccessAccept: 2,
   AccessReject: 3,
-  AccessChallenge: 11,
   StatusServer: 12,
 } as const;
 

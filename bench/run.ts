@@ -104,7 +104,8 @@ async function main(): Promise<void> {
   const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, freeradius: freeradiusVersion(), pinned: canPin(), load };
   console.log(`bench: ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.freeradius}, ours from ${FROM_SRC ? 'src/ via tsx (not numbers to report)' : 'dist/'}`);
   console.log(`bench: ${formatLoad(load)}`);
-  console.log(`bench: stages ${plan.map((s) => s.name).join(', ')}: ~${Math.round(estimate / 1000)} s planned, limit ${HARD_LIMIT_MS / 1000} s; a run with over ${o.gate}% of a core used by other processes is re-run (at most ${o.retries} times, within the slack)`);
+  const left = STAGES.filter((s) => !plan.includes(s)).map((s) => s.name);
+  console.log(`bench: stages ${plan.map((s) => s.name).join(', ')}${left.length ? ` (not run: ${left.join(', ')}; --only / --profile / --push)` : ''}: ~${Math.round(estimate / 1000)} s planned, limit ${HARD_LIMIT_MS / 1000} s; a run with over ${o.gate}% of a core used by other processes is re-run (at most ${o.retries} times, within the slack)`);
   if (!machine.pinned) console.log('bench: WARNING fewer than 2 cores or no taskset: server and load share cores, numbers are not meaningful');
   const slack = Math.max(0, (HARD_LIMIT_MS - 10_000 - estimate) / estimate); // the share of its estimate a stage may spend on re-runs
   const ctx: Ctx = { o, users: makeUsers(o.users), results, track: (s) => (started.push(s), s), reRunMs: 0 };

@@ -101,7 +101,8 @@ export async function measured(ctx: Ctx, gen: Generator, label: string, server: 
     const outsideDuring = result.coresBusy.map((b, i) => Math.max(0, Math.round(b - (own[i] ?? 0))));
     const worst = Math.max(...before.outside, ...outsideDuring);
     const loaded = worst > o.gate;
-    const line = `  ${label}: ${result.answeredPerSec}/s, p99 ${result.latency.p99Ms} ms, server CPU ${result.server?.cpuPercent ?? '-'}%; before: ${formatLoad(before)}; during: outside ${outsideDuring.map((b, i) => `cpu${i} ${b}%`).join(' ')}`;
+    const lost = result.timeouts || result.serverSocketDrops ? ` (${result.timeouts} timeouts, ${result.serverSocketDrops ?? '?'} dropped at the server's socket)` : '';
+    const line = `  ${label}: ${result.answeredPerSec}/s${lost}, p99 ${result.latency.p99Ms} ms, server CPU ${result.server?.cpuPercent ?? '-'}%; before: ${formatLoad(before)}; during: outside ${outsideDuring.map((b, i) => `cpu${i} ${b}%`).join(' ')}`;
     if (loaded && discarded < o.retries && ctx.reRunMs > costMs) {
       console.log(`${line} -- DISCARDED (over ${o.gate}% of a core used by other processes), re-running`);
       ctx.reRunMs -= performance.now() - t0;
