@@ -11,7 +11,7 @@ import { freeTcpPort } from './ports.js';
 import { procStatus } from './proc.js';
 import { spawnOnCore } from './servers.js';
 import { FROM_SRC, REPO, SERVER_CPU, WARMUP_RATE, WARMUP_USERS, running, sleep, userName, tokenOf, pushTokenOf } from './push-common.js';
-import { type RequestSet, ApproverSet, samplePolls, signAll, holdAll, http } from './push-requests.js';
+import { RequestSet, samplePolls, signAll, holdAll, http } from './push-requests.js';
 
 
 /** N users + one device each (and the warm-up users), through the store API; one P-256 public key for all. */
@@ -32,14 +32,14 @@ export async function provision(dir: string, indexes: number[], publicKeyDer: Bu
 /** A full cycle for the warm-up users: every code path the measurement uses runs (and is compiled) first. */
 export async function warmUp(server: Server, port: number, httpPort: number, pid: number, privateKey: ReturnType<typeof generateKeyPairSync>['privateKey'], approver: ChildProcess): Promise<void> {
   const indexes = Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1);
-  const set = await ApproverSet.openOn(approver, indexes, port, httpPort);
+  const set = await RequestSet.openOn(approver, indexes, port, httpPort);
   server.route(set);
   const agent = new Agent({ keepAlive: true, maxSockets: 16 });
   try {
     await holdAll(set, pid);
     await samplePolls(set, agent, httpPort, WARMUP_USERS, pid);
     const failures: string[] = [];
-    await set.approve(WARMUP_RATE, signAll(set.ids, privateKey), new Float64Array(indexes.length), new LatencyHistogram(), failures);
+    await set.approve({ from: 0, to: indexes.length, rate: WARMUP_RATE, connections: 8, signatures: signAll(set.ids, privateKey) }, new Float64Array(indexes.length), new LatencyHistogram(), failures);
     if (set.received !== indexes.length) failures.push(`${set.received}/${indexes.length} replies`);
     if (failures.length) throw new Error(`warm-up: ${failures.slice(0, 3).join('; ')}`);
   } finally {
@@ -64,11 +64,11 @@ export async function measureFloor(approver: ChildProcess, indexes: number[], ra
   const floorServer = spawnOnCore(pin ? SERVER_CPU : undefined, process.execPath, ['-e', FLOOR_SERVER, String(port)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     await new Promise((resolve, reject) => floorServer.once('message', resolve).once('exit', (code: number) => reject(new Error(`floor server exited ${code}`))));
-    const set = await ApproverSet.openOn(approver, indexes, 0, port);
+    const set = await RequestSet.openOn(approver, indexes, 0, port);
     const hist = new LatencyHistogram();
     const failures: string[] = [];
     const ids = indexes.map((_, k) => `floor-${k}`);
-    await set.approve(rate, ids.map(() => 'x'), new Float64Array(indexes.length), hist, failures, ids);
+    await set.approve({ from: 0, to: indexes.length, rate, connections: 8, signatures: ids.map(() => 'x'), ids }, new Float64Array(indexes.length), hist, failures);
     if (failures.length) throw new Error(`floor: ${failures.slice(0, 3).join('; ')}`);
     return hist.summary();
   } finally {

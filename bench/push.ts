@@ -11,19 +11,19 @@
  * - The store (temp dir) gets N users u00000.. with one device each, written through the store API.
  *   One ECDSA P-256 key pair is shared by all devices (cheap to set up and sign with); the server
  *   still verifies each answer against the device's own stored public key.
- * - Requests: our own encoder (bench/radius-request.ts buildAccessRequest: User-Name, User-Password,
- *   NAS-Identifier, Calling-Station-Id, Message-Authenticator), 250 per UDP socket, at most 100
- *   outstanding (sent, not yet pushed); a request whose push did not arrive (datagram dropped by a
- *   full socket buffer) is re-sent byte for byte and counted.
+ * - Requests: the bench's encoder (bench/packet.ts: Message-Authenticator first, User-Name,
+ *   User-Password, NAS-Identifier, Calling-Station-Id), held and sent by bench/push-approver.mjs (a
+ *   process that holds nothing else), 250 per UDP socket, at most 100 outstanding (sent, not yet
+ *   pushed); a request whose push did not arrive (datagram dropped by a full socket buffer) is re-sent
+ *   byte for byte and counted.
  * - Memory: VmRSS (/proc/PID/status) and V8 heap after a full GC, after a warm-up of full push
  *   cycles and again with all N held. Then `--get-sample` devices call GET /pending (cost of a poll
  *   with N held).
  * - Latency: approve-to-Accept = from just before the answer POST is written to the Access-Accept
  *   (Response Authenticator verified) arriving on the request's UDP socket. First a paced phase
  *   (`--rate` answers/s, so the number is latency and not queueing) for the first `--paced` users,
- *   whose requests bench/push-approver.mjs sends, approves and times while this process waits; then
- *   the rest from here, all at once over `--concurrency` keep-alive connections (throughput =
- *   answers / (last Accept - first POST)). Before the server starts, the floor: the same approver,
+ *   which the approver posts and times while this process waits; then the rest, all at once over
+ *   `--concurrency` keep-alive connections (throughput = answers / (last Accept - first POST)). Before the server starts, the floor: the same approver,
  *   count and rate against a bare node:http server on the server's core.
  * - Checks: every request got exactly one Access-Accept; every answer got 200 {status: approved}.
  * - Diagnostics (env): BENCH_PUSH_NODE_ARGS (server node flags, e.g. --trace-gc),
@@ -49,7 +49,7 @@ import { formatLoad, machineLoad, procStatus } from './proc.js';
 import { writeBenchConfig } from './config.js';
 import { canPin } from './servers.js';
 import { CLIENT_CPU, FROM_SRC, HARD_LIMIT_MS, SECRET, SERVER_CPU, WARMUP_USERS, running, procCpuMs, settle, mib } from './push-common.js';
-import { ApproverSet, RequestSet, answer, holdAll, pool, samplePolls, signAll } from './push-requests.js';
+import { RequestSet, holdAll, samplePolls, signAll } from './push-requests.js';
 import { measureFloor, provision, startServer, warmUp, type MemoryUsage } from './push-setup.js';
 
 function abort(code: number): never {
@@ -108,7 +108,7 @@ export async function runPushBench(o: Options) {
     server = await startServer(cfg, dir, httpPort, pin);
     const pid = server.child.pid!;
 
-    approver = ApproverSet.spawnApprover(pin);
+    approver = RequestSet.spawnApprover(pin);
     const floor = o.paced ? await measureFloor(approver, indexes.slice(0, o.paced), o.rate, pin) : undefined;
     if (floor) log(`floor: ${o.paced} answers at ${o.rate}/s to a bare node:http server: p50 ${floor.p50Ms} ms, p99 ${floor.p99Ms} ms`);
     await warmUp(server, authPort, httpPort, pid, privateKey, approver);
@@ -116,83 +116,61 @@ export async function runPushBench(o: Options) {
     const base = await server.memory();
     const cpuBefore = procCpuMs(pid);
 
-    // The paced users' requests come from the approver, the rest from this process.
-    const pacedSet = await ApproverSet.openOn(approver, indexes.slice(0, o.paced), authPort, httpPort);
-    set = await RequestSet.open(indexes.slice(o.paced), authPort);
-    const sets = [pacedSet, set];
-    server.route(...sets);
+    // Users [0, paced) are approved at a steady rate, the rest all at once.
+    set = await RequestSet.openOn(approver, indexes, authPort, httpPort);
+    server.route(set);
     t = performance.now();
-    let missingAtFirst = 0;
-    let retransmitted = 0;
-    for (const s of sets) {
-      const r = await holdAll(s, pid);
-      missingAtFirst += r.missingAtFirst;
-      retransmitted += r.retransmitted;
-    }
+    const { missingAtFirst, retransmitted } = await holdAll(set, pid);
     const holdMs = Math.round(performance.now() - t);
     const heldNoGc = procStatus(pid);
     const cpuHeld = procCpuMs(pid) - cpuBefore;
-    const answeredEarly = pacedSet.received + set.received;
-    if (answeredEarly > 0) throw new Error(`${answeredEarly} requests were answered before any approval`);
     // All N held (the server pushed each one): what it retains for them.
     const held = await server.memory();
     log(`${o.users} requests held in ${holdMs} ms (${missingAtFirst} datagrams dropped and re-sent); after a full GC: RSS ${mib(base.rssKiB)} -> ${mib(held.rssKiB)} MiB, heap ${mib(base.usage.heapUsed / 1024)} -> ${mib(held.usage.heapUsed / 1024)} MiB`);
     const pushHist = new LatencyHistogram();
-    for (const s of sets) s.pushedAt.forEach((at, k) => at > s.sentAt[k]! && pushHist.record(at - s.sentAt[k]!));
+    set.pushedAt.forEach((at, k) => at > set!.sentAt[k]! && pushHist.record(at - set!.sentAt[k]!));
 
     const getAgent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
     agents.push(getAgent);
-    const polls = await samplePolls(set.indexes.length ? set : pacedSet, getAgent, httpPort, o.getSample, pid);
+    const polls = await samplePolls(set, getAgent, httpPort, o.getSample, pid);
     if (polls.wrong) throw new Error(`${polls.wrong} devices did not see exactly their own request in /pending`);
     log(`${o.getSample} GET /pending with ${o.users} held: p50 ${polls.latency.p50Ms} ms, p99 ${polls.latency.p99Ms} ms, ${polls.serverCpuMsPerPoll} ms server CPU each`);
     const signatures = signAll(set.ids, privateKey);
-    const pacedSignatures = signAll(pacedSet.ids, privateKey);
     await settle(pid, 200);
     const failures: string[] = [];
+    const postedAt = new Float64Array(o.users);
+    const latency = (from: number, to: number) => {
+      const h = new LatencyHistogram();
+      for (let k = from; k < to; k++) if (set!.acceptedAt[k]) h.record(set!.acceptedAt[k]! - postedAt[k]!);
+      return h;
+    };
 
     // Paced: one answer every 1/rate s from the approver, so each meets an idle server; this process waits.
     const pacedHttp = new LatencyHistogram();
-    const pacedPostedAt = new Float64Array(o.paced);
     await server.profile('start');
     const cpuPaced0 = procCpuMs(pid);
-    await pacedSet.approve(o.rate, pacedSignatures, pacedPostedAt, pacedHttp, failures);
+    await set.approve({ from: 0, to: o.paced, rate: o.rate, connections: 8, signatures }, postedAt, pacedHttp, failures);
     await server.profile('stop');
-    if (pacedSet.received !== o.paced) failures.push(`paced: only ${pacedSet.received}/${o.paced} replies`);
     const cpuPaced = procCpuMs(pid) - cpuPaced0;
-    const pacedHist = new LatencyHistogram();
-    pacedSet.acceptedAt.forEach((at, k) => at && pacedHist.record(at - pacedPostedAt[k]!));
+    const pacedHist = latency(0, o.paced);
+    if (pacedHist.summary().count !== o.paced) failures.push(`paced: only ${pacedHist.summary().count}/${o.paced} replies`);
     log(`paced ${o.paced} approvals at ${o.rate}/s: approve-to-Accept p50 ${pacedHist.summary().p50Ms} ms, p99 ${pacedHist.summary().p99Ms} ms`);
 
     // All at once: the rest, as fast as `concurrency` keep-alive connections carry them.
     await settle(pid, 200);
-    const burst = set.indexes.map((_, k) => k);
-    const postedAt = new Float64Array(burst.length);
     const cpuBurst0 = procCpuMs(pid);
-    const burstStart = performance.now();
-    await pool(burst, o.concurrency, (k) => answer(getAgent, httpPort, set!, k, set!.ids[k]!, signatures[k]!, postedAt, failures));
-    if (!(await set.waitForReplies(burst.length, 20_000))) failures.push(`burst: only ${set.received}/${burst.length} replies`);
-    let lastAccept = burstStart;
-    const burstHist = new LatencyHistogram();
-    for (const k of burst) {
-      if (!set.acceptedAt[k]) continue;
-      lastAccept = Math.max(lastAccept, set.acceptedAt[k]!);
-      burstHist.record(set.acceptedAt[k]! - postedAt[k]!);
-    }
+    await set.approve({ from: o.paced, to: o.users, rate: 0, connections: o.concurrency, signatures }, postedAt, new LatencyHistogram(), failures);
+    const burst = { count: o.users - o.paced, hist: latency(o.paced, o.users) };
+    if (burst.hist.summary().count !== burst.count) failures.push(`burst: only ${burst.hist.summary().count}/${burst.count} replies`);
+    const burstSeconds = (Math.max(0, ...set.acceptedAt.subarray(o.paced)) - Math.min(Infinity, ...postedAt.subarray(o.paced))) / 1000;
     await settle(pid, 200);
     const cpuBurst = procCpuMs(pid) - cpuBurst0;
-    const burstSeconds = (lastAccept - burstStart) / 1000;
     const end = procStatus(pid);
 
-    let accepts = 0;
-    let rejects = 0;
-    for (const s of sets) {
-      for (const code of s.code) {
-        if (code === 2) accepts++;
-        else if (code === 3) rejects++;
-      }
-      if (s.unverified) failures.push(`${s.unverified} replies did not verify`);
-      if (s.duplicates) failures.push(`${s.duplicates} duplicate replies`);
-    }
+    const accepts = set.code.filter((c) => c === 2).length;
+    const rejects = set.code.filter((c) => c === 3).length;
+    if (set.unverified) failures.push(`${set.unverified} replies did not verify`);
+    if (set.duplicates) failures.push(`${set.duplicates} duplicate replies`);
     if (accepts !== o.users) failures.push(`${accepts}/${o.users} Access-Accept (${rejects} Access-Reject)`);
 
     const extraHeld = mib(held.rssKiB - base.rssKiB);
@@ -224,12 +202,12 @@ export async function runPushBench(o: Options) {
       floor,
       paced: { count: o.paced, ratePerSec: o.rate, latency: pacedHist.summary(), httpLatency: pacedHttp.summary(), serverCpuMsPerApproval: o.paced ? Math.round((cpuPaced / o.paced) * 1000) / 1000 : 0 },
       burst: {
-        count: burst.length,
+        count: burst.count,
         concurrency: o.concurrency,
         seconds: Math.round(burstSeconds * 1000) / 1000,
-        approvalsPerSec: burst.length ? Math.round(burst.length / burstSeconds) : 0,
-        latency: burstHist.summary(),
-        serverCpuMsPerApproval: burst.length ? Math.round((cpuBurst / burst.length) * 1000) / 1000 : 0,
+        approvalsPerSec: burst.count ? Math.round(burst.count / burstSeconds) : 0,
+        latency: burst.hist.summary(),
+        serverCpuMsPerApproval: burst.count ? Math.round((cpuBurst / burst.count) * 1000) / 1000 : 0,
       },
       accepts,
       rejects,
@@ -242,7 +220,6 @@ export async function runPushBench(o: Options) {
     throw err;
   } finally {
     for (const a of agents) a.destroy();
-    set?.close();
     approver?.kill();
     await server?.stop();
     if (!o.keepDir) rmSync(dir, { recursive: true, force: true });
