@@ -42,7 +42,7 @@ type Pair = { ours: Measured; fr: Measured };
 export const compareStage: Stage = {
   name: 'compare',
   about: 'ours vs FreeRADIUS: audit log on (default config) vs auth = yes, off vs auth = no; medians of alternating runs',
-  estimateMs: (o) => 12_000 + 2 * o.levels.length * o.runs * 2 * runMs(o),
+  estimateMs: (o) => 8000 + 2 * o.levels.length * o.runs * 2 * runMs(o),
   run: async (ctx) => {
     const o = ctx.o;
     const gen = new Generator();
