@@ -44,7 +44,9 @@ export interface Where {
 
 /** Every key of a user starts so: `user unlock` forgets them all at once. */
 const userPrefix = (username: string) => `user:${username}\0`;
-const failureKey = (username: string, where: Where) => (where.familiar ? `${userPrefix(username)}fail\0${where.source}` : `${userPrefix(username)}fail`);
+const strangersKey = (username: string) => `${userPrefix(username)}fail`;
+const familiarFailureKey = (username: string, source: string) => `${userPrefix(username)}fail\0${source}`;
+const failureKey = (username: string, where: Where) => (where.familiar ? familiarFailureKey(username, where.source) : strangersKey(username));
 const familiarKey = (username: string, source: string) => `${userPrefix(username)}seen\0${source}`;
 
 /** Keyed per process: a wrong password is remembered only as this HMAC, and only for the lockout window. */
@@ -136,16 +138,18 @@ export async function recordFailure(username: string, where: Where, reason: Fail
   return true;
 }
 
-/** A full sign-in: the user's failures are forgotten, and the source is familiar for `familiar_for`. */
-export async function signedIn(username: string, source: string, deps: LockoutDeps): Promise<void> {
+/**
+ * A full sign-in: the source's failures are forgotten, and it is familiar for `familiar_for`. The
+ * strangers' count is forgotten only by a sign-in from a stranger's place (the one that counted it):
+ * the real user signing in at their usual place gives a sprayer elsewhere no fresh tries.
+ */
+export async function signedIn(username: string, where: Where, deps: LockoutDeps): Promise<void> {
   const { max_failures, familiar_for } = deps.settings.lockout;
   if (max_failures === 0) return;
-  // On every accept: three independent writes, one wait (a round trip each would add up with Redis).
-  await Promise.all([
-    deps.state.reset(`${userPrefix(username)}fail`),
-    deps.state.reset(`${userPrefix(username)}fail\0${source}`),
-    deps.state.mark(familiarKey(username, source), familiar_for),
-  ]);
+  // On every accept: independent writes, one wait (a round trip each would add up with Redis).
+  const writes = [deps.state.reset(familiarFailureKey(username, where.source)), deps.state.mark(familiarKey(username, where.source), familiar_for)];
+  if (!where.familiar) writes.push(deps.state.reset(strangersKey(username)));
+  await Promise.all(writes);
 }
 
 export interface LockoutView {

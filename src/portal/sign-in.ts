@@ -78,7 +78,7 @@ export async function checkPassword(deps: HttpDeps, typedUsername: string, passw
   const push = devices.length > 0;
   if (totp || push) return { kind: 'second_factor', username, totp, push };
   if (!config.portal.allow_user_enrollment) return refused('not_enrolled', PORTAL_MESSAGES.notEnrolled);
-  await signedIn(username, src, access);
+  await signedIn(username, where, access);
   return { kind: 'signed_in', username, reason: 'no_second_factor' };
 }
 
@@ -86,9 +86,10 @@ export async function checkPassword(deps: HttpDeps, typedUsername: string, passw
 export async function checkCode(deps: HttpDeps, username: string, code: string, src: string): Promise<FactorResult> {
   const access = deps.access();
   const user = await deps.store.getUser(username);
-  const r = await verifyCode({ username, user, where: await whereFrom(username, src, access), code: code.replace(/\s/g, '') }, deps.now(), access);
+  const where = await whereFrom(username, src, access);
+  const r = await verifyCode({ username, user, where, code: code.replace(/\s/g, '') }, deps.now(), access);
   if (r.ok) {
-    await signedIn(username, src, access);
+    await signedIn(username, where, access);
     return { kind: 'signed_in' };
   }
   if (r.reason === 'not_enrolled') return refused(r.reason, MESSAGES.notEnrolled);
@@ -121,9 +122,10 @@ export async function checkPush(deps: HttpDeps, username: string, pushId: string
   if (!push || push.username !== username) return refused('push_timeout', MESSAGES.pushTimeout);
   if (!push.outcome) return { kind: 'waiting' };
   if (push.outcome.kind === 'approve' && push.number !== undefined && !typedNumber?.trim()) return { kind: 'waiting' };
-  const settled = await settlePush({ push, typedNumber: typedNumber?.trim(), where: await whereFrom(username, src, access) }, deps.now(), access);
+  const where = await whereFrom(username, src, access);
+  const settled = await settlePush({ push, typedNumber: typedNumber?.trim(), where }, deps.now(), access);
   if (settled.ok) {
-    await signedIn(username, src, access);
+    await signedIn(username, where, access);
     return { kind: 'signed_in' };
   }
   if (settled.reason === 'claimed_elsewhere') return refused('push_timeout', MESSAGES.pushTimeout);
