@@ -27,13 +27,13 @@ export const DEFAULT_NAS_BUDGET_MS = 10_000;
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
   const result = await decide(attempt, deps);
   // A sign-in makes its source familiar (flow/lockout.ts), however it was accepted.
-  if (result.kind === 'accept') await signedIn(attempt.identity!, attempt.where!.source, deps);
+  if (result.kind === 'accept') await signedIn(attempt.identity!, attempt.where!, deps);
   else if (result.kind === 'hold') {
     const settle = result.settle;
     result.settle = (outcome) => {
       const decision = settle(outcome);
       // Not awaited (settle is synchronous); a mark that cannot be written only costs the source its place.
-      if (decision.kind === 'accept') signedIn(attempt.identity!, attempt.where!.source, deps).catch(() => undefined);
+      if (decision.kind === 'accept') signedIn(attempt.identity!, attempt.where!, deps).catch(() => undefined);
       return decision;
     };
   }
@@ -53,7 +53,9 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   if (who.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const { username, loginName } = who;
   attempt.identity = username;
-  const where = (attempt.where = await whereFrom(username, sourceOf(attempt), deps));
+  // Independent reads, one wait: with Redis and PostgreSQL each is a round trip.
+  const [where, user] = await Promise.all([whereFrom(username, sourceOf(attempt), deps), attempt.state ? undefined : deps.store.getUser(username)]);
+  attempt.where = where;
   // A source the user signed in from is never held back by what strangers at other addresses do.
   if (limits.source_per_minute > 0 && attempt.callingStation && !where.familiar && !deps.rates.allow(`source\0${attempt.callingStation}`, limits.source_per_minute, 60_000)) {
     return { kind: 'drop', method: undefined, reason: 'rate_limited' };
@@ -61,7 +63,6 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
   if (attempt.state) return answerChallenge(attempt, username, where, attempt.password ?? '', deps);
 
-  const user = await deps.store.getUser(username);
   // Directory groups can pick the method, which decides how the password is split: ask before the password check.
   const known = await groupsBeforeCheck(loginName, attempt, deps);
   if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
@@ -90,7 +91,8 @@ async function checkBothFactors(a: UserAttempt, loginName: string, groups: reado
   const split = method === 'totp' || method === 'auto' ? splitCode(a.password!, digits, totpSettings.separator) : undefined;
   const password = split?.password ?? a.password!;
   // A NAS retry or a user retyping the same wrong password: already counted, and already known wrong.
-  if (await isKnownWrongPassword(username, password, deps)) {
+  const checksPassword = deps.firstFactor.type !== 'none';
+  if (checksPassword && (await isKnownWrongPassword(username, password, deps))) {
     await slot.release();
     return refuseUnchecked(method, 'bad_password', deps);
   }
@@ -107,7 +109,7 @@ async function checkBothFactors(a: UserAttempt, loginName: string, groups: reado
   // An upstream RADIUS server that challenges itself: relay its prompt; the second factor follows its Accept.
   if (first.kind === 'challenge') return relayUpstreamChallenge(a, first, groups, deps);
   // A lock that landed while the password was checked (a burst of guesses in parallel) still stands.
-  if (await isLockedNow(username, a.receivedAt, deps, a.where)) {
+  if (checksPassword && (await isLockedNow(username, a.receivedAt, deps, a.where))) {
     await slot.release();
     return reject(method, 'locked', MESSAGES.generic);
   }
