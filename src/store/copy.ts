@@ -2,7 +2,7 @@
 // enough. Every table, every row, in one PostgreSQL transaction: the target holds all of it or none of it.
 // Sealed secrets are copied as they are (same key, same per-user context), after each was opened with
 // the key once, so a copy never carries a secret no node could read.
-import Database from 'better-sqlite3';
+import { Database } from './sqlite-driver.js';
 import type { Config } from '../config/schema.js';
 import { keyFingerprint, openSecret } from './secret-box.js';
 import { MIGRATIONS } from './migrations.js';

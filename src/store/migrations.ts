@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { Database } from './sqlite-driver.js';
 
 /**
  * Schema steps, applied in order; PRAGMA user_version = number of steps applied.
@@ -67,7 +67,7 @@ export class MigrationError extends Error {
 }
 
 /** Brings the database to the latest schema; returns the versions before and after. */
-export function migrate(db: Database.Database, steps: readonly string[] = MIGRATIONS): { from: number; to: number } {
+export function migrate(db: Database, steps: readonly string[] = MIGRATIONS): { from: number; to: number } {
   const version = () => db.pragma('user_version', { simple: true }) as number;
   const from = version();
   if (from > steps.length) {

@@ -1,10 +1,10 @@
-import Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Config, Method } from '../config/schema.js';
 import { keyFingerprint, openSecret, sealSecret } from './secret-box.js';
 import { migrate } from './migrations.js';
+import { Database } from './sqlite-driver.js';
 import { SqliteDevices } from './sqlite-devices.js';
 import { StoreError, type LockScope, type NewUser, type Store, type UserRecord } from './store.js';
 import type { TotpAlgorithm, TotpEnrollment } from '../mfa/enrollment.js';
@@ -62,7 +62,7 @@ export class SqliteStore implements Store {
   readonly devices: SqliteDevices;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: Database,
     private readonly key: Buffer,
     private readonly path: string,
     options: SqliteStoreOptions = {},
@@ -300,7 +300,7 @@ export function openSqliteStore(config: Config['store'], key: Buffer, options: S
   }
 }
 
-function checkKey(db: Database.Database, key: Buffer, path: string): void {
+function checkKey(db: Database, key: Buffer, path: string): void {
   const fingerprint = keyFingerprint(key);
   db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)").run(fingerprint);
   const stored = db.prepare<[], string>("SELECT value FROM meta WHERE key = 'key_check'").pluck().get();
