@@ -37,6 +37,9 @@ clients:
     secret: ${JSON.stringify(c.secret)}
 ${c.push ? '' : '    require_message_authenticator: true\n'}first_factor:
   type: ${c.firstFactor}
+# The default (1000 a second per client) would cap the load generator, which is one NAS.
+rate_limits:
+  client_per_second: 0
 mfa:
   default_method: ${c.push ? 'push' : 'totp'}
   reject_delay: 0
