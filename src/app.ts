@@ -8,7 +8,6 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { crossFieldIssues } from './config/rules.js';
 import { bindError, UserError } from './shared/errors.js';
-import { buildHttp } from './http/server.js';
 import type { Config, FirstFactorConfig } from './config/schema.js';
 import { canonicalUsername, usernameRules } from './flow/username.js';
 import type { FirstFactor } from './auth/first-factor.js';
@@ -26,7 +25,7 @@ import { Policy } from './flow/policy.js';
 import { buildClientTable, buildTlsClientTable, type ClientTable, type TlsClientTable } from './radius/clients.js';
 import { RadiusServer, type AccountingRequest } from './radius/server.js';
 import { accessHandler, accountingLine } from './radius-adapter.js';
-import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics, LockoutCounts } from './metrics/metrics.js';
+import { DecisionCounts, DeliveryCounts, LockoutCounts } from './metrics/counts.js';
 import { Health } from './metrics/health.js';
 import { backendChecks } from './health/backend-checks.js';
 import { EngineMonitor, guardState, guardStore } from './health/engine-monitor.js';
@@ -216,6 +215,8 @@ export function buildApp(config: Config, given: AppDeps): App {
     if (!settings) return [];
     // The TLS rule (http.listen off loopback needs http.tls or http.insecure) is in config/rules.ts, checked by start().
     const https = settings.tls ? { cert: readTlsFile(settings.tls.cert, 'http.tls.cert'), key: readTlsFile(settings.tls.key, 'http.tls.key') } : undefined;
+    // fastify and the API are loaded only when http is configured: they are half of the start-up time otherwise.
+    const { buildHttp } = await import('./http/server.js');
     const started = await buildHttp({ config: () => runtime.config, store: deps.store, state: deps.state, pending, access: () => runtime.access, logger: log, now }, { https });
     http = started;
     await started.listen({ host: settings.listen.host, port: settings.listen.port }).catch((err: unknown) => {
@@ -238,6 +239,7 @@ export function buildApp(config: Config, given: AppDeps): App {
   const startMetrics = async (): Promise<BoundAddress[]> => {
     if (!config.metrics) return [];
     const listen = config.metrics.listen;
+    const { buildRegistry, listenMetrics } = await import('./metrics/metrics.js');
     const registry = buildRegistry({ radius: server, pending, decisions, deliveries, engines, lockouts, firstFactorQueue: () => (runtime.access.firstFactor as Partial<BoundedFirstFactor>).queue?.stats });
     const admin: LockoutAdmin = {
       view: (username) => lockoutView(canonicalUsername(username, runtime.access.usernames) ?? username, runtime.access),

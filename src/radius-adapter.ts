@@ -8,7 +8,7 @@ import { MESSAGES, reject } from './flow/decision.js';
 import { RELAY_HINTS } from './flow/relay.js';
 import { EngineUnavailableError } from './health/engine-monitor.js';
 import { writeLine } from './log/logger.js';
-import type { DecisionCounts } from './metrics/metrics.js';
+import type { DecisionCounts } from './metrics/counts.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import type { AccessDrop, AccessReply, AccessRequest, AccountingRequest } from './radius/server.js';
 
