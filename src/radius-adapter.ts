@@ -3,7 +3,7 @@
 // radius/ knows nothing of users and flow/ nothing of packets: this file is where the two meet.
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
-import { decideAccess, type AccessAttempt, type AccessDeps, type Decision } from './flow/access.js';
+import { decideAccess, type AccessAttempt, type AccessDeps, type Decision, type Hold } from './flow/access.js';
 import { MESSAGES, reject } from './flow/decision.js';
 import { RELAY_HINTS } from './flow/relay.js';
 import { EngineUnavailableError } from './health/engine-monitor.js';
@@ -42,15 +42,15 @@ export function accessHandler({ runtime, logger: log, decisions, now }: AccessHa
       if (hint) log.warn({ q: attempt.q, client: attempt.clientName, user: attempt.username, reason: decision.reason }, hint);
       return toReply(decision, current.config.mfa.reject_delay);
     };
-    return decideAccess(attempt, current.access)
-      .catch(engineOutage)
-      .then((result) => {
-        if (result.kind !== 'hold') return conclude(result);
-        // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
-        attempt.password = undefined;
-        attempt.nas = undefined;
-        return current.access.pending.wait(result.pushId).then((outcome) => conclude(result.settle(outcome)));
-      });
+    const decided = (result: Decision | Hold): AccessReply | AccessDrop | Promise<AccessReply | AccessDrop> => {
+      if (result.kind !== 'hold') return conclude(result);
+      // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
+      attempt.password = undefined;
+      attempt.nas = undefined;
+      return current.access.pending.wait(result.pushId).then((outcome) => conclude(result.settle(outcome)));
+    };
+    // One then() for both outcomes (not catch().then()): a promise less per request.
+    return decideAccess(attempt, current.access).then(decided, (err: unknown) => decided(engineOutage(err)));
   };
 }
 
