@@ -73,7 +73,7 @@ export interface App {
 
 /**
  * Checks at once per backend: a hash uses a core (and one libuv thread: cli.ts sizes the pool so that
- * log writes always find a thread free); a bind or an upstream round trip mostly waits.
+ * other file work always finds a thread free); a bind or an upstream round trip mostly waits.
  */
 const CHECKS_AT_ONCE = { local: availableParallelism(), ldap: 16, radius: 64 } as const;
 /** Waiting checks past which strangers are shed (a familiar source still gets in): bounds memory under any flood. */
