@@ -74,7 +74,21 @@ export class PendingPushes {
 
   create(init: PendingPushInit, timeoutMs: number): PendingPush {
     const createdAt = this.now();
-    const push: PendingPush = { ...init, id: randomBytes(16).toString('base64url'), createdAt, expires: createdAt + timeoutMs, outcome: undefined };
+    // Every field named, not `{ ...init }`: V8 (Node 20) gives almost every object built by a spread of a fresh
+    // object a hidden class of its own, ~0.7 KiB more per held request (.micro measurement in docs/performance.md).
+    const push: PendingPush = {
+      username: init.username,
+      clientName: init.clientName,
+      nasIp: init.nasIp,
+      nasIdentifier: init.nasIdentifier,
+      callingStation: init.callingStation,
+      pinRequired: init.pinRequired,
+      number: init.number,
+      id: randomBytes(16).toString('base64url'),
+      createdAt,
+      expires: createdAt + timeoutMs,
+      outcome: undefined,
+    };
     const joinKey = PendingPushes.joinKey(init.username, init.clientName, init.callingStation);
     const timer = setTimeout(() => this.decide(push.id, { kind: 'timeout' }), timeoutMs);
     this.entries.set(push.id, { push, waiters: [], timer, joinKey, decidedArrival: Infinity, claimed: false });

@@ -6,7 +6,6 @@ import { Database } from './sqlite-driver.js';
 import type { Config } from '../config/schema.js';
 import { keyFingerprint, openSecret } from './secret-box.js';
 import { MIGRATIONS } from './migrations.js';
-import { describePostgresUrl, openPostgresStore } from './postgres.js';
 import { totpContext } from './sqlite.js';
 
 export class CopyError extends Error {
@@ -75,6 +74,8 @@ function readSqlite(path: string, key: Buffer): Record<Table, unknown[][]> {
  */
 export async function copySqliteToPostgres(sqlitePath: string, key: Buffer, target: Pick<Config['store'], 'url' | 'tls'>, { force = false } = {}): Promise<CopyResult> {
   const rows = readSqlite(sqlitePath, key);
+  // pg is loaded here, not when the CLI (and so `serve`) loads this file: start-up time.
+  const { describePostgresUrl, openPostgresStore } = await import('./postgres.js');
   const where = describePostgresUrl(target.url!);
   const store = await openPostgresStore({ type: 'postgres', path: sqlitePath, url: target.url, tls: target.tls, pool: 1 }, key);
   let replaced = 0;

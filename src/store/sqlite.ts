@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { lazy } from '../shared/lazy.js';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Config, Method } from '../config/schema.js';
@@ -53,7 +54,8 @@ export class SqliteStore implements Store {
   private readonly now: () => number;
   private readonly stmt;
   private readonly insertAll: (users: NewUser[]) => void;
-  private readonly cache: LRUCache<string, UserRecord> | undefined;
+  /** Made on first use (shared/lazy.ts): CLI commands that open the store never need it. */
+  private readonly cache: (() => LRUCache<string, UserRecord>) | undefined;
   private dataVersion: number;
   private versionChecked = false;
   private readonly allowVersionCheck = () => {
@@ -70,7 +72,7 @@ export class SqliteStore implements Store {
     this.now = options.now ?? Date.now;
     this.devices = new SqliteDevices(db, this.now);
     const cacheSize = options.cacheSize ?? 50_000;
-    this.cache = cacheSize > 0 ? new LRUCache({ max: cacheSize }) : undefined;
+    this.cache = cacheSize > 0 ? lazy(() => new LRUCache({ max: cacheSize })) : undefined;
     this.stmt = {
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
       getUser: db.prepare<[string], UserRow>(`${SELECT_USER} WHERE u.username = ?`).raw(),
@@ -106,13 +108,13 @@ export class SqliteStore implements Store {
   async getUser(username: string): Promise<UserRecord | undefined> {
     if (this.cache) {
       this.dropCacheIfChangedElsewhere();
-      const hit = this.cache.get(username);
+      const hit = this.cache().get(username);
       if (hit) return hit;
     }
     const row = this.stmt.getUser.get(username);
     if (!row) return undefined;
     const record = this.toRecord(row);
-    this.cache?.set(username, record);
+    this.cache?.().set(username, record);
     return record;
   }
 
@@ -197,7 +199,7 @@ export class SqliteStore implements Store {
     const version = this.stmt.dataVersion.get()!;
     if (version !== this.dataVersion) {
       this.dataVersion = version;
-      this.cache!.clear();
+      this.cache!().clear();
     }
   }
 
@@ -207,8 +209,8 @@ export class SqliteStore implements Store {
       return fn();
     } finally {
       if (this.cache) {
-        if (usernames.length > 1000) this.cache.clear();
-        else for (const u of usernames) this.cache.delete(u);
+        if (usernames.length > 1000) this.cache().clear();
+        else for (const u of usernames) this.cache().delete(u);
       }
     }
   }
