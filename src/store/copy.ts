@@ -76,7 +76,7 @@ function readSqlite(path: string, key: Buffer): Record<Table, unknown[][]> {
 export async function copySqliteToPostgres(sqlitePath: string, key: Buffer, target: Pick<Config['store'], 'url' | 'tls'>, { force = false } = {}): Promise<CopyResult> {
   const rows = readSqlite(sqlitePath, key);
   const where = describePostgresUrl(target.url!);
-  const store = await openPostgresStore({ type: 'postgres', path: sqlitePath, url: target.url, tls: target.tls, pool: 1 }, key);
+  const store = await openPostgresStore({ type: 'postgres', path: sqlitePath, url: target.url, tls: target.tls, pool: 1 }, key, { cacheSize: 0 });
   let replaced = 0;
   try {
     const c = await store.pool.connect();
