@@ -19,11 +19,11 @@ export interface PostgresUserCacheOptions {
   onError?: (err: Error) => void;
   /** First wait before reconnecting; doubles up to 2 s. Default 100 ms. */
   retryMs?: number;
-  /** A query on the listening connection this often, so a silently dead connection is noticed. Default 5 s. */
-  heartbeatMs?: number;
 }
 
 const MAX_RETRY_MS = 2000;
+/** A query on the listening connection this often, so a silently dead connection is noticed (docs/ha.md). */
+const HEARTBEAT_MS = 5000;
 
 export class PostgresUserCache {
   private readonly records: LRUCache<string, UserRecord>;
@@ -152,7 +152,7 @@ export class PostgresUserCache {
         },
         (err: Error) => drop(err),
       );
-    }, this.options.heartbeatMs ?? 5000);
+    }, HEARTBEAT_MS);
     this.timer.unref();
   }
 

@@ -44,9 +44,8 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** Decrypted user records kept (0 = none, and no LISTEN connection: the CLI). Default USER_CACHE_SIZE. */
   cacheSize?: number;
-  /** The LISTEN connection's first reconnect wait and heartbeat (ms); tests shorten or lengthen them. */
+  /** The LISTEN connection's first reconnect wait (ms); tests shorten or lengthen it. */
   listenRetryMs?: number;
-  listenHeartbeatMs?: number;
 }
 
 /** PostgreSQL text cannot hold U+0000: such a name was never stored, so it is nobody. */
@@ -317,7 +316,6 @@ export async function openPostgresStore(config: Config['store'], key: Buffer, op
           newClient: () => new pg.Client({ ...poolConfig(config, options.connectTimeoutMs), application_name: 'radius-mfa-listen', keepAlive: true }),
           onError: options.onIdleError,
           retryMs: options.listenRetryMs,
-          heartbeatMs: options.listenHeartbeatMs,
         })
       : undefined;
   // A failed first LISTEN is retried in the background; until it succeeds every read goes to PostgreSQL.
