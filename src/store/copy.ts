@@ -77,7 +77,7 @@ export async function copySqliteToPostgres(sqlitePath: string, key: Buffer, targ
   // pg is loaded here, not when the CLI (and so `serve`) loads this file: start-up time.
   const { describePostgresUrl, openPostgresStore } = await import('./postgres.js');
   const where = describePostgresUrl(target.url!);
-  const store = await openPostgresStore({ type: 'postgres', path: sqlitePath, url: target.url, tls: target.tls, pool: 1 }, key);
+  const store = await openPostgresStore({ type: 'postgres', path: sqlitePath, url: target.url, tls: target.tls, pool: 1 }, key, { cacheSize: 0 });
   let replaced = 0;
   try {
     const c = await store.pool.connect();

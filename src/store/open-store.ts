@@ -6,7 +6,7 @@ import type { Store } from './store.js';
 
 export interface OpenStoreOptions {
   now?: () => number;
-  /** SQLite's record cache (0 = none); PostgreSQL keeps none (other nodes write too). */
+  /** Decrypted user records kept (0 = none; PostgreSQL then opens no LISTEN connection either). */
   cacheSize?: number;
   /** PostgreSQL: errors of idle connections, reported instead of thrown. */
   onIdleError?: (err: Error) => void;
@@ -16,7 +16,7 @@ export interface OpenStoreOptions {
 export async function openStore(config: Config['store'], key: Buffer, options: OpenStoreOptions = {}): Promise<Store> {
   if (config.type === 'postgres') {
     const { openPostgresStore } = await import('./postgres.js');
-    return openPostgresStore(config, key, { now: options.now, onIdleError: options.onIdleError });
+    return openPostgresStore(config, key, { now: options.now, onIdleError: options.onIdleError, cacheSize: options.cacheSize });
   }
   return openSqliteStore(config, key, { now: options.now, cacheSize: options.cacheSize });
 }

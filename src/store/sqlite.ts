@@ -7,7 +7,7 @@ import { keyFingerprint, openSecret, sealSecret } from './secret-box.js';
 import { migrate } from './migrations.js';
 import { Database } from './sqlite-driver.js';
 import { SqliteDevices } from './sqlite-devices.js';
-import { StoreError, type LockScope, type NewUser, type Store, type UserRecord } from './store.js';
+import { StoreError, USER_CACHE_SIZE, type LockScope, type NewUser, type Store, type UserRecord } from './store.js';
 import type { TotpAlgorithm, TotpEnrollment } from '../mfa/enrollment.js';
 
 // Raw (array) rows: about a third cheaper than objects on the per-request path.
@@ -34,7 +34,7 @@ const SELECT_USER = `
 export interface SqliteStoreOptions {
   now?: () => number;
   busyTimeoutMs?: number;
-  /** Decrypted user records kept in memory (0 = none). Default 50,000. */
+  /** Decrypted user records kept in memory (0 = none). Default USER_CACHE_SIZE. */
   cacheSize?: number;
 }
 
@@ -71,7 +71,7 @@ export class SqliteStore implements Store {
   ) {
     this.now = options.now ?? Date.now;
     this.devices = new SqliteDevices(db, this.now);
-    const cacheSize = options.cacheSize ?? 50_000;
+    const cacheSize = options.cacheSize ?? USER_CACHE_SIZE;
     this.cache = cacheSize > 0 ? lazy(() => new LRUCache({ max: cacheSize })) : undefined;
     this.stmt = {
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),

@@ -68,6 +68,9 @@ export interface NewUser {
   totp?: TotpEnrollment | null;
 }
 
+/** Decrypted user records a store keeps in memory by default (SQLite and PostgreSQL alike). */
+export const USER_CACHE_SIZE = 50_000;
+
 /** Thrown by the store for caller mistakes that an admin must fix (code is stable; tests assert on it). */
 export class StoreError extends Error {
   constructor(
