@@ -186,11 +186,16 @@ export function freeradiusVersion(): string {
 /** A store in a temp dir with `users` imported through `radius-mfa user import` (`passwordHash`: one PHC string for all). */
 export function provisionOurs(users: BenchUser[], secret: string, passwordHash = ''): string {
   const dir = mkdtempSync(join(tmpdir(), 'bench-ours-'));
-  const cfg = writeBenchConfig(dir, { authPort: 1, secret, firstFactor: 'none', logLevel: 'warn', throughput: true }, 'import.yaml');
+  writeBenchConfig(dir, { authPort: 1, secret, firstFactor: 'none', logLevel: 'warn', throughput: true }, 'import.yaml');
   writeFileSync(join(dir, 'users.csv'), usersCsv(users, () => (passwordHash ? `"${passwordHash}"` : ''))); // PHC strings contain commas
-  const r = spawnSync(process.execPath, [...CLI, '--config', cfg, 'user', 'import', join(dir, 'users.csv')], { encoding: 'utf8', cwd: REPO });
-  if (r.status !== 0) throw new Error(`user import failed (${r.status}):\n${`${r.stdout}${r.stderr}`.slice(0, 4000)}`);
+  oursCli(dir, ['user', 'import', join(dir, 'users.csv')]);
   return dir;
+}
+
+/** `radius-mfa ARGS` on the store in `dir` (provisionOurs); throws with its output if it fails. */
+export function oursCli(dir: string, args: string[]): void {
+  const r = spawnSync(process.execPath, [...CLI, '--config', join(dir, 'import.yaml'), ...args], { encoding: 'utf8', cwd: REPO, maxBuffer: 16 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`radius-mfa ${args.join(' ')} failed (${r.status}):\n${`${r.stdout}${r.stderr}`.slice(0, 4000)}`);
 }
 
 /** Our server on the store in `dir` (provisionOurs), pinned to `cpu`; its stdout to a file or a pipe; `nodeArgs` e.g. --cpu-prof. */
@@ -198,7 +203,7 @@ export async function startOurs(dir: string, c: Omit<BenchConfig, 'authPort'> & 
   const port = await freeUdpPort();
   const tag = `${c.firstFactor}-${c.logLevel}-${port}`;
   const cfg = writeBenchConfig(dir, { ...c, authPort: port }, `config-${tag}.yaml`);
-  const name = `ours (first_factor ${c.firstFactor}, log ${c.logLevel}${c.auditTo === 'pipe' ? ' to a pipe' : ''}${FROM_SRC ? ', src/ via tsx' : ''})`;
+  const name = `ours (first_factor ${c.firstFactor}, log ${c.logLevel}${c.auditTo === 'pipe' ? ' to a pipe' : ''}${c.shared ? ', postgres/redis' : ''}${FROM_SRC ? ', src/ via tsx' : ''})`;
   return launch(name, cpu, process.execPath, [...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), c.auditTo === 'pipe');
 }
 

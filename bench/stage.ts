@@ -20,16 +20,22 @@ export type Options = {
   loginSeconds: number; spraySeconds: number; sprayFactor: number; keepDirs: boolean;
 };
 
+/** A server or engine a stage starts: the bench stops it on the hard limit or a signal too. */
+export type Stoppable = { stop: () => Promise<void>; dir?: string };
+
 export type Ctx = {
   o: Options;
   users: BenchUser[];
   /** Results of the stages run so far, by name. */
   results: Record<string, unknown>;
-  /** Stops with the bench (hard limit, signal, error). */
-  track: (s: RunningServer) => RunningServer;
+  /** Stops with the bench (hard limit, signal, error); its dir, if any, is removed then. */
+  track: <T extends Stoppable>(s: T) => T;
   /** Time this stage may still spend on re-runs of disturbed runs, ms (its share of the plan's slack). */
   reRunMs: number;
 };
+
+/** One measured() run's cost with a clean machine: the 0.5 s gate, warm-up, window, drain and IPC. */
+export const runMs = (o: Options) => (o.warmup + o.seconds) * 1000 + 1300;
 
 export type Stage = { name: string; about: string; estimateMs: (o: Options) => number; run: (ctx: Ctx) => Promise<unknown> };
 
