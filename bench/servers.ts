@@ -38,27 +38,42 @@ export function spawnOnCore(cpu: number | undefined, command: string, args: read
 }
 
 export type RunningServer = {
-  name: string; pid: number; port: number; dir: string; logFile: string;
-  /** From spawn to the first answered Status-Server, ms. */
+  name: string; pid: number; port: number; dir: string; logFile: string; child: ChildProcess;
+  /** From spawn to ready (the first answered Status-Server), ms. */
   startMs: number;
   stop: () => Promise<void>;
 };
 
-/** Starts a server with stdout and stderr to `logFile`; resolves once `user` gets any verified answer. */
-async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, dir: string, logFile: string, pipe = false): Promise<RunningServer> {
+export type LaunchOptions = {
+  /** stdout to a pipe this process reads and discards, as journald or a log shipper would. */
+  pipe?: boolean;
+  /** An IPC channel (stdio[3]). */
+  ipc?: boolean;
+  env?: NodeJS.ProcessEnv;
+  /** Resolves true once the child is ready, instead of its first answered Status-Server (bounded by 20 s and its exit). */
+  ready?: (child: ChildProcess) => Promise<boolean>;
+};
+
+/** Starts a server with stdout and stderr to `logFile`; resolves once it is ready. */
+export async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, dir: string, logFile: string, more: LaunchOptions = {}): Promise<RunningServer> {
   const fd = openSync(logFile, 'a');
   const t0 = performance.now();
-  // pipe: stdout to a pipe this process reads and discards, as journald or a log shipper would.
-  const child = spawnOnCore(cpu, cmd, args, { stdio: ['ignore', pipe ? 'pipe' : fd, fd], cwd: REPO });
+  const child = spawnOnCore(cpu, cmd, args, { stdio: ['ignore', more.pipe ? 'pipe' : fd, fd, ...(more.ipc ? ['ipc' as const] : [])], cwd: REPO, env: more.env ?? process.env });
   child.stdout?.resume();
   closeSync(fd);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  if (!(await waitForServer({ port, secret, timeoutMs: 20_000, exited }))) {
+  let timer: NodeJS.Timeout | undefined;
+  const ready = more.ready
+    ? Promise.race([more.ready(child), exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 20_000)))])
+    : waitForServer({ port, secret, timeoutMs: 20_000, exited });
+  const up = await ready;
+  clearTimeout(timer);
+  if (!up) {
     child.kill('SIGKILL');
     throw new Error(`${name} did not answer on 127.0.0.1:${port} (${child.exitCode === null ? 'no answer in 20 s' : `exited ${child.exitCode}`}):\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
   }
   return {
-    name, pid: child.pid!, port, dir, logFile, startMs: Math.round(performance.now() - t0),
+    name, pid: child.pid!, port, dir, logFile, child, startMs: Math.round(performance.now() - t0),
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
@@ -204,7 +219,7 @@ export async function startOurs(dir: string, c: Omit<BenchConfig, 'authPort'> & 
   const tag = `${c.firstFactor}-${c.logLevel}-${port}`;
   const cfg = writeBenchConfig(dir, { ...c, authPort: port }, `config-${tag}.yaml`);
   const name = `ours (first_factor ${c.firstFactor}, log ${c.logLevel}${c.auditTo === 'pipe' ? ' to a pipe' : ''}${c.shared ? ', postgres/redis' : ''}${FROM_SRC ? ', src/ via tsx' : ''})`;
-  return launch(name, cpu, process.execPath, [...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), c.auditTo === 'pipe');
+  return launch(name, cpu, process.execPath, [...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), { pipe: c.auditTo === 'pipe' });
 }
 
 export async function startEcho(secret: string, cpu?: number): Promise<RunningServer> {
