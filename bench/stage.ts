@@ -92,8 +92,9 @@ export type Measured = { result: LoadResult; before: MachineLoad; outsideDuring:
 
 /**
  * One load run against `server`, gated: the machine's load is sampled for 0.5 s first and printed;
- * a run with more than `o.gate` % of a core used by other processes (before, or during: a core's busy %
- * less the server's and the generator's own) is discarded and re-run, at most `o.retries` times and only
+ * a run with more than `o.gate` % of a core used by other processes (before, or during the measured
+ * window: a core's busy % less this bench's own processes: the server, the generator, and engines a
+ * stage started such as PostgreSQL) is discarded and re-run, at most `o.retries` times and only
  * within the stage's re-run budget. The last run is kept either way, marked `loaded`.
  */
 export async function measured(ctx: Ctx, gen: Generator, label: string, server: RunningServer, load: Partial<LoadOptions>): Promise<Measured> {
@@ -102,9 +103,9 @@ export async function measured(ctx: Ctx, gen: Generator, label: string, server: 
   for (let discarded = 0; ; discarded++) {
     const t0 = performance.now();
     const before = await machineLoad(500);
-    const result = await gen.run({ port: server.port, serverPid: server.pid, users: o.users, seconds: o.seconds, warmupSeconds: o.warmup, ...load });
-    const own = [result.server?.cpuPercent ?? 0, result.generator.cpuPercent];
-    const outsideDuring = result.coresBusy.map((b, i) => Math.max(0, Math.round(b - (own[i] ?? 0))));
+    const run = { port: server.port, serverPid: server.pid, users: o.users, seconds: o.seconds, warmupSeconds: o.warmup, ...load };
+    const during = new Promise((r) => setTimeout(r, run.warmupSeconds * 1000)).then(() => machineLoad(run.seconds * 1000));
+    const [result, { outside: outsideDuring }] = await Promise.all([gen.run(run), during]);
     const worst = Math.max(...before.outside, ...outsideDuring);
     const loaded = worst > o.gate;
     const lost = result.timeouts || result.serverSocketDrops ? ` (${result.timeouts} timeouts, ${result.serverSocketDrops ?? '?'} dropped at the server's socket)` : '';
