@@ -62,29 +62,36 @@ export function scriptStage(name: string, file: string, about: string, estimateM
   };
 }
 
-/** bench/load.ts as one long-lived child pinned to the generator core, one run per IPC message. */
-export class Generator {
+/** A bench script (bench/load.ts, bench/spray.ts) as a child pinned to the generator core: one job per IPC message, answered {ok} or {error}. */
+export class BenchChild<In, Out> {
   private readonly child: ChildProcess;
 
-  constructor() {
-    this.child = spawnOnCore(GENERATOR_CPU, process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'load.ts')], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  constructor(private readonly file: string) {
+    this.child = spawnOnCore(GENERATOR_CPU, process.execPath, ['--import', 'tsx', join(REPO, file)], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   }
 
-  run(o: Partial<LoadOptions> & Pick<LoadOptions, 'port'>): Promise<LoadResult> {
+  run(job: In): Promise<Out> {
     return new Promise((resolve, reject) => {
-      const onExit = (code: number) => reject(new Error(`load generator exited ${code}`));
-      this.child.once('message', (m: { ok?: LoadResult; error?: string }) => {
+      const onExit = (code: number) => reject(new Error(`${this.file} exited ${code}`));
+      this.child.once('message', (m: { ok?: Out; error?: string }) => {
         this.child.off('exit', onExit);
         if (m.ok) resolve(m.ok);
-        else reject(new Error(`load generator: ${m.error}`));
+        else reject(new Error(`${this.file}: ${m.error}`));
       });
       this.child.once('exit', onExit);
-      this.child.send({ secret: SECRET, ...o });
+      this.child.send(job as object);
     });
   }
 
   close(): void {
     if (this.child.connected) this.child.disconnect();
+  }
+}
+
+/** bench/load.ts, one long-lived child: one load run per job. */
+export class Generator extends BenchChild<Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>, LoadResult> {
+  constructor() {
+    super('bench/load.ts');
   }
 }
 
@@ -103,7 +110,7 @@ export async function measured(ctx: Ctx, gen: Generator, label: string, server: 
   for (let discarded = 0; ; discarded++) {
     const t0 = performance.now();
     const before = await machineLoad(500);
-    const run = { port: server.port, serverPid: server.pid, users: o.users, seconds: o.seconds, warmupSeconds: o.warmup, ...load };
+    const run = { secret: SECRET, port: server.port, serverPid: server.pid, users: o.users, seconds: o.seconds, warmupSeconds: o.warmup, ...load };
     const during = new Promise((r) => setTimeout(r, run.warmupSeconds * 1000)).then(() => machineLoad(run.seconds * 1000));
     const [result, { outside: outsideDuring }] = await Promise.all([gen.run(run), during]);
     const worst = Math.max(...before.outside, ...outsideDuring);
