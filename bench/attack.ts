@@ -12,14 +12,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { hashPassword } from '../src/auth/password-hash.js';
 import { DEFAULT_HASH_PARAMS } from '../src/config/schema.js';
 import { freeUdpPort } from './ports.js';
 import { procStatus } from './proc.js';
-import { REPO, provisionOurs, spawnOnCore, startFreeradius, startOurs } from './servers.js';
+import { provisionOurs, startFreeradius, startOurs } from './servers.js';
 import type { SprayOptions, SprayResult } from './spray.js';
-import { GENERATOR_CPU, Generator, LOCAL_PASSWORD, SECRET, SERVER_CPU, measured, median, round2, type Ctx, type Measured, type Stage } from './stage.js';
+import { BenchChild, Generator, LOCAL_PASSWORD, SECRET, SERVER_CPU, measured, median, round2, type Ctx, type Measured, type Stage } from './stage.js';
 import { makeUsers } from './users.js';
 
 const LOGIN_LOAD = { concurrency: 16, sharedPassword: LOCAL_PASSWORD, timeoutMs: 5000, warmupSeconds: 1 };
@@ -71,19 +70,6 @@ function decisionCounter(file: string): () => number {
   };
 }
 
-function runSprayChild(o: SprayOptions): Promise<SprayResult> {
-  const child = spawnOnCore(GENERATOR_CPU, process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'spray.ts')], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    child.once('message', (m: { ok?: SprayResult; error?: string }) => {
-      child.disconnect();
-      if (m.ok) resolve(m.ok);
-      else reject(new Error(`spray: ${m.error}`));
-    });
-    child.once('exit', (code) => reject(new Error(`spray client exited ${code}`)));
-    child.send(o);
-  });
-}
-
 export const sprayStage: Stage = {
   name: 'spray',
   about: 'real users logging in (5 s timeout, 3 tries) during a wrong-password spray at 10x the first-factor capacity',
@@ -106,7 +92,8 @@ export const sprayStage: Stage = {
       const perSecond: number[] = [];
       const sampler = setInterval(() => perSecond.push(count()), 1000);
       console.log(`spray: ${rate} wrong passwords/s (${o.sprayFactor} x ${capacity} logins/s) for ${o.spraySeconds} s; a real user logs in every ${everyMs} ms`);
-      const r = await runSprayChild({ port: srv.port, secret: SECRET, users: o.users, password: LOCAL_PASSWORD, realUsers: Math.ceil((o.spraySeconds * 1000) / everyMs), rate, seconds: o.spraySeconds, everyMs });
+      const client = new BenchChild<SprayOptions, SprayResult>('bench/spray.ts');
+      const r = await client.run({ port: srv.port, secret: SECRET, users: o.users, password: LOCAL_PASSWORD, realUsers: Math.ceil((o.spraySeconds * 1000) / everyMs), rate, seconds: o.spraySeconds, everyMs }).finally(() => client.close());
       clearInterval(sampler);
       const lines = perSecond.reduce((a, b) => a + b, 0) + count();
       const rss = procStatus(srv.pid);

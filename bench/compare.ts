@@ -13,9 +13,7 @@ import { join } from 'node:path';
 import { formatProfile, summarizeProfile } from './profile-summary.js';
 import { freeUdpPort } from './ports.js';
 import { provisionOurs, startEcho, startFreeradius, startOurs, type RunningServer } from './servers.js';
-import { GENERATOR_CPU, Generator, SECRET, SERVER_CPU, measured, median, round2, spread, table, type Ctx, type Measured, type Stage } from './stage.js';
-
-const runMs = (o: Ctx['o']) => (o.warmup + o.seconds) * 1000 + 1300; // gate 0.5 s, drain, IPC
+import { GENERATOR_CPU, Generator, SECRET, SERVER_CPU, measured, median, round2, runMs, spread, table, type Measured, type Stage } from './stage.js';
 
 export const echoStage: Stage = {
   name: 'echo',

@@ -17,6 +17,11 @@ export type BenchConfig = {
   throughput: boolean;
   /** The push bench: default_method push, long push timeout and rate limit, HTTP on this port. */
   push?: { httpPort: number };
+  /**
+   * The shared engines (bench/ha-totp.ts): store postgres + state redis instead of the SQLite store in
+   * `dir` and the in-memory state, sealed with that store's key file (it was copied from it: docs/ha.md).
+   */
+  shared?: { postgresUrl: string; redisUrl: string };
 };
 
 export function writeBenchConfig(dir: string, c: BenchConfig, name = 'config.yaml'): string {
@@ -36,7 +41,10 @@ export function writeBenchConfig(dir: string, c: BenchConfig, name = 'config.yam
           '# first_factor none: a portal would sign anyone in (config/rules.ts refuses it), and the bench needs only the API.',
           'portal: {enabled: false}']
       : []),
-    `store: {path: ${JSON.stringify(join(dir, 'bench.db'))}}`,
+    ...(c.shared
+      ? [`store: {type: postgres, url: ${JSON.stringify(c.shared.postgresUrl)}, pool: 10, key_file: ${JSON.stringify(join(dir, 'bench.db.key'))}}`,
+          `state: {type: redis, url: ${JSON.stringify(c.shared.redisUrl)}}`]
+      : [`store: {path: ${JSON.stringify(join(dir, 'bench.db'))}}`]),
     `log: {level: ${c.logLevel}}`,
   ];
   writeFileSync(file, lines.join('\n') + '\n');

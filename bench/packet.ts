@@ -45,6 +45,30 @@ export function hideInPlace(buf: Uint8Array, off: number, len: number, secret: U
   }
 }
 
+/** Writes attribute `type` with `value` at buf[p..); returns the offset after it. */
+function putAttr(buf: Uint8Array, p: number, type: number, value: Uint8Array): number {
+  buf[p] = type;
+  buf[p + 1] = value.length + 2;
+  buf.set(value, p + 2);
+  return p + value.length + 2;
+}
+
+/**
+ * A 38-byte packet with only a Message-Authenticator: header, MA zeroed then signed (RFC 3579 §3.2).
+ * The authenticator must already be in buf[4..20).
+ */
+function writeMaOnly(buf: Uint8Array, code: number, id: number, maKey: HmacMd5Key): number {
+  buf[0] = code;
+  buf[1] = id;
+  buf[2] = 0;
+  buf[3] = 38;
+  buf[20] = ATTR.MessageAuthenticator;
+  buf[21] = 18;
+  buf.fill(0, 22, 38);
+  hmacMd5(maKey, buf, 0, 38, buf, 22);
+  return 38;
+}
+
 /**
  * Writes a complete Access-Request into buf[0..) and returns its length. The Request
  * Authenticator must already be in buf[4..20). Attribute order: Message-Authenticator (first,
@@ -61,11 +85,7 @@ export function writeAccessRequest(
   buf[p] = ATTR.MessageAuthenticator;
   buf[p + 1] = 18;
   buf.fill(0, p + 2, p + 18);
-  p += 18;
-  buf[p] = ATTR.UserName;
-  buf[p + 1] = userName.length + 2;
-  buf.set(userName, p + 2);
-  p += userName.length + 2;
+  p = putAttr(buf, p + 18, ATTR.UserName, userName);
   const pwLen = pwHead.length + pwTail.length;
   const hiddenLen = Math.max(16, Math.ceil(pwLen / 16) * 16);
   buf[p] = ATTR.UserPassword;
@@ -74,17 +94,8 @@ export function writeAccessRequest(
   buf.set(pwHead, p + 2);
   buf.set(pwTail, p + 2 + pwHead.length);
   hideInPlace(buf, p + 2, hiddenLen, secret, buf, 4);
-  p += hiddenLen + 2;
-  buf[p] = ATTR.NasIdentifier;
-  buf[p + 1] = nasIdentifier.length + 2;
-  buf.set(nasIdentifier, p + 2);
-  p += nasIdentifier.length + 2;
-  if (callingStation) {
-    buf[p] = ATTR.CallingStationId;
-    buf[p + 1] = callingStation.length + 2;
-    buf.set(callingStation, p + 2);
-    p += callingStation.length + 2;
-  }
+  p = putAttr(buf, p + hiddenLen + 2, ATTR.NasIdentifier, nasIdentifier);
+  if (callingStation) p = putAttr(buf, p, ATTR.CallingStationId, callingStation);
   buf[2] = p >>> 8;
   buf[3] = p & 0xff;
   // RFC 3579 §3.2: HMAC-MD5 over the whole packet with the Message-Authenticator value zeroed.
@@ -94,15 +105,7 @@ export function writeAccessRequest(
 
 /** Writes a Status-Server (RFC 5997) with only a Message-Authenticator; RA must be in buf[4..20). */
 export function writeStatusServer(buf: Uint8Array, id: number, maKey: HmacMd5Key): number {
-  buf[0] = CODE.StatusServer;
-  buf[1] = id;
-  buf[2] = 0;
-  buf[3] = 38;
-  buf[20] = ATTR.MessageAuthenticator;
-  buf[21] = 18;
-  buf.fill(0, 22, 38);
-  hmacMd5(maKey, buf, 0, 38, buf, 22);
-  return 38;
+  return writeMaOnly(buf, CODE.StatusServer, id, maKey);
 }
 
 /** Length from the header if the datagram is a well-formed RADIUS packet, else -1. */
@@ -157,15 +160,8 @@ export function checkReplyMessageAuthenticator(msg: Uint8Array, len: number, req
 
 /** Writes a signed reply (Message-Authenticator first, Response Authenticator) to a request into out[0..). */
 export function writeSignedReply(out: Uint8Array, code: number, id: number, reqAuth: Uint8Array, raOff: number, secret: Uint8Array, maKey: HmacMd5Key): number {
-  out[0] = code;
-  out[1] = id;
-  out[2] = 0;
-  out[3] = 38;
   out.set(reqAuth.subarray(raOff, raOff + 16), 4);
-  out[20] = ATTR.MessageAuthenticator;
-  out[21] = 18;
-  out.fill(0, 22, 38);
-  hmacMd5(maKey, out, 0, 38, out, 22);
+  writeMaOnly(out, code, id, maKey);
   const s = scratchFor(38 + secret.length);
   s.set(out.subarray(0, 38), 0);
   s.set(secret, 38);

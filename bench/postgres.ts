@@ -1,27 +1,21 @@
 // A private PostgreSQL (Debian `postgresql`) for tests and the bench: initdb into a temp dir, the server in the
 // foreground on a free loopback port. initdb and postgres refuse to run as root, so under root both run
 // as the `postgres` system user (child_process uid/gid, as runuser would) and the dir is chowned to it.
-// stop() and start() take the server down and back on the same port and data dir (outage tests).
+// stop() (SIGINT: fast shutdown) and start() take the server down and back on the same port and data dir (outage tests).
 import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startDaemon } from './daemon.js';
+import { startDaemon, type Daemon } from './daemon.js';
 import { freeTcpPort } from './ports.js';
 
-export interface PostgresInstance {
+export interface PostgresInstance extends Daemon {
   /** postgres://postgres:PASSWORD@127.0.0.1:port/postgres (the superuser, the maintenance database). */
   url: string;
   port: number;
   /** Creates a new, empty database and returns its URL. */
   createDatabase(name?: string): Promise<string>;
-  /** Fast shutdown (SIGINT: connections are cut); waits for the exit; idempotent. */
-  stop(): Promise<void>;
-  /** Starts it again on the same port and data; resolves once it answers a query. */
-  start(): Promise<void>;
-  close(): Promise<void>;
-  log(): string;
 }
 
 /** The newest installed major version's bin dir, e.g. /usr/lib/postgresql/15/bin. */
@@ -40,26 +34,16 @@ function runAs(): { uid?: number; gid?: number } {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-/** Resolves once `SELECT 1` succeeds (TCP accepting is not enough: a starting server refuses queries). */
-async function waitForQuery(url: string, timeoutMs: number, exited: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
-    if (exited()) throw new Error('postgres exited before answering');
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
-    client.on('error', () => {});
-    try {
-      await client.connect();
-      await client.query('SELECT 1');
-      await client.end();
-      return;
-    } catch (err) {
-      last = err;
-      await client.end().catch(() => {});
-    }
-    await new Promise((r) => setTimeout(r, 20));
+/** `SELECT 1` (TCP accepting is not enough: a starting server refuses queries). */
+async function query(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+  } finally {
+    await client.end().catch(() => {});
   }
-  throw new Error(`postgres did not answer within ${timeoutMs} ms: ${(last as Error)?.message}`);
 }
 
 let databases = 0;
@@ -93,7 +77,8 @@ export async function startPostgres(): Promise<PostgresInstance> {
         ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=100'],
         { ...ids, env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
       ),
-    ready: (exited) => waitForQuery(url, 30_000, exited),
+    ready: () => query(url),
+    readyTimeoutMs: 30_000,
     // SIGINT: PostgreSQL's fast shutdown (open sessions are ended, not waited for).
     stopSignal: 'SIGINT',
   });

@@ -6,30 +6,24 @@ import { join } from 'node:path';
 import { hmacMd5Key } from '../src/radius/md5.js';
 import { checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
-import { spawnOnCore } from './servers.js';
-import { PER_SOCKET, SECRET, CLIENT_CPU, REPO, procCpuMs, settle, userName, tokenOf } from './push-common.js';
+import { REPO, spawnOnCore } from './servers.js';
+import { GENERATOR_CPU, SECRET } from './stage.js';
+import { PER_SOCKET, procCpuMs, settle, userName, tokenOf } from './push-common.js';
 
-export type HttpReply = { status: number; body: unknown };
-
-export function http(agent: Agent, port: number, method: string, path: string, token: string, body?: unknown, onWritten?: () => void): Promise<HttpReply> {
+/** GET `path` as the device with bearer `token`: status and JSON body. */
+function get(agent: Agent, port: number, path: string, token: string): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = httpRequest(
-      { agent, host: '127.0.0.1', port, method, path, headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as unknown) : undefined }));
-      },
-    );
-    req.on('error', reject);
-    onWritten?.();
-    req.end(payload);
+    const req = httpRequest({ agent, host: '127.0.0.1', port, path, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as unknown) : undefined }));
+    });
+    req.on('error', reject).end();
   });
 }
 
 /** Runs `jobs` with at most `limit` in flight. */
-export async function pool<T>(items: readonly T[], limit: number, job: (item: T) => Promise<void>): Promise<void> {
+async function pool<T>(items: readonly T[], limit: number, job: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) await job(items[next++]!);
@@ -78,7 +72,7 @@ export class RequestSet {
   /** Spawns the approver (on the bench's core); one process serves one set after another. */
   static spawnApprover(pin: boolean): ChildProcess {
     const options = { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] as ('ignore' | 'inherit' | 'ipc')[], serialization: 'advanced' as const };
-    return spawnOnCore(pin ? CLIENT_CPU : undefined, process.execPath, [join(REPO, 'bench', 'push-approver.mjs')], options);
+    return spawnOnCore(pin ? GENERATOR_CPU : undefined, process.execPath, [join(REPO, 'bench', 'push-approver.mjs')], options);
   }
 
   static async openOn(approver: ChildProcess, indexes: number[], port: number, httpPort: number): Promise<RequestSet> {
@@ -207,7 +201,7 @@ export async function samplePolls(set: RequestSet, agent: Agent, httpPort: numbe
   await pool(ks, 4, async (k) => {
     const name = userName(set.indexes[k]!);
     const t = performance.now();
-    const r = await http(agent, httpPort, 'GET', '/api/v1/pending', tokenOf(name));
+    const r = await get(agent, httpPort, '/api/v1/pending', tokenOf(name));
     hist.record(performance.now() - t);
     const items = r.status === 200 ? (r.body as { id: string }[]) : [];
     if (items.length !== 1 || items[0]!.id !== set.ids[k]) wrong++;

@@ -38,6 +38,7 @@ const pushSender = {
 };
 const app = buildApp(config, { store, state, logger, pushSender });
 logger.warn({ listen: await app.start(), from: root }, 'bench push server listening');
+process.send('up'); // RADIUS and HTTP both listen
 
 const profiler = new Session();
 process.on('message', async ([kind, arg]) => {

@@ -1,7 +1,6 @@
 // The push bench's server side: provisioning, the server child, memory and CPU readings, the floor.
 import { type ChildProcess } from 'node:child_process';
 import { createHash, type generateKeyPairSync } from 'node:crypto';
-import { closeSync, openSync, readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { resolveEncryptionKey } from '../src/store/secret-box.js';
@@ -9,10 +8,10 @@ import { openSqliteStore } from '../src/store/sqlite.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { freeTcpPort } from './ports.js';
 import { procStatus } from './proc.js';
-import { spawnOnCore } from './servers.js';
-import { FROM_SRC, REPO, SERVER_CPU, WARMUP_RATE, WARMUP_USERS, running, sleep, userName, tokenOf, pushTokenOf } from './push-common.js';
-import { RequestSet, samplePolls, signAll, holdAll, http } from './push-requests.js';
-
+import { FROM_SRC, REPO, launch, spawnOnCore, type RunningServer } from './servers.js';
+import { SECRET, SERVER_CPU } from './stage.js';
+import { WARMUP_RATE, WARMUP_USERS, running, userName, tokenOf, pushTokenOf } from './push-common.js';
+import { RequestSet, samplePolls, signAll, holdAll } from './push-requests.js';
 
 /** N users + one device each (and the warm-up users), through the store API; one P-256 public key for all. */
 export async function provision(dir: string, indexes: number[], publicKeyDer: Buffer): Promise<void> {
@@ -78,26 +77,23 @@ export async function measureFloor(approver: ChildProcess, indexes: number[], ra
 
 export type MemoryUsage = NodeJS.MemoryUsage;
 
-export type Server = {
-  child: ChildProcess;
-  logFile: string;
+export type Server = RunningServer & {
   /** Pushes (IPC) for these sets' users go to them from now on. */
   route: (...sets: RequestSet[]) => void;
   /** Full GC in the server, then its memory: VmRSS from /proc (what the OS charges) and V8's heap. */
   memory: () => Promise<{ rssKiB: number; usage: MemoryUsage }>;
   /** With BENCH_PUSH_PACED_PROFILE=FILE.cpuprofile: the server's CPU profile between start and stop (bench/profile-summary.ts reads it). */
   profile: (what: 'start' | 'stop') => Promise<void>;
-  stop: () => Promise<void>;
 };
 
-export async function startServer(cfg: string, dir: string, httpPort: number, pin: boolean): Promise<Server> {
-  const logFile = join(dir, 'serve.log');
-  const fd = openSync(logFile, 'w');
+/** bench/push-server.mjs, ready when it says 'up' over IPC (after app.start(): RADIUS and HTTP both listen). */
+export async function startServer(cfg: string, dir: string, authPort: number, pin: boolean): Promise<Server> {
   const extra = (process.env.BENCH_PUSH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --trace-gc
   const args = ['--expose-gc', ...extra, ...(FROM_SRC ? ['--import', 'tsx'] : []), join(REPO, 'bench', 'push-server.mjs'), cfg];
-  const options = { cwd: REPO, stdio: ['ignore', fd, fd, 'ipc'] as ('ignore' | number | 'ipc')[], env: { ...process.env, BENCH_PUSH_FROM_SRC: FROM_SRC ? '1' : '0' } };
-  const child = spawnOnCore(pin ? SERVER_CPU : undefined, process.execPath, args, options);
-  closeSync(fd);
+  const srv = await launch('push server', pin ? SERVER_CPU : undefined, process.execPath, args, authPort, SECRET, dir, join(dir, 'serve.log'), {
+    ipc: true, env: { ...process.env, BENCH_PUSH_FROM_SRC: FROM_SRC ? '1' : '0' }, ready: (c) => new Promise((r) => c.once('message', (m) => r(m === 'up'))),
+  });
+  const child = srv.child;
   running.child = child;
   let route = new Map<string, { set: RequestSet; k: number }>();
   let answer: ((body: unknown) => void) | undefined;
@@ -110,22 +106,9 @@ export async function startServer(cfg: string, dir: string, httpPort: number, pi
     answer = resolve;
     child.send(msg);
   });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const agent = new Agent({ keepAlive: false });
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
-    // HTTP listens after the RADIUS sockets are bound: once it answers, both are up.
-    const up = await http(agent, httpPort, 'GET', '/api/v1/openapi.json', 'x'.repeat(20)).then((r) => r.status === 200, () => false);
-    if (up) break;
-    if (Date.now() > deadline) throw new Error(`server not up after 20 s:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
-    await sleep(100);
-  }
-  agent.destroy();
   const profileFile = process.env.BENCH_PUSH_PACED_PROFILE;
   return {
-    child,
-    logFile,
+    ...srv,
     route: (...sets) => {
       route = new Map(sets.flatMap((set) => set.indexes.map((i, k) => [pushTokenOf(userName(i)), { set, k }] as const)));
     },
@@ -135,11 +118,6 @@ export async function startServer(cfg: string, dir: string, httpPort: number, pi
     },
     profile: async (what) => {
       if (profileFile) await ask(['profile', what === 'start' ? 'start' : profileFile]);
-    },
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await Promise.race([exited, sleep(5000)]);
-      if (child.exitCode === null) child.kill('SIGKILL');
     },
   };
 }

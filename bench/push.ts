@@ -47,8 +47,9 @@ import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { freeTcpPort, freeUdpPort } from './ports.js';
 import { formatLoad, machineLoad, procStatus } from './proc.js';
 import { writeBenchConfig } from './config.js';
-import { canPin } from './servers.js';
-import { CLIENT_CPU, FROM_SRC, HARD_LIMIT_MS, SECRET, SERVER_CPU, WARMUP_USERS, running, procCpuMs, settle, mib } from './push-common.js';
+import { FROM_SRC, canPin } from './servers.js';
+import { GENERATOR_CPU, SECRET, SERVER_CPU } from './stage.js';
+import { HARD_LIMIT_MS, WARMUP_USERS, running, procCpuMs, settle, mib } from './push-common.js';
 import { RequestSet, holdAll, samplePolls, signAll } from './push-requests.js';
 import { measureFloor, provision, startServer, warmUp, type MemoryUsage } from './push-setup.js';
 
@@ -88,7 +89,7 @@ export async function runPushBench(o: Options) {
   const load = await machineLoad(1000);
   log(`before the run: ${formatLoad(load)}${load.outside.some((b) => b > 15) ? ' -- WARNING other processes keep the cores busy: latency numbers will be inflated' : ''}`);
   const pin = o.pin && canPin();
-  if (pin) spawnSync('taskset', ['-a', '-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
+  if (pin) spawnSync('taskset', ['-a', '-p', '-c', String(GENERATOR_CPU), String(process.pid)], { stdio: 'ignore' });
   const dir = mkdtempSync(join(tmpdir(), 'bench-push-'));
   if (!o.keepDir) running.dir = dir;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
@@ -104,8 +105,8 @@ export async function runPushBench(o: Options) {
     let t = performance.now();
     await provision(dir, [...indexes, ...Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1)], publicKeyDer);
     const provisionMs = Math.round(performance.now() - t);
-    log(`${o.users} users with a device each provisioned in ${provisionMs} ms; starting bench/push-server.mjs (${FROM_SRC ? 'src/ via tsx' : 'dist/'})${pin ? ` on core ${SERVER_CPU}, bench on core ${CLIENT_CPU}` : ' (not pinned)'}`);
-    server = await startServer(cfg, dir, httpPort, pin);
+    log(`${o.users} users with a device each provisioned in ${provisionMs} ms; starting bench/push-server.mjs (${FROM_SRC ? 'src/ via tsx' : 'dist/'})${pin ? ` on core ${SERVER_CPU}, bench on core ${GENERATOR_CPU}` : ' (not pinned)'}`);
+    server = await startServer(cfg, dir, authPort, pin);
     const pid = server.child.pid!;
 
     approver = RequestSet.spawnApprover(pin);

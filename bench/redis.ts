@@ -6,45 +6,32 @@ import { mkdtempSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDaemon } from './daemon.js';
+import { startDaemon, type Daemon } from './daemon.js';
 import { freeTcpPort } from './ports.js';
 
-export interface RedisInstance {
+export interface RedisInstance extends Daemon {
   /** redis://127.0.0.1:port */
   url: string;
   port: number;
-  /** Stops the server (SIGTERM) and waits for it to exit; idempotent. */
-  stop(): Promise<void>;
-  /** Starts it again on the same port; resolves once it answers PING. */
-  start(): Promise<void>;
-  /** Stops it for good and removes its dir. */
-  close(): Promise<void>;
-  log(): string;
 }
 
-/** Resolves once PING on 127.0.0.1:port gets +PONG; bounded by `timeoutMs`. */
-async function waitForPong(port: number, timeoutMs: number, exited: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
-    if (exited()) throw new Error('redis-server exited before answering PING');
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      let got = '';
-      s.setTimeout(1000, () => (s.destroy(), resolve(false)));
-      s.once('connect', () => s.write('PING\r\n'));
-      s.on('data', (d) => {
-        got += d.toString('latin1');
-        if (got.includes('\r\n')) {
-          s.destroy();
-          resolve(got.startsWith('+PONG'));
-        }
-      });
-      s.once('error', () => resolve(false));
+/** PING on 127.0.0.1:port; throws unless it gets +PONG within 1 s. */
+function ping(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1');
+    let got = '';
+    const fail = (why: string) => (s.destroy(), reject(new Error(`PING on 127.0.0.1:${port}: ${why}`)));
+    s.setTimeout(1000, () => fail('no answer in 1 s'));
+    s.once('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => {
+      got += d.toString('latin1');
+      if (!got.includes('\r\n')) return;
+      s.destroy();
+      if (got.startsWith('+PONG')) resolve();
+      else reject(new Error(`PING on 127.0.0.1:${port}: ${got.trim()}`));
     });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`redis-server on 127.0.0.1:${port} did not answer PING within ${timeoutMs} ms`);
+    s.once('error', (err) => fail(err.message));
+  });
 }
 
 export async function startRedis(): Promise<RedisInstance> {
@@ -60,7 +47,8 @@ export async function startRedis(): Promise<RedisInstance> {
         ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       ),
-    ready: (exited) => waitForPong(port, 10_000, exited),
+    ready: () => ping(port),
+    readyTimeoutMs: 10_000,
     stopSignal: 'SIGTERM',
   });
   return { url: `redis://127.0.0.1:${port}`, port, ...daemon };

@@ -3,7 +3,7 @@
  * Prints as it goes and writes the whole result to bench/out/bench-<time>.json and latest.json
  * (with --json also to stdout); docs/performance.md is updated by hand from that output.
  *
- *   npm run bench [-- --only compare,logins | --skip echo] [--profile] [--push] [--seconds 2 --warmup 0.5
+ *   npm run bench [-- --only compare,logins | --skip echo] [--profile] [--push] [--ha-totp] [--seconds 2 --warmup 0.5
  *                    --concurrency 64,256 --runs 3 --users 10000 --fr-threads 5:32 --audit-to file|pipe
  *                    --load-gate 15 --retries 2 --login-seconds 2 --spray-seconds 5 --spray-factor 10
  *                    --keep-dirs --json --help]
@@ -19,9 +19,10 @@ import { parseArgs } from 'node:util';
 import { loginsStage, sprayStage } from './attack.js';
 import { checkCrypto } from './check.js';
 import { compareStage, echoStage, profileStage } from './compare.js';
+import { haTotpStage } from './ha-totp.js';
 import { formatLoad, machineLoad } from './proc.js';
-import { FROM_SRC, REPO, canPin, freeradiusVersion, type RunningServer } from './servers.js';
-import { scriptStage, type Ctx, type Options, type Stage } from './stage.js';
+import { FROM_SRC, REPO, canPin, freeradiusVersion } from './servers.js';
+import { scriptStage, type Ctx, type Options, type Stage, type Stoppable } from './stage.js';
 import { makeUsers } from './users.js';
 
 const HARD_LIMIT_MS = 175_000;
@@ -33,13 +34,14 @@ const STAGES: Stage[] = [
   sprayStage,
   profileStage,
   scriptStage('push', 'bench/push.ts', '10,000 held pushes: memory, approve-to-Accept latency, approvals/s', 50_000),
+  haTotpStage,
 ];
-/** Not in the default plan (it would not fit the limit beside the others): --profile, --push, or --only. */
-const OPT_IN = new Set(['profile', 'push']);
+/** Not in the default plan (they would not fit the limit beside the others): --profile, --push, --ha-totp, or --only. */
+const OPT_IN = new Set(['profile', 'push', 'ha-totp']);
 
 const { values: a } = parseArgs({
   options: {
-    only: { type: 'string' }, skip: { type: 'string', default: '' }, profile: { type: 'boolean', default: false }, push: { type: 'boolean', default: false },
+    only: { type: 'string' }, skip: { type: 'string', default: '' }, profile: { type: 'boolean', default: false }, push: { type: 'boolean', default: false }, 'ha-totp': { type: 'boolean', default: false },
     seconds: { type: 'string', default: '2' }, warmup: { type: 'string', default: '0.5' }, concurrency: { type: 'string', default: '64,256' },
     runs: { type: 'string', default: '3' }, users: { type: 'string', default: '10000' }, 'fr-threads': { type: 'string', default: '5:32' },
     'audit-to': { type: 'string', default: 'file' }, 'load-gate': { type: 'string', default: '15' }, retries: { type: 'string', default: '2' },
@@ -66,7 +68,7 @@ const names = STAGES.map((s) => s.name);
 const only = a.only?.split(',').filter(Boolean);
 const skip = new Set(a.skip.split(',').filter(Boolean));
 for (const n of [...(only ?? []), ...skip]) if (!names.includes(n)) throw new Error(`unknown stage ${n}: one of ${names.join(', ')}`);
-const optedIn = new Set([...(a.profile ? ['profile'] : []), ...(a.push ? ['push'] : [])]);
+const optedIn = new Set([...OPT_IN].filter((n) => a[n as 'profile' | 'push' | 'ha-totp']));
 const plan = STAGES.filter((s) => (only ? only.includes(s.name) : (!OPT_IN.has(s.name) || optedIn.has(s.name)) && !skip.has(s.name)));
 const estimate = 3000 + plan.reduce((t, s) => t + s.estimateMs(o), 0);
 
@@ -84,10 +86,10 @@ const t0 = Date.now();
 const results: Record<string, unknown> = {};
 const stageSeconds: Record<string, number> = {};
 const json = { startedAt: new Date(t0).toISOString(), durationSeconds: 0, complete: false, machine: {} as unknown, options: o, stageSeconds, results };
-const started: RunningServer[] = [];
+const started: Stoppable[] = [];
 async function cleanup(): Promise<void> {
   await Promise.all(started.map((s) => s.stop().catch(() => undefined)));
-  if (!o.keepDirs) for (const s of started) rmSync(s.dir, { recursive: true, force: true });
+  if (!o.keepDirs) for (const s of started) if (s.dir) rmSync(s.dir, { recursive: true, force: true });
 }
 setTimeout(() => {
   console.error(`bench: hard limit of ${HARD_LIMIT_MS / 1000} s reached; stopping`);
@@ -105,7 +107,7 @@ async function main(): Promise<void> {
   console.log(`bench: ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.freeradius}, ours from ${FROM_SRC ? 'src/ via tsx (not numbers to report)' : 'dist/'}`);
   console.log(`bench: ${formatLoad(load)}`);
   const left = STAGES.filter((s) => !plan.includes(s)).map((s) => s.name);
-  console.log(`bench: stages ${plan.map((s) => s.name).join(', ')}${left.length ? ` (not run: ${left.join(', ')}; --only / --profile / --push)` : ''}: ~${Math.round(estimate / 1000)} s planned, limit ${HARD_LIMIT_MS / 1000} s; a run with over ${o.gate}% of a core used by other processes is re-run (at most ${o.retries} times, within the slack)`);
+  console.log(`bench: stages ${plan.map((s) => s.name).join(', ')}${left.length ? ` (not run: ${left.join(', ')}; --only / --profile / --push / --ha-totp)` : ''}: ~${Math.round(estimate / 1000)} s planned, limit ${HARD_LIMIT_MS / 1000} s; a run with over ${o.gate}% of a core used by other processes is re-run (at most ${o.retries} times, within the slack)`);
   if (!machine.pinned) console.log('bench: WARNING fewer than 2 cores or no taskset: server and load share cores, numbers are not meaningful');
   const slack = Math.max(0, (HARD_LIMIT_MS - 10_000 - estimate) / estimate); // the share of its estimate a stage may spend on re-runs
   const ctx: Ctx = { o, users: makeUsers(o.users), results, track: (s) => (started.push(s), s), reRunMs: 0 };

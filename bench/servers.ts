@@ -38,27 +38,42 @@ export function spawnOnCore(cpu: number | undefined, command: string, args: read
 }
 
 export type RunningServer = {
-  name: string; pid: number; port: number; dir: string; logFile: string;
-  /** From spawn to the first answered Status-Server, ms. */
+  name: string; pid: number; port: number; dir: string; logFile: string; child: ChildProcess;
+  /** From spawn to ready (the first answered Status-Server), ms. */
   startMs: number;
   stop: () => Promise<void>;
 };
 
-/** Starts a server with stdout and stderr to `logFile`; resolves once `user` gets any verified answer. */
-async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, dir: string, logFile: string, pipe = false): Promise<RunningServer> {
+export type LaunchOptions = {
+  /** stdout to a pipe this process reads and discards, as journald or a log shipper would. */
+  pipe?: boolean;
+  /** An IPC channel (stdio[3]). */
+  ipc?: boolean;
+  env?: NodeJS.ProcessEnv;
+  /** Resolves true once the child is ready, instead of its first answered Status-Server (bounded by 20 s and its exit). */
+  ready?: (child: ChildProcess) => Promise<boolean>;
+};
+
+/** Starts a server with stdout and stderr to `logFile`; resolves once it is ready. */
+export async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, dir: string, logFile: string, more: LaunchOptions = {}): Promise<RunningServer> {
   const fd = openSync(logFile, 'a');
   const t0 = performance.now();
-  // pipe: stdout to a pipe this process reads and discards, as journald or a log shipper would.
-  const child = spawnOnCore(cpu, cmd, args, { stdio: ['ignore', pipe ? 'pipe' : fd, fd], cwd: REPO });
+  const child = spawnOnCore(cpu, cmd, args, { stdio: ['ignore', more.pipe ? 'pipe' : fd, fd, ...(more.ipc ? ['ipc' as const] : [])], cwd: REPO, env: more.env ?? process.env });
   child.stdout?.resume();
   closeSync(fd);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  if (!(await waitForServer({ port, secret, timeoutMs: 20_000, exited }))) {
+  let timer: NodeJS.Timeout | undefined;
+  const ready = more.ready
+    ? Promise.race([more.ready(child), exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 20_000)))])
+    : waitForServer({ port, secret, timeoutMs: 20_000, exited });
+  const up = await ready;
+  clearTimeout(timer);
+  if (!up) {
     child.kill('SIGKILL');
     throw new Error(`${name} did not answer on 127.0.0.1:${port} (${child.exitCode === null ? 'no answer in 20 s' : `exited ${child.exitCode}`}):\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
   }
   return {
-    name, pid: child.pid!, port, dir, logFile, startMs: Math.round(performance.now() - t0),
+    name, pid: child.pid!, port, dir, logFile, child, startMs: Math.round(performance.now() - t0),
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
@@ -186,11 +201,16 @@ export function freeradiusVersion(): string {
 /** A store in a temp dir with `users` imported through `radius-mfa user import` (`passwordHash`: one PHC string for all). */
 export function provisionOurs(users: BenchUser[], secret: string, passwordHash = ''): string {
   const dir = mkdtempSync(join(tmpdir(), 'bench-ours-'));
-  const cfg = writeBenchConfig(dir, { authPort: 1, secret, firstFactor: 'none', logLevel: 'warn', throughput: true }, 'import.yaml');
+  writeBenchConfig(dir, { authPort: 1, secret, firstFactor: 'none', logLevel: 'warn', throughput: true }, 'import.yaml');
   writeFileSync(join(dir, 'users.csv'), usersCsv(users, () => (passwordHash ? `"${passwordHash}"` : ''))); // PHC strings contain commas
-  const r = spawnSync(process.execPath, [...CLI, '--config', cfg, 'user', 'import', join(dir, 'users.csv')], { encoding: 'utf8', cwd: REPO });
-  if (r.status !== 0) throw new Error(`user import failed (${r.status}):\n${`${r.stdout}${r.stderr}`.slice(0, 4000)}`);
+  oursCli(dir, ['user', 'import', join(dir, 'users.csv')]);
   return dir;
+}
+
+/** `radius-mfa ARGS` on the store in `dir` (provisionOurs); throws with its output if it fails. */
+export function oursCli(dir: string, args: string[]): void {
+  const r = spawnSync(process.execPath, [...CLI, '--config', join(dir, 'import.yaml'), ...args], { encoding: 'utf8', cwd: REPO, maxBuffer: 16 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`radius-mfa ${args.join(' ')} failed (${r.status}):\n${`${r.stdout}${r.stderr}`.slice(0, 4000)}`);
 }
 
 /** Our server on the store in `dir` (provisionOurs), pinned to `cpu`; its stdout to a file or a pipe; `nodeArgs` e.g. --cpu-prof. */
@@ -198,8 +218,8 @@ export async function startOurs(dir: string, c: Omit<BenchConfig, 'authPort'> & 
   const port = await freeUdpPort();
   const tag = `${c.firstFactor}-${c.logLevel}-${port}`;
   const cfg = writeBenchConfig(dir, { ...c, authPort: port }, `config-${tag}.yaml`);
-  const name = `ours (first_factor ${c.firstFactor}, log ${c.logLevel}${c.auditTo === 'pipe' ? ' to a pipe' : ''}${FROM_SRC ? ', src/ via tsx' : ''})`;
-  return launch(name, cpu, process.execPath, [...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), c.auditTo === 'pipe');
+  const name = `ours (first_factor ${c.firstFactor}, log ${c.logLevel}${c.auditTo === 'pipe' ? ' to a pipe' : ''}${c.shared ? ', postgres/redis' : ''}${FROM_SRC ? ', src/ via tsx' : ''})`;
+  return launch(name, cpu, process.execPath, [...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), { pipe: c.auditTo === 'pipe' });
 }
 
 export async function startEcho(secret: string, cpu?: number): Promise<RunningServer> {

@@ -20,16 +20,22 @@ export type Options = {
   loginSeconds: number; spraySeconds: number; sprayFactor: number; keepDirs: boolean;
 };
 
+/** A server or engine a stage starts: the bench stops it on the hard limit or a signal too. */
+export type Stoppable = { stop: () => Promise<void>; dir?: string };
+
 export type Ctx = {
   o: Options;
   users: BenchUser[];
   /** Results of the stages run so far, by name. */
   results: Record<string, unknown>;
-  /** Stops with the bench (hard limit, signal, error). */
-  track: (s: RunningServer) => RunningServer;
+  /** Stops with the bench (hard limit, signal, error); its dir, if any, is removed then. */
+  track: <T extends Stoppable>(s: T) => T;
   /** Time this stage may still spend on re-runs of disturbed runs, ms (its share of the plan's slack). */
   reRunMs: number;
 };
+
+/** One measured() run's cost with a clean machine: the 0.5 s gate, warm-up, window, drain and IPC. */
+export const runMs = (o: Options) => (o.warmup + o.seconds) * 1000 + 1300;
 
 export type Stage = { name: string; about: string; estimateMs: (o: Options) => number; run: (ctx: Ctx) => Promise<unknown> };
 
@@ -56,24 +62,24 @@ export function scriptStage(name: string, file: string, about: string, estimateM
   };
 }
 
-/** bench/load.ts as one long-lived child pinned to the generator core, one run per IPC message. */
-export class Generator {
+/** A bench script (bench/load.ts, bench/spray.ts) as a child pinned to the generator core: one job per IPC message, answered {ok} or {error}. */
+export class BenchChild<In, Out> {
   private readonly child: ChildProcess;
 
-  constructor() {
-    this.child = spawnOnCore(GENERATOR_CPU, process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'load.ts')], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  constructor(private readonly file: string) {
+    this.child = spawnOnCore(GENERATOR_CPU, process.execPath, ['--import', 'tsx', join(REPO, file)], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   }
 
-  run(o: Partial<LoadOptions> & Pick<LoadOptions, 'port'>): Promise<LoadResult> {
+  run(job: In): Promise<Out> {
     return new Promise((resolve, reject) => {
-      const onExit = (code: number) => reject(new Error(`load generator exited ${code}`));
-      this.child.once('message', (m: { ok?: LoadResult; error?: string }) => {
+      const onExit = (code: number) => reject(new Error(`${this.file} exited ${code}`));
+      this.child.once('message', (m: { ok?: Out; error?: string }) => {
         this.child.off('exit', onExit);
         if (m.ok) resolve(m.ok);
-        else reject(new Error(`load generator: ${m.error}`));
+        else reject(new Error(`${this.file}: ${m.error}`));
       });
       this.child.once('exit', onExit);
-      this.child.send({ secret: SECRET, ...o });
+      this.child.send(job as object);
     });
   }
 
@@ -82,12 +88,20 @@ export class Generator {
   }
 }
 
+/** bench/load.ts, one long-lived child: one load run per job. */
+export class Generator extends BenchChild<Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>, LoadResult> {
+  constructor() {
+    super('bench/load.ts');
+  }
+}
+
 export type Measured = { result: LoadResult; before: MachineLoad; outsideDuring: number[]; discarded: number; loaded: boolean };
 
 /**
  * One load run against `server`, gated: the machine's load is sampled for 0.5 s first and printed;
- * a run with more than `o.gate` % of a core used by other processes (before, or during: a core's busy %
- * less the server's and the generator's own) is discarded and re-run, at most `o.retries` times and only
+ * a run with more than `o.gate` % of a core used by other processes (before, or during the measured
+ * window: a core's busy % less this bench's own processes: the server, the generator, and engines a
+ * stage started such as PostgreSQL) is discarded and re-run, at most `o.retries` times and only
  * within the stage's re-run budget. The last run is kept either way, marked `loaded`.
  */
 export async function measured(ctx: Ctx, gen: Generator, label: string, server: RunningServer, load: Partial<LoadOptions>): Promise<Measured> {
@@ -96,9 +110,9 @@ export async function measured(ctx: Ctx, gen: Generator, label: string, server: 
   for (let discarded = 0; ; discarded++) {
     const t0 = performance.now();
     const before = await machineLoad(500);
-    const result = await gen.run({ port: server.port, serverPid: server.pid, users: o.users, seconds: o.seconds, warmupSeconds: o.warmup, ...load });
-    const own = [result.server?.cpuPercent ?? 0, result.generator.cpuPercent];
-    const outsideDuring = result.coresBusy.map((b, i) => Math.max(0, Math.round(b - (own[i] ?? 0))));
+    const run = { secret: SECRET, port: server.port, serverPid: server.pid, users: o.users, seconds: o.seconds, warmupSeconds: o.warmup, ...load };
+    const during = new Promise((r) => setTimeout(r, run.warmupSeconds * 1000)).then(() => machineLoad(run.seconds * 1000));
+    const [result, { outside: outsideDuring }] = await Promise.all([gen.run(run), during]);
     const worst = Math.max(...before.outside, ...outsideDuring);
     const loaded = worst > o.gate;
     const lost = result.timeouts || result.serverSocketDrops ? ` (${result.timeouts} timeouts, ${result.serverSocketDrops ?? '?'} dropped at the server's socket)` : '';
