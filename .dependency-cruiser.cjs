@@ -39,8 +39,8 @@ module.exports = {
     },
     {
       name: 'mfa-not-above-store-or-config',
-      severity: 'warn',
-      comment: 'src/mfa/ should take typed settings and records, not import store/ or config/ (issue 11: what remains is listed by `npm run lint`).',
+      severity: 'error',
+      comment: 'src/mfa/ owns the second-factor mechanisms and their types (enrollments, pushes): it takes narrow settings and records, and imports neither store/ nor config/.',
       from: { path: '^src/mfa/' },
       to: { path: '^src/(store|config)/' },
     },

@@ -24,8 +24,11 @@ export default tseslint.config(
       // A `let` read by a closure before its one assignment (a server's handler) cannot be const.
       'prefer-const': ['error', { destructuring: 'all', ignoreReadBeforeAssign: true }],
       '@typescript-eslint/no-explicit-any': 'error',
+      // better-sqlite3 12 aborts on Node 24 and 13 crashes on Node 20: src/store/sqlite-driver.ts picks one.
+      '@typescript-eslint/no-restricted-imports': ['error', { paths: ['better-sqlite3', 'better-sqlite3-napi'].map((name) => ({ name, allowTypeImports: true, message: 'import { Database } from src/store/sqlite-driver.ts: it loads the better-sqlite3 this Node line can run' })) }],
     },
   },
+  { files: ['src/store/sqlite-driver.ts'], rules: { '@typescript-eslint/no-restricted-imports': 'off' } },
   {
     files: ['**/*.mjs', '**/*.cjs', '**/*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', module: 'writable', URL: 'readonly', performance: 'readonly' } },

@@ -6,47 +6,47 @@ export type BenchConfig = {
   authPort: number;
   secret: string;
   firstFactor: 'local' | 'none';
-  logLevel: string;
+  /** info = the default: one audit line per decision; warn = none (FreeRADIUS `auth = no`). */
+  logLevel: 'info' | 'warn';
+  /**
+   * The throughput benches turn off what FreeRADIUS does not do and what would change the work per
+   * request: the reject delay (replays are rejected), lockout (replays would lock users) and the
+   * per-NAS rate limit (the generator is one NAS at tens of thousands a second; the check still runs).
+   * Without it the defaults apply, as an admin runs it (the spray bench).
+   */
+  throughput: boolean;
   /** The push bench: default_method push, long push timeout and rate limit, HTTP on this port. */
   push?: { httpPort: number };
+  /**
+   * The shared engines (bench/ha-totp.ts): store postgres + state redis instead of the SQLite store in
+   * `dir` and the in-memory state, sealed with that store's key file (it was copied from it: docs/ha.md).
+   */
+  shared?: { postgresUrl: string; redisUrl: string };
 };
 
-export function writeBenchConfig(dir: string, c: BenchConfig): string {
-  const cfg = join(dir, 'config.yaml');
-  const push = c.push
-    ? `  push:
-    timeout: 10m
-    rate_limit:
-      max: 1000
-      window: 10m
-http:
-  listen: "127.0.0.1:${c.push.httpPort}"
-# first_factor none: a portal would sign anyone in (config/rules.ts refuses it), and the bench needs only the API.
-portal:
-  enabled: false
-`
-    : '';
-  writeFileSync(
-    cfg,
-    `# Written by bench/config.ts
-listen:
-  auth: "127.0.0.1:${c.authPort}"
-clients:
-  - name: bench
-    address: 127.0.0.1
-    secret: ${JSON.stringify(c.secret)}
-${c.push ? '' : '    require_message_authenticator: true\n'}first_factor:
-  type: ${c.firstFactor}
-mfa:
-  default_method: ${c.push ? 'push' : 'totp'}
-  reject_delay: 0
-  lockout:
-    max_failures: 0
-${push}store:
-  path: ${JSON.stringify(join(dir, 'bench.db'))}
-log:
-  level: ${c.logLevel}
-`,
-  );
-  return cfg;
+export function writeBenchConfig(dir: string, c: BenchConfig, name = 'config.yaml'): string {
+  const file = join(dir, name);
+  const lines = [
+    '# Written by bench/config.ts',
+    `listen: {auth: "127.0.0.1:${c.authPort}"}`,
+    `clients: [{name: bench, address: 127.0.0.1, secret: ${JSON.stringify(c.secret)}}]`,
+    `first_factor: {type: ${c.firstFactor}}`,
+    'mfa:',
+    `  default_method: ${c.push ? 'push' : 'totp'}`,
+    ...(c.throughput ? ['  reject_delay: 0', '  lockout: {max_failures: 0}'] : []),
+    ...(c.push ? ['  push: {timeout: 10m, rate_limit: {max: 1000, window: 10m}}'] : []),
+    ...(c.throughput ? ['rate_limits: {client_per_second: 1000000}'] : []),
+    ...(c.push
+      ? [`http: {listen: "127.0.0.1:${c.push.httpPort}"}`,
+          '# first_factor none: a portal would sign anyone in (config/rules.ts refuses it), and the bench needs only the API.',
+          'portal: {enabled: false}']
+      : []),
+    ...(c.shared
+      ? [`store: {type: postgres, url: ${JSON.stringify(c.shared.postgresUrl)}, pool: 10, key_file: ${JSON.stringify(join(dir, 'bench.db.key'))}}`,
+          `state: {type: redis, url: ${JSON.stringify(c.shared.redisUrl)}}`]
+      : [`store: {path: ${JSON.stringify(join(dir, 'bench.db'))}}`]),
+    `log: {level: ${c.logLevel}}`,
+  ];
+  writeFileSync(file, lines.join('\n') + '\n');
+  return file;
 }

@@ -5,45 +5,47 @@
  *   goes to node B's Mobile App API; timed from just before the answer POST is written to the
  *   Access-Accept (Response Authenticator verified) arriving from A. Paced (`--rate`/s): latency, not
  *   queueing. Beside it: the answer's own HTTP 200 from B, and the same held and answered at A.
- * - `--held` (10,000) requests held at once, half at each node: RSS per node (after a full GC through
- *   the inspector) and Redis used_memory (INFO memory), each against its reading before.
+ * - `--held` (10,000) requests held at once, half at each node: RSS per node (after a full GC, asked
+ *   for over IPC) and Redis used_memory (INFO memory), each against its reading before.
  *
- * Private engines: redis-server and PostgreSQL (initdb; as the `postgres` user under root) on free
- * loopback ports in a temp dir, or BENCH_REDIS_URL / BENCH_PG_URL (an empty database) to use others.
- * Nodes: `radius-mfa serve` (dist/ when built with the shared pushes, else src/ via tsx;
- * BENCH_HA_FROM_SRC=1 forces src/), first_factor none, default_method push, no push service (the
- * bench learns request ids from GET /pending, as a polling phone does), log level warn. N users with
- * one device each, one P-256 key pair shared by all devices. BENCH_HA_KEEP_DIR=1 keeps the temp dir.
+ * Private engines: bench/redis.ts and bench/postgres.ts, or BENCH_REDIS_URL / BENCH_PG_URL (an empty
+ * database) to use others. Nodes: `radius-mfa serve` as servers.ts runs it (dist/ when built, else
+ * src/ via tsx; BENCH_OURS_FROM_SRC=1 forces src/), with --expose-gc and an IPC channel, first_factor
+ * none, default_method push, no push service (the bench learns request ids from GET /pending, as a
+ * polling phone does), log level warn. N users with one device each, one P-256 key pair shared by all
+ * devices. BENCH_HA_KEEP_DIR=1 keeps the temp dir.
  *
  *   node --import tsx bench/ha-push.ts [--held 10000] [--paced 1000] [--rate 200] [--json]
+ *   npm run bench -- --only ha-push
  * Prints a summary; with --json the result as the last line. Bounded: stops itself after 240 s.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createHash, generateKeyPairSync, randomBytes, sign as ecdsaSign } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, randomFillSync, sign as ecdsaSign } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { configSchema } from '../src/config/schema.js';
-import { Attr } from '../src/radius/packet.js';
+import { hmacMd5Key } from '../src/radius/md5.js';
 import { openPostgresStore } from '../src/store/postgres.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
-import { InspectorSession, inspectorUrlIn } from './inspector.js';
+import { packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
 import { freeTcpPort, freeUdpPort } from './ports.js';
+import { startPostgres } from './postgres.js';
 import { procCpuSeconds, procStatus } from './proc.js';
-import { buildAccessRequest, decodeReply } from './radius-request.js';
+import { startRedis } from './redis.js';
+import { CLI, FROM_SRC, launch, type RunningServer } from './servers.js';
+import { SECRET, type Stoppable } from './stage.js';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const FROM_SRC = process.env.BENCH_HA_FROM_SRC === '1' || !existsSync(join(REPO, 'dist', 'state', 'redis-pushes.js'));
-const SECRET = 'bench-ha-secret-0123456789';
 const PER_SOCKET = 250;
+const SECRET_BYTES = Buffer.from(SECRET);
 const HARD_LIMIT_MS = 240_000;
-const children: ChildProcess[] = [];
+/** Engines and nodes this run started, stopped (engines: and their dirs removed) when it ends. */
+const started: Stoppable[] = [];
 let tempDir: string | undefined;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -51,60 +53,27 @@ const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
 const user = (set: string, i: number) => `${set}${String(i).padStart(5, '0')}`;
 const tokenOf = (name: string) => createHash('sha256').update(`bench-ha-token:${name}`).digest('base64url');
 
-async function waitFor(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`${what}: not ready within ${ms / 1000} s`);
-    await sleep(50);
-  }
-}
-
-function daemon(cmd: string, args: string[], dir: string, name: string, ids: { uid?: number; gid?: number } = {}): ChildProcess {
-  const fd = openSync(join(dir, `${name}.log`), 'w');
-  const child = spawn(cmd, args, { ...ids, cwd: dir, stdio: ['ignore', fd, fd], env: { ...process.env, LC_ALL: 'C', HOME: dir } });
-  closeSync(fd);
-  children.push(child);
-  return child;
-}
-
-async function startRedis(dir: string): Promise<string> {
+async function engineRedis(): Promise<string> {
   if (process.env.BENCH_REDIS_URL) return process.env.BENCH_REDIS_URL;
-  const port = await freeTcpPort();
-  daemon('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--dir', dir], dir, 'redis');
-  const url = `redis://127.0.0.1:${port}`;
-  await waitFor('redis-server', async () => {
-    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null }).on('error', () => {});
-    return r.connect().then(() => r.ping()).then((pong) => pong === 'PONG').finally(() => r.disconnect());
-  });
-  return url;
+  const redis = await startRedis();
+  started.push({ stop: () => redis.close() });
+  return redis.url;
 }
 
-async function startPostgres(dir: string): Promise<string> {
+async function enginePostgres(): Promise<string> {
   if (process.env.BENCH_PG_URL) return process.env.BENCH_PG_URL;
-  const root = '/usr/lib/postgresql';
-  const version = readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a))[0];
-  if (!version) throw new Error('PostgreSQL is not installed (scripts/install-test-deps.sh installs it)');
-  const bin = join(root, version, 'bin');
-  const pgDir = join(dir, 'pg');
-  // initdb and postgres refuse root: under root they run as the `postgres` system user.
-  const [, , uid, gid] = process.getuid?.() === 0 ? execFileSync('getent', ['passwd', 'postgres'], { encoding: 'utf8' }).split(':') : [];
-  const ids = uid === undefined ? {} : { uid: Number(uid), gid: Number(gid) };
-  const password = randomBytes(12).toString('hex');
-  mkdirSync(pgDir);
-  writeFileSync(join(pgDir, 'pw'), `${password}\n`, { mode: 0o600 });
-  if (uid !== undefined) for (const p of [dir, pgDir, join(pgDir, 'pw')]) chownSync(p, Number(uid), Number(gid));
-  execFileSync(join(bin, 'initdb'), ['-D', join(pgDir, 'data'), '-U', 'postgres', '--pwfile', join(pgDir, 'pw'), '--auth-host=scram-sha-256', '--no-sync'], { ...ids, cwd: pgDir, stdio: 'ignore', env: { ...process.env, LC_ALL: 'C' } });
-  const port = await freeTcpPort();
-  daemon(join(bin, 'postgres'), ['-D', join(pgDir, 'data'), '-p', String(port), '-k', pgDir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off'], pgDir, 'postgres', ids);
-  const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
-  await waitFor('postgres', async () => {
-    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 }).on('error', () => {});
-    return c.connect().then(() => c.query('CREATE DATABASE radius_mfa_bench')).then(() => true).finally(() => c.end().catch(() => {}));
-  });
-  return url.replace(/\/postgres$/, '/radius_mfa_bench');
+  const postgres = await startPostgres();
+  started.push({ stop: () => postgres.close() });
+  return postgres.createDatabase('radius_mfa_bench');
 }
 
-type Node = { name: string; child: ChildProcess; authPort: number; httpPort: number; metricsPort: number; inspector: string; log: string };
+/**
+ * Loaded into each node (--import): on the IPC message 'gc', two full GCs (weak callbacks of the first
+ * free more), then 'gc' back; the node's RSS is then read from /proc.
+ */
+const GC_ON_IPC = `data:text/javascript,process.on('message',(m)=>{if(m==='gc'){gc();gc();process.send('gc')}})`;
+
+type Node = RunningServer & { authPort: number; httpPort: number; metricsPort: number };
 
 async function startNode(name: string, dir: string, pgUrl: string, redisUrl: string, key: string): Promise<Node> {
   const [authPort, httpPort, metricsPort] = [await freeUdpPort(), await freeTcpPort(), await freeTcpPort()];
@@ -124,19 +93,16 @@ rate_limits: { client_per_second: 0, source_per_minute: 0 }
 log: { level: warn }
 `,
   );
-  const log = join(dir, `${name}.log`);
-  const fd = openSync(log, 'w');
-  const cli = FROM_SRC ? ['--import', 'tsx', join(REPO, 'src', 'cli.ts')] : [join(REPO, 'dist', 'cli.js')];
-  const child = spawn(process.execPath, ['--inspect=127.0.0.1:0', ...cli, '--config', config, 'serve'], { cwd: REPO, stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  children.push(child);
-  await waitFor(`node ${name} (log ${log})`, async () => {
-    if (child.exitCode !== null) throw new Error(`node ${name} exited ${child.exitCode}:\n${readFileSync(log, 'utf8').slice(-2000)}`);
-    return (await get(metricsPort, '/readyz')).status === 200;
-  });
-  const inspector = inspectorUrlIn(readFileSync(log, 'utf8'));
-  if (!inspector) throw new Error(`node ${name}: no inspector URL in its log`);
-  return { name, child, authPort, httpPort, metricsPort, inspector, log };
+  // Ready once /readyz says both engines answer (RADIUS and HTTP listen by then).
+  const ready = async () => {
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline; await sleep(50)) {
+      if ((await get(metricsPort, '/readyz').catch(() => undefined))?.status === 200) return true;
+    }
+    return false;
+  };
+  const server = await launch(`node ${name}`, undefined, process.execPath, ['--expose-gc', `--import=${GC_ON_IPC}`, ...CLI, '--config', config, 'serve'], authPort, SECRET, dir, join(dir, `${name}.log`), { ipc: true, ready });
+  started.push(server);
+  return { ...server, authPort, httpPort, metricsPort };
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 32 });
@@ -166,9 +132,14 @@ class Requests {
   other = 0;
 
   private constructor(readonly names: string[], readonly port: number) {
-    this.packets = names.map((name, k) =>
-      buildAccessRequest({ secret: SECRET, identifier: k % PER_SOCKET, userName: name, password: 'x', attributes: [[Attr.NasIdentifier, 'bench-vpn'], [Attr.CallingStationId, `198.51.100.${k % 250}`]] }),
-    );
+    const secret = Buffer.from(SECRET);
+    const maKey = hmacMd5Key(secret);
+    this.packets = names.map((name, k) => {
+      const buf = Buffer.alloc(4096);
+      randomFillSync(buf, 4, 16);
+      const len = writeAccessRequest(buf, k % PER_SOCKET, Buffer.from(name), Buffer.from('x'), Buffer.alloc(0), Buffer.from('bench-vpn'), secret, maKey, Buffer.from(`198.51.100.${k % 250}`));
+      return buf.subarray(0, len);
+    });
     this.acceptedAt = new Float64Array(names.length);
   }
 
@@ -186,7 +157,8 @@ class Requests {
 
   private onReply(k: number, msg: Buffer, at: number): void {
     const request = this.packets[k];
-    if (!request || this.acceptedAt[k] || !decodeReply(msg, request, SECRET).verified) return;
+    const len = packetLength(msg);
+    if (!request || this.acceptedAt[k] || len < 0 || !verifyResponseAuthenticator(msg, len, request, 4, SECRET_BYTES)) return;
     if (msg[0] !== 2) return void this.other++;
     this.acceptedAt[k] = at;
     this.accepted++;
@@ -250,16 +222,18 @@ async function approvePaced(reqs: Requests, ids: string[], via: Node, rate: numb
   return { accept: hist.summary(), http: http.summary() };
 }
 
-/** RSS of a node after a full GC (forced through its inspector). */
+/** RSS of a node after a full GC (asked for over IPC). */
 async function memory(node: Node): Promise<number> {
-  const session = await InspectorSession.connect(node.inspector);
-  await session.collectGarbageAndMeasure().finally(() => session.close());
-  return procStatus(node.child.pid!).rssKiB * 1024;
+  await new Promise<void>((resolve) => {
+    node.child.once('message', () => resolve());
+    node.child.send('gc');
+  });
+  return procStatus(node.pid).rssKiB * 1024;
 }
 
 /** Waits until the nodes have used no CPU for 300 ms (at most 10 s): each phase starts on idle servers. */
 async function quiet(nodes: Node[]): Promise<void> {
-  const cpu = () => nodes.reduce((sum, n) => sum + (procCpuSeconds(n.child.pid!) ?? 0), 0);
+  const cpu = () => nodes.reduce((sum, n) => sum + (procCpuSeconds(n.pid) ?? 0), 0);
   const deadline = Date.now() + 10_000;
   for (let last = cpu(), since = Date.now(); Date.now() < deadline && Date.now() - since < 300; ) {
     await sleep(50);
@@ -284,7 +258,7 @@ export const runHaPushBench = (o: { held: number; paced: number; rate: number })
 async function measure(o: { held: number; paced: number; rate: number }): Promise<HaPushResult> {
   const log = (s: string) => process.stderr.write(`ha-push bench: ${s}\n`);
   const dir = (tempDir = mkdtempSync(join(tmpdir(), 'bench-ha-push-')));
-  const [redisUrl, pgUrl] = [await startRedis(dir), await startPostgres(dir)];
+  const [redisUrl, pgUrl] = [await engineRedis(), await enginePostgres()];
   const key = randomBytes(32).toString('hex');
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const names = { warm: Array.from({ length: 200 }, (_, i) => user('w', i)), cross: Array.from({ length: o.paced }, (_, i) => user('c', i)), local: Array.from({ length: o.paced }, (_, i) => user('l', i)), held: Array.from({ length: o.held }, (_, i) => user('h', i)) };
@@ -371,9 +345,9 @@ export function formatHaPushResult(r: HaPushResult): string {
   ].join('\n');
 }
 
-function cleanUp(): void {
-  // postgres: SIGQUIT is its immediate shutdown (its children go with it); the rest simply die.
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill(c.spawnfile.endsWith('/postgres') ? 'SIGQUIT' : 'SIGKILL');
+async function cleanUp(): Promise<void> {
+  // Nodes first (they hold connections to the engines), then the engines.
+  await Promise.all(started.splice(0).reverse().map((s) => s.stop().catch(() => {})));
   agent.destroy();
   if (tempDir && !process.env.BENCH_HA_KEEP_DIR) rmSync(tempDir, { recursive: true, force: true });
 }
@@ -385,15 +359,19 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`--${name} must be a whole number in 1..100000`);
     return n;
   };
-  const stop = (code: number, why?: string) => (why && console.error(`ha-push bench: ${why}`), cleanUp(), process.exit(code));
-  setTimeout(() => stop(3, `hard limit of ${HARD_LIMIT_MS / 1000} s reached; stopping`), HARD_LIMIT_MS).unref();
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop(130));
+  const stop = async (code: number, why?: string) => {
+    if (why) console.error(`ha-push bench: ${why}`);
+    await cleanUp();
+    process.exit(code);
+  };
+  setTimeout(() => void stop(3, `hard limit of ${HARD_LIMIT_MS / 1000} s reached; stopping`), HARD_LIMIT_MS).unref();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void stop(130));
   try {
     const r = await runHaPushBench({ held: num('held'), paced: num('paced'), rate: num('rate') });
     console.log(formatHaPushResult(r));
     if (v.json) console.log(JSON.stringify(r));
-    stop(0);
+    await stop(0);
   } catch (err) {
-    stop(1, err instanceof Error ? (err.stack ?? err.message) : String(err));
+    await stop(1, err instanceof Error ? (err.stack ?? err.message) : String(err));
   }
 }

@@ -10,15 +10,14 @@ export const CODE = {
   AccessRequest: 1,
   AccessAccept: 2,
   AccessReject: 3,
-  AccessChallenge: 11,
   StatusServer: 12,
 } as const;
 
 export const ATTR = {
   UserName: 1,
   UserPassword: 2,
-  ReplyMessage: 18,
   NasIdentifier: 32,
+  CallingStationId: 31,
   MessageAuthenticator: 80,
 } as const;
 
@@ -46,23 +45,39 @@ export function hideInPlace(buf: Uint8Array, off: number, len: number, secret: U
   }
 }
 
-/** Hides `pw` into out[outOff..]; returns the hidden length (pw padded to a multiple of 16, at least 16). */
-export function hidePassword(pw: Uint8Array, secret: Uint8Array, ra: Uint8Array, raOff: number, out: Uint8Array, outOff: number): number {
-  const len = Math.max(16, Math.ceil(pw.length / 16) * 16);
-  out.fill(0, outOff, outOff + len);
-  out.set(pw, outOff);
-  hideInPlace(out, outOff, len, secret, ra, raOff);
-  return len;
+/** Writes attribute `type` with `value` at buf[p..); returns the offset after it. */
+function putAttr(buf: Uint8Array, p: number, type: number, value: Uint8Array): number {
+  buf[p] = type;
+  buf[p + 1] = value.length + 2;
+  buf.set(value, p + 2);
+  return p + value.length + 2;
+}
+
+/**
+ * A 38-byte packet with only a Message-Authenticator: header, MA zeroed then signed (RFC 3579 §3.2).
+ * The authenticator must already be in buf[4..20).
+ */
+function writeMaOnly(buf: Uint8Array, code: number, id: number, maKey: HmacMd5Key): number {
+  buf[0] = code;
+  buf[1] = id;
+  buf[2] = 0;
+  buf[3] = 38;
+  buf[20] = ATTR.MessageAuthenticator;
+  buf[21] = 18;
+  buf.fill(0, 22, 38);
+  hmacMd5(maKey, buf, 0, 38, buf, 22);
+  return 38;
 }
 
 /**
  * Writes a complete Access-Request into buf[0..) and returns its length. The Request
  * Authenticator must already be in buf[4..20). Attribute order: Message-Authenticator (first,
- * BlastRADIUS guidance), User-Name, User-Password = pwHead + pwTail hidden, NAS-Identifier.
+ * BlastRADIUS guidance), User-Name, User-Password = pwHead + pwTail hidden, NAS-Identifier,
+ * Calling-Station-Id (if given).
  */
 export function writeAccessRequest(
   buf: Uint8Array, id: number, userName: Uint8Array, pwHead: Uint8Array, pwTail: Uint8Array,
-  nasIdentifier: Uint8Array, secret: Uint8Array, maKey: HmacMd5Key,
+  nasIdentifier: Uint8Array, secret: Uint8Array, maKey: HmacMd5Key, callingStation?: Uint8Array,
 ): number {
   buf[0] = CODE.AccessRequest;
   buf[1] = id;
@@ -70,11 +85,7 @@ export function writeAccessRequest(
   buf[p] = ATTR.MessageAuthenticator;
   buf[p + 1] = 18;
   buf.fill(0, p + 2, p + 18);
-  p += 18;
-  buf[p] = ATTR.UserName;
-  buf[p + 1] = userName.length + 2;
-  buf.set(userName, p + 2);
-  p += userName.length + 2;
+  p = putAttr(buf, p + 18, ATTR.UserName, userName);
   const pwLen = pwHead.length + pwTail.length;
   const hiddenLen = Math.max(16, Math.ceil(pwLen / 16) * 16);
   buf[p] = ATTR.UserPassword;
@@ -83,11 +94,8 @@ export function writeAccessRequest(
   buf.set(pwHead, p + 2);
   buf.set(pwTail, p + 2 + pwHead.length);
   hideInPlace(buf, p + 2, hiddenLen, secret, buf, 4);
-  p += hiddenLen + 2;
-  buf[p] = ATTR.NasIdentifier;
-  buf[p + 1] = nasIdentifier.length + 2;
-  buf.set(nasIdentifier, p + 2);
-  p += nasIdentifier.length + 2;
+  p = putAttr(buf, p + hiddenLen + 2, ATTR.NasIdentifier, nasIdentifier);
+  if (callingStation) p = putAttr(buf, p, ATTR.CallingStationId, callingStation);
   buf[2] = p >>> 8;
   buf[3] = p & 0xff;
   // RFC 3579 §3.2: HMAC-MD5 over the whole packet with the Message-Authenticator value zeroed.
@@ -97,15 +105,7 @@ export function writeAccessRequest(
 
 /** Writes a Status-Server (RFC 5997) with only a Message-Authenticator; RA must be in buf[4..20). */
 export function writeStatusServer(buf: Uint8Array, id: number, maKey: HmacMd5Key): number {
-  buf[0] = CODE.StatusServer;
-  buf[1] = id;
-  buf[2] = 0;
-  buf[3] = 38;
-  buf[20] = ATTR.MessageAuthenticator;
-  buf[21] = 18;
-  buf.fill(0, 22, 38);
-  hmacMd5(maKey, buf, 0, 38, buf, 22);
-  return 38;
+  return writeMaOnly(buf, CODE.StatusServer, id, maKey);
 }
 
 /** Length from the header if the datagram is a well-formed RADIUS packet, else -1. */
@@ -127,13 +127,13 @@ export function verifyResponseAuthenticator(msg: Uint8Array, len: number, reqAut
   return true;
 }
 
-export const MA_FIRST = 0;
-export const MA_NOT_FIRST = 1;
-export const MA_MISSING = 2;
-export const MA_BAD = 3;
-export const MA_MALFORMED = 4;
+const MA_FIRST = 0;
+const MA_NOT_FIRST = 1;
+const MA_MISSING = 2;
+const MA_BAD = 3;
+const MA_MALFORMED = 4;
 
-/** RFC 3579 §3.2 on a reply: HMAC over the reply with the Request Authenticator in the header and the MA value zeroed. */
+/** RFC 3579 §3.2 on a reply, returns 0 first, 1 not first, 2 missing, 3 bad, 4 malformed: HMAC over the reply with the Request Authenticator in the header and the MA value zeroed. */
 export function checkReplyMessageAuthenticator(msg: Uint8Array, len: number, reqAuth: Uint8Array, raOff: number, maKey: HmacMd5Key): number {
   let p = 20;
   let at = -1;
@@ -158,33 +158,13 @@ export function checkReplyMessageAuthenticator(msg: Uint8Array, len: number, req
   return at === 20 ? MA_FIRST : MA_NOT_FIRST;
 }
 
-/**
- * Writes a signed reply for a request into out[0..): writes
- * code, id, MA first, optional Reply-Message, then the Response Authenticator. Used by the echo responder.
- */
-export function writeSignedReply(
-  out: Uint8Array, code: number, id: number, reqAuth: Uint8Array, raOff: number,
-  replyMessage: Uint8Array | undefined, secret: Uint8Array, maKey: HmacMd5Key,
-): number {
-  out[0] = code;
-  out[1] = id;
+/** Writes a signed reply (Message-Authenticator first, Response Authenticator) to a request into out[0..). */
+export function writeSignedReply(out: Uint8Array, code: number, id: number, reqAuth: Uint8Array, raOff: number, secret: Uint8Array, maKey: HmacMd5Key): number {
   out.set(reqAuth.subarray(raOff, raOff + 16), 4);
-  out[20] = ATTR.MessageAuthenticator;
-  out[21] = 18;
-  out.fill(0, 22, 38);
-  let p = 38;
-  if (replyMessage) {
-    out[p] = ATTR.ReplyMessage;
-    out[p + 1] = replyMessage.length + 2;
-    out.set(replyMessage, p + 2);
-    p += replyMessage.length + 2;
-  }
-  out[2] = p >>> 8;
-  out[3] = p & 0xff;
-  hmacMd5(maKey, out, 0, p, out, 22);
-  const s = scratchFor(p + secret.length);
-  s.set(out.subarray(0, p), 0);
-  s.set(secret, p);
-  md5(s, 0, p + secret.length, out, 4);
-  return p;
+  writeMaOnly(out, code, id, maKey);
+  const s = scratchFor(38 + secret.length);
+  s.set(out.subarray(0, 38), 0);
+  s.set(secret, 38);
+  md5(s, 0, 38 + secret.length, out, 4);
+  return 38;
 }

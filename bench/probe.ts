@@ -1,46 +1,57 @@
-/** One-shot Access-Request for readiness checks (no sleeps: poll until a verified reply arrives). */
+// One Access-Request as a NAS sends it: the same datagram again after each timeout, up to `tries`
+// times. Readiness checks poll with it (no sleeps); the spray bench's real user logs in with it.
 import { createSocket } from 'node:dgram';
 import { randomFillSync } from 'node:crypto';
 import { hmacMd5Key } from '../src/radius/md5.js';
-import { packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
+import { packetLength, verifyResponseAuthenticator, writeAccessRequest, writeStatusServer } from './packet.js';
 
-export type ProbeOptions = { host?: string; port: number; secret: string; userName: string; password: string; timeoutMs?: number };
+export type ProbeOptions = {
+  port: number; secret: string; userName: string; password: string;
+  timeoutMs?: number; tries?: number; callingStation?: string;
+  /** A Status-Server (RFC 5997) instead of the Access-Request. */
+  status?: boolean;
+};
 
-/** Sends one Access-Request; resolves to the reply code (verified Response Authenticator) or null on timeout. */
-export function probeAccess(o: ProbeOptions): Promise<number | null> {
+/** Resolves to the reply code (Response Authenticator verified) and the time from the first send, or code null after the last try. */
+export function probeAccess(o: ProbeOptions): Promise<{ code: number | null; ms: number; tries: number }> {
   const secret = Buffer.from(o.secret);
   const buf = Buffer.alloc(4096);
   randomFillSync(buf, 4, 16);
   const id = buf[4]!;
-  const len = writeAccessRequest(buf, id, Buffer.from(o.userName), Buffer.from(o.password), Buffer.alloc(0),
-    Buffer.from('bench-probe'), secret, hmacMd5Key(secret));
+  const len = o.status ? writeStatusServer(buf, id, hmacMd5Key(secret)) : writeAccessRequest(buf, id, Buffer.from(o.userName), Buffer.from(o.password),
+    Buffer.alloc(0), Buffer.from('bench-probe'), secret, hmacMd5Key(secret), o.callingStation === undefined ? undefined : Buffer.from(o.callingStation));
   const sock = createSocket('udp4');
+  const t0 = performance.now();
+  let tries = 0;
+  let timer: NodeJS.Timeout | undefined;
   return new Promise((resolve) => {
-    const done = (v: number | null) => {
+    const done = (code: number | null) => {
       clearTimeout(timer);
       sock.close();
-      resolve(v);
+      resolve({ code, ms: performance.now() - t0, tries });
     };
-    const timer = setTimeout(() => done(null), o.timeoutMs ?? 500);
+    const send = () => {
+      if (tries === (o.tries ?? 1)) return done(null);
+      tries++;
+      sock.send(buf, 0, len, o.port, '127.0.0.1');
+      timer = setTimeout(send, o.timeoutMs ?? 500);
+    };
     sock.on('error', () => { /* ICMP port unreachable while the server starts: wait for the timeout */ });
     sock.on('message', (msg) => {
       const n = packetLength(msg);
-      if (n < 0 || msg[1] !== id || !verifyResponseAuthenticator(msg, n, buf, 4, secret)) return;
-      done(msg[0]!);
+      if (n >= 0 && msg[1] === id && verifyResponseAuthenticator(msg, n, buf, 4, secret)) done(msg[0]!);
     });
-    sock.send(buf, 0, len, o.port, o.host ?? '127.0.0.1');
+    send();
   });
 }
 
-/** Polls with probeAccess until any verified reply, the process exits, or timeoutMs passes. */
-export async function waitForServer(o: Omit<ProbeOptions, 'password'> & { password: () => string; timeoutMs: number; exited: Promise<unknown> }): Promise<boolean> {
+/** Sends a Status-Server every 20 ms until one is answered (true), the process exits, or timeoutMs passes. */
+export async function waitForServer(o: { port: number; secret: string; timeoutMs: number; exited: Promise<unknown> }): Promise<boolean> {
   let gone = false;
   void o.exited.then(() => (gone = true));
   const until = Date.now() + o.timeoutMs;
   while (!gone && Date.now() < until) {
-    const code = await probeAccess({ ...o, password: o.password(), timeoutMs: 200 });
-    if (code !== null) return true;
-    await new Promise((r) => setTimeout(r, 50));
+    if ((await probeAccess({ ...o, userName: '', password: '', status: true, timeoutMs: 20, tries: 50 })).code !== null) return true;
   }
   return false;
 }

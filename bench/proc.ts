@@ -1,16 +1,22 @@
-// Linux /proc probes shared by the benches: CPU of a process and of each core, memory, socket drops.
-// Each returns an empty or undefined value where /proc is missing, so the bench still runs.
-import { readFileSync } from 'node:fs';
+// Linux /proc probes shared by the benches: CPU of a process and of each core, the machine's load, memory,
+// socket drops. Each returns an empty or undefined value where /proc is missing, so the bench still runs.
+import { readdirSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 
-/** CPU seconds (utime + stime) of a process, or undefined if it is gone. */
-export function procCpuSeconds(pid: number): number | undefined {
+/** Fields after the command name of /proc/PID/stat: f[0] is field 3 (state), so field n is f[n - 3]. */
+function statFields(pid: number | string): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in USER_HZ (100 on Linux)
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+/** CPU seconds (utime + stime) of a process, or undefined if it is gone. */
+export function procCpuSeconds(pid: number): number | undefined {
+  const f = statFields(pid);
+  return f ? (Number(f[11]) + Number(f[12])) / 100 : undefined; // utime, stime in USER_HZ (100 on Linux)
 }
 
 /** VmRSS and VmHWM of a process in KiB (what the OS charges it). */
@@ -22,30 +28,100 @@ export function procStatus(pid: number): { rssKiB: number; hwmKiB: number } {
 
 /** Per-core [busy, steal, total] jiffies from /proc/stat (empty where /proc is missing). */
 export function coreTicks(): Array<[number, number, number]> {
+  const out: Array<[number, number, number]> = [];
+  let text = '';
   try {
-    const out: Array<[number, number, number]> = [];
-    for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
-      const m = /^cpu(\d+) (.*)$/.exec(line);
-      if (!m) continue;
-      const v = m[2]!.trim().split(/\s+/).map(Number);
-      const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-      const idle = v[3]! + v[4]!; // idle + iowait
-      out[Number(m[1])] = [total - idle, v[7]!, total];
-    }
-    return out;
+    text = readFileSync('/proc/stat', 'utf8');
   } catch {
-    return [];
+    return out;
   }
+  for (const line of text.split('\n')) {
+    const m = /^cpu(\d+) (.*)$/.exec(line);
+    if (!m) continue;
+    const v = m[2]!.trim().split(/\s+/).map(Number);
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    // Busy = all but idle, iowait and interrupts: the loopback's softirq work is charged to no process,
+    // so it would read as load from outside the bench. Steal (other VMs on the host) counts.
+    out[Number(m[1])] = [total - v[3]! - v[4]! - v[5]! - v[6]!, v[7]!, total];
+  }
+  return out;
 }
 
-/** Busy % of each core over `ms` while the bench runs nothing: load from outside the bench. */
-export async function backgroundBusy(ms: number): Promise<number[]> {
-  const before = coreTicks();
-  await new Promise((r) => setTimeout(r, ms));
-  return coreTicks().map(([busy, , total], i) => {
+/** Busy % of each core between two coreTicks() readings. */
+export function busyPercent(before: Array<[number, number, number]>, after: Array<[number, number, number]>): number[] {
+  return after.map(([busy, , total], i) => {
     const [b0, , t0] = before[i] ?? [0, 0, 0];
     return Math.round(((busy - b0) / Math.max(1, total - t0)) * 1000) / 10;
   });
+}
+
+/** CPU jiffies, parent and last core of every process. */
+function processTicks(): Map<number, { name: string; ppid: number; ticks: number; cpu: number }> {
+  const out = new Map<number, { name: string; ppid: number; ticks: number; cpu: number }>();
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    out.set(Number(pid), { name: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), cpu: Number(f[36]) });
+  }
+  return out;
+}
+
+export type MachineLoad = {
+  /** Busy % of each core over the sample (all processes). */
+  busy: number[];
+  /** The same less this bench's own processes (this process and its descendants): load from outside. */
+  outside: number[];
+  loadavg: number[];
+  /** The busiest processes outside the bench over the sample. */
+  top: Array<{ pid: number; name: string; cpuPercent: number }>;
+};
+
+/** What else the machine is doing, over `ms` (/proc/stat, every /proc/PID/stat, loadavg). */
+export async function machineLoad(ms: number): Promise<MachineLoad> {
+  const [c0, p0] = [coreTicks(), processTicks()];
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  const [c1, p1] = [coreTicks(), processTicks()];
+  const seconds = (performance.now() - t0) / 1000;
+  const busy = busyPercent(c0, c1);
+  const ours = (pid: number): boolean => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
+      if (p === process.pid) return true;
+      p = p1.get(p)?.ppid ?? 0;
+    }
+    return false;
+  };
+  const own = busy.map(() => 0);
+  const top: MachineLoad['top'] = [];
+  for (const [pid, p] of p1) {
+    const pct = ((p.ticks - (p0.get(pid)?.ticks ?? p.ticks)) / seconds); // jiffies/s = % of one core
+    if (pct <= 0) continue;
+    if (ours(pid)) own[p.cpu] = (own[p.cpu] ?? 0) + pct;
+    else top.push({ pid, name: p.name, cpuPercent: Math.round(pct) });
+  }
+  top.sort((a, b) => b.cpuPercent - a.cpuPercent);
+  return {
+    busy,
+    outside: busy.map((b, i) => Math.max(0, Math.round(b - (own[i] ?? 0)))),
+    loadavg: loadavg().map((x) => Math.round(x * 100) / 100),
+    top: top.slice(0, 3),
+  };
+}
+
+export function formatLoad(l: MachineLoad): string {
+  const top = l.top.filter((p) => p.cpuPercent >= 5).map((p) => `${p.name}[${p.pid}] ${p.cpuPercent}%`).join(', ');
+  return `outside load ${l.outside.map((b, i) => `cpu${i} ${b}%`).join(' ')}, load average ${l.loadavg.join(' ')}${top ? `; busiest: ${top}` : ''}`;
 }
 
 /**

@@ -1,17 +1,18 @@
 /**
- * The approving phone and VPN of bench/push.ts's paced phase, as a process of its own: it sends the
- * paced users' Access-Requests (when the bench says so), later posts their approvals at a steady rate
- * and times each Access-Accept. It holds nothing else, so its own garbage collections are short and
- * rare, and the bench process, which holds the other requests, sits idle while it measures: what is
- * left in the numbers is the server.
+ * The VPN and the approving phones of bench/push.ts, as a process of its own: it holds the users'
+ * Access-Requests (sends each when the bench says so), later posts their approvals (paced at a steady
+ * rate, or all at once over a few keep-alive connections) and times each Access-Accept. It holds
+ * nothing else, so its own garbage collections are short and rare, and the bench process sits idle
+ * while it measures: what is left in the numbers is the server.
  *
  * Plain JavaScript (no tsx loader thread beside it on the measuring core). Talks to the bench over
  * IPC with advanced serialization:
  *   in:  ['init', {port, httpPort, requests: Buffer[], tokens: string[]}]   -> out ['ready']
  *        ['send', k]                                                        (Access-Request k, again if told)
- *        ['approve', {rate, ids: string[], signatures: string[], lingerMs, expectReplies?}] -> out ['done', Result]
- * Result: {timeOrigin, postedAt, httpAt, acceptedAt: Float64Array (performance.now(), 0 = never), replies: (Buffer|null)[],
- *          duplicates, failures: string[]}; replies are checked by the bench, which knows the secret.
+ *        ['approve', {from, to, rate, connections, ids, signatures, lingerMs, expectReplies}] -> out ['done', Result]
+ *          rate 0: all at once over `connections`; expectReplies false: only the HTTP answers count.
+ * Result: {postedAt, httpAt, acceptedAt: Float64Array (performance.now() of this process, 0 = never),
+ *          replies: (Buffer|null)[], duplicates, failures: string[]}; the bench checks the replies (it knows the secret).
  */
 import { createSocket } from 'node:dgram';
 import { Agent, request } from 'node:http';
@@ -27,17 +28,16 @@ process.on('message', ([kind, body]) => {
 process.once('disconnect', () => process.exit(1));
 
 async function init({ port, httpPort, requests, tokens }) {
+  run?.close();
   const n = requests.length;
   const acceptedAt = new Float64Array(n);
   const postedAt = new Float64Array(n);
   const httpAt = new Float64Array(n);
   const replies = new Array(n).fill(null);
-  const failures = [];
+  let failures = [];
   let duplicates = 0;
-  let received = 0;
-  let answered = 0;
-  /** Set while approving: reports once every answer (and, unless told not to, every reply) is in. */
-  let check = () => {};
+  /** Set while approving: counts what arrives for the users being approved, reports once all is in. */
+  let onEvent = () => {};
 
   const sockets = [];
   for (let s = 0; s * PER_SOCKET < n; s++) {
@@ -48,28 +48,19 @@ async function init({ port, httpPort, requests, tokens }) {
       const at = performance.now();
       const k = s * PER_SOCKET + msg[1];
       if (k >= n) return;
-      if (replies[k]) {
-        duplicates++;
-        return;
-      }
+      if (replies[k]) return void duplicates++;
       replies[k] = msg;
       acceptedAt[k] = at;
-      received++;
-      check();
+      onEvent(k, 'reply');
     });
     sockets.push(socket);
   }
 
-  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
-  function post(k, id, signature) {
+  function post(agent, k, id, signature) {
     const payload = `{"decision":"approve","signature":"${signature}"}`;
     const req = request(
       {
-        agent,
-        host: '127.0.0.1',
-        port: httpPort,
-        method: 'POST',
-        path: `/api/v1/requests/${id}/answer`,
+        agent, host: '127.0.0.1', port: httpPort, method: 'POST', path: `/api/v1/requests/${id}/answer`,
         headers: { authorization: `Bearer ${tokens[k]}`, 'content-type': 'application/json', 'content-length': payload.length },
       },
       (res) => {
@@ -77,43 +68,51 @@ async function init({ port, httpPort, requests, tokens }) {
         res.setEncoding('utf8').on('data', (d) => (text += d));
         res.on('end', () => {
           httpAt[k] = performance.now();
-          answered++;
           if (res.statusCode !== 200 || !text.includes('"approved"')) failures.push(`user ${k}: answer ${res.statusCode} ${text}`);
-          check();
+          onEvent(k, 'http');
         });
       },
     );
-    req.on('error', (err) => failures.push(`user ${k}: ${err.message}`));
+    req.on('error', (err) => {
+      failures.push(`user ${k}: ${err.message}`);
+      onEvent(k, 'http');
+    });
     postedAt[k] = performance.now();
     req.end(payload);
   }
 
   run = {
-    send(k) {
-      sockets[Math.floor(k / PER_SOCKET)].send(requests[k], port, '127.0.0.1');
-    },
-    /**
-     * One answer every 1000/rate ms on a timer (no busy wait: a spinning loop would delay the replies
-     * it times). expectReplies false: only the HTTP answers count (a server that sends no Accept).
-     */
-    approve({ rate, ids, signatures, lingerMs, expectReplies = true }) {
-      const interval = 1000 / rate;
-      const start = performance.now() + 5;
-      let k = 0;
+    close: () => sockets.forEach((s) => s.close()),
+    send: (k) => sockets[Math.floor(k / PER_SOCKET)].send(requests[k], port, '127.0.0.1'),
+    /** Paced: one answer every 1000/rate ms on a timer (a busy wait would delay the replies it times). */
+    approve({ from, to, rate, connections, ids, signatures, lingerMs, expectReplies }) {
+      const agent = new Agent({ keepAlive: true, maxSockets: connections });
+      let [answered, received] = [0, replies.slice(from, to).filter(Boolean).length];
       let giveUp;
       const done = () => {
-        check = () => {};
+        onEvent = () => {};
         clearTimeout(giveUp);
         agent.destroy();
-        for (const s of sockets) s.close();
-        process.send(['done', { timeOrigin: performance.timeOrigin, postedAt, httpAt, acceptedAt, replies, duplicates, failures }]);
+        process.send(['done', { postedAt, httpAt, acceptedAt, replies, duplicates, failures }]);
+        failures = [];
       };
+      const check = () => answered === to - from && (received === to - from || !expectReplies) && done();
+      let k = from;
+      onEvent = (j, what) => {
+        if (j < from || j >= to) return;
+        if (what === 'http') answered++;
+        else received++;
+        // All at once: `connections` answers in flight, the next one leaves as one is answered.
+        if (what === 'http' && rate === 0 && k < to) post(agent, k, ids[k], signatures[k++]);
+        if (k === to) check();
+      };
+      const start = performance.now() + 5;
       const tick = () => {
         const now = performance.now();
-        while (k < n && start + k * interval <= now) post(k, ids[k], signatures[k++]);
-        if (k < n) setTimeout(tick, Math.max(0, start + k * interval - performance.now()));
+        while (k < to && (rate === 0 ? k - from < connections : start + (k - from) * (1000 / rate) <= now)) post(agent, k, ids[k], signatures[k++]);
+        if (rate === 0 && k < to) return void (giveUp = setTimeout(done, 60_000)); // the rest leave from onEvent
+        if (k < to) setTimeout(tick, Math.max(0, start + (k - from) * (1000 / rate) - performance.now()));
         else {
-          check = () => answered === n && (received === n || !expectReplies) && done();
           giveUp = setTimeout(done, lingerMs);
           check();
         }

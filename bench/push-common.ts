@@ -1,21 +1,13 @@
 // What the push bench's modules share: its constants, names and tokens of the simulated users, and what to clean up.
 import { type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { procCpuSeconds } from './proc.js';
 
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1' || !existsSync(join(REPO, 'dist', 'app.js'));
-export const SECRET = 'bench-push-secret-0123456789';
 export const PER_SOCKET = 250;
 export const WARMUP_USERS = 300;
 /** Approvals per second in the warm-up (which also compiles the approver's own code). */
 export const WARMUP_RATE = 1000;
 export const HARD_LIMIT_MS = 110_000;
-export const SERVER_CPU = 0;
-export const CLIENT_CPU = 1;
 /** The server child and the temp dir: killed / removed on the hard limit or a signal (they must not outlive the bench). */
 export const running: { child?: ChildProcess; dir?: string } = {};
 

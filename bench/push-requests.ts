@@ -1,46 +1,45 @@
-// The push bench's traffic: Access-Requests held per UDP socket, the Mobile App API calls of the simulated phones.
+// The push bench's traffic: the users' Access-Requests (held by bench/push-approver.mjs), the Mobile App API calls of the simulated phones.
 import { type ChildProcess } from 'node:child_process';
-import { type generateKeyPairSync, sign as ecdsaSign } from 'node:crypto';
-import { createSocket, type Socket } from 'node:dgram';
-import { writeFileSync } from 'node:fs';
+import { randomFillSync, sign as ecdsaSign, type generateKeyPairSync } from 'node:crypto';
 import { type Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { Attr } from '../src/radius/packet.js';
-import { buildAccessRequest, decodeReply } from './radius-request.js';
+import { hmacMd5Key } from '../src/radius/md5.js';
+import { checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
-import { spawnOnCore } from './processes.js';
-import { PER_SOCKET, SECRET, CLIENT_CPU, REPO, procCpuMs, settle, userName, tokenOf } from './push-common.js';
+import { REPO, spawnOnCore } from './servers.js';
+import { GENERATOR_CPU, SECRET } from './stage.js';
+import { PER_SOCKET, procCpuMs, settle, userName, tokenOf } from './push-common.js';
 
-export type HttpReply = { status: number; body: unknown };
-
-export function http(agent: Agent, port: number, method: string, path: string, token: string, body?: unknown, onWritten?: () => void): Promise<HttpReply> {
+/** GET `path` as the device with bearer `token`: status and JSON body. */
+function get(agent: Agent, port: number, path: string, token: string): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const req = httpRequest(
-      { agent, host: '127.0.0.1', port, method, path, headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) } },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as unknown) : undefined }));
-      },
-    );
-    req.on('error', reject);
-    onWritten?.();
-    req.end(payload);
+    const req = httpRequest({ agent, host: '127.0.0.1', port, path, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as unknown) : undefined }));
+    });
+    req.on('error', reject).end();
   });
 }
 
 /** Runs `jobs` with at most `limit` in flight. */
-export async function pool<T>(items: readonly T[], limit: number, job: (item: T) => Promise<void>): Promise<void> {
+async function pool<T>(items: readonly T[], limit: number, job: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) await job(items[next++]!);
   }));
 }
 
-/** Sockets for `count` users; user k (0-based within the set) uses socket k/250 with identifier k%250. */
+export type ApproverResult = { postedAt: Float64Array; httpAt: Float64Array; acceptedAt: Float64Array; replies: (Uint8Array | null)[]; duplicates: number; failures: string[] };
+
+/**
+ * The users' Access-Requests, held by bench/push-approver.mjs (which sends them, approves them and
+ * receives the replies: a process that holds nothing else, so the latency it times is the server's, not
+ * this process's garbage collections); user k (0-based within the set) uses its socket k/250 with
+ * identifier k%250. This side learns the request ids from the server's pushes and checks the replies.
+ * postedAt / acceptedAt are on the approver's clock, so they are only subtracted from each other.
+ */
 export class RequestSet {
-  readonly sockets: Socket[] = [];
   readonly requests: Buffer[] = [];
   readonly acceptedAt: Float64Array;
   readonly code: Uint8Array;
@@ -49,17 +48,38 @@ export class RequestSet {
   readonly ids: string[];
   readonly pushedAt: Float64Array;
   pushes = 0;
-  private waiters: (() => void)[] = [];
   received = 0;
   unverified = 0;
   duplicates = 0;
+  private pushWaiters: (() => void)[] = [];
 
-  protected constructor(readonly indexes: number[], readonly port: number) {
+  private constructor(readonly indexes: number[], private readonly approver: ChildProcess) {
     this.acceptedAt = new Float64Array(indexes.length);
     this.code = new Uint8Array(indexes.length);
     this.sentAt = new Float64Array(indexes.length);
     this.ids = new Array<string>(indexes.length).fill('');
     this.pushedAt = new Float64Array(indexes.length);
+    const secret = Buffer.from(SECRET);
+    const [maKey, nas, pw] = [hmacMd5Key(secret), Buffer.from('bench-vpn'), Buffer.from('not-checked')];
+    indexes.forEach((i, k) => {
+      const buf = Buffer.alloc(4096);
+      randomFillSync(buf, 4, 16);
+      const len = writeAccessRequest(buf, k % PER_SOCKET, Buffer.from(userName(i)), pw, Buffer.alloc(0), nas, secret, maKey, Buffer.from(`198.51.100.${k % 250}`));
+      this.requests.push(buf.subarray(0, len));
+    });
+  }
+
+  /** Spawns the approver (on the bench's core); one process serves one set after another. */
+  static spawnApprover(pin: boolean): ChildProcess {
+    const options = { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] as ('ignore' | 'inherit' | 'ipc')[], serialization: 'advanced' as const };
+    return spawnOnCore(pin ? GENERATOR_CPU : undefined, process.execPath, [join(REPO, 'bench', 'push-approver.mjs')], options);
+  }
+
+  static async openOn(approver: ChildProcess, indexes: number[], port: number, httpPort: number): Promise<RequestSet> {
+    const set = new RequestSet(indexes, approver);
+    approver.send(['init', { port, httpPort, requests: set.requests, tokens: indexes.map((i) => tokenOf(userName(i))) }]);
+    await set.reply('ready');
+    return set;
   }
 
   /** The server pushed request `id` to this set's user `k`. */
@@ -72,8 +92,6 @@ export class RequestSet {
     for (const f of w) f();
   }
 
-  private pushWaiters: (() => void)[] = [];
-
   private nextPush(timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, Math.max(1, timeoutMs));
@@ -84,60 +102,9 @@ export class RequestSet {
     });
   }
 
-  static async open(indexes: number[], port: number): Promise<RequestSet> {
-    const set = new RequestSet(indexes, port);
-    set.build();
-    const n = Math.ceil(indexes.length / PER_SOCKET);
-    for (let s = 0; s < n; s++) {
-      const socket = createSocket('udp4');
-      await new Promise<void>((r) => socket.bind(0, '127.0.0.1', () => r()));
-      socket.setRecvBufferSize(4 * 1024 * 1024);
-      socket.on('message', (msg) => set.onReply(s * PER_SOCKET + msg[1]!, msg, performance.now()));
-      set.sockets.push(socket);
-    }
-    return set;
-  }
-
-  protected build(): void {
-    this.indexes.forEach((i, k) => {
-      this.requests.push(
-        buildAccessRequest({
-          secret: SECRET,
-          identifier: k % PER_SOCKET,
-          userName: userName(i),
-          password: 'not-checked',
-          attributes: [
-            [Attr.NasIdentifier, 'bench-vpn'],
-            [Attr.CallingStationId, `198.51.100.${k % 250}`],
-          ],
-        }),
-      );
-    });
-  }
-
-  /** The reply to user k's request, received at `at` (performance.now()). */
-  protected onReply(k: number, msg: Buffer, at: number): void {
-    const request = this.requests[k];
-    if (!request) return;
-    if (!decodeReply(msg, request, SECRET).verified) {
-      this.unverified++;
-      return;
-    }
-    if (this.code[k] !== 0) {
-      this.duplicates++;
-      return;
-    }
-    this.code[k] = msg[0]!;
-    this.acceptedAt[k] = at;
-    this.received++;
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
   send(k: number): void {
     this.sentAt[k] = performance.now();
-    this.sockets[Math.floor(k / PER_SOCKET)]!.send(this.requests[k]!, this.port, '127.0.0.1');
+    this.approver.send(['send', k]);
   }
 
   /**
@@ -165,73 +132,34 @@ export class RequestSet {
     }
   }
 
-  async waitForReplies(count: number, timeoutMs: number): Promise<boolean> {
-    const deadline = performance.now() + timeoutMs;
-    while (this.received < count) {
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-    return true;
-  }
-
-  close(): void {
-    for (const s of this.sockets) s.close();
-  }
-}
-
-export type ApproverResult = { timeOrigin: number; postedAt: Float64Array; httpAt: Float64Array; acceptedAt: Float64Array; replies: (Uint8Array | null)[]; duplicates: number; failures: string[] };
-
-/**
- * Requests sent from, approved by and answered to bench/push-approver.mjs, a process that holds
- * nothing else: the latency it times is the server's, not this process's garbage collections.
- * Its times (postedAt, acceptedAt) are on its own clock, so they are only subtracted from each other.
- */
-export class ApproverSet extends RequestSet {
-  private constructor(indexes: number[], port: number, private readonly approver: ChildProcess) {
-    super(indexes, port);
-  }
-
-  /** Spawns the approver (on the bench's core); one process serves one set after another. */
-  static spawnApprover(pin: boolean): ChildProcess {
-    const options = { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] as ('ignore' | 'inherit' | 'ipc')[], serialization: 'advanced' as const };
-    return spawnOnCore(pin ? CLIENT_CPU : undefined, process.execPath, [join(REPO, 'bench', 'push-approver.mjs')], options);
-  }
-
-  static async openOn(approver: ChildProcess, indexes: number[], port: number, httpPort: number): Promise<ApproverSet> {
-    const set = new ApproverSet(indexes, port, approver);
-    set.build();
-    approver.send(['init', { port, httpPort, requests: set.requests, tokens: indexes.map((i) => tokenOf(userName(i))) }]);
-    await set.reply('ready');
-    return set;
-  }
-
-  override send(k: number): void {
-    this.sentAt[k] = performance.now();
-    this.approver.send(['send', k]);
-  }
-
   /**
-   * The approver answers every request, `rate` per second; fills postedAt (its clock) and the replies.
-   * With `ids` given it posts those instead (the floor, where no server sent a push), waiting for no reply.
+   * The approver answers users [from, to): `rate` per second (0: all at once over `connections`);
+   * fills postedAt (its clock), the HTTP latencies and, from the replies, code / acceptedAt. With `ids`
+   * given it posts those instead (the floor, where no server sent a push), waiting for no reply.
    */
-  async approve(rate: number, signatures: string[], postedAt: Float64Array, httpHist: LatencyHistogram, failures: string[], ids?: string[]): Promise<ApproverResult> {
-    this.approver.send(['approve', { rate, ids: ids ?? this.ids, signatures, lingerMs: 10_000, expectReplies: !ids }]);
+  async approve(a: { from: number; to: number; rate: number; connections: number; signatures: string[]; ids?: string[] }, postedAt: Float64Array, httpHist: LatencyHistogram, failures: string[]): Promise<void> {
+    this.approver.send(['approve', { ...a, ids: a.ids ?? this.ids, lingerMs: 20_000, expectReplies: !a.ids }]);
     const r = (await this.reply('done')) as ApproverResult;
-    r.replies.forEach((reply, k) => {
+    for (let k = a.from; k < a.to; k++) {
       postedAt[k] = r.postedAt[k]!;
       if (r.httpAt[k]) httpHist.record(r.httpAt[k]! - r.postedAt[k]!);
-      if (reply) this.onReply(k, Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength), r.acceptedAt[k]!);
+    }
+    r.replies.forEach((reply, k) => {
+      if (!reply || this.code[k]) return;
+      const msg = Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength);
+      const len = packetLength(msg);
+      const secret = Buffer.from(SECRET);
+      if (len < 0 || !verifyResponseAuthenticator(msg, len, this.requests[k]!, 4, secret) || checkReplyMessageAuthenticator(msg, len, this.requests[k]!, 4, hmacMd5Key(secret)) > 1) {
+        this.unverified++;
+        return;
+      }
+      if (k < a.from || k >= a.to || r.acceptedAt[k]! < r.postedAt[k]!) failures.push(`user ${k}: answered before its approval was posted`);
+      this.code[k] = msg[0]!;
+      this.acceptedAt[k] = r.acceptedAt[k]!;
+      this.received++;
     });
-    this.duplicates += r.duplicates;
+    this.duplicates = r.duplicates;
     failures.push(...r.failures);
-    return r;
   }
 
   private reply(kind: string): Promise<unknown> {
@@ -245,14 +173,6 @@ export class ApproverSet extends RequestSet {
       this.approver.on('message', onMessage).once('exit', onExit);
     });
   }
-}
-
-/** With BENCH_PUSH_PACED_DUMP=FILE: one CSV row per paced approval, on the epoch clock BENCH_PUSH_GC_LOG uses too. */
-export function dumpPaced(r: ApproverResult): void {
-  const file = process.env.BENCH_PUSH_PACED_DUMP;
-  if (!file) return;
-  const rows = Array.from(r.postedAt, (at, k) => `${(r.timeOrigin + at).toFixed(3)},${(r.httpAt[k]! - at).toFixed(3)},${(r.acceptedAt[k]! - at).toFixed(3)}`);
-  writeFileSync(file, `posted_epoch_ms,http_ms,accept_ms\n${rows.join('\n')}\n`);
 }
 
 /** Sends every request and re-sends (paced) those whose push has not come: returns how many were re-sent. */
@@ -281,7 +201,7 @@ export async function samplePolls(set: RequestSet, agent: Agent, httpPort: numbe
   await pool(ks, 4, async (k) => {
     const name = userName(set.indexes[k]!);
     const t = performance.now();
-    const r = await http(agent, httpPort, 'GET', '/api/v1/pending', tokenOf(name));
+    const r = await get(agent, httpPort, '/api/v1/pending', tokenOf(name));
     hist.record(performance.now() - t);
     const items = r.status === 200 ? (r.body as { id: string }[]) : [];
     if (items.length !== 1 || items[0]!.id !== set.ids[k]) wrong++;
@@ -291,10 +211,4 @@ export async function samplePolls(set: RequestSet, agent: Agent, httpPort: numbe
 
 export function signAll(ids: string[], privateKey: ReturnType<typeof generateKeyPairSync>['privateKey']): string[] {
   return ids.map((id) => ecdsaSign('sha256', Buffer.from(`${id}.approve`, 'utf8'), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64'));
-}
-
-export async function answer(agent: Agent, httpPort: number, set: RequestSet, k: number, id: string, signature: string, postedAt: Float64Array, failures: string[]): Promise<void> {
-  const name = userName(set.indexes[k]!);
-  const r = await http(agent, httpPort, 'POST', `/api/v1/requests/${id}/answer`, tokenOf(name), { decision: 'approve', signature }, () => (postedAt[k] = performance.now()));
-  if (r.status !== 200 || (r.body as { status?: string }).status !== 'approved') failures.push(`${name}: answer ${r.status} ${JSON.stringify(r.body)}`);
 }

@@ -1,30 +1,17 @@
 // The push bench's server side: provisioning, the server child, memory and CPU readings, the floor.
 import { type ChildProcess } from 'node:child_process';
 import { createHash, type generateKeyPairSync } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { join } from 'node:path';
-import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
+import { resolveEncryptionKey } from '../src/store/secret-box.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
-import { InspectorSession, inspectorUrlIn, type MemoryUsage } from './inspector.js';
 import { freeTcpPort } from './ports.js';
 import { procStatus } from './proc.js';
-import { spawnOnCore } from './processes.js';
-import { FROM_SRC, REPO, SERVER_CPU, WARMUP_RATE, WARMUP_USERS, running, sleep, userName, tokenOf, pushTokenOf } from './push-common.js';
-import { type RequestSet, ApproverSet, samplePolls, signAll, holdAll, http } from './push-requests.js';
-
-
-/** Full GC in the server, then its memory: VmRSS from /proc (what the OS charges) and V8's heap. */
-export async function measureMemory(inspectorUrl: string, pid: number): Promise<{ rssKiB: number; usage: MemoryUsage }> {
-  const session = await InspectorSession.connect(inspectorUrl);
-  try {
-    const usage = await session.collectGarbageAndMeasure();
-    return { rssKiB: procStatus(pid).rssKiB, usage };
-  } finally {
-    session.close();
-  }
-}
+import { FROM_SRC, REPO, launch, spawnOnCore, type RunningServer } from './servers.js';
+import { SECRET, SERVER_CPU } from './stage.js';
+import { WARMUP_RATE, WARMUP_USERS, running, userName, tokenOf, pushTokenOf } from './push-common.js';
+import { RequestSet, samplePolls, signAll, holdAll } from './push-requests.js';
 
 /** N users + one device each (and the warm-up users), through the store API; one P-256 public key for all. */
 export async function provision(dir: string, indexes: number[], publicKeyDer: Buffer): Promise<void> {
@@ -44,14 +31,14 @@ export async function provision(dir: string, indexes: number[], publicKeyDer: Bu
 /** A full cycle for the warm-up users: every code path the measurement uses runs (and is compiled) first. */
 export async function warmUp(server: Server, port: number, httpPort: number, pid: number, privateKey: ReturnType<typeof generateKeyPairSync>['privateKey'], approver: ChildProcess): Promise<void> {
   const indexes = Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1);
-  const set = await ApproverSet.openOn(approver, indexes, port, httpPort);
+  const set = await RequestSet.openOn(approver, indexes, port, httpPort);
   server.route(set);
   const agent = new Agent({ keepAlive: true, maxSockets: 16 });
   try {
     await holdAll(set, pid);
     await samplePolls(set, agent, httpPort, WARMUP_USERS, pid);
     const failures: string[] = [];
-    await set.approve(WARMUP_RATE, signAll(set.ids, privateKey), new Float64Array(indexes.length), new LatencyHistogram(), failures);
+    await set.approve({ from: 0, to: indexes.length, rate: WARMUP_RATE, connections: 8, signatures: signAll(set.ids, privateKey) }, new Float64Array(indexes.length), new LatencyHistogram(), failures);
     if (set.received !== indexes.length) failures.push(`${set.received}/${indexes.length} replies`);
     if (failures.length) throw new Error(`warm-up: ${failures.slice(0, 3).join('; ')}`);
   } finally {
@@ -75,12 +62,12 @@ export async function measureFloor(approver: ChildProcess, indexes: number[], ra
   const port = await freeTcpPort();
   const floorServer = spawnOnCore(pin ? SERVER_CPU : undefined, process.execPath, ['-e', FLOOR_SERVER, String(port)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
-    await new Promise((resolve, reject) => floorServer.once('message', resolve).once('exit', (code) => reject(new Error(`floor server exited ${code}`))));
-    const set = await ApproverSet.openOn(approver, indexes, 0, port);
+    await new Promise((resolve, reject) => floorServer.once('message', resolve).once('exit', (code: number) => reject(new Error(`floor server exited ${code}`))));
+    const set = await RequestSet.openOn(approver, indexes, 0, port);
     const hist = new LatencyHistogram();
     const failures: string[] = [];
     const ids = indexes.map((_, k) => `floor-${k}`);
-    await set.approve(rate, ids.map(() => 'x'), new Float64Array(indexes.length), hist, failures, ids);
+    await set.approve({ from: 0, to: indexes.length, rate, connections: 8, signatures: ids.map(() => 'x'), ids }, new Float64Array(indexes.length), hist, failures);
     if (failures.length) throw new Error(`floor: ${failures.slice(0, 3).join('; ')}`);
     return hist.summary();
   } finally {
@@ -88,76 +75,49 @@ export async function measureFloor(approver: ChildProcess, indexes: number[], ra
   }
 }
 
-/**
- * With BENCH_PUSH_PACED_PROFILE=FILE.cpuprofile: a CPU profile of the server during the paced phase
- * only (through the inspector; summarize it with bench/profile-summary.ts).
- */
-export async function startPacedProfile(inspectorUrl: string): Promise<{ stop: () => Promise<void> } | undefined> {
-  const file = process.env.BENCH_PUSH_PACED_PROFILE;
-  if (!file) return undefined;
-  const session = await InspectorSession.connect(inspectorUrl);
-  await session.call('Profiler.enable');
-  await session.call('Profiler.setSamplingInterval', { interval: 100 });
-  await session.call('Profiler.start');
-  return {
-    stop: async () => {
-      const { profile } = await session.call<{ profile: unknown }>('Profiler.stop');
-      writeFileSync(file, JSON.stringify(profile));
-      session.close();
-    },
-  };
-}
+export type MemoryUsage = NodeJS.MemoryUsage;
 
-export type Server = {
-  child: ChildProcess;
-  logFile: string;
-  inspector: string;
+export type Server = RunningServer & {
   /** Pushes (IPC) for these sets' users go to them from now on. */
   route: (...sets: RequestSet[]) => void;
-  stop: () => Promise<void>;
+  /** Full GC in the server, then its memory: VmRSS from /proc (what the OS charges) and V8's heap. */
+  memory: () => Promise<{ rssKiB: number; usage: MemoryUsage }>;
+  /** With BENCH_PUSH_PACED_PROFILE=FILE.cpuprofile: the server's CPU profile between start and stop (bench/profile-summary.ts reads it). */
+  profile: (what: 'start' | 'stop') => Promise<void>;
 };
 
-export async function startServer(cfg: string, dir: string, httpPort: number, pin: boolean): Promise<Server> {
-  const logFile = join(dir, 'serve.log');
-  const fd = openSync(logFile, 'w');
-  const profile = process.env.BENCH_PUSH_PROFILE_DIR;
-  // --inspect on loopback: the bench forces a full GC before each memory reading (bench/inspector.ts).
+/** bench/push-server.mjs, ready when it says 'up' over IPC (after app.start(): RADIUS and HTTP both listen). */
+export async function startServer(cfg: string, dir: string, authPort: number, pin: boolean): Promise<Server> {
   const extra = (process.env.BENCH_PUSH_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --trace-gc
-  const args = ['--inspect=127.0.0.1:0', ...extra, ...(profile ? ['--cpu-prof', '--cpu-prof-dir', profile] : []), ...(FROM_SRC ? ['--import', 'tsx'] : []), join(REPO, 'bench', 'push-server.mjs'), cfg];
-  const options = { cwd: REPO, stdio: ['ignore', fd, fd, 'ipc'] as ('ignore' | number | 'ipc')[], env: { ...process.env, BENCH_PUSH_FROM_SRC: FROM_SRC ? '1' : '0' } };
-  const child = spawnOnCore(pin ? SERVER_CPU : undefined, process.execPath, args, options);
-  closeSync(fd);
+  const args = ['--expose-gc', ...extra, ...(FROM_SRC ? ['--import', 'tsx'] : []), join(REPO, 'bench', 'push-server.mjs'), cfg];
+  const srv = await launch('push server', pin ? SERVER_CPU : undefined, process.execPath, args, authPort, SECRET, dir, join(dir, 'serve.log'), {
+    ipc: true, env: { ...process.env, BENCH_PUSH_FROM_SRC: FROM_SRC ? '1' : '0' }, ready: (c) => new Promise((r) => c.once('message', (m) => r(m === 'up'))),
+  });
+  const child = srv.child;
   running.child = child;
   let route = new Map<string, { set: RequestSet; k: number }>();
-  child.on('message', (m: [string, string]) => {
-    const to = route.get(m[0]);
-    if (to) to.set.onPush(to.k, m[1]);
+  let answer: ((body: unknown) => void) | undefined;
+  child.on('message', ([kind, a, b]: [string, unknown, string]) => {
+    if (kind !== 'push') return answer?.(a);
+    const to = route.get(a as string);
+    if (to) to.set.onPush(to.k, b);
   });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const agent = new Agent({ keepAlive: false });
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
-    // HTTP listens after the RADIUS sockets are bound: once it answers, both are up.
-    const up = await http(agent, httpPort, 'GET', '/api/v1/openapi.json', 'x'.repeat(20)).then((r) => r.status === 200, () => false);
-    if (up) break;
-    if (Date.now() > deadline) throw new Error(`server not up after 20 s:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
-    await sleep(100);
-  }
-  agent.destroy();
-  const inspector = inspectorUrlIn(readFileSync(logFile, 'utf8'));
-  if (!inspector) throw new Error('no "Debugger listening on ws://..." line from the server');
+  const ask = (msg: unknown[]) => new Promise<unknown>((resolve) => {
+    answer = resolve;
+    child.send(msg);
+  });
+  const profileFile = process.env.BENCH_PUSH_PACED_PROFILE;
   return {
-    child,
-    logFile,
-    inspector,
+    ...srv,
     route: (...sets) => {
       route = new Map(sets.flatMap((set) => set.indexes.map((i, k) => [pushTokenOf(userName(i)), { set, k }] as const)));
     },
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await Promise.race([exited, sleep(5000)]);
-      if (child.exitCode === null) child.kill('SIGKILL');
+    memory: async () => {
+      const usage = (await ask(['memory'])) as MemoryUsage;
+      return { rssKiB: procStatus(child.pid!).rssKiB, usage };
+    },
+    profile: async (what) => {
+      if (profileFile) await ask(['profile', what === 'start' ? 'start' : profileFile]);
     },
   };
 }

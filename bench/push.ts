@@ -3,7 +3,7 @@
  * every one approved over the Mobile App API.
  *
  * - Our server runs as its own process (bench/push-server.mjs: what `radius-mfa serve` builds from
- *   dist/, with `--inspect=127.0.0.1:0` so the bench can force a full GC before reading memory),
+ *   dist/, with `--expose-gc` so the bench can have it collect fully (over IPC) before reading memory),
  *   pinned to core 0 when there are 2+ cores; RADIUS and HTTP on loopback; `first_factor: none` (no
  *   password hashing in the numbers), `default_method: push`, `push.timeout` 10 min, push rate limit
  *   1000 per user, `log.level: warn`. Its PushSender hands (token, request id) to the bench over IPC
@@ -11,24 +11,23 @@
  * - The store (temp dir) gets N users u00000.. with one device each, written through the store API.
  *   One ECDSA P-256 key pair is shared by all devices (cheap to set up and sign with); the server
  *   still verifies each answer against the device's own stored public key.
- * - Requests: our own encoder (bench/radius-request.ts buildAccessRequest: User-Name, User-Password,
- *   NAS-Identifier, Calling-Station-Id, Message-Authenticator), 250 per UDP socket, at most 100
- *   outstanding (sent, not yet pushed); a request whose push did not arrive (datagram dropped by a
- *   full socket buffer) is re-sent byte for byte and counted.
+ * - Requests: the bench's encoder (bench/packet.ts: Message-Authenticator first, User-Name,
+ *   User-Password, NAS-Identifier, Calling-Station-Id), held and sent by bench/push-approver.mjs (a
+ *   process that holds nothing else), 250 per UDP socket, at most 100 outstanding (sent, not yet
+ *   pushed); a request whose push did not arrive (datagram dropped by a full socket buffer) is re-sent
+ *   byte for byte and counted.
  * - Memory: VmRSS (/proc/PID/status) and V8 heap after a full GC, after a warm-up of full push
  *   cycles and again with all N held. Then `--get-sample` devices call GET /pending (cost of a poll
  *   with N held).
  * - Latency: approve-to-Accept = from just before the answer POST is written to the Access-Accept
  *   (Response Authenticator verified) arriving on the request's UDP socket. First a paced phase
  *   (`--rate` answers/s, so the number is latency and not queueing) for the first `--paced` users,
- *   whose requests bench/push-approver.mjs sends, approves and times while this process waits; then
- *   the rest from here, all at once over `--concurrency` keep-alive connections (throughput =
- *   answers / (last Accept - first POST)). Before the server starts, the floor: the same approver,
+ *   which the approver posts and times while this process waits; then the rest, all at once over
+ *   `--concurrency` keep-alive connections (throughput = answers / (last Accept - first POST)). Before the server starts, the floor: the same approver,
  *   count and rate against a bare node:http server on the server's core.
  * - Checks: every request got exactly one Access-Accept; every answer got 200 {status: approved}.
- * - Diagnostics (env): BENCH_PUSH_NODE_ARGS (server node flags), BENCH_PUSH_PACED_PROFILE=FILE (CPU
- *   profile of the paced phase), BENCH_PUSH_PACED_DUMP=FILE (CSV per paced approval: epoch ms, HTTP
- *   and Accept latency), BENCH_PUSH_GC_LOG=FILE (the server's GC pauses, same epoch clock).
+ * - Diagnostics (env): BENCH_PUSH_NODE_ARGS (server node flags, e.g. --trace-gc),
+ *   BENCH_PUSH_PACED_PROFILE=FILE (CPU profile of the paced phase), BENCH_PUSH_LOG_LEVEL=info.
  *
  *   node --import tsx bench/push.ts [--users 10000] [--rate 250] [--paced 2500] [--concurrency 64]
  *                                   [--get-sample 1000] [--json] [--no-pin] [--keep-dir]
@@ -40,19 +39,19 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent } from 'node:http';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
-import { type MemoryUsage } from './inspector.js';
 import { freeTcpPort, freeUdpPort } from './ports.js';
-import { backgroundBusy, procStatus } from './proc.js';
+import { formatLoad, machineLoad, procStatus } from './proc.js';
 import { writeBenchConfig } from './config.js';
-import { canPin, spawnOnCore } from './processes.js';
-import { CLIENT_CPU, FROM_SRC, HARD_LIMIT_MS, REPO, SECRET, SERVER_CPU, WARMUP_USERS, running, procCpuMs, settle, mib } from './push-common.js';
-import { ApproverSet, RequestSet, answer, dumpPaced, holdAll, pool, samplePolls, signAll } from './push-requests.js';
-import { measureFloor, measureMemory, provision, startPacedProfile, startServer, warmUp } from './push-setup.js';
+import { FROM_SRC, canPin } from './servers.js';
+import { GENERATOR_CPU, SECRET, SERVER_CPU } from './stage.js';
+import { HARD_LIMIT_MS, WARMUP_USERS, running, procCpuMs, settle, mib } from './push-common.js';
+import { RequestSet, holdAll, samplePolls, signAll } from './push-requests.js';
+import { measureFloor, provision, startServer, warmUp, type MemoryUsage } from './push-setup.js';
 
 function abort(code: number): never {
   running.child?.kill('SIGKILL');
@@ -60,84 +59,37 @@ function abort(code: number): never {
   process.exit(code);
 }
 
-export type PushBenchResult = {
-  startedAt: string;
-  machine: { cpu: string; cores: number; node: string; pinned: boolean; backgroundBusyPercent: number[]; loadavg: number[] };
-  server: string;
-  users: number;
-  sharedKeyPair: true;
-  provisionMs: number;
-  /** After a forced full GC (inspector) unless named otherwise. */
-  memory: {
-    baselineRssMiB: number;
-    heldRssMiB: number;
-    extraRssMiB: number;
-    perHeldRssKiB: number;
-    baselineHeapMiB: number;
-    heldHeapMiB: number;
-    extraHeapMiB: number;
-    perHeldHeapKiB: number;
-    /** RSS right after the requests arrived, before any forced GC: what `top` would show then. */
-    heldRssNoGcMiB: number;
-    endRssMiB: number;
-    peakRssMiB: number;
-  };
-  hold: { ms: number; retransmitted: number; missingAtFirst: number; serverCpuMsPerHeld: number; requestToPush: LatencySummary };
-  polls: { count: number; latency: LatencySummary; serverCpuMsPerPoll: number; wrong: number };
-  paced: { count: number; ratePerSec: number; latency: LatencySummary; httpLatency: LatencySummary; serverCpuMsPerApproval: number };
-  /** The same paced answers to a bare node:http server: what the machine adds by itself. */
-  floor: LatencySummary | undefined;
-  burst: { count: number; concurrency: number; seconds: number; approvalsPerSec: number; latency: LatencySummary; serverCpuMsPerApproval: number };
-  accepts: number;
-  rejects: number;
-  failures: string[];
-  targets: { rssMiB: number; p99Ms: number; rssMet: boolean; p99Met: boolean };
-  durationSeconds: number;
-};
+export type PushBenchResult = Awaited<ReturnType<typeof runPushBench>>;
 
 type Options = { users: number; rate: number; paced: number; concurrency: number; getSample: number; json: boolean; pin: boolean; keepDir: boolean };
 
 function parseOptions(argv: string[]): Options {
+  const ints = { users: [10_000, 1, 100_000], rate: [250, 1, 5000], paced: [2500, 0, 100_000], concurrency: [64, 1, 1024], 'get-sample': [1000, 0, 100_000] } as const;
   const { values: v } = parseArgs({
     args: argv,
-    options: {
-      users: { type: 'string', default: '10000' },
-      rate: { type: 'string', default: '250' },
-      paced: { type: 'string', default: '2500' },
-      concurrency: { type: 'string', default: '64' },
-      'get-sample': { type: 'string', default: '1000' },
-      json: { type: 'boolean', default: false },
-      'no-pin': { type: 'boolean', default: false },
-      'keep-dir': { type: 'boolean', default: false },
-    },
+    options: { ...Object.fromEntries(Object.keys(ints).map((k) => [k, { type: 'string' as const }])), json: { type: 'boolean' }, 'no-pin': { type: 'boolean' }, 'keep-dir': { type: 'boolean' } },
     strict: true,
   });
-  const num = (name: string, s: string, lo: number, hi: number) => {
-    const n = Number(s);
+  const num = (name: keyof typeof ints) => {
+    const [dflt, lo, hi] = ints[name];
+    const n = Number((v as Record<string, unknown>)[name] ?? dflt);
     if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`--${name} must be a whole number in ${lo}..${hi}`);
     return n;
   };
-  const users = num('users', v.users, 1, 100_000);
+  const users = num('users');
   return {
-    users,
-    rate: num('rate', v.rate, 1, 5000),
-    paced: Math.min(users, num('paced', v.paced, 0, 100_000)),
-    concurrency: num('concurrency', v.concurrency, 1, 1024),
-    getSample: Math.min(users, num('get-sample', v['get-sample'], 0, 100_000)),
-    json: v.json,
-    pin: !v['no-pin'],
-    keepDir: v['keep-dir'],
+    users, rate: num('rate'), paced: Math.min(users, num('paced')), concurrency: num('concurrency'), getSample: Math.min(users, num('get-sample')),
+    json: v.json === true, pin: v['no-pin'] !== true, keepDir: v['keep-dir'] === true,
   };
 }
 
-export async function runPushBench(o: Options): Promise<PushBenchResult> {
+export async function runPushBench(o: Options) {
   const t0 = Date.now();
   const log = (s: string) => process.stderr.write(`push bench: ${s}\n`);
-  const background = await backgroundBusy(1000);
-  const loadavgAtStart = loadavg().map((x) => Math.round(x * 100) / 100);
-  if (background.some((b) => b > 15)) log(`WARNING other processes keep the cores busy (${background.map((b, i) => `cpu${i} ${b}%`).join(', ')}; load average ${loadavgAtStart.join(' ')}): latency numbers will be inflated`);
+  const load = await machineLoad(1000);
+  log(`before the run: ${formatLoad(load)}${load.outside.some((b) => b > 15) ? ' -- WARNING other processes keep the cores busy: latency numbers will be inflated' : ''}`);
   const pin = o.pin && canPin();
-  if (pin) spawnSync('taskset', ['-a', '-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
+  if (pin) spawnSync('taskset', ['-a', '-p', '-c', String(GENERATOR_CPU), String(process.pid)], { stdio: 'ignore' });
   const dir = mkdtempSync(join(tmpdir(), 'bench-push-'));
   if (!o.keepDir) running.dir = dir;
   let server: Awaited<ReturnType<typeof startServer>> | undefined;
@@ -149,99 +101,77 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     const publicKeyDer = publicKey.export({ type: 'spki', format: 'der' });
     const indexes = Array.from({ length: o.users }, (_, i) => i);
     const [authPort, httpPort] = [await freeUdpPort(), await freeTcpPort()];
-    const cfg = writeBenchConfig(dir, { authPort, secret: SECRET, firstFactor: 'none', logLevel: process.env.BENCH_PUSH_LOG_LEVEL ?? 'warn', push: { httpPort } });
+    const cfg = writeBenchConfig(dir, { authPort, secret: SECRET, firstFactor: 'none', logLevel: process.env.BENCH_PUSH_LOG_LEVEL === 'info' ? 'info' : 'warn', throughput: true, push: { httpPort } });
     let t = performance.now();
     await provision(dir, [...indexes, ...Array.from({ length: WARMUP_USERS }, (_, i) => -i - 1)], publicKeyDer);
     const provisionMs = Math.round(performance.now() - t);
-    log(`${o.users} users with a device each provisioned in ${provisionMs} ms; starting bench/push-server.mjs (${FROM_SRC ? 'src/ via tsx' : 'dist/'})${pin ? ` on core ${SERVER_CPU}, bench on core ${CLIENT_CPU}` : ' (not pinned)'}`);
-    server = await startServer(cfg, dir, httpPort, pin);
+    log(`${o.users} users with a device each provisioned in ${provisionMs} ms; starting bench/push-server.mjs (${FROM_SRC ? 'src/ via tsx' : 'dist/'})${pin ? ` on core ${SERVER_CPU}, bench on core ${GENERATOR_CPU}` : ' (not pinned)'}`);
+    server = await startServer(cfg, dir, authPort, pin);
     const pid = server.child.pid!;
 
-    approver = ApproverSet.spawnApprover(pin);
+    approver = RequestSet.spawnApprover(pin);
     const floor = o.paced ? await measureFloor(approver, indexes.slice(0, o.paced), o.rate, pin) : undefined;
     if (floor) log(`floor: ${o.paced} answers at ${o.rate}/s to a bare node:http server: p50 ${floor.p50Ms} ms, p99 ${floor.p99Ms} ms`);
     await warmUp(server, authPort, httpPort, pid, privateKey, approver);
     await settle(pid);
-    const base = await measureMemory(server.inspector, pid);
+    const base = await server.memory();
     const cpuBefore = procCpuMs(pid);
 
-    // The paced users' requests come from the approver, the rest from this process.
-    const pacedSet = await ApproverSet.openOn(approver, indexes.slice(0, o.paced), authPort, httpPort);
-    set = await RequestSet.open(indexes.slice(o.paced), authPort);
-    const sets = [pacedSet, set];
-    server.route(...sets);
+    // Users [0, paced) are approved at a steady rate, the rest all at once.
+    set = await RequestSet.openOn(approver, indexes, authPort, httpPort);
+    server.route(set);
     t = performance.now();
-    let missingAtFirst = 0;
-    let retransmitted = 0;
-    for (const s of sets) {
-      const r = await holdAll(s, pid);
-      missingAtFirst += r.missingAtFirst;
-      retransmitted += r.retransmitted;
-    }
+    const { missingAtFirst, retransmitted } = await holdAll(set, pid);
     const holdMs = Math.round(performance.now() - t);
     const heldNoGc = procStatus(pid);
     const cpuHeld = procCpuMs(pid) - cpuBefore;
-    const answeredEarly = pacedSet.received + set.received;
-    if (answeredEarly > 0) throw new Error(`${answeredEarly} requests were answered before any approval`);
     // All N held (the server pushed each one): what it retains for them.
-    const held = await measureMemory(server.inspector, pid);
+    const held = await server.memory();
     log(`${o.users} requests held in ${holdMs} ms (${missingAtFirst} datagrams dropped and re-sent); after a full GC: RSS ${mib(base.rssKiB)} -> ${mib(held.rssKiB)} MiB, heap ${mib(base.usage.heapUsed / 1024)} -> ${mib(held.usage.heapUsed / 1024)} MiB`);
     const pushHist = new LatencyHistogram();
-    for (const s of sets) s.pushedAt.forEach((at, k) => at > s.sentAt[k]! && pushHist.record(at - s.sentAt[k]!));
+    set.pushedAt.forEach((at, k) => at > set!.sentAt[k]! && pushHist.record(at - set!.sentAt[k]!));
 
     const getAgent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
     agents.push(getAgent);
-    const polls = await samplePolls(set.indexes.length ? set : pacedSet, getAgent, httpPort, o.getSample, pid);
+    const polls = await samplePolls(set, getAgent, httpPort, o.getSample, pid);
     if (polls.wrong) throw new Error(`${polls.wrong} devices did not see exactly their own request in /pending`);
     log(`${o.getSample} GET /pending with ${o.users} held: p50 ${polls.latency.p50Ms} ms, p99 ${polls.latency.p99Ms} ms, ${polls.serverCpuMsPerPoll} ms server CPU each`);
     const signatures = signAll(set.ids, privateKey);
-    const pacedSignatures = signAll(pacedSet.ids, privateKey);
     await settle(pid, 200);
     const failures: string[] = [];
+    const postedAt = new Float64Array(o.users);
+    const latency = (from: number, to: number) => {
+      const h = new LatencyHistogram();
+      for (let k = from; k < to; k++) if (set!.acceptedAt[k]) h.record(set!.acceptedAt[k]! - postedAt[k]!);
+      return h;
+    };
 
     // Paced: one answer every 1/rate s from the approver, so each meets an idle server; this process waits.
     const pacedHttp = new LatencyHistogram();
-    const pacedPostedAt = new Float64Array(o.paced);
-    const profiler = await startPacedProfile(server.inspector);
+    await server.profile('start');
     const cpuPaced0 = procCpuMs(pid);
-    dumpPaced(await pacedSet.approve(o.rate, pacedSignatures, pacedPostedAt, pacedHttp, failures));
-    await profiler?.stop();
-    if (pacedSet.received !== o.paced) failures.push(`paced: only ${pacedSet.received}/${o.paced} replies`);
+    await set.approve({ from: 0, to: o.paced, rate: o.rate, connections: 8, signatures }, postedAt, pacedHttp, failures);
+    await server.profile('stop');
     const cpuPaced = procCpuMs(pid) - cpuPaced0;
-    const pacedHist = new LatencyHistogram();
-    pacedSet.acceptedAt.forEach((at, k) => at && pacedHist.record(at - pacedPostedAt[k]!));
+    const pacedHist = latency(0, o.paced);
+    if (pacedHist.summary().count !== o.paced) failures.push(`paced: only ${pacedHist.summary().count}/${o.paced} replies`);
     log(`paced ${o.paced} approvals at ${o.rate}/s: approve-to-Accept p50 ${pacedHist.summary().p50Ms} ms, p99 ${pacedHist.summary().p99Ms} ms`);
 
     // All at once: the rest, as fast as `concurrency` keep-alive connections carry them.
     await settle(pid, 200);
-    const burst = set.indexes.map((_, k) => k);
-    const postedAt = new Float64Array(burst.length);
     const cpuBurst0 = procCpuMs(pid);
-    const burstStart = performance.now();
-    await pool(burst, o.concurrency, (k) => answer(getAgent, httpPort, set!, k, set!.ids[k]!, signatures[k]!, postedAt, failures));
-    if (!(await set.waitForReplies(burst.length, 20_000))) failures.push(`burst: only ${set.received}/${burst.length} replies`);
-    let lastAccept = burstStart;
-    const burstHist = new LatencyHistogram();
-    for (const k of burst) {
-      if (!set.acceptedAt[k]) continue;
-      lastAccept = Math.max(lastAccept, set.acceptedAt[k]!);
-      burstHist.record(set.acceptedAt[k]! - postedAt[k]!);
-    }
+    await set.approve({ from: o.paced, to: o.users, rate: 0, connections: o.concurrency, signatures }, postedAt, new LatencyHistogram(), failures);
+    const burst = { count: o.users - o.paced, hist: latency(o.paced, o.users) };
+    if (burst.hist.summary().count !== burst.count) failures.push(`burst: only ${burst.hist.summary().count}/${burst.count} replies`);
+    const burstSeconds = (Math.max(0, ...set.acceptedAt.subarray(o.paced)) - Math.min(Infinity, ...postedAt.subarray(o.paced))) / 1000;
     await settle(pid, 200);
     const cpuBurst = procCpuMs(pid) - cpuBurst0;
-    const burstSeconds = (lastAccept - burstStart) / 1000;
     const end = procStatus(pid);
 
-    let accepts = 0;
-    let rejects = 0;
-    for (const s of sets) {
-      for (const code of s.code) {
-        if (code === 2) accepts++;
-        else if (code === 3) rejects++;
-      }
-      if (s.unverified) failures.push(`${s.unverified} replies did not verify`);
-      if (s.duplicates) failures.push(`${s.duplicates} duplicate replies`);
-    }
+    const accepts = set.code.filter((c) => c === 2).length;
+    const rejects = set.code.filter((c) => c === 3).length;
+    if (set.unverified) failures.push(`${set.unverified} replies did not verify`);
+    if (set.duplicates) failures.push(`${set.duplicates} duplicate replies`);
     if (accepts !== o.users) failures.push(`${accepts}/${o.users} Access-Accept (${rejects} Access-Reject)`);
 
     const extraHeld = mib(held.rssKiB - base.rssKiB);
@@ -249,11 +179,12 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     const p99 = pacedHist.summary().p99Ms;
     return {
       startedAt: new Date(t0).toISOString(),
-      machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin, backgroundBusyPercent: background, loadavg: loadavgAtStart },
+      machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, pinned: pin, load },
       server: FROM_SRC ? 'bench/push-server.mjs running src/ via tsx (no dist/: run npm run build for the numbers to report)' : 'bench/push-server.mjs running dist/',
       users: o.users,
-      sharedKeyPair: true,
+      sharedKeyPair: true as const,
       provisionMs,
+      // After a forced full GC, except heldRssNoGcMiB (right after the requests arrived: what `top` showed then).
       memory: {
         baselineRssMiB: mib(base.rssKiB),
         heldRssMiB: mib(held.rssKiB),
@@ -272,17 +203,17 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
       floor,
       paced: { count: o.paced, ratePerSec: o.rate, latency: pacedHist.summary(), httpLatency: pacedHttp.summary(), serverCpuMsPerApproval: o.paced ? Math.round((cpuPaced / o.paced) * 1000) / 1000 : 0 },
       burst: {
-        count: burst.length,
+        count: burst.count,
         concurrency: o.concurrency,
         seconds: Math.round(burstSeconds * 1000) / 1000,
-        approvalsPerSec: burst.length ? Math.round(burst.length / burstSeconds) : 0,
-        latency: burstHist.summary(),
-        serverCpuMsPerApproval: burst.length ? Math.round((cpuBurst / burst.length) * 1000) / 1000 : 0,
+        approvalsPerSec: burst.count ? Math.round(burst.count / burstSeconds) : 0,
+        latency: burst.hist.summary(),
+        serverCpuMsPerApproval: burst.count ? Math.round((cpuBurst / burst.count) * 1000) / 1000 : 0,
       },
       accepts,
       rejects,
       failures,
-      targets: { rssMiB: 64, p99Ms: 5, rssMet: extraHeld <= 64, p99Met: p99 <= 5 },
+      targets: { rssMiB: 32, p99Ms: 5, rssMet: extraHeld <= 32, p99Met: p99 <= 5 }, // issue 16: at most 32 MiB more RSS for 10,000 held
       durationSeconds: Math.round((Date.now() - t0) / 1000),
     };
   } catch (err) {
@@ -290,7 +221,6 @@ export async function runPushBench(o: Options): Promise<PushBenchResult> {
     throw err;
   } finally {
     for (const a of agents) a.destroy();
-    set?.close();
     approver?.kill();
     await server?.stop();
     if (!o.keepDir) rmSync(dir, { recursive: true, force: true });
@@ -302,7 +232,7 @@ export function formatPushResult(r: PushBenchResult): string {
   const m = r.memory;
   return [
     `Push: ${r.users} requests held at once, then approved over the Mobile App API (${r.server}${r.machine.pinned ? '; server on core 0, bench on core 1' : ''})`,
-    `  background load before the run: ${r.machine.backgroundBusyPercent.map((b, i) => `cpu${i} ${b}%`).join(', ')}; load average ${r.machine.loadavg.join(' ')}`,
+    `  before the run: ${formatLoad(r.machine.load)}`,
     `  server memory after a full GC: RSS ${m.baselineRssMiB} -> ${m.heldRssMiB} MiB with ${r.users} held: +${m.extraRssMiB} MiB (${m.perHeldRssKiB} KiB each; target <= ${r.targets.rssMiB} MiB: ${r.targets.rssMet ? 'met' : 'NOT MET'})`,
     `                 V8 heap + external ${m.baselineHeapMiB} -> ${m.heldHeapMiB} MiB: +${m.extraHeapMiB} MiB (${m.perHeldHeapKiB} KiB each)`,
     `                 RSS before any forced GC right after the requests arrived ${m.heldRssNoGcMiB} MiB; at the end ${m.endRssMiB} MiB, peak ${m.peakRssMiB} MiB`,
@@ -316,28 +246,6 @@ export function formatPushResult(r: PushBenchResult): string {
   ].join('\n');
 }
 
-/** For `npm run bench`: runs this file as a child pinned to `cpu` (so its affinity does not leak), prints and returns the result. */
-export function runPushBenchChild(args: string[] = [], cpu = CLIENT_CPU): Promise<PushBenchResult | undefined> {
-  const node = [process.execPath, '--import', 'tsx', fileURLToPath(import.meta.url), ...args, '--json'];
-  const options = { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] as ('ignore' | 'pipe' | 'inherit' | 'ipc')[] };
-  const child = spawnOnCore(canPin() ? cpu : undefined, node[0]!, node.slice(1), options);
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  return new Promise((resolve) => {
-    child.once('exit', (code) => {
-      const lines = out.trim().split('\n');
-      const last = lines.at(-1) ?? '';
-      process.stdout.write(`\n${(last.startsWith('{') ? lines.slice(0, -1) : lines).join('\n')}\n`);
-      try {
-        resolve(JSON.parse(lines.at(-1) ?? '') as PushBenchResult);
-      } catch {
-        console.log(`push bench: exited ${code} without a result; no push numbers`);
-        resolve(undefined);
-      }
-    });
-  });
-}
-
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const o = parseOptions(process.argv.slice(2));
   const hardStop = setTimeout(() => {
@@ -346,7 +254,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   }, HARD_LIMIT_MS);
   hardStop.unref();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => abort(130));
-  // Started by `npm run bench` (runPushBenchChild) with an IPC channel: if that process goes, so do we.
+  // Started by `npm run bench` (scriptStage) with an IPC channel: if that process goes, so do we.
   const orphaned = () => abort(130);
   process.once('disconnect', orphaned);
   try {

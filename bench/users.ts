@@ -17,7 +17,7 @@ export type BenchUser = {
   key: Buffer;
 };
 
-export const DEFAULT_USER_SEED = 'radius-mfa-bench';
+const SEED = 'radius-mfa-bench';
 
 const PASSWORD_ALPHABET = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 
@@ -25,13 +25,13 @@ const PASSWORD_ALPHABET = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ2345
  * `count` users named u00000, u00001, ...; passwords are 8 characters (or all `sharedPassword`),
  * TOTP secrets 20 bytes.
  */
-export function makeUsers(count: number, seed = DEFAULT_USER_SEED, sharedPassword?: string): BenchUser[] {
+export function makeUsers(count: number, sharedPassword?: string): BenchUser[] {
   const width = Math.max(5, String(count - 1).length);
   const users: BenchUser[] = new Array(count);
   for (let i = 0; i < count; i++) {
     const name = `u${String(i).padStart(width, '0')}`;
-    const key = createHmac('sha256', seed).update(`totp:${name}`).digest().subarray(0, 20);
-    const pwBytes = createHmac('sha256', seed).update(`pw:${name}`).digest();
+    const key = createHmac('sha256', SEED).update(`totp:${name}`).digest().subarray(0, 20);
+    const pwBytes = createHmac('sha256', SEED).update(`pw:${name}`).digest();
     let password = sharedPassword ?? '';
     if (sharedPassword === undefined) for (let j = 0; j < 8; j++) password += PASSWORD_ALPHABET[pwBytes[j]! % PASSWORD_ALPHABET.length];
     users[i] = { name, password, secretBase32: encodeBase32(key), key };

@@ -8,7 +8,6 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { crossFieldIssues } from './config/rules.js';
 import { bindError, UserError } from './shared/errors.js';
-import { buildHttp } from './http/server.js';
 import type { Config, FirstFactorConfig } from './config/schema.js';
 import { canonicalUsername, usernameRules } from './flow/username.js';
 import type { FirstFactor } from './auth/first-factor.js';
@@ -21,17 +20,16 @@ import { localFirstFactor } from './auth/local.js';
 import { radiusUpstreamFirstFactor } from './auth/radius-upstream.js';
 import { AccountingForwarder } from './radius/accounting-forwarder.js';
 import { noFirstFactor } from './auth/none.js';
-import { decideAccess, type AccessAttempt, type AccessDeps, type Decision } from './flow/access.js';
-import { MESSAGES, reject } from './flow/decision.js';
+import type { AccessDeps } from './flow/access.js';
+import { secondFactorSettings } from './flow/second-factor.js';
 import { Policy } from './flow/policy.js';
-import { RELAY_HINTS } from './flow/relay.js';
 import { buildClientTable, buildTlsClientTable, type ClientTable, type TlsClientTable } from './radius/clients.js';
-import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
-import { RadiusServer, type AccessDrop, type AccessReply, type AccessRequest, type AccountingRequest } from './radius/server.js';
-import { buildRegistry, DecisionCounts, DeliveryCounts, listenMetrics, LockoutCounts } from './metrics/metrics.js';
+import { RadiusServer, type AccountingRequest } from './radius/server.js';
+import { accessHandler, accountingLine, statusAttributes } from './radius-adapter.js';
+import { DecisionCounts, DeliveryCounts, LockoutCounts } from './metrics/counts.js';
 import { Health } from './metrics/health.js';
 import { backendChecks } from './health/backend-checks.js';
-import { EngineMonitor, EngineUnavailableError, guardPushes, guardState, guardStore } from './health/engine-monitor.js';
+import { EngineMonitor, guardPushes, guardState, guardStore } from './health/engine-monitor.js';
 import type { PendingPushes } from './mfa/pending.js';
 import { reportingPushSender, routePushSender, type PushSender } from './mfa/push-sender.js';
 import { createWebPushSender } from './mfa/web-push-sender.js';
@@ -76,7 +74,7 @@ export interface App {
 
 /**
  * Checks at once per backend: a hash uses a core (and one libuv thread: cli.ts sizes the pool so that
- * log writes always find a thread free); a bind or an upstream round trip mostly waits.
+ * other file work always finds a thread free); a bind or an upstream round trip mostly waits.
  */
 const CHECKS_AT_ONCE = { local: availableParallelism(), ldap: 16, radius: 64 } as const;
 /** Waiting checks past which strangers are shed (a familiar source still gets in): bounds memory under any flood. */
@@ -123,6 +121,7 @@ function buildRuntime(config: Config, deps: AppDeps, { pending, deliveries, onLo
     tlsClients,
     access: {
       config,
+      settings: secondFactorSettings(config),
       policy: new Policy(config, usernames),
       store: deps.store,
       state: deps.state,
@@ -172,53 +171,7 @@ export function buildApp(config: Config, given: AppDeps): App {
   const kept: Kept = { pending, deliveries, onLock, rates: new RateLimiter(() => performance.now()) };
   let runtime = buildRuntime(config, deps, kept, now);
 
-  const onAccess = (request: AccessRequest): Promise<AccessReply | AccessDrop> => {
-    const current = runtime;
-    const p = request.packet;
-    const src = request.source.address;
-    const attempt: AccessAttempt = {
-      q: request.q,
-      clientName: request.client.name,
-      username: request.userName,
-      identity: undefined,
-      password: request.password?.toString('utf8'),
-      state: request.state,
-      nasIp: ipv4(p),
-      nasIdentifier: text(p, Attr.NasIdentifier),
-      callingStation: text(p, Attr.CallingStationId),
-      receivedAt: request.receivedAt,
-      arrival: request.arrival,
-      // Only what needs the packet keeps it: an upstream RADIUS first factor, or a request to relay.
-      // Held longer, every PAP packet would outlive young-generation GCs and make them dearer.
-      nas: request.password === undefined || current.config.first_factor.type === 'radius' ? request : undefined,
-    };
-    const conclude = (decision: Decision): AccessReply | AccessDrop => {
-      // Shed under load: counted with the dropped datagrams, and the shedder logs when it starts and stops.
-      if (decision.kind === 'drop') return { drop: decision.reason };
-      audit(log, attempt, src, decision, now() - attempt.receivedAt);
-      decisions.add(attempt.clientName, decision.method, decision.kind, decision.reason);
-      const hint = RELAY_HINTS[decision.reason];
-      if (hint) log.warn({ q: attempt.q, client: attempt.clientName, user: attempt.username, reason: decision.reason }, hint);
-      return toReply(decision, current.config);
-    };
-    return decideAccess(attempt, current.access).catch(engineOutage).then((result) => {
-      if (result.kind !== 'hold') return conclude(result);
-      // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
-      attempt.password = undefined;
-      attempt.nas = undefined;
-      // Redis gone while it waits: what the phone said cannot be known, so state_unavailable, never a guess.
-      return current.access.pending
-        .wait(result.pushId)
-        .then((outcome) => result.settle(outcome), engineOutage)
-        .then(conclude);
-    });
-  };
-
-  /** A request that needed an engine that is down: its own reason, no reject delay (nothing was guessed). */
-  const engineOutage = (err: unknown): Decision => {
-    if (!(err instanceof EngineUnavailableError)) throw err;
-    return reject(undefined, err.engine === 'state' ? 'state_unavailable' : 'store_unavailable', MESSAGES.engineUnavailable, false);
-  };
+  const onAccess = accessHandler({ runtime: () => runtime, logger: log, decisions, now });
 
   const fwd = config.accounting.forward;
   const forwarder = fwd
@@ -230,20 +183,8 @@ export function buildApp(config: Config, given: AppDeps): App {
       })
     : undefined;
   const onAccounting = (request: AccountingRequest) => {
-    const p = request.packet;
-    forwarder?.forward(p, request.q);
-    log.info(
-      {
-        q: request.q,
-        client: request.client.name,
-        user: text(p, Attr.UserName),
-        status: uint32(p, Attr.AcctStatusType),
-        session: text(p, Attr.AcctSessionId),
-        nas_id: text(p, Attr.NasIdentifier),
-        nas_ip: ipv4(p),
-      },
-      'accounting',
-    );
+    forwarder?.forward(request.packet, request.q);
+    accountingLine(log, request);
   };
 
   const server = new RadiusServer({
@@ -263,6 +204,7 @@ export function buildApp(config: Config, given: AppDeps): App {
     dedupe: { windowMs: config.dedupe.window, maxEntries: config.dedupe.max_entries },
     onAccess,
     onAccounting,
+    statusAttributes: statusAttributes(deps, config),
     logger: log,
     now,
   });
@@ -277,6 +219,8 @@ export function buildApp(config: Config, given: AppDeps): App {
     if (!settings) return [];
     // The TLS rule (http.listen off loopback needs http.tls or http.insecure) is in config/rules.ts, checked by start().
     const https = settings.tls ? { cert: readTlsFile(settings.tls.cert, 'http.tls.cert'), key: readTlsFile(settings.tls.key, 'http.tls.key') } : undefined;
+    // fastify and the API are loaded only when http is configured: they are half of the start-up time otherwise.
+    const { buildHttp } = await import('./http/server.js');
     const started = await buildHttp({ config: () => runtime.config, store: deps.store, state: deps.state, pending, access: () => runtime.access, logger: log, now }, { https });
     http = started;
     await started.listen({ host: settings.listen.host, port: settings.listen.port }).catch((err: unknown) => {
@@ -299,6 +243,7 @@ export function buildApp(config: Config, given: AppDeps): App {
   const startMetrics = async (): Promise<BoundAddress[]> => {
     if (!config.metrics) return [];
     const listen = config.metrics.listen;
+    const { buildRegistry, listenMetrics } = await import('./metrics/metrics.js');
     const registry = buildRegistry({ radius: server, pending, decisions, deliveries, engines, lockouts, firstFactorQueue: () => (runtime.access.firstFactor as Partial<BoundedFirstFactor>).queue?.stats });
     const admin: LockoutAdmin = {
       view: (username) => lockoutView(canonicalUsername(username, runtime.access.usernames) ?? username, runtime.access),
@@ -349,6 +294,7 @@ export function buildApp(config: Config, given: AppDeps): App {
   };
 }
 
+/** A Status-Server probe waits at most this for the engines' answers (NAS probes time out after a few seconds). */
 /** The RADIUS address that failed to bind, by its config key (the socket error carries the address). */
 function radiusBindError(err: unknown, config: Config): Error {
   const { address, port } = err as { address?: string; port?: number };
@@ -364,62 +310,4 @@ function readTlsFile(path: string, key: string): Buffer {
   } catch (err) {
     throw new UserError('FILE_UNREADABLE', `${key} ${path}: ${(err as Error).message}`);
   }
-}
-
-function toReply(decision: Exclude<Decision, { kind: 'drop' }>, config: Config): AccessReply {
-  switch (decision.kind) {
-    case 'accept':
-      return { code: Code.AccessAccept, attributes: decision.reply };
-    case 'reject': {
-      // RFC 5080 §2.6 / FreeRADIUS reject_delay: slows guessing without holding anything else up.
-      const message = encodeReplyMessage(decision.message);
-      return { code: Code.AccessReject, attributes: decision.reply ? Buffer.concat([decision.reply, message]) : message, delayMs: decision.delay ? config.mfa.reject_delay : 0 };
-    }
-    case 'challenge':
-      // A relayed upstream round carries its own EAP-Message, State and Reply-Message.
-      if (decision.reply) return { code: Code.AccessChallenge, attributes: decision.reply };
-      return { code: Code.AccessChallenge, attributes: Buffer.concat([encodeReplyMessage(decision.message), encodeAttribute(Attr.State, decision.state)]) };
-  }
-}
-
-function text(packet: RadiusPacket, type: number): string | undefined {
-  return findAttribute(packet, type)?.toString('utf8');
-}
-
-function uint32(packet: RadiusPacket, type: number): number | undefined {
-  const v = findAttribute(packet, type);
-  return v?.length === 4 ? v.readUInt32BE(0) : undefined;
-}
-
-function ipv4(packet: RadiusPacket): string | undefined {
-  const v = findAttribute(packet, Attr.NasIpAddress);
-  return v?.length === 4 ? `${v[0]}.${v[1]}.${v[2]}.${v[3]}` : undefined;
-}
-
-/** One line per decision; never the password, the code or the State. */
-function audit(log: Logger, attempt: AccessAttempt, src: string, decision: Decision, ms: number): void {
-  const failSafe = decision.reason === 'failmode_safe';
-  // A wrong code only ever follows a right password (appended, or at the challenge): someone may hold it.
-  const stolenPassword = decision.reason === 'bad_code';
-  // Runs for every request: with info off (benchmarks, quiet sites) build no record at all.
-  if (!failSafe && !stolenPassword && !log.isLevelEnabled('info')) return;
-  const record = {
-    audit: true,
-    q: attempt.q,
-    user: attempt.identity ?? attempt.username,
-    // The name as typed, when it differs from who it is (ALICE, CORP\alice, an alias).
-    login: attempt.identity !== undefined && attempt.identity !== attempt.username ? attempt.username : undefined,
-    client: attempt.clientName,
-    src,
-    nas_id: attempt.nasIdentifier,
-    nas_ip: attempt.nasIp,
-    calling_station: attempt.callingStation,
-    method: decision.method,
-    result: decision.kind,
-    reason: decision.reason,
-    ms,
-  };
-  if (failSafe) log.error(record, 'decision');
-  else if (stolenPassword) log.warn({ ...record, alert: 'possible_stolen_password' }, 'decision');
-  else log.info(record, 'decision');
 }

@@ -6,13 +6,11 @@ import { watchConfig } from './config/watch.js';
 import { createLogger } from './log/logger.js';
 import { UserError } from './shared/errors.js';
 import { createFirebasePushSender } from './mfa/push-sender.js';
-import { resolveEncryptionKey } from './mfa/secret-box.js';
+import { resolveEncryptionKey } from './store/secret-box.js';
 import { openState } from './state/open-state.js';
 import type { Logger } from 'pino';
 import { canonicalUsername, usernameRules } from './flow/username.js';
 import { openStore } from './store/open-store.js';
-import { describePostgresUrl } from './store/postgres.js';
-import { describeRedisUrl } from './state/redis.js';
 import type { Store } from './store/store.js';
 import { VERSION } from './version.js';
 
@@ -34,6 +32,9 @@ export async function serve(configPath: string): Promise<void> {
   const app = buildApp(config, { store, state, logger, pushSender, configPath });
   try {
     const bound = await app.start();
+    // pg and ioredis are loaded only for a config that uses them (start-up time): so are their URL printers.
+    const storeUrl = config.store.type === 'postgres' ? (await import('./store/postgres.js')).describePostgresUrl(config.store.url!) : undefined;
+    const stateUrl = config.state.type === 'redis' ? (await import('./state/redis.js')).describeRedisUrl(config.state.url!) : undefined;
     // One line that says what runs: the version, where it listens, and what it checks and keeps against.
     logger.info(
       {
@@ -44,12 +45,12 @@ export async function serve(configPath: string): Promise<void> {
         first_factor: config.first_factor.type,
         store: {
           type: config.store.type,
-          ...(config.store.type === 'postgres'
-            ? { url: describePostgresUrl(config.store.url!) }
+          ...(storeUrl !== undefined
+            ? { url: storeUrl }
             : { path: config.store.path === ':memory:' ? ':memory:' : resolve(config.store.path) }),
           key_from: key.source,
         },
-        state: config.state.type === 'redis' ? { type: 'redis', url: describeRedisUrl(config.state.url!), prefix: config.state.prefix, sentinel: config.state.sentinel?.name } : config.state.type,
+        state: stateUrl !== undefined ? { type: 'redis', url: stateUrl, prefix: config.state.prefix, sentinel: config.state.sentinel?.name } : config.state.type,
       },
       'listening',
     );

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
+import { resolveEncryptionKey } from '../src/store/secret-box.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { runCli } from './helpers/cli.js';
 import { radclient } from './helpers/radclient.js';

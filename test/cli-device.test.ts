@@ -7,7 +7,7 @@ import pino from 'pino';
 import { buildApp } from '../src/app.js';
 import type { DeviceView } from '../src/cli/device-commands.js';
 import { loadConfig } from '../src/config/load.js';
-import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
+import { resolveEncryptionKey } from '../src/store/secret-box.js';
 import { MemoryState } from '../src/state/memory.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { runCli, type CliRun } from './helpers/cli.js';

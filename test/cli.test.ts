@@ -4,9 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
+import { resolveEncryptionKey } from '../src/store/secret-box.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
-import { encodeBase32 } from '../src/cli/totp-secret.js';
+import { encodeBase32 } from '../src/mfa/totp-secret.js';
 import { verifyPassword } from '../src/auth/password-hash.js';
 import { runCli, type CliRun } from './helpers/cli.js';
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseCsv } from '../src/cli/csv.js';
 import { planUserImport } from '../src/cli/user-import.js';
-import { encodeBase32, parseBase32Secret } from '../src/cli/totp-secret.js';
+import { encodeBase32, parseBase32Secret } from '../src/mfa/totp-secret.js';
 
 const fieldsOf = (text: string) => {
   const r = parseCsv(text);

@@ -68,3 +68,35 @@ test('keys differ by listener, address, port, identifier and authenticator; the 
   assert.equal(new Set([base, ...others]).size, 7);
   assert.equal(DedupeCache.key(0, '192.0.2.1', 1812, 5, Buffer.alloc(16, 7)), base);
 });
+
+test('replies kept in the byte arena come back byte for byte; big ones push the oldest out early, never over another', () => {
+  // 100 entries: an arena of 12,800 bytes. Replies of 20..4096 bytes (deterministic sizes and contents)
+  // wrap it many times; every answer still cached must be exactly the bytes stored for its key.
+  const { c, advance } = cache(100);
+  const stored = new Map<string, Buffer>();
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+  let found = 0;
+  for (let i = 0; i < 5000; i++) {
+    const key = `k${i}`;
+    c.begin(key);
+    const reply = Buffer.alloc(i % 50 === 0 ? 4096 : 20 + (next() % 300), i % 251);
+    reply.writeUInt32BE(i, 0);
+    c.answered(key, reply);
+    stored.set(key, reply);
+    reply.fill(0xee); // the caller may reuse its buffer: the cache kept a copy
+    stored.set(key, Buffer.alloc(reply.length, i % 251));
+    stored.get(key)!.writeUInt32BE(i, 0);
+    for (let back = 1; back <= 60 && back <= i; back += 7) {
+      const old = `k${i - back}`;
+      const r = c.begin(old);
+      if (r.kind === 'answered') {
+        found++;
+        assert.ok(r.reply.equals(stored.get(old)!), `${old}: wrong bytes`);
+      } else c.abandon(old);
+    }
+    advance(0);
+  }
+  assert.ok(c.begin('k4999').kind === 'answered', 'the newest reply is always there');
+  assert.ok(found > 10_000, `only ${found} cached answers checked`);
+});

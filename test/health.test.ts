@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
+import { enginesDownProbe } from '../src/health/engine-monitor.js';
 import { startTestServer } from './helpers/server.js';
 
 async function get(port: number, path: string): Promise<{ status: number; type: string | null; body: Record<string, unknown> }> {
@@ -49,4 +50,25 @@ test('readyz is 503 naming the store when it cannot be read, and the upstream th
   const storeGone = await get(s.metricsPort, '/readyz');
   assert.equal(storeGone.status, 503);
   assert.match(String((storeGone.body.checks as Record<string, { error?: string }>).store?.error), /not open|closed/i);
+});
+
+test('the engine probe behind Status-Server: a failing or silent engine is down, concurrent probes share one ping', async () => {
+  let storePings = 0;
+  let stateAnswers = true;
+  const probe = enginesDownProbe(
+    [
+      { engine: 'store', kind: 'postgres', ping: () => void storePings++ },
+      { engine: 'state', kind: 'redis', ping: () => (stateAnswers ? Promise.resolve() : new Promise<void>(() => {})) },
+    ],
+    50,
+  );
+  assert.deepEqual(await probe(), []);
+  stateAnswers = false;
+  const before = storePings;
+  const [one, two] = await Promise.all([probe(), probe()]);
+  assert.deepEqual(one, [{ engine: 'state', kind: 'redis' }], 'a ping that never settles counts as down after the cap');
+  assert.equal(two, one);
+  assert.equal(storePings - before, 1, 'two probes at once, one ping');
+  const failing = enginesDownProbe([{ engine: 'store', kind: 'postgres', ping: () => Promise.reject(new Error('ECONNREFUSED')) }], 1000);
+  assert.deepEqual(await failing(), [{ engine: 'store', kind: 'postgres' }]);
 });

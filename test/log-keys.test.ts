@@ -9,7 +9,7 @@ import { reportingPushSender, type PushSender } from '../src/mfa/push-sender.js'
 import { duplicateKeys } from './helpers/json-keys.js';
 import { SimulatedPhone } from './helpers/phone.js';
 import { radclient } from './helpers/radclient.js';
-import { enrollTotp, LogCapture, startTestServer } from './helpers/server.js';
+import { enrollTotp, LogCapture, startTestServer, wrongCodeAt } from './helpers/server.js';
 
 const MESSAGE = { requestId: 'r1', text: 'Sign-in request', ttlMs: 10_000 };
 const failing: PushSender = { send: async () => ({ ok: false, kind: 'unavailable', detail: 'messaging/server-unavailable' }) };
@@ -47,4 +47,42 @@ test('no line of a push login whose delivery fails, from activation to the rejec
   await server.logs.waitFor({ msg: 'decision' });
   const duplicated = server.logs.lines.map((raw) => ({ raw, keys: duplicateKeys(raw) })).filter((l) => l.keys.length > 0);
   assert.deepEqual(duplicated, []);
+});
+
+test('the audit line, written as text, reads byte for byte as pino writes the same record', async (t) => {
+  const server = await startTestServer();
+  t.after(() => server.close());
+  const alice = await enrollTotp(server.store, 'alice', { password: 'pw-alice' });
+  const now = server.clock.now();
+  const ask = (name: string, password: string) =>
+    radclient(
+      { 'User-Name': name, 'User-Password': password, 'NAS-Identifier': 'vpn "east" \\ ünïcode', 'NAS-IP-Address': '192.0.2.7', 'Calling-Station-Id': '198.51.100.9' },
+      { port: server.authPort, secret: server.secret },
+    );
+  assert.equal((await ask(' ALICE ', `pw-alice${alice.codeAt(now)}`)).code, 'Access-Accept'); // info, with login
+  assert.equal((await ask('alice', `pw-alice${wrongCodeAt(alice, now)}`)).code, 'Access-Reject'); // warn, with alert
+  assert.equal((await ask('nobody', 'pw-nobody123456')).code, 'Access-Reject'); // unknown user
+  await server.logs.waitFor((r) => r.audit === true && r.user === 'nobody');
+
+  const lines = server.logs.lines.filter((l) => l.includes('"audit":true') && l.includes('"msg":"decision"'));
+  assert.equal(lines.length, 3);
+  // The keys of every audit line, in this order (absent when undefined): a public format that pipelines parse.
+  const ORDER = ['level', 'time', 'service', 'audit', 'q', 'user', 'login', 'client', 'src', 'nas_id', 'nas_ip', 'calling_station', 'method', 'result', 'reason', 'ms', 'alert', 'msg'];
+  for (const raw of lines) {
+    const keys = Object.keys(JSON.parse(raw) as object);
+    assert.deepEqual(keys, ORDER.filter((k) => keys.includes(k)), raw);
+    const { level, time, service, msg, ...fields } = JSON.parse(raw) as Record<string, unknown>;
+    assert.equal(service, 'radius-mfa');
+    const again = new LogCapture();
+    createLogger('trace', again)[level as 'info' | 'warn'](fields, msg as string);
+    assert.equal(raw, again.lines[0]!.replace(/"time":"[^"]*"/, `"time":"${time as string}"`));
+  }
+  assert.deepEqual(
+    lines.map((l) => JSON.parse(l) as Record<string, unknown>).map((r) => [r.level, r.user, r.login, r.result, r.reason, r.alert, r.nas_id]),
+    [
+      ['info', 'alice', ' ALICE ', 'accept', 'second_factor_ok', undefined, 'vpn "east" \\ ünïcode'],
+      ['warn', 'alice', undefined, 'reject', 'bad_code', 'possible_stolen_password', 'vpn "east" \\ ünïcode'],
+      ['info', 'nobody', undefined, 'reject', 'unknown_user', undefined, 'vpn "east" \\ ünïcode'],
+    ],
+  );
 });

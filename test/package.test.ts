@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { encodeBase32 } from '../src/cli/totp-secret.js';
+import { encodeBase32 } from '../src/mfa/totp-secret.js';
 import { radclient } from './helpers/radclient.js';
 import { startServe } from './helpers/serve-process.js';
 import { codeAt } from './helpers/server.js';

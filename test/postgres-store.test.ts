@@ -8,12 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { configSchema } from '../src/config/schema.js';
-import { type KeyError, keyFingerprint, resolveEncryptionKey, sealSecret } from '../src/mfa/secret-box.js';
+import { type KeyError, keyFingerprint, resolveEncryptionKey, sealSecret } from '../src/store/secret-box.js';
 import { MigrationError } from '../src/store/migrations.js';
 import { describePostgresUrl, openPostgresStore } from '../src/store/postgres.js';
 import { PG_MIGRATIONS } from '../src/store/postgres-migrations.js';
 import { type StoreError } from '../src/store/store.js';
 import { startPostgres, type PostgresInstance } from './helpers/postgres.js';
+import { until } from './helpers/until.js';
 
 let server: PostgresInstance;
 before(async () => {
@@ -97,4 +98,97 @@ test('store.type postgres needs a url and a shared key; a key file is never crea
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// The record cache (postgres-user-cache.ts): each node keeps decrypted records and drops one when
+// PostgreSQL notifies a change, made by whoever. A node never serves a record it may have missed a change to.
+const TOTP = { secret: Buffer.alloc(20, 3), algorithm: 'SHA1' as const, digits: 6 as const, period: 30 };
+
+test('a node sees its own writes at once and writes made through another node, psql or a TRUNCATE within a bounded wait', async (t) => {
+  const url = await server.createDatabase();
+  const key = randomBytes(32);
+  const a = await openPostgresStore(storeConfig(url), key);
+  const b = await openPostgresStore(storeConfig(url), key);
+  t.after(() => Promise.all([a.close(), b.close()]));
+  assert.equal(a.cache?.listening, true);
+  await a.addUser({ username: 'alice', totp: TOTP });
+  await a.cache!.check(); // the insert's own notification heard: a read from now on is kept
+  const first = await a.getUser('alice');
+  assert.equal(await a.getUser('alice'), first, 'served from the cache: the same frozen record');
+  assert.ok(first?.totp);
+
+  await a.setMethod('alice', 'challenge');
+  assert.equal((await a.getUser('alice'))?.method, 'challenge', "this node's own write, read back without waiting");
+
+  // A lock written by node B: node A's next reads return it once the notification has come.
+  await b.lockUser('alice', 1_900_000_000_000, 'fraud reported');
+  const locked = await until(async () => ((await a.getUser('alice'))?.lockedUntil === 1_900_000_000_000 ? true : undefined), "B's lock at A", 5000);
+  assert.ok(locked);
+  assert.equal((await a.getUser('alice'))?.lockReason, 'fraud reported');
+
+  // A write by hand (psql), not through any store: the trigger notifies it too. totp is read by getUser as well.
+  await sql(url, "UPDATE totp SET digits = 8 WHERE username = 'alice'");
+  await until(async () => ((await a.getUser('alice'))?.totp?.digits === 8 ? true : undefined), "psql's change of the totp row at A", 5000);
+  await sql(url, 'TRUNCATE users CASCADE');
+  await until(async () => ((await a.getUser('alice')) === undefined ? true : undefined), 'the TRUNCATE at A', 5000);
+});
+
+test('a row read before a change is returned but never cached after the change was heard', async (t) => {
+  const url = await server.createDatabase();
+  const key = randomBytes(32);
+  const a = await openPostgresStore(storeConfig(url), key);
+  const b = await openPostgresStore(storeConfig(url), key, { cacheSize: 0 });
+  t.after(() => Promise.all([a.close(), b.close()]));
+  await a.addUsers([{ username: 'alice' }, { username: 'bob' }]);
+  await a.cache!.check();
+  const query = a.pool.query.bind(a.pool) as (...args: unknown[]) => Promise<unknown>;
+  // Each read of A's comes back from PostgreSQL only after a write has landed and A has heard of it.
+  const raceEachRead = (write: () => Promise<unknown>) => {
+    (a.pool as { query: unknown }).query = async (...args: unknown[]) => {
+      const rows = await query(...args);
+      (a.pool as { query: unknown }).query = query;
+      await write();
+      await a.cache!.check();
+      return rows;
+    };
+  };
+
+  raceEachRead(() => b.lockUser('alice', 1_900_000_000_000, 'fraud reported'));
+  assert.equal((await a.getUser('alice'))?.lockedUntil, null, 'read before the lock of node B');
+  assert.equal((await a.getUser('alice'))?.lockedUntil, 1_900_000_000_000, 'the row read before the lock was not kept');
+
+  raceEachRead(() => a.setMethod('bob', 'deny'));
+  assert.equal((await a.getUser('bob'))?.method, null, "read before this node's own write");
+  assert.equal((await a.getUser('bob'))?.method, 'deny', 'the row read before the write was not kept');
+});
+
+test('while PostgreSQL is down and until LISTEN is back nothing is served from the cache; after it is back, changes are heard again', async (t) => {
+  const url = await server.createDatabase();
+  const key = randomBytes(32);
+  // A reconnects its LISTEN connection only after a minute: B writes while A cannot hear it.
+  const a = await openPostgresStore(storeConfig(url), key, { listenRetryMs: 60_000 });
+  const c = await openPostgresStore(storeConfig(url), key, { listenRetryMs: 20 });
+  const b = await openPostgresStore(storeConfig(url), key, { cacheSize: 0 });
+  t.after(() => Promise.all([a.close(), b.close(), c.close()]));
+  await b.addUser({ username: 'alice', totp: TOTP });
+  for (const node of [a, c]) {
+    await node.cache!.check(); // B's insert heard: a read from now on is kept
+    const cached = await node.getUser('alice');
+    assert.equal(await node.getUser('alice'), cached, 'cached before the outage');
+  }
+
+  await server.stop();
+  await until(() => (a.cache!.listening || c.cache!.listening ? undefined : true), 'both nodes to notice the lost LISTEN connection', 5000);
+  await assert.rejects(a.getUser('alice'), 'PostgreSQL is down: no record from the cache');
+  await server.start();
+  await until(async () => (await b.lockUser('alice', 1_900_000_000_000, 'locked during the outage').then(() => true, () => undefined)), 'B to write again', 10_000);
+
+  assert.equal(a.cache!.listening, false, 'A is not listening yet');
+  assert.equal((await a.getUser('alice'))?.lockedUntil, 1_900_000_000_000, "A reads B's write made while A heard nothing");
+  assert.notEqual(await a.getUser('alice'), await a.getUser('alice'), 'and keeps nothing until it listens again');
+
+  await until(() => (c.cache!.listening ? true : undefined), 'C to listen again', 10_000);
+  assert.equal((await c.getUser('alice'))?.lockedUntil, 1_900_000_000_000);
+  await b.unlockUser('alice');
+  await until(async () => ((await c.getUser('alice'))?.lockedUntil === null ? true : undefined), "B's unlock at C, after the restart", 5000);
 });

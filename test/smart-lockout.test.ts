@@ -53,6 +53,23 @@ test('a spray from elsewhere locks the user for strangers, not at the source the
   assert.match(metrics, /^radius_first_factor_shed_total 0$/m);
 });
 
+test("the user signing in at their usual place gives a sprayer elsewhere no fresh tries; a sign-in from a stranger's place does", async (t) => {
+  const s = await server(t);
+  const dee = await enrollTotp(s.store, 'dee', { password: 'dee-pw' });
+  assert.equal((await ask(s, 'dee', `dee-pw${dee.codeAt(s.clock.now())}`, HOME)).code, 'Access-Accept');
+  for (let i = 0; i < 2; i++) await ask(s, 'dee', `spray${i}`, `198.51.100.${i}`);
+  s.clock.advance(30_000);
+  assert.equal((await ask(s, 'dee', `dee-pw${dee.codeAt(s.clock.now())}`, HOME)).code, 'Access-Accept');
+  assert.deepEqual((await lockoutView('dee', s)).failures.map((f) => [f.source, f.count]), [[null, 2]], 'the strangers\' count stays');
+  await ask(s, 'dee', 'spray2', '198.51.100.2');
+  assert.equal((await s.store.getUser('dee'))?.lockScope, 'unfamiliar', 'the third stranger failure locks');
+
+  const eve = await enrollTotp(s.store, 'eve', { password: 'eve-pw' });
+  await ask(s, 'eve', 'typo', '192.0.2.50');
+  assert.equal((await ask(s, 'eve', `eve-pw${eve.codeAt(s.clock.now())}`, '192.0.2.50')).code, 'Access-Accept');
+  assert.deepEqual((await lockoutView('eve', s)).failures, [], 'signed in from the place that counted it');
+});
+
 test('the same wrong password again counts once, and is refused without a new check', async (t) => {
   const s = await server(t);
   await enrollTotp(s.store, 'ben', { password: 'ben-pw' });

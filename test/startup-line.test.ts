@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { resolveEncryptionKey } from '../src/mfa/secret-box.js';
+import { resolveEncryptionKey } from '../src/store/secret-box.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
 import { runCli } from './helpers/cli.js';
 import { startServe } from './helpers/serve-process.js';

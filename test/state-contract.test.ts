@@ -7,10 +7,11 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { PendingPushes, PendingPushInit } from '../src/mfa/pending.js';
+import { SessionStore } from '../src/portal/session.js';
 import { MemoryState } from '../src/state/memory.js';
 import { openRedisState } from '../src/state/redis.js';
 import type { ChallengeRecord, EphemeralState } from '../src/state/state.js';
-import type { TotpEnrollment } from '../src/store/store.js';
+import type { TotpEnrollment } from '../src/mfa/enrollment.js';
 import { startRedis, type RedisInstance } from './helpers/redis.js';
 import { until } from './helpers/until.js';
 import { configSchema } from '../src/config/schema.js';
@@ -326,6 +327,17 @@ for (const backend of [memory, redis]) {
       await a.putSession('portal:k2', '{}', 200);
       await elapsed(start, 300);
       assert.equal(await b.getSession('portal:k2'), undefined, 'expired');
+    });
+
+    test('a session with a TOTP enrollment being set up reads back whole at the other node (secret and parameters)', async (t) => {
+      const [a, b] = await backend.fresh(t);
+      const times = { ttlMs: 60_000, maxMs: 600_000 };
+      const session = new SessionStore(a, Date.now).create();
+      session.enrollment = enrollment();
+      await new SessionStore(a, Date.now).save(session, undefined, times);
+      const read = await new SessionStore(b, Date.now).get(session.id, times);
+      assert.deepEqual(read?.session.enrollment, session.enrollment);
+      assert.equal(read?.session.csrf, session.csrf);
     });
   });
 }

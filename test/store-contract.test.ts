@@ -8,14 +8,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import pg from 'pg';
-import { sealSecret } from '../src/mfa/secret-box.js';
+import { sealSecret } from '../src/store/secret-box.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { openPostgresStore } from '../src/store/postgres.js';
 import { PG_MIGRATIONS } from '../src/store/postgres-migrations.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
-import { type StoreError, type Store, type TotpEnrollment } from '../src/store/store.js';
+import { Database } from '../src/store/sqlite-driver.js';
+import { type StoreError, type Store } from '../src/store/store.js';
+import type { TotpEnrollment } from '../src/mfa/enrollment.js';
 import { startPostgres, type PostgresInstance } from './helpers/postgres.js';
 
 /** One empty store location (a file, a database) that can be opened several times. */

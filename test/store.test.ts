@@ -4,12 +4,12 @@ import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import Database from 'better-sqlite3';
+import { Database } from '../src/store/sqlite-driver.js';
 import { openSqliteStore, type SqliteStore } from '../src/store/sqlite.js';
 import { LAST_SEEN_FLUSH_MS } from '../src/store/sqlite-devices.js';
 import { MIGRATIONS, migrate } from '../src/store/migrations.js';
-import { type KeyError, openSecret, resolveEncryptionKey, sealSecret } from '../src/mfa/secret-box.js';
-import { type TotpEnrollment } from '../src/store/store.js';
+import { type KeyError, openSecret, resolveEncryptionKey, sealSecret } from '../src/store/secret-box.js';
+import type { TotpEnrollment } from '../src/mfa/enrollment.js';
 import type { Config } from '../src/config/schema.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {

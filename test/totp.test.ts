@@ -5,7 +5,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { hotp, verifyTotp, timeStep } from '../src/mfa/totp.js';
 import { hmacSha1Key, hotpSha1Binary } from '../src/mfa/sha1.js';
 import { splitCode } from '../src/flow/access.js';
-import type { TotpEnrollment } from '../src/store/store.js';
+import type { TotpEnrollment } from '../src/mfa/enrollment.js';
 
 const SEED = {
   SHA1: Buffer.from('12345678901234567890'),

@@ -2,10 +2,10 @@
 // authproxy_connectivity_tool, FreeRADIUS -X). Exit 1 when any line failed.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import Database from 'better-sqlite3';
+import { Database } from '../store/sqlite-driver.js';
 import type { Config } from '../config/schema.js';
 import { backendChecks, runChecks, type CheckOutcome } from '../health/backend-checks.js';
-import { keyFingerprint, resolveEncryptionKey } from '../mfa/secret-box.js';
+import { keyFingerprint, resolveEncryptionKey } from '../store/secret-box.js';
 import { print } from './context.js';
 import pg from 'pg';
 import { Redis } from 'ioredis';
@@ -67,7 +67,7 @@ export function checkStoreFile(config: Config): CheckOutcome {
   } catch (err) {
     return { ok: false, cause: (err as Error).message, fix: 'restore the key file from the backup taken with this database (radius-mfa restore)' };
   }
-  let db: Database.Database | undefined;
+  let db: Database | undefined;
   try {
     db = new Database(path, { readonly: true, fileMustExist: true });
     const stored = db.prepare<[], string>("SELECT value FROM meta WHERE key = 'key_check'").pluck().get();

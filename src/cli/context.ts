@@ -2,7 +2,7 @@
 import { formatIssues, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { canonicalUsername, usernameRules } from '../flow/username.js';
-import { resolveEncryptionKey } from '../mfa/secret-box.js';
+import { resolveEncryptionKey } from '../store/secret-box.js';
 import { UserError } from '../shared/errors.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';

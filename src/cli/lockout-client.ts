@@ -3,7 +3,7 @@
 // server has them, and it is asked on metrics.listen (served to this host only).
 import type { Config } from '../config/schema.js';
 import { forgetFailures, lockoutView, type LockoutView } from '../flow/lockout.js';
-import { resolveEncryptionKey } from '../mfa/secret-box.js';
+import { resolveEncryptionKey } from '../store/secret-box.js';
 import { openState } from '../state/open-state.js';
 
 export type LiveLockout = { kind: 'ok'; view: LockoutView } | { kind: 'unknown'; why: string };

@@ -5,7 +5,7 @@ import { BackupError, readBackup, restoreBackup, writeBackup } from '../store/ba
 import { CopyError, copySqliteToPostgres } from '../store/copy.js';
 import { StoreInUseError } from '../store/exclusive.js';
 import { rotateStoreKey, RotationError } from '../store/key-rotation.js';
-import { parseHexKey, resolveEncryptionKey } from '../mfa/secret-box.js';
+import { parseHexKey, resolveEncryptionKey } from '../store/secret-box.js';
 import { CliError, loadConfigOrFail, print, requireSqlite } from './context.js';
 import { stdinLines } from './prompt.js';
 

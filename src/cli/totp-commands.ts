@@ -1,10 +1,11 @@
 // `radius-mfa totp ...`: enroll (new secret, otpauth:// URI and QR code) and import (an existing secret).
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { chmodSync, writeFileSync } from 'node:fs';
-import type { Config } from '../config/schema.js';
-import type { Store, TotpAlgorithm, TotpEnrollment } from '../store/store.js';
+import { secondFactorSettings, startEnrollment } from '../flow/second-factor.js';
+import { otpauthUri, type TotpAlgorithm, type TotpEnrollment } from '../mfa/enrollment.js';
+import { parseBase32Secret } from '../mfa/totp-secret.js';
+import type { Store } from '../store/store.js';
 import { CliError, loadConfigOrFail, print, userArg, warn, withStore } from './context.js';
-import { encodeBase32, parseBase32Secret } from './totp-secret.js';
 
 type ConfigPath = (cmd: Command) => string;
 
@@ -20,18 +21,17 @@ export function registerTotpCommands(program: Command, configPath: ConfigPath): 
     .action(async (name: string, opts: { png?: string; force?: boolean }, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
       name = userArg(name, config);
-      const { digits, period, algorithm } = config.mfa.totp;
-      // Loaded here so that other commands do not pay for them at start.
-      const [{ generateSecret }, { default: QRCode }] = await Promise.all([import('otplib'), import('qrcode')]);
-      const secret = generateSecret();
-      const uri = await otpauthUri(config, name, secret, { algorithm, digits, period });
+      // An admin's enrollment counts at once (no code is typed back): the same new enrollment as at the other doors.
+      const enrollment = startEnrollment(secondFactorSettings(config));
+      const { digits, period, algorithm } = enrollment;
+      // Loaded here so that other commands do not pay for it at start.
+      const { default: QRCode } = await import('qrcode');
+      const uri = await otpauthUri(config.mfa.totp.issuer, name, enrollment);
       await withStore(config, async (store) => {
         await requireEnrollable(store, name, opts.force);
         // The image first: a bad path then fails before anything is stored.
         if (opts.png) writePng(opts.png, await QRCode.toBuffer(uri, { type: 'png', margin: 2, scale: 6 }));
-        const decoded = parseBase32Secret(secret);
-        if (!decoded.ok) throw new Error(`generated secret did not decode: ${decoded.problem}`);
-        await store.setTotp(name, { secret: decoded.secret, algorithm, digits, period });
+        await store.setTotp(name, enrollment);
       });
       print(uri);
       print(await QRCode.toString(uri, { type: 'terminal', small: true }));
@@ -66,19 +66,6 @@ export function registerTotpCommands(program: Command, configPath: ConfigPath): 
       });
       print(`${name}: TOTP secret imported (${enrollment.algorithm}, ${enrollment.digits} digits, ${enrollment.period} s)`);
     });
-}
-
-/** The URI authenticator apps scan; label "issuer:username" (Key Uri Format). */
-export async function otpauthUri(config: Config, username: string, secret: string | Buffer, t: Omit<TotpEnrollment, 'secret'>): Promise<string> {
-  const { generateURI } = await import('otplib');
-  return generateURI({
-    issuer: config.mfa.totp.issuer,
-    label: username,
-    secret: typeof secret === 'string' ? secret : encodeBase32(secret),
-    algorithm: t.algorithm.toLowerCase() as 'sha1' | 'sha256' | 'sha512',
-    digits: t.digits,
-    period: t.period,
-  });
 }
 
 async function requireEnrollable(store: Store, name: string, force: boolean | undefined): Promise<void> {

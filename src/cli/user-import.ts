@@ -5,7 +5,7 @@ import type { NewUser } from '../store/store.js';
 import { canonicalUsername, NO_REALMS, type UsernameRules } from '../flow/username.js';
 import { checkUsername } from './context.js';
 import { parseCsv } from './csv.js';
-import { parseBase32Secret } from './totp-secret.js';
+import { parseBase32Secret } from '../mfa/totp-secret.js';
 
 export const IMPORT_COLUMNS = ['username', 'method', 'totp_secret', 'password_hash'] as const;
 type Column = (typeof IMPORT_COLUMNS)[number];

@@ -1,6 +1,5 @@
 // `radius-mfa web-push keys`: a new VAPID key pair (RFC 8292) for mobile_app.web_push.
 import type { Command } from 'commander';
-import webpush from 'web-push';
 import { isVapidSubject } from '../mfa/vapid.js';
 import { CliError, print } from './context.js';
 
@@ -11,8 +10,10 @@ export function registerWebPushCommands(program: Command): void {
     .command('keys')
     .description('print a new VAPID key pair as the mobile_app.web_push config section (needs no config)')
     .option('--subject <uri>', 'a mailto: or https: contact for push services', 'mailto:helpdesk@example.com')
-    .action((opts: { subject: string }) => {
+    .action(async (opts: { subject: string }) => {
       if (!isVapidSubject(opts.subject)) throw new CliError(`--subject ${JSON.stringify(opts.subject)} must be a mailto: address or an https: URL`, 2);
+      // Loaded here: every command (serve too) registers this one.
+      const { default: webpush } = await import('web-push');
       const keys = webpush.generateVAPIDKeys();
       print(
         [

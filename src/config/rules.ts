@@ -28,7 +28,7 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
-/** The same test as mfa/secret-box.ts parseHexKey, made at load so check-config names the line. */
+/** The same test as store/secret-box.ts parseHexKey, made at load so check-config names the line. */
 function encryptionKeyIssues(config: Config): RuleIssue[] {
   const key = config.store.encryption_key;
   if (key === undefined || /^[0-9a-fA-F]{64}$/.test(key.trim())) return [];

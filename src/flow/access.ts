@@ -4,16 +4,15 @@ import { randomBytes } from 'node:crypto';
 import type { Method } from '../config/schema.js';
 import type { FirstFactorResult } from '../auth/first-factor.js';
 import type { ChallengeRecord } from '../state/state.js';
-import type { UserRecord } from '../store/store.js';
 import { newChallenge } from './challenge.js';
 import { MESSAGES, reject, type Decision, type Hold } from './decision.js';
-import { checkUserCode } from './code-check.js';
-import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot } from './lockout.js';
+import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom, type AttemptSlot, type Where } from './lockout.js';
 import { rehideAll } from '../radius/proxy.js';
 import { identify } from './identity.js';
 import { isRelayed, relayAccess } from './relay.js';
 import { answerPushChallenge, startPush } from './push.js';
-import type { AccessAttempt, AccessDeps, FirstFactorCarry } from './attempt.js';
+import { verifyCode } from './second-factor.js';
+import type { AccessAttempt, AccessDeps, FirstFactorCarry, Passed, UserAttempt } from './attempt.js';
 
 export type { Decision, Hold } from './decision.js';
 export type { AccessAttempt, AccessDeps, AskForCode, FirstFactorCarry } from './attempt.js';
@@ -28,13 +27,13 @@ export const DEFAULT_NAS_BUDGET_MS = 10_000;
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
   const result = await decide(attempt, deps);
   // A sign-in makes its source familiar (flow/lockout.ts), however it was accepted.
-  if (result.kind === 'accept') await signedIn(attempt.identity!, attempt.where!.source, deps);
+  if (result.kind === 'accept') await signedIn(attempt.identity!, attempt.where!, deps);
   else if (result.kind === 'hold') {
     const settle = result.settle;
     result.settle = (outcome) => {
       const decision = settle(outcome);
       // Not awaited (settle is synchronous); a mark that cannot be written only costs the source its place.
-      if (decision.kind === 'accept') signedIn(attempt.identity!, attempt.where!.source, deps).catch(() => undefined);
+      if (decision.kind === 'accept') signedIn(attempt.identity!, attempt.where!, deps).catch(() => undefined);
       return decision;
     };
   }
@@ -54,15 +53,16 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   if (who.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const { username, loginName } = who;
   attempt.identity = username;
-  const where = (attempt.where = await whereFrom(username, sourceOf(attempt), deps));
+  // Independent reads, one wait: with Redis and PostgreSQL each is a round trip.
+  const [where, user] = await Promise.all([whereFrom(username, sourceOf(attempt), deps), attempt.state ? undefined : deps.store.getUser(username)]);
+  attempt.where = where;
   // A source the user signed in from is never held back by what strangers at other addresses do.
   if (limits.source_per_minute > 0 && attempt.callingStation && !where.familiar && !deps.rates.allow(`source\0${attempt.callingStation}`, limits.source_per_minute, 60_000)) {
     return { kind: 'drop', method: undefined, reason: 'rate_limited' };
   }
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
-  if (attempt.state) return answerChallenge(attempt, username, attempt.password ?? '', deps);
+  if (attempt.state) return answerChallenge(attempt, username, where, attempt.password ?? '', deps);
 
-  const user = await deps.store.getUser(username);
   // Directory groups can pick the method, which decides how the password is split: ask before the password check.
   const known = await groupsBeforeCheck(loginName, attempt, deps);
   if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
@@ -73,8 +73,9 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   if (method === 'deny') return refuseUnchecked(method, 'method_deny', deps);
   const slot = await takeAttemptSlot(username, where, attempt.receivedAt, deps);
   if (!slot) return refuseUnchecked(method, 'locked', deps);
+  const a: UserAttempt = Object.assign(attempt, { identity: username, where, user, method });
   try {
-    return await checkBothFactors(attempt, { username, loginName }, user, method, known.groups, slot, deps);
+    return await checkBothFactors(a, loginName, known.groups, slot, deps);
   } catch (err) {
     await slot.release();
     throw err;
@@ -82,26 +83,20 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
 }
 
 /** Inside the user's attempt slot: first factor, then the code typed with it, or the second factor to come. */
-async function checkBothFactors(
-  attempt: AccessAttempt,
-  { username, loginName }: { username: string; loginName: string },
-  user: UserRecord | undefined,
-  method: Method,
-  groups: readonly string[],
-  slot: AttemptSlot,
-  deps: AccessDeps,
-): Promise<Decision | Hold> {
+async function checkBothFactors(a: UserAttempt, loginName: string, groups: readonly string[], slot: AttemptSlot, deps: AccessDeps): Promise<Decision | Hold> {
+  const { identity: username, user, method } = a;
   // totp needs a code after the password; auto takes one if it is there, else pushes.
   const totpSettings = deps.config.mfa.totp;
   const digits = user?.totp?.digits ?? totpSettings.digits;
-  const split = method === 'totp' || method === 'auto' ? splitCode(attempt.password!, digits, totpSettings.separator) : undefined;
-  const password = split?.password ?? attempt.password!;
+  const split = method === 'totp' || method === 'auto' ? splitCode(a.password!, digits, totpSettings.separator) : undefined;
+  const password = split?.password ?? a.password!;
   // A NAS retry or a user retyping the same wrong password: already counted, and already known wrong.
-  if (await isKnownWrongPassword(username, password, deps)) {
+  const checksPassword = deps.firstFactor.type !== 'none';
+  if (checksPassword && (await isKnownWrongPassword(username, password, deps))) {
     await slot.release();
     return refuseUnchecked(method, 'bad_password', deps);
   }
-  const context = { q: attempt.q, typedUsername: attempt.username, loginName, nas: attempt.nas, deadline: attempt.receivedAt + nasBudgetMs(attempt, deps), lane: attempt.where!.familiar ? ('familiar' as const) : ('other' as const) };
+  const context = { q: a.q, typedUsername: a.username, loginName, nas: a.nas, deadline: a.receivedAt + nasBudgetMs(a, deps), lane: a.where.familiar ? ('familiar' as const) : ('other' as const) };
   const first = await deps.firstFactor.check(username, password, user, context);
   if (first.kind !== 'accept' && !(first.kind === 'reject' && first.reason !== 'unknown_user')) await slot.release();
   if (first.kind === 'unavailable') {
@@ -112,28 +107,28 @@ async function checkBothFactors(
     return reject(method, first.reason, MESSAGES.generic);
   }
   // An upstream RADIUS server that challenges itself: relay its prompt; the second factor follows its Accept.
-  if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, groups, deps);
+  if (first.kind === 'challenge') return relayUpstreamChallenge(a, first, groups, deps);
   // A lock that landed while the password was checked (a burst of guesses in parallel) still stands.
-  if (await isLockedNow(username, attempt.receivedAt, deps, attempt.where)) {
+  if (checksPassword && (await isLockedNow(username, a.receivedAt, deps, a.where))) {
     await slot.release();
     return reject(method, 'locked', MESSAGES.generic);
   }
 
-  const after = afterFirstFactor(attempt, username, user, first, groups, deps);
+  const after = afterFirstFactor(a, first, groups, deps);
   if (after.deny) {
     await slot.release();
     return reject(method, 'method_deny', MESSAGES.deny, false);
   }
-  if (split) return checkCode(attempt, username, user, split.code, method, after.reply, slot, deps);
+  if (split) return checkCode(a, split.code, after.reply, slot, deps);
   await slot.release();
   switch (method) {
     case 'none':
       return { kind: 'accept', method, reason: 'method_none', reply: after.reply };
     case 'challenge':
-      return askForCode(attempt, username, user, method, deps, after.carried);
+      return askForCode(a, deps, after.carried);
     case 'push':
     case 'auto':
-      return startPush(attempt, username, user, method, after.reply, deps, askForCode, after.carried);
+      return startPush(a, after, deps, askForCode);
     case 'totp':
       // The whole field was the right password: now it is safe to say what is missing.
       return reject(method, 'code_missing', MESSAGES.codeMissing(digits, totpSettings.separator));
@@ -156,11 +151,11 @@ type Accepted = Extract<FirstFactorResult, { kind: 'accept' }>;
  * first, then those of the groups (including directory groups) and config user. Groups read only with the
  * user's own bind can still deny, but no longer change the method: the password was already split.
  */
-function afterFirstFactor(attempt: AccessAttempt, username: string, user: UserRecord | undefined, first: Accepted, groups: readonly string[], deps: AccessDeps) {
+function afterFirstFactor(a: UserAttempt, first: Accepted, groups: readonly string[], deps: AccessDeps): Passed & { deny: boolean } {
   const allGroups = first.groups ? [...new Set([...groups, ...first.groups])] : groups;
-  const profile = deps.policy.profileOf(username, user, allGroups);
+  const profile = deps.policy.profileOf(a.identity, a.user, allGroups);
   const reply = first.reply?.length ? Buffer.concat([first.reply, profile.reply]) : profile.reply;
-  const upstream = first.reply?.length ? { reply: first.reply.toString('hex'), hiddenFor: attempt.nas?.packet.authenticator.toString('hex') } : {};
+  const upstream = first.reply?.length ? { reply: first.reply.toString('hex'), hiddenFor: a.nas?.packet.authenticator.toString('hex') } : {};
   const carried: ChallengeRecord['firstFactor'] = first.reply?.length || allGroups.length ? { ...upstream, groups: allGroups } : undefined;
   return { reply, carried, deny: profile.method === 'deny' };
 }
@@ -179,32 +174,25 @@ function carriedReply(attempt: AccessAttempt, carried: NonNullable<ChallengeReco
 }
 
 /** RFC 2865 §4.4 through a proxy: our own State to the NAS, the upstream's kept here to send back with the answer. */
-async function relayUpstreamChallenge(
-  attempt: AccessAttempt,
-  username: string,
-  method: Method,
-  first: Extract<FirstFactorResult, { kind: 'challenge' }>,
-  groups: readonly string[],
-  deps: AccessDeps,
-): Promise<Decision> {
+async function relayUpstreamChallenge(a: UserAttempt, first: Extract<FirstFactorResult, { kind: 'challenge' }>, groups: readonly string[], deps: AccessDeps): Promise<Decision> {
   const state = await newChallenge(deps.state, {
-    username,
-    clientName: attempt.clientName,
-    method,
-    expires: attempt.receivedAt + deps.config.mfa.challenge.timeout,
+    username: a.identity,
+    clientName: a.clientName,
+    method: a.method,
+    expires: a.receivedAt + deps.config.mfa.challenge.timeout,
     firstFactor: { upstreamState: first.upstreamState.toString('hex'), groups },
   });
-  return { kind: 'challenge', method, reason: 'upstream_challenge', state, message: first.message };
+  return { kind: 'challenge', method: a.method, reason: 'upstream_challenge', state, message: first.message };
 }
 
 /** The answer to a relayed upstream challenge goes upstream; after its Accept the second factor runs as usual. */
-async function answerUpstreamChallenge(attempt: AccessAttempt, username: string, typed: string, record: ChallengeRecord, user: UserRecord | undefined, deps: AccessDeps): Promise<Decision | Hold> {
-  const method = record.method as Method;
+async function answerUpstreamChallenge(a: UserAttempt, typed: string, record: ChallengeRecord, deps: AccessDeps): Promise<Decision | Hold> {
+  const { identity: username, method } = a;
   const groups = record.firstFactor?.groups ?? [];
   const upstreamState = Buffer.from(record.firstFactor!.upstreamState!, 'hex');
-  const slot = await takeAttemptSlot(username, attempt.where!, attempt.receivedAt, deps);
+  const slot = await takeAttemptSlot(username, a.where, a.receivedAt, deps);
   if (!slot) return reject(method, 'locked', MESSAGES.generic);
-  const first = await deps.firstFactor.check(username, typed, user, { q: attempt.q, upstreamState, typedUsername: attempt.username, nas: attempt.nas }).catch(async (err: unknown) => {
+  const first = await deps.firstFactor.check(username, typed, a.user, { q: a.q, upstreamState, typedUsername: a.username, nas: a.nas }).catch(async (err: unknown) => {
     await slot.release();
     throw err;
   });
@@ -212,68 +200,58 @@ async function answerUpstreamChallenge(attempt: AccessAttempt, username: string,
   else await slot.release();
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   if (first.kind === 'reject') return reject(method, first.reason, MESSAGES.generic);
-  if (first.kind === 'challenge') return relayUpstreamChallenge(attempt, username, method, first, groups, deps);
-  if (await isLockedNow(username, attempt.receivedAt, deps, attempt.where)) return reject(method, 'locked', MESSAGES.generic);
-  const after = afterFirstFactor(attempt, username, user, first, groups, deps);
+  if (first.kind === 'challenge') return relayUpstreamChallenge(a, first, groups, deps);
+  if (await isLockedNow(username, a.receivedAt, deps, a.where)) return reject(method, 'locked', MESSAGES.generic);
+  const after = afterFirstFactor(a, first, groups, deps);
   if (after.deny) return reject(method, 'method_deny', MESSAGES.deny, false);
   switch (method) {
     case 'none':
       return { kind: 'accept', method, reason: 'method_none', reply: after.reply };
     case 'push':
     case 'auto':
-      return startPush(attempt, username, user, method, after.reply, deps, askForCode, after.carried);
+      return startPush(a, after, deps, askForCode);
     default:
       // A code typed with the password was used up by the upstream's own challenge: ask for a fresh one.
-      return askForCode(attempt, username, user, method, deps, after.carried);
+      return askForCode(a, deps, after.carried);
   }
 }
 
 /** Access-Challenge asking for the TOTP code; the State is random, single-use and expires. */
-async function askForCode(attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry): Promise<Decision> {
-  if (!user?.totp) return reject(method, 'not_enrolled', MESSAGES.generic);
+async function askForCode(a: UserAttempt, deps: AccessDeps, carried: FirstFactorCarry): Promise<Decision> {
+  if (!a.user?.totp) return reject(a.method, 'not_enrolled', MESSAGES.generic);
   const state = await newChallenge(deps.state, {
-    username,
-    clientName: attempt.clientName,
-    method,
-    expires: attempt.receivedAt + deps.config.mfa.challenge.timeout,
+    username: a.identity,
+    clientName: a.clientName,
+    method: a.method,
+    expires: a.receivedAt + deps.config.mfa.challenge.timeout,
     firstFactor: carried,
   });
-  return { kind: 'challenge', method, reason: 'code_requested', state, message: deps.config.mfa.challenge.prompt };
+  return { kind: 'challenge', method: a.method, reason: 'code_requested', state, message: deps.config.mfa.challenge.prompt };
 }
 
 /** The request that carries a State back: its password field holds the code or the number (RFC 2865 §4.4). */
-async function answerChallenge(attempt: AccessAttempt, username: string, typed: string, deps: AccessDeps): Promise<Decision | Hold> {
+async function answerChallenge(attempt: AccessAttempt, username: string, where: Where, typed: string, deps: AccessDeps): Promise<Decision | Hold> {
   const record = await deps.state.takeChallenge(attempt.state!.toString('hex'));
   const user = await deps.store.getUser(username);
   if (!record || record.username !== username || record.clientName !== attempt.clientName) {
     return reject(deps.policy.profileOf(username, user).method, 'bad_state', MESSAGES.badState);
   }
-  const method = record.method as Method;
-  if (isLocked(user, attempt.receivedAt, attempt.where)) return reject(method, 'locked', MESSAGES.locked);
-  if (record.firstFactor?.upstreamState) return answerUpstreamChallenge(attempt, username, typed, record, user, deps);
+  const a: UserAttempt = Object.assign(attempt, { identity: username, where, user, method: record.method as Method });
+  if (isLocked(user, a.receivedAt, where)) return reject(a.method, 'locked', MESSAGES.locked);
+  if (record.firstFactor?.upstreamState) return answerUpstreamChallenge(a, typed, record, deps);
   // Policy may have changed since the challenge was sent: the reply attributes are today's.
   const profile = deps.policy.profileOf(username, user, record.firstFactor?.groups);
-  const reply = record.firstFactor?.reply ? Buffer.concat([carriedReply(attempt, record.firstFactor), profile.reply]) : profile.reply;
-  if (record.pushId) return answerPushChallenge(attempt, username, record, typed.trim(), reply, deps);
-  const slot = await takeAttemptSlot(username, attempt.where!, attempt.receivedAt, deps);
-  if (!slot) return reject(method, 'locked', MESSAGES.locked);
-  return checkCode(attempt, username, user, typed.trim(), method, reply, slot, deps);
+  const reply = record.firstFactor?.reply ? Buffer.concat([carriedReply(a, record.firstFactor), profile.reply]) : profile.reply;
+  if (record.pushId) return answerPushChallenge(a, record, typed.trim(), reply, deps);
+  return checkCode(a, typed.trim(), reply, undefined, deps);
 }
 
-async function checkCode(
-  attempt: AccessAttempt,
-  username: string,
-  user: UserRecord | undefined,
-  code: string,
-  method: Method,
-  reply: Buffer,
-  slot: AttemptSlot,
-  deps: AccessDeps,
-): Promise<Decision> {
-  const r = await checkUserCode(username, user, code, attempt.receivedAt, deps, slot);
-  if (r.ok) return { kind: 'accept', method, reason: 'second_factor_ok', reply };
-  if (r.reason === 'not_enrolled') return reject(method, r.reason, MESSAGES.generic);
-  return reject(method, r.reason, r.locked ? MESSAGES.locked : r.reason === 'replay' ? MESSAGES.replay : MESSAGES.generic);
+/** A code, in the slot the password was checked in (typed with it) or in one of its own (a challenge's answer). */
+async function checkCode(a: UserAttempt, code: string, reply: Buffer, slot: AttemptSlot | undefined, deps: AccessDeps): Promise<Decision> {
+  const r = await verifyCode({ username: a.identity, user: a.user, where: a.where, code, slot }, a.receivedAt, deps);
+  if (r.ok) return { kind: 'accept', method: a.method, reason: 'second_factor_ok', reply };
+  if (r.reason === 'not_enrolled') return reject(a.method, r.reason, MESSAGES.generic);
+  return reject(a.method, r.reason, r.locked ? MESSAGES.locked : r.reason === 'replay' ? MESSAGES.replay : MESSAGES.generic);
 }
 
 /** "s3cret123456" or, with a separator, "s3cret,123456" -> password and code; undefined when no code is there. */

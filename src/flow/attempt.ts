@@ -2,14 +2,13 @@
 // first-factor state a challenge keeps. Their own module so access.ts and push.ts share them without a cycle.
 import type { Config, Method } from '../config/schema.js';
 import type { FirstFactor, NasRequest } from '../auth/first-factor.js';
-import type { PendingPushes } from '../mfa/pending.js';
-import type { PushSender } from '../mfa/push-sender.js';
-import type { ChallengeRecord, EphemeralState } from '../state/state.js';
-import type { Store, UserRecord } from '../store/store.js';
+import type { ChallengeRecord } from '../state/state.js';
+import type { UserRecord } from '../store/store.js';
 import type { Decision } from './decision.js';
-import type { LockoutDeps, Where } from './lockout.js';
+import type { Where } from './lockout.js';
 import type { Policy } from './policy.js';
 import type { RateLimiter } from './rate-limit.js';
+import type { SecondFactorDeps } from './second-factor.js';
 import type { UsernameRules } from './username.js';
 
 export interface AccessAttempt {
@@ -33,19 +32,31 @@ export interface AccessAttempt {
   nas?: NasRequest;
 }
 
-export interface AccessDeps {
+/**
+ * The attempt once its user is known, passed along as one object (as radiusd's struct radius_query):
+ * who (identity), from where, the store's record and the method that applies.
+ */
+export interface UserAttempt extends AccessAttempt {
+  identity: string;
+  where: Where;
+  user: UserRecord | undefined;
+  method: Method;
+}
+
+/** What the first factor left for the second: the reply attributes, and what a challenge must carry. */
+export interface Passed {
+  reply: Buffer;
+  carried: FirstFactorCarry;
+}
+
+/** settings, store, state, pending, pushSender, onLock: the second factor's (flow/second-factor.ts). */
+export interface AccessDeps extends SecondFactorDeps {
   config: Config;
   policy: Policy;
-  store: Store;
-  state: EphemeralState;
   firstFactor: FirstFactor;
   /** The portal's password check: portal.first_factor, else the first factor itself. */
   portalFirstFactor: FirstFactor;
   usernames: UsernameRules;
-  pending: PendingPushes;
-  /** undefined = no push service configured: devices poll. */
-  pushSender: PushSender | undefined;
-  onLock?: LockoutDeps['onLock'];
   /** This node's request rates (rate_limits): kept across reloads. */
   rates: RateLimiter;
   now: () => number;
@@ -55,4 +66,4 @@ export interface AccessDeps {
 export type FirstFactorCarry = ChallengeRecord['firstFactor'];
 
 /** Access-Challenge asking for the TOTP code: access.ts owns it, push.ts falls back to it. */
-export type AskForCode = (attempt: AccessAttempt, username: string, user: UserRecord | undefined, method: Method, deps: AccessDeps, carried?: FirstFactorCarry) => Promise<Decision>;
+export type AskForCode = (attempt: UserAttempt, deps: AccessDeps, carried: FirstFactorCarry) => Promise<Decision>;

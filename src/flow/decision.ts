@@ -89,3 +89,17 @@ export const MESSAGES = {
 export function reject(method: Method | undefined, reason: RejectReason, message: string, delay = true): Extract<Decision, { kind: 'reject' }> {
   return { kind: 'reject', method, reason, message, delay };
 }
+
+/** What a user reads for a push that did not approve the sign-in, at every door. */
+export function pushRefusalText(reason: 'push_denied' | 'fraud' | 'locked' | 'push_timeout'): string {
+  switch (reason) {
+    case 'push_denied':
+      return MESSAGES.pushDenied;
+    case 'fraud':
+      return MESSAGES.fraud;
+    case 'locked':
+      return MESSAGES.locked;
+    case 'push_timeout':
+      return MESSAGES.pushTimeout;
+  }
+}

@@ -12,9 +12,14 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import type { EphemeralState } from '../state/state.js';
 import type { LockScope, Store, UserRecord } from '../store/store.js';
+import type { RejectReason } from './decision.js';
+
+/** Why an attempt counted as a failure: a refusal's reason, or a wrong PIN (which refuses only the phone's answer). */
+export type FailureReason = RejectReason | 'wrong_pin';
 
 export interface LockoutDeps {
-  config: Config;
+  /** mfa.lockout, read per call: a reload takes effect at once. */
+  settings: { lockout: Config['mfa']['lockout'] };
   state: EphemeralState;
   store: Store;
   /** Told of every lock this module sets (metrics, a warn line); the flow knows nothing of either. */
@@ -26,7 +31,7 @@ export interface LockEvent {
   username: string;
   source: string;
   kind: 'unfamiliar' | 'familiar_source';
-  reason: string;
+  reason: FailureReason;
   until: number;
 }
 
@@ -39,7 +44,9 @@ export interface Where {
 
 /** Every key of a user starts so: `user unlock` forgets them all at once. */
 const userPrefix = (username: string) => `user:${username}\0`;
-const failureKey = (username: string, where: Where) => (where.familiar ? `${userPrefix(username)}fail\0${where.source}` : `${userPrefix(username)}fail`);
+const strangersKey = (username: string) => `${userPrefix(username)}fail`;
+const familiarFailureKey = (username: string, source: string) => `${userPrefix(username)}fail\0${source}`;
+const failureKey = (username: string, where: Where) => (where.familiar ? familiarFailureKey(username, where.source) : strangersKey(username));
 const familiarKey = (username: string, source: string) => `${userPrefix(username)}seen\0${source}`;
 
 /** Keyed per process: a wrong password is remembered only as this HMAC, and only for the lockout window. */
@@ -64,7 +71,7 @@ export async function isLockedNow(username: string, now: number, deps: LockoutDe
 
 /** True when this exact wrong password was already counted for the user: answer it without a new check or count. */
 export async function isKnownWrongPassword(username: string, password: string, deps: LockoutDeps): Promise<boolean> {
-  return deps.config.mfa.lockout.max_failures > 0 && deps.state.marked(wrongPasswordKey(username, password));
+  return deps.settings.lockout.max_failures > 0 && deps.state.marked(wrongPasswordKey(username, password));
 }
 
 /** One attempt's place among the user's failures; exactly one of its three ends is used. */
@@ -74,7 +81,7 @@ export interface AttemptSlot {
    * again counts once; `afterRightPassword` (a wrong code) counts twice from a stranger. True when
    * this failure locked the user.
    */
-  fail(reason: string, how?: { wrongPassword?: string; afterRightPassword?: boolean }): Promise<boolean>;
+  fail(reason: FailureReason, how?: { wrongPassword?: string; afterRightPassword?: boolean }): Promise<boolean>;
   /** The check passed and completes the sign-in: the count is forgotten (signedIn then makes the source familiar). */
   succeed(): Promise<void>;
   /** Neither (unknown user, backend down, second factor still to come): the slot is given back. */
@@ -88,7 +95,7 @@ const NO_LOCKOUT: AttemptSlot = { fail: async () => false, succeed: async () => 
  * progress already reach the limit (the attempt is then refused without being checked).
  */
 export async function takeAttemptSlot(username: string, where: Where, now: number, deps: LockoutDeps): Promise<AttemptSlot | undefined> {
-  const { max_failures, duration } = deps.config.mfa.lockout;
+  const { max_failures, duration } = deps.settings.lockout;
   if (max_failures === 0) return NO_LOCKOUT;
   const key = failureKey(username, where);
   const taken = await deps.state.increment(key, duration);
@@ -107,7 +114,7 @@ export async function takeAttemptSlot(username: string, where: Where, now: numbe
       if (how.wrongPassword !== undefined) await deps.state.mark(wrongPasswordKey(username, how.wrongPassword), duration);
       const count = how.afterRightPassword && !where.familiar ? await deps.state.increment(key, duration) : taken;
       if (count < max_failures) return false;
-      await lock(username, where, count, reason, now, deps);
+      await lock({ username, where, count, reason }, now, deps);
       return true;
     },
     async succeed() {
@@ -122,25 +129,27 @@ export async function takeAttemptSlot(username: string, where: Where, now: numbe
 }
 
 /** Counts one failure outside any slot (a wrong number, a wrong PIN on the phone); true when it locked the user. */
-export async function recordFailure(username: string, where: Where, reason: string, now: number, deps: LockoutDeps): Promise<boolean> {
-  const { max_failures, duration } = deps.config.mfa.lockout;
+export async function recordFailure(username: string, where: Where, reason: FailureReason, now: number, deps: LockoutDeps): Promise<boolean> {
+  const { max_failures, duration } = deps.settings.lockout;
   if (max_failures === 0) return false;
   const count = await deps.state.increment(failureKey(username, where), duration);
   if (count < max_failures) return false;
-  await lock(username, where, count, reason, now, deps);
+  await lock({ username, where, count, reason }, now, deps);
   return true;
 }
 
-/** A full sign-in: the user's failures are forgotten, and the source is familiar for `familiar_for`. */
-export async function signedIn(username: string, source: string, deps: LockoutDeps): Promise<void> {
-  const { max_failures, familiar_for } = deps.config.mfa.lockout;
+/**
+ * A full sign-in: the source's failures are forgotten, and it is familiar for `familiar_for`. The
+ * strangers' count is forgotten only by a sign-in from a stranger's place (the one that counted it):
+ * the real user signing in at their usual place gives a sprayer elsewhere no fresh tries.
+ */
+export async function signedIn(username: string, where: Where, deps: LockoutDeps): Promise<void> {
+  const { max_failures, familiar_for } = deps.settings.lockout;
   if (max_failures === 0) return;
-  // On every accept: three independent writes, one wait (a round trip each would add up with Redis).
-  await Promise.all([
-    deps.state.reset(`${userPrefix(username)}fail`),
-    deps.state.reset(`${userPrefix(username)}fail\0${source}`),
-    deps.state.mark(familiarKey(username, source), familiar_for),
-  ]);
+  // On every accept: independent writes, one wait (a round trip each would add up with Redis).
+  const writes = [deps.state.reset(familiarFailureKey(username, where.source)), deps.state.mark(familiarKey(username, where.source), familiar_for)];
+  if (!where.familiar) writes.push(deps.state.reset(strangersKey(username)));
+  await Promise.all(writes);
 }
 
 export interface LockoutView {
@@ -168,13 +177,13 @@ export async function forgetFailures(username: string, deps: Pick<LockoutDeps, '
   for (const e of await deps.state.entries(prefix)) if (!e.key.startsWith(`${prefix}seen\0`)) await deps.state.reset(e.key);
 }
 
-async function lock(username: string, where: Where, count: number, reason: string, now: number, deps: LockoutDeps): Promise<void> {
+async function lock({ username, where, count, reason }: { username: string; where: Where; count: number; reason: FailureReason }, now: number, deps: LockoutDeps): Promise<void> {
   await deps.state.reset(failureKey(username, where));
   // At a familiar source, reaching the limit costs the source its place; the lock then holds there too.
   if (where.familiar) await deps.state.reset(familiarKey(username, where.source));
   const what = Number.isFinite(count) ? `${count} failed attempts` : 'failed attempts (the failure table is full)';
   const scope: LockScope = 'unfamiliar';
-  const until = now + deps.config.mfa.lockout.duration;
+  const until = now + deps.settings.lockout.duration;
   await deps.store.lockUser(username, until, `${what} from ${where.source} (last: ${reason})`, scope);
   deps.onLock?.({ username, source: where.source, kind: where.familiar ? 'familiar_source' : 'unfamiliar', reason, until });
 }

@@ -6,8 +6,7 @@ import type { Method } from '../config/schema.js';
 import type { RelayResult } from '../auth/first-factor.js';
 import { nonPapKindOf, refusalAttributes, findInAttributes } from '../radius/proxy.js';
 import { Attr, type RadiusPacket } from '../radius/packet.js';
-import type { UserRecord } from '../store/store.js';
-import type { AccessAttempt, AccessDeps } from './attempt.js';
+import type { AccessAttempt, AccessDeps, UserAttempt } from './attempt.js';
 import { MESSAGES, reject, type Decision, type Hold, type RejectReason } from './decision.js';
 import { isLocked, whereFrom } from './lockout.js';
 import { canonicalUsername } from './username.js';
@@ -65,9 +64,9 @@ export async function relayAccess(attempt: AccessAttempt, outerName: string, dep
   if (!username) return refuse(undefined, 'no_username', MESSAGES.generic, true, eapId);
   // The audit line names whose second factor this is (the inner identity); `login` keeps the outer one.
   attempt.identity = username;
-  attempt.where = await whereFrom(username, attempt.callingStation ?? attempt.nasIp ?? `client:${attempt.clientName}`, deps);
+  const where = (attempt.where = await whereFrom(username, attempt.callingStation ?? attempt.nasIp ?? `client:${attempt.clientName}`, deps));
   const user = await deps.store.getUser(username);
-  if (isLocked(user, attempt.receivedAt, attempt.where)) return refuse(undefined, 'locked', MESSAGES.locked, true, eapId);
+  if (isLocked(user, attempt.receivedAt, where)) return refuse(undefined, 'locked', MESSAGES.locked, true, eapId);
   const profile = deps.policy.profileOf(username, user);
   const reply = profile.reply.length ? Buffer.concat([r.reply, profile.reply]) : r.reply;
   let method = profile.method;
@@ -87,24 +86,16 @@ export async function relayAccess(attempt: AccessAttempt, outerName: string, dep
     case 'auto':
       break;
   }
-  return pushAfterAccept(attempt, username, user, method, reply, deps, fallback, refuse, eapId);
+  const a: UserAttempt = Object.assign(attempt, { identity: username, where, user, method });
+  return pushAfterAccept(a, reply, deps, { fallback, refuse, eapId });
 }
 
 type Refuse = (method: Method | undefined, reason: RejectReason, message: string, delay?: boolean, eapId?: number) => Decision;
 
 /** The push, held: an MS-CHAP or EAP peer cannot answer a second prompt, so a push that would need one is refused first. */
-async function pushAfterAccept(
-  attempt: AccessAttempt,
-  username: string,
-  user: UserRecord | undefined,
-  method: Method,
-  reply: Buffer,
-  deps: AccessDeps,
-  fallback: boolean,
-  refuse: Refuse,
-  eapId: number | undefined,
-): Promise<Decision | Hold> {
-  const client = deps.policy.client(attempt.clientName);
+async function pushAfterAccept(a: UserAttempt, reply: Buffer, deps: AccessDeps, { fallback, refuse, eapId }: { fallback: boolean; refuse: Refuse; eapId: number | undefined }): Promise<Decision | Hold> {
+  const { method } = a;
+  const client = deps.policy.client(a.clientName);
   const settings = deps.config.mfa.push;
   if ((client.numberMatching ?? settings.number_matching) || settings.timeout > client.holdBudgetMs) {
     return refuse(method, 'non_pap_needs_prompt', MESSAGES.nonPapNeedsPrompt, false, eapId);
@@ -112,8 +103,8 @@ async function pushAfterAccept(
   // No phone and no_device: totp asks startPush for a code prompt: impossible here.
   const noPrompt = async () => refuse(method, 'no_device', MESSAGES.noDevice, true, eapId);
   // Made now: a request held for the phone keeps no packet (app.ts lets go of attempt.nas).
-  const refusal = refusalAttributes(attempt.nas!.packet, eapId);
-  const result = await startPush(attempt, username, user, method, reply, deps, noPrompt);
+  const refusal = refusalAttributes(a.nas!.packet, eapId);
+  const result = await startPush(a, { reply, carried: undefined }, deps, noPrompt);
   const finish = (d: Decision): Decision => {
     if (d.kind === 'reject') return d.reply ? d : { ...d, reply: refusal };
     if (d.kind === 'accept' && fallback && d.reason === 'push_approved') return { ...d, reason: 'non_pap_push_fallback' };

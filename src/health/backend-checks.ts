@@ -1,10 +1,11 @@
 // Connectivity checks of every configured backend, for `check-config --connect` and /readyz. Each
 // check answers ok with a detail, or the cause and the fix, naming the config field to change.
+// ldapts and web-push are loaded by the check that needs them: `serve` imports this file for /readyz.
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ConnectionOptions } from 'node:tls';
-import { Client, InvalidCredentialsError, NoSuchObjectError } from 'ldapts';
-import webpush from 'web-push';
+import type * as Ldapts from 'ldapts';
+import type WebPush from 'web-push';
 import type { Config } from '../config/schema.js';
 import { vapidPublicKeyOf } from '../mfa/vapid.js';
 import { probeStatusServer, type StatusResult } from '../radius/status-server.js';
@@ -53,13 +54,14 @@ export function backendChecks(config: Config, options: CheckOptions = {}): Backe
     checks.push({ name: `fcm ${firebase.service_account_file}`, run: () => checkFcm(firebase.service_account_file, options.timeoutMs ?? 10_000) });
   }
   const vapid = config.mobile_app.web_push;
-  if (vapid) checks.push({ name: 'web push keys', run: async () => checkWebPush(vapid) });
+  if (vapid) checks.push({ name: 'web push keys', run: async () => checkWebPush(vapid, (await import('web-push')).default) });
   return checks;
 }
 
 type LdapConfig = Extract<Config['first_factor'], { type: 'ldap' }>;
 
 async function checkLdap(ff: LdapConfig, url: string): Promise<CheckOutcome> {
+  const ldapts = await import('ldapts');
   const secure = /^ldaps:/i.test(url);
   let ca: Buffer | undefined;
   if (ff.ca_file) {
@@ -70,7 +72,7 @@ async function checkLdap(ff: LdapConfig, url: string): Promise<CheckOutcome> {
     }
   }
   const tls: ConnectionOptions = { ...(ca ? { ca } : {}), minVersion: 'TLSv1.2' };
-  const client = new Client({ url, timeout: ff.timeout, connectTimeout: ff.timeout, ...(secure ? { tlsOptions: { ...tls } } : {}), strictDN: false });
+  const client = new ldapts.Client({ url, timeout: ff.timeout, connectTimeout: ff.timeout, ...(secure ? { tlsOptions: { ...tls } } : {}), strictDN: false });
   let step = 'connect';
   try {
     if (ff.start_tls) {
@@ -89,13 +91,13 @@ async function checkLdap(ff: LdapConfig, url: string): Promise<CheckOutcome> {
     await client.search(ff.search.base, { scope: 'base', filter: '(objectClass=*)', attributes: ['dn'], sizeLimit: 1 });
     return ok(`service bind as ${ff.search.bind_dn} and search of ${ff.search.base} succeeded`);
   } catch (err) {
-    return ldapFailure(err, step, url, ff);
+    return ldapFailure(err, step, url, ff, ldapts);
   } finally {
     await client.unbind().catch(() => {});
   }
 }
 
-function ldapFailure(err: unknown, step: string, url: string, ff: LdapConfig): CheckOutcome {
+function ldapFailure(err: unknown, step: string, url: string, ff: LdapConfig, { InvalidCredentialsError, NoSuchObjectError }: typeof Ldapts): CheckOutcome {
   const code = (err as { code?: string }).code;
   const message = (err as Error).message ?? String(err);
   if (err instanceof InvalidCredentialsError) {
@@ -167,7 +169,7 @@ async function checkFcm(file: string, timeoutMs: number): Promise<CheckOutcome> 
   }
 }
 
-function checkWebPush(vapid: NonNullable<Config['mobile_app']['web_push']>): CheckOutcome {
+function checkWebPush(vapid: NonNullable<Config['mobile_app']['web_push']>, webpush: typeof WebPush): CheckOutcome {
   const field = 'mobile_app.web_push';
   if (vapidPublicKeyOf(vapid.vapid_private_key) !== vapid.vapid_public_key) {
     return fail(`${field}.vapid_public_key is not the public half of vapid_private_key`, 'copy both keys from one run of radius-mfa web-push keys');

@@ -123,3 +123,33 @@ export function guardState(state: EphemeralState, monitor: EngineMonitor): Ephem
 export function guardPushes(pushes: PendingPushes, monitor: EngineMonitor): PendingPushes {
   return guard(pushes, 'state', monitor);
 }
+
+export interface EnginePing {
+  engine: Engine;
+  kind: string;
+  ping: () => void | Promise<void>;
+}
+
+/**
+ * Asks each engine for a sign of life now and resolves with those that gave none within `capMs`
+ * (pings through the guards above also update the monitor). Concurrent callers share one round, so a
+ * burst of Status-Server probes is one ping per engine.
+ */
+export function enginesDownProbe(pings: readonly EnginePing[], capMs: number): () => Promise<{ engine: Engine; kind: string }[]> {
+  let running: Promise<{ engine: Engine; kind: string }[]> | undefined;
+  const answers = (p: EnginePing) => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), capMs)));
+    const ping = Promise.resolve()
+      .then(p.ping)
+      .then(
+        () => true,
+        () => false,
+      );
+    return Promise.race([ping, late]).finally(() => clearTimeout(timer));
+  };
+  return () =>
+    (running ??= Promise.all(pings.map(answers))
+      .then((ok) => pings.filter((_, i) => !ok[i]).map(({ engine, kind }) => ({ engine, kind })))
+      .finally(() => (running = undefined)));
+}

@@ -1,4 +1,5 @@
-import { pino, type DestinationStream, type Logger } from 'pino';
+import { pino, type DestinationStream, type Level, type Logger } from 'pino';
+import { LineSink } from './line-sink.js';
 
 /** Paths that could carry a secret: censored wherever they appear, as a second line of defence. */
 export const REDACT_PATHS = [
@@ -13,16 +14,41 @@ export const REDACT_PATHS = [
   'req.headers.authorization',
 ];
 
+/** Bound on every line: no log call may use `service` (or another bound key) again (test/log-keys.test.ts). */
+const BASE = { service: 'radius-mfa' };
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
       level,
-      // Bound on every line: no log call may use `service` (or another bound key) again (test/log-keys.test.ts).
-      base: { service: 'radius-mfa' },
+      base: BASE,
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination ?? pino.destination({ sync: false }),
+    // Batched synchronous writes at the end of each macrotask (line-sink.ts), not pino's thread-pool writes.
+    destination ?? LineSink.stdout(),
   );
+}
+
+const HEAD_TAIL = `,${JSON.stringify(BASE).slice(1, -1)},`;
+let isoMs = -1;
+let isoText = '';
+
+/**
+ * Writes a line built as text, with no object (the audit line, once per request: adapter's auditLine):
+ * `fields` is `"key":value,...` already JSON, none of them a REDACT_PATHS key. The line reads exactly as
+ * `logger[level](fields as an object, msg)` would: the same head (level, time, service), key order and
+ * stream. For the root logger only (a child's bindings are not added). Returns false when the level is off.
+ */
+export function writeLine(logger: Logger, level: Level, fields: string, msg: string): boolean {
+  if (!logger.isLevelEnabled(level)) return false;
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    isoText = new Date(now).toISOString();
+  }
+  const stream = (logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym]!;
+  stream.write(`{"level":"${level}","time":"${isoText}"${HEAD_TAIL}${fields},"msg":${JSON.stringify(msg)}}\n`);
+  return true;
 }

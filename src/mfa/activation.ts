@@ -1,8 +1,17 @@
 // One-time activation codes that bind a phone to a user (the seed's Mobile App activation).
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Config } from '../config/schema.js';
-import type { Store } from '../store/store.js';
+
+/** What an activation needs of the config (mobile_app, http): the config object itself fits. */
+export interface ActivationSettings {
+  mobile_app: { activation_ttl: number; account_name: string; public_url?: string | undefined };
+  http?: { listen: { host: string; port: number }; tls?: unknown } | undefined;
+}
+
+/** Where activation codes are kept (the store's devices). */
+export interface ActivationCodes {
+  devices: { addActivation(username: string, codeHash: Buffer, expiresAt: number, withTotp: boolean): Promise<void> };
+}
 
 export interface Activation {
   activation_code: string;
@@ -24,7 +33,7 @@ export function hashSecretToken(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
 }
 
-export function publicUrlOf(config: Config): string {
+export function publicUrlOf(config: ActivationSettings): string {
   if (config.mobile_app.public_url) return config.mobile_app.public_url.replace(/\/+$/, '');
   const http = config.http;
   if (!http) return 'http://localhost';
@@ -33,7 +42,7 @@ export function publicUrlOf(config: Config): string {
 }
 
 /** Creates and stores (hashed) a one-time activation code for a user. */
-export async function createActivation(store: Store, config: Config, username: string, now: number, withTotp = false): Promise<Activation> {
+export async function createActivation(store: ActivationCodes, config: ActivationSettings, username: string, now: number, withTotp = false): Promise<Activation> {
   const digits = Array.from({ length: 3 }, () => String(randomInt(0, 10_000)).padStart(4, '0'));
   const code = digits.join('');
   const expiresAt = now + config.mobile_app.activation_ttl;

@@ -79,7 +79,8 @@ export function attemptKey(username: string, clientName: string, callingStation:
 
 /**
  * A new push record. Every field named, not `{ ...init }`: V8 (Node 20) gives almost every object built by
- * a spread of a fresh object a hidden class of its own, ~0.4 KiB more heap per held request.
+ * a spread of a fresh object a hidden class of its own, ~0.7 KiB more per held request (.micro measurement in
+ * docs/performance.md).
  */
 export function newPush(init: PendingPushInit, createdAt: number, timeoutMs: number): PendingPush {
   return {

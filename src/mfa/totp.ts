@@ -4,7 +4,7 @@
 // (./sha1.ts), SHA256/SHA512 over node:crypto. otplib still makes secrets and otpauth:// URIs, and the
 // tests check this code against otplib and the RFC vectors.
 import { createHmac } from 'node:crypto';
-import type { TotpEnrollment } from '../store/store.js';
+import type { TotpEnrollment } from './enrollment.js';
 import { hmacSha1Key, hotpSha1Binary, type HmacSha1Key } from './sha1.js';
 
 const ALGORITHMS = { SHA1: 'sha1', SHA256: 'sha256', SHA512: 'sha512' } as const;

@@ -1,13 +1,17 @@
 // Web Push (RFC 8030) to the push service behind a browser's subscription: the web-push library
 // encrypts the payload for the subscription (RFC 8291, aes128gcm) and signs the request with our
-// VAPID key (RFC 8292). The only file that imports it.
+// VAPID key (RFC 8292). The only file that imports it, on the first push (start-up time).
 import type { Agent } from 'node:https';
-import webpush from 'web-push';
-import type { Config } from '../config/schema.js';
 import { sendLimitMs, withinSendLimit, type PushMessage, type PushSender, type PushSendResult } from './push-sender.js';
 import { parsePushToken, type WebPushSubscription } from './push-token.js';
 
-export type WebPushSettings = NonNullable<Config['mobile_app']['web_push']>;
+/** mobile_app.web_push: the VAPID key pair, the operator's contact, the push services a subscription may name. */
+export interface WebPushSettings {
+  vapid_public_key: string;
+  vapid_private_key: string;
+  subject: string;
+  push_services: readonly string[];
+}
 
 export interface WebPushOptions {
   /** Tests: an HTTPS agent that trusts a local fake push service. */
@@ -27,6 +31,7 @@ export function createWebPushSender(settings: WebPushSettings, options: WebPushO
   };
 
   async function sendOnce(subscription: WebPushSubscription, message: PushMessage): Promise<PushSendResult> {
+    const webpush = (await import('web-push')).default;
     try {
       await webpush.sendNotification(subscription, JSON.stringify({ request_id: message.requestId, text: message.text }), {
         vapidDetails,

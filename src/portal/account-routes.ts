@@ -1,18 +1,14 @@
 // The signed-in user's own settings: TOTP enrollment, method, app activation, devices, PIN.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { generateURI, ScureBase32Plugin } from 'otplib';
 import QRCode from 'qrcode';
 import { hashPassword } from '../auth/password-hash.js';
 import type { Method } from '../config/schema.js';
-import { confirmEnrollment, ensureUser, newTotpEnrollment } from '../flow/enrollment.js';
 import { whereFrom } from '../flow/lockout.js';
-import { checkPin } from '../flow/pin.js';
+import { checkPin, confirmEnrollment, ensureUser, startEnrollment } from '../flow/second-factor.js';
 import { createActivation, normalizeActivationCode } from '../mfa/activation.js';
-import type { TotpEnrollment } from '../store/store.js';
+import { otpauthUri, secretText, type TotpEnrollment } from '../mfa/enrollment.js';
 import { field, redirectWith, refuseUnlessAllowed, sendPage, sessionOf, signedInUser, type PortalDeps } from './context.js';
 import { accountPage, activationPage, messagePage, totpEnrollPage } from './views.js';
-
-const base32 = new ScureBase32Plugin();
 
 export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
   portal.get('/', async (request, reply) => {
@@ -43,7 +39,7 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
   portal.post('/totp/start', async (request, reply) => {
     const username = signedInUser(reply, request, deps);
     if (!username || refuseUnlessAllowed('allow_user_enrollment', reply, request, deps)) return reply;
-    sessionOf(request).enrollment = { secret: newTotpEnrollment(deps.config().mfa.totp).secret };
+    sessionOf(request).enrollment = startEnrollment(deps.access().settings);
     return reply.redirect('/portal/totp', 303);
   });
 
@@ -52,7 +48,7 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     if (!username) return reply;
     const enrollment = sessionOf(request).enrollment;
     if (!enrollment) return reply.redirect('/portal/', 303);
-    return sendPage(reply, request, deps, { title: 'Set up an authenticator app', body: await enrollView(request, deps, username, enrollment.secret) });
+    return sendPage(reply, request, deps, { title: 'Set up an authenticator app', body: await enrollView(request, deps, username, enrollment) });
   });
 
   portal.post('/totp/confirm', async (request, reply) => {
@@ -60,9 +56,9 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     if (!username || refuseUnlessAllowed('allow_user_enrollment', reply, request, deps)) return reply;
     const session = sessionOf(request);
     if (!session.enrollment) return redirectWith(reply, request, '/portal/', { kind: 'error', text: 'Start the setup again.' });
-    const confirmed = await confirmEnrollment(username, newEnrollment(deps, session.enrollment.secret), field(request.body, 'code', 16), deps.now(), { config: deps.config(), state: deps.state, store: deps.store });
+    const confirmed = await confirmEnrollment({ username, enrollment: session.enrollment, code: field(request.body, 'code', 16) }, deps.now(), deps.access());
     if (!confirmed.ok) {
-      const body = await enrollView(request, deps, username, session.enrollment.secret);
+      const body = await enrollView(request, deps, username, session.enrollment);
       return sendPage(reply, request, deps, { title: 'Set up an authenticator app', status: 400, body, message: { kind: 'error', text: 'That code does not match. Check that the app added the account, and type the code it shows now.' } });
     }
     const replaced = confirmed.replaced;
@@ -124,7 +120,8 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
     if (!/^[0-9]{4,12}$/.test(pin)) return fail('The PIN must be 4 to 12 digits.');
     if (pin !== field(request.body, 'pin2', 32)) return fail('The two new PINs differ.');
     const user = await deps.store.getUser(username);
-    const current = user?.pinHash ? await checkPin(username, user.pinHash, field(request.body, 'current_pin', 32), await whereFrom(username, request.ip, deps.access()), deps.now(), deps.access()) : ({ ok: true } as const);
+    const where = await whereFrom(username, request.ip, deps.access());
+    const current = user?.pinHash ? await checkPin({ username, pinHash: user.pinHash, pin: field(request.body, 'current_pin', 32), where }, deps.now(), deps.access()) : ({ ok: true } as const);
     if (!current.ok) return fail(current.locked ? 'Wrong current PIN: too many failures, the account is now locked.' : 'Wrong current PIN.', 403);
     await ensureUser(deps.store, username);
     await deps.store.setPinHash(username, await hashPassword(pin));
@@ -133,17 +130,9 @@ export function accountRoutes(portal: FastifyInstance, deps: PortalDeps): void {
   });
 }
 
-function newEnrollment(deps: PortalDeps, secret: Buffer): TotpEnrollment {
-  const t = deps.config().mfa.totp;
-  return { secret, algorithm: t.algorithm, digits: t.digits, period: t.period };
-}
-
-async function enrollView(request: FastifyRequest, deps: PortalDeps, username: string, secret: Buffer) {
-  const config = deps.config();
-  const t = newEnrollment(deps, secret);
-  const secretText = base32.encode(secret);
-  const uri = generateURI({ issuer: config.mfa.totp.issuer, label: username, secret: secretText, algorithm: t.algorithm.toLowerCase() as 'sha1', digits: t.digits, period: t.period });
+async function enrollView(request: FastifyRequest, deps: PortalDeps, username: string, enrollment: TotpEnrollment) {
+  const uri = await otpauthUri(deps.config().mfa.totp.issuer, username, enrollment);
   const svg = await QRCode.toString(uri, { type: 'svg', margin: 2, errorCorrectionLevel: 'M' });
   const replacing = (await deps.store.getUser(username))?.totp != null;
-  return totpEnrollPage(sessionOf(request).csrf, svg, secretText.replace(/(.{4})(?=.)/g, '$1 '), uri, replacing);
+  return totpEnrollPage(sessionOf(request).csrf, svg, secretText(enrollment).replace(/(.{4})(?=.)/g, '$1 '), uri, replacing);
 }

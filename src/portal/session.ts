@@ -3,6 +3,7 @@
 // behind a load balancer). Each session carries its own CSRF token (synchronizer token pattern).
 // A request loads its session once and stores it back once, if it changed (portal/routes.ts).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 import type { EphemeralState } from '../state/state.js';
 
 /** Sign-in after the password: which second factors the user may use, and the push if one was sent. */
@@ -25,8 +26,8 @@ export interface PortalSession {
   username?: string;
   signedInAt?: number;
   pendingSignIn?: PendingSignIn;
-  /** A TOTP secret shown for enrollment; stored for the user only after one valid code. */
-  enrollment?: { secret: Buffer };
+  /** A TOTP enrollment shown to the user; stored for them only after one valid code. */
+  enrollment?: TotpEnrollment;
   /** One message for the next page (after a redirect). */
   flash?: { kind: 'ok' | 'error'; text: string };
   /** A visitor who has not passed the password step: not stored, so a flood of them evicts nobody. */
@@ -122,17 +123,21 @@ function storageKey(id: string): string {
   return `portal:${createHash('sha256').update(id).digest('base64url')}`;
 }
 
+/** JSON with the enrollment's secret as base64; the state seals the whole text in Redis (state/redis.ts). */
 function serialize(session: PortalSession): string {
   const { enrollment, transient: _transient, ...rest } = session;
-  return JSON.stringify(enrollment ? { ...rest, enrollment: { secret: enrollment.secret.toString('base64') } } : rest);
+  return JSON.stringify(enrollment ? { ...rest, enrollment: { ...enrollment, secret: enrollment.secret.toString('base64') } } : rest);
 }
+
+type StoredSession = Omit<PortalSession, 'enrollment'> & { enrollment?: Omit<TotpEnrollment, 'secret'> & { secret: string } };
 
 function parse(text: string, id: string): PortalSession | undefined {
   try {
-    const raw = JSON.parse(text) as Omit<PortalSession, 'enrollment'> & { enrollment?: { secret: string } };
+    const raw = JSON.parse(text) as StoredSession;
     // The id is the one asked for: a stored record never names another session.
     if (raw.id !== id) return undefined;
-    return { ...raw, enrollment: raw.enrollment ? { secret: Buffer.from(raw.enrollment.secret, 'base64') } : undefined };
+    const { enrollment, ...rest } = raw;
+    return enrollment ? { ...rest, enrollment: { ...enrollment, secret: Buffer.from(enrollment.secret, 'base64') } } : rest;
   } catch {
     return undefined;
   }

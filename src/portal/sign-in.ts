@@ -1,22 +1,21 @@
-// Portal sign-in: the configured first factor, then the user's second factor (TOTP code or a push).
-// Failures and locks are the RADIUS ones (flow/lockout, the same counters and store locks), TOTP steps
-// are claimed in the same replay guard, pushes count toward the same per-user push limit.
-import { randomInt } from 'node:crypto';
+// Portal sign-in: the configured first factor, then the user's second factor (TOTP code or a push),
+// through the same second-factor service as RADIUS (flow/second-factor.ts): the same lockout counters
+// and store locks, the same replay guard, the same per-user push limit. Only the wording is the portal's.
 import type { HttpDeps } from '../http/deps.js';
-import { checkUserCode } from '../flow/code-check.js';
-import { MESSAGES } from '../flow/decision.js';
+import { MESSAGES, pushRefusalText, type RejectReason } from '../flow/decision.js';
 import { DEFAULT_NAS_BUDGET_MS } from '../flow/access.js';
 import { isKnownWrongPassword, isLocked, isLockedNow, signedIn, takeAttemptSlot, whereFrom } from '../flow/lockout.js';
 import { identify } from '../flow/identity.js';
-import { deliverPush, judgePushAnswer } from '../flow/push.js';
+import { openPush, settlePush, verifyCode } from '../flow/second-factor.js';
 import type { PendingPush } from '../mfa/pending.js';
 
-export type PasswordResult =
-  | { kind: 'signed_in'; username: string; reason: 'no_second_factor' }
-  | { kind: 'second_factor'; username: string; totp: boolean; push: boolean }
-  | { kind: 'refused'; message: string; reason: string };
+/** The audit reasons of a refused portal sign-in: RADIUS's, and two of the portal's own. */
+export type PortalRefusal = RejectReason | 'rate_limited' | 'upstream_challenge';
+export type Refused = { kind: 'refused'; message: string; reason: PortalRefusal };
 
-export type FactorResult = { kind: 'signed_in' } | { kind: 'waiting' } | { kind: 'refused'; message: string; reason: string };
+export type PasswordResult = { kind: 'signed_in'; username: string; reason: 'no_second_factor' } | { kind: 'second_factor'; username: string; totp: boolean; push: boolean } | Refused;
+
+export type FactorResult = { kind: 'signed_in' } | { kind: 'waiting' } | Refused;
 
 export const PORTAL_MESSAGES = {
   rateLimited: 'Too many sign-in attempts from your address. Wait a few minutes and try again.',
@@ -79,22 +78,18 @@ export async function checkPassword(deps: HttpDeps, typedUsername: string, passw
   const push = devices.length > 0;
   if (totp || push) return { kind: 'second_factor', username, totp, push };
   if (!config.portal.allow_user_enrollment) return refused('not_enrolled', PORTAL_MESSAGES.notEnrolled);
-  await signedIn(username, src, access);
+  await signedIn(username, where, access);
   return { kind: 'signed_in', username, reason: 'no_second_factor' };
 }
 
 /** Step 2a: a TOTP code, checked as RADIUS checks it (window, one use per step, lockout). */
 export async function checkCode(deps: HttpDeps, username: string, code: string, src: string): Promise<FactorResult> {
   const access = deps.access();
-  const now = deps.now();
   const user = await deps.store.getUser(username);
   const where = await whereFrom(username, src, access);
-  if (isLocked(user, now, where)) return refused('locked', MESSAGES.locked);
-  const slot = await takeAttemptSlot(username, where, now, access);
-  if (!slot) return refused('locked', MESSAGES.locked);
-  const r = await checkUserCode(username, user, code.replace(/\s/g, ''), now, access, slot);
+  const r = await verifyCode({ username, user, where, code: code.replace(/\s/g, '') }, deps.now(), access);
   if (r.ok) {
-    await signedIn(username, src, access);
+    await signedIn(username, where, access);
     return { kind: 'signed_in' };
   }
   if (r.reason === 'not_enrolled') return refused(r.reason, MESSAGES.notEnrolled);
@@ -102,31 +97,22 @@ export async function checkCode(deps: HttpDeps, username: string, code: string, 
 }
 
 /** Step 2b: a push to the user's phones; the page then waits for the answer. */
-export async function sendPush(deps: HttpDeps, username: string, src: string): Promise<{ kind: 'sent'; push: PendingPush } | { kind: 'refused'; message: string; reason: string }> {
+export async function sendPush(deps: HttpDeps, username: string, src: string): Promise<{ kind: 'sent'; push: PendingPush } | Refused> {
   const access = deps.access();
-  const settings = access.config.mfa.push;
   const user = await deps.store.getUser(username);
-  const devices = await deps.store.devices.list(username);
-  if (devices.length === 0) return refused('no_device', PORTAL_MESSAGES.noPush);
-  if ((await deps.state.increment(`push:${username}`, settings.rate_limit.window)) > settings.rate_limit.max) return refused('push_rate_limited', MESSAGES.rateLimited);
-  const push = await deps.pending.create(
-    {
-      username,
-      clientName: PORTAL_CLIENT,
-      nasIp: undefined,
-      nasIdentifier: 'Self-service portal',
-      callingStation: src,
-      pinRequired: settings.pin === 'required' || (settings.pin === 'optional' && user?.pinHash != null),
-      number: settings.number_matching ? String(randomInt(10, 100)) : undefined,
-    },
-    settings.timeout,
-  );
-  const delivery = await deliverPush(push, devices, access);
-  if (delivery !== 'sent') {
-    await deps.pending.decide(push.id, { kind: 'timeout' });
-    return refused(delivery === 'stale' ? 'push_token_stale' : 'push_unavailable', delivery === 'stale' ? MESSAGES.tokenStale : MESSAGES.pushUnavailable);
+  const request = { username, user, clientName: PORTAL_CLIENT, nasIp: undefined, nasIdentifier: 'Self-service portal', callingStation: src, numberMatching: access.settings.push.number_matching };
+  const opened = await openPush(request, access);
+  if (opened.ok) return { kind: 'sent', push: opened.push };
+  switch (opened.reason) {
+    case 'no_device':
+      return refused(opened.reason, PORTAL_MESSAGES.noPush);
+    case 'push_rate_limited':
+      return refused(opened.reason, MESSAGES.rateLimited);
+    case 'push_token_stale':
+      return refused(opened.reason, MESSAGES.tokenStale);
+    case 'push_unavailable':
+      return refused(opened.reason, MESSAGES.pushUnavailable);
   }
-  return { kind: 'sent', push };
 }
 
 /** Step 2b, later: the phone's answer (and the number typed back, with number matching). */
@@ -136,25 +122,17 @@ export async function checkPush(deps: HttpDeps, username: string, pushId: string
   if (!push || push.username !== username) return refused('push_timeout', MESSAGES.pushTimeout);
   if (!push.outcome) return { kind: 'waiting' };
   if (push.outcome.kind === 'approve' && push.number !== undefined && !typedNumber?.trim()) return { kind: 'waiting' };
-  const judged = await judgePushAnswer(deps.pending, push, typedNumber?.trim(), await whereFrom(username, src, access), deps.now(), access);
-  if (judged.kind === 'claimed_elsewhere') return refused('push_timeout', MESSAGES.pushTimeout);
-  if (judged.kind === 'number_mismatch') return refused('number_mismatch', judged.locked ? MESSAGES.locked : MESSAGES.numberMismatch);
-  const outcome = judged.outcome;
-  switch (outcome.kind) {
-    case 'approve':
-      await signedIn(username, src, access);
-      return { kind: 'signed_in' };
-    case 'deny':
-      return refused('push_denied', MESSAGES.pushDenied);
-    case 'fraud':
-      return refused('fraud', MESSAGES.fraud);
-    case 'locked':
-      return refused('locked', MESSAGES.locked);
-    default:
-      return refused('push_timeout', MESSAGES.pushTimeout);
+  const where = await whereFrom(username, src, access);
+  const settled = await settlePush({ push, typedNumber: typedNumber?.trim(), where }, deps.now(), access);
+  if (settled.ok) {
+    await signedIn(username, where, access);
+    return { kind: 'signed_in' };
   }
+  if (settled.reason === 'claimed_elsewhere') return refused('push_timeout', MESSAGES.pushTimeout);
+  if (settled.reason === 'number_mismatch') return refused('number_mismatch', settled.locked ? MESSAGES.locked : MESSAGES.numberMismatch);
+  return refused(settled.reason, pushRefusalText(settled.reason));
 }
 
-function refused(reason: string, message: string): { kind: 'refused'; message: string; reason: string } {
+function refused(reason: PortalRefusal, message: string): Refused {
   return { kind: 'refused', reason, message };
 }

@@ -17,15 +17,28 @@ export interface DedupeOptions {
 
 export class DedupeCache {
   private readonly inFlight = new Map<string, number>();
-  private readonly answeredByKey = new Map<string, Buffer>();
+  /** Key -> sequence number of its answered entry (see at()). */
+  private readonly answeredByKey = new Map<string, number>();
   // The answered entries in the order they expire, as parallel arrays: no object per entry, because
   // every entry outlives a young-generation GC and each object that survives one makes it dearer.
+  // Entry i has sequence number base + i; its reply's bytes are arena[orderAt[i], orderAt[i] + orderLength[i]).
   private readonly order: string[] = [];
-  private readonly orderReply: Buffer[] = [];
+  private readonly orderAt: number[] = [];
+  private readonly orderLength: number[] = [];
   private readonly orderExpires: number[] = [];
   private head = 0;
+  private base = 0;
+  /**
+   * The replies' bytes, one after the other in a ring, instead of one Buffer object each: written in
+   * expiry order, so the oldest are overwritten first. Sized for maxEntries replies of ARENA_BYTES_PER_ENTRY;
+   * larger replies make room by expiring the oldest early (as the entry bound does).
+   */
+  private readonly arena: Buffer;
+  private tail = 0;
 
-  constructor(private readonly options: DedupeOptions) {}
+  constructor(private readonly options: DedupeOptions) {
+    this.arena = Buffer.allocUnsafeSlow(Math.max(MAX_REPLY_BYTES, options.maxEntries * ARENA_BYTES_PER_ENTRY));
+  }
 
   /** One flat string (a single heap object, unlike a template literal's chain of parts) per request. */
   static key(listener: number, address: string, port: number, identifier: number, authenticator: Buffer): string {
@@ -43,8 +56,12 @@ export class DedupeCache {
   begin(key: string): DuplicateStatus {
     const now = this.options.now();
     this.expire(now);
-    const reply = this.answeredByKey.get(key);
-    if (reply) return { kind: 'answered', reply };
+    const seq = this.answeredByKey.get(key);
+    if (seq !== undefined) {
+      // A copy (retransmissions are rare): the arena's bytes may be overwritten before a TLS write is done with them.
+      const i = seq - this.base;
+      return { kind: 'answered', reply: Buffer.from(this.arena.subarray(this.orderAt[i]!, this.orderAt[i]! + this.orderLength[i]!)) };
+    }
     const since = this.inFlight.get(key);
     if (since !== undefined && now - since < this.options.inFlightMs) return IN_FLIGHT;
     // More undecided requests than the bound: refuse new work rather than grow without limit.
@@ -54,12 +71,16 @@ export class DedupeCache {
     return NEW;
   }
 
+  /** Keeps a copy of `reply` (at most MAX_REPLY_BYTES) for the window: the caller may reuse its Buffer. */
   answered(key: string, reply: Buffer): void {
     this.inFlight.delete(key);
     if (this.answeredByKey.size >= this.options.maxEntries) this.evictOldest();
-    this.answeredByKey.set(key, reply);
+    const at = this.place(reply.length);
+    reply.copy(this.arena, at);
+    this.answeredByKey.set(key, this.base + this.order.length);
     this.order.push(key);
-    this.orderReply.push(reply);
+    this.orderAt.push(at);
+    this.orderLength.push(reply.length);
     this.orderExpires.push(this.options.now() + this.options.windowMs);
   }
 
@@ -70,6 +91,20 @@ export class DedupeCache {
 
   get size(): number {
     return this.inFlight.size + this.answeredByKey.size;
+  }
+
+  /** Where `length` bytes go in the arena: after the newest reply, or at 0; the oldest replies in the way expire early. */
+  private place(length: number): number {
+    let at = this.tail;
+    if (at + length > this.arena.length) {
+      // Wrapping: the replies between the tail and the end are the oldest; they go first.
+      while (this.head < this.order.length && this.orderAt[this.head]! >= at) this.dropHead();
+      at = 0;
+    }
+    while (this.head < this.order.length && this.orderAt[this.head]! < at + length && this.orderAt[this.head]! + this.orderLength[this.head]! > at) this.dropHead();
+    this.compact();
+    this.tail = at + length;
+    return at;
   }
 
   private expire(now: number): void {
@@ -91,7 +126,7 @@ export class DedupeCache {
   /** Forgets the oldest queued answer, unless its key was answered again since (a later entry holds it). */
   private dropHead(): void {
     const key = this.order[this.head]!;
-    if (this.answeredByKey.get(key) === this.orderReply[this.head]) this.answeredByKey.delete(key);
+    if (this.answeredByKey.get(key) === this.base + this.head) this.answeredByKey.delete(key);
     this.head++;
   }
 
@@ -99,12 +134,19 @@ export class DedupeCache {
   private compact(): void {
     if (this.head > 1024 && this.head * 2 > this.order.length) {
       this.order.splice(0, this.head);
-      this.orderReply.splice(0, this.head);
+      this.orderAt.splice(0, this.head);
+      this.orderLength.splice(0, this.head);
       this.orderExpires.splice(0, this.head);
+      this.base += this.head;
       this.head = 0;
     }
   }
 }
+
+/** RFC 2865 §3: no RADIUS packet is longer. */
+const MAX_REPLY_BYTES = 4096;
+/** Arena bytes per entry of maxEntries: a reply with Message-Authenticator and a Reply-Message is 60-120 bytes. */
+const ARENA_BYTES_PER_ENTRY = 128;
 
 /** Scratch for building keys: listener, identifier, port, Request Authenticator, then the address text. */
 const KEY = Buffer.alloc(20 + 64);

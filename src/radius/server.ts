@@ -92,6 +92,11 @@ export interface RadiusServerOptions {
   dedupe: { windowMs: number; maxEntries: number };
   onAccess: AccessHandler;
   onAccounting: (request: AccountingRequest) => void;
+  /**
+   * Attributes of the answer to Status-Server (RFC 5997 allows a Reply-Message in it), e.g. what is
+   * degraded; absent = an empty answer. A rejection is a bug: logged, and that probe gets no answer.
+   */
+  statusAttributes?: () => Promise<Buffer>;
   logger: Logger;
   now: () => number;
 }
@@ -399,20 +404,29 @@ export class RadiusServer {
     if (!verifyRequestMessageAuthenticator(packet, client.secret)) {
       return this.drop('status_server_unsigned', rinfo, `Status-Server without a valid Message-Authenticator from client ${client.name}: dropped`);
     }
-    const bytes = encodeResponse({
-      // RFC 6614 §2.6 / RFC 5997 §3: over TLS (and on the auth port) the answer is Access-Accept.
-      code: role === 'acct' ? Code.AccountingResponse : Code.AccessAccept,
-      identifier: packet.identifier,
-      requestAuthenticator: packet.authenticator,
-      attributes: Buffer.alloc(0),
-      proxyStates: proxyStatesOf(packet),
-      secret: client.secret,
-      withMessageAuthenticator: true,
+    const answer = (attributes: Buffer) => {
+      if (this.closed) return;
+      const bytes = encodeResponse({
+        // RFC 6614 §2.6 / RFC 5997 §3: over TLS (and on the auth port) the answer is Access-Accept.
+        code: role === 'acct' ? Code.AccountingResponse : Code.AccessAccept,
+        identifier: packet.identifier,
+        requestAuthenticator: packet.authenticator,
+        attributes,
+        proxyStates: proxyStatesOf(packet),
+        secret: client.secret,
+        withMessageAuthenticator: true,
+      });
+      socket.send(bytes, rinfo);
+    };
+    if (!this.options.statusAttributes) return answer(NO_ATTRIBUTES);
+    this.options.statusAttributes().then(answer, (err: unknown) => {
+      this.counters.errors++;
+      this.options.logger.error({ err, from: `${rinfo.address}:${rinfo.port}` }, 'bug: Status-Server attributes failed; no reply sent');
     });
-    socket.send(bytes, rinfo);
   }
 }
 
+const NO_ATTRIBUTES = Buffer.alloc(0);
 const NO_PROXY_STATE: readonly Buffer[] = [];
 
 /** RFC 2865 §3: a reply is at most 4096 octets, Message-Authenticator and the copied Proxy-State included. */

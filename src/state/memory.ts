@@ -1,7 +1,8 @@
 // Ephemeral state in this process's memory: right for one node; Redis takes its place for several.
 import { LRUCache } from 'lru-cache';
+import { lazy } from '../shared/lazy.js';
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 import { MemoryPendingPushes, type PendingPushes } from '../mfa/pending.js';
-import type { TotpEnrollment } from '../store/store.js';
 import type { ChallengeRecord, EphemeralState } from './state.js';
 
 // lru-cache reserves its index arrays for `max` up front (1,000,000 cost ~40 MiB each): size for the
@@ -23,12 +24,12 @@ interface Count {
 }
 
 export class MemoryState implements EphemeralState {
-  private readonly lastStep = new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false });
+  private readonly lastStep = lazy(() => new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false }));
   private readonly counts = new Map<string, Count>();
-  private readonly sources = new LRUCache<string, number>({ max: MAX_SOURCES, ttlAutopurge: false });
-  private readonly challenges = new LRUCache<string, ChallengeRecord>({ max: MAX_CHALLENGES, ttlAutopurge: false });
-  private readonly enrollments = new LRUCache<string, TotpEnrollment>({ max: MAX_CHALLENGES, ttlAutopurge: false });
-  private readonly sessions = new LRUCache<string, string>({ max: MAX_SESSIONS, ttlAutopurge: false });
+  private readonly sources = lazy(() => new LRUCache<string, number>({ max: MAX_SOURCES, ttlAutopurge: false }));
+  private readonly challenges = lazy(() => new LRUCache<string, ChallengeRecord>({ max: MAX_CHALLENGES, ttlAutopurge: false }));
+  private readonly enrollments = lazy(() => new LRUCache<string, TotpEnrollment>({ max: MAX_CHALLENGES, ttlAutopurge: false }));
+  private readonly sessions = lazy(() => new LRUCache<string, string>({ max: MAX_SESSIONS, ttlAutopurge: false }));
   private pending: MemoryPendingPushes | undefined;
 
   constructor(
@@ -38,10 +39,10 @@ export class MemoryState implements EphemeralState {
 
   /** The TTL is for stores that need one (Redis); here the LRU bound caps memory and steps only grow. */
   async claimTotpStep(username: string, step: number, _ttlMs: number): Promise<boolean> {
-    const last = this.lastStep.get(username);
+    const last = this.lastStep().get(username);
     // RFC 6238 §5.2: a code is good once; a step at or before the last accepted one is a replay.
     if (last !== undefined && step <= last) return false;
-    this.lastStep.set(username, step);
+    this.lastStep().set(username, step);
     return true;
   }
 
@@ -91,45 +92,45 @@ export class MemoryState implements EphemeralState {
   }
 
   async countBySource(key: string, windowMs: number): Promise<number> {
-    const count = (this.sources.get(key) ?? 0) + 1;
-    const ttl = this.sources.has(key) ? Math.max(1, this.sources.getRemainingTTL(key)) : windowMs;
-    this.sources.set(key, count, { ttl });
+    const count = (this.sources().get(key) ?? 0) + 1;
+    const ttl = this.sources().has(key) ? Math.max(1, this.sources().getRemainingTTL(key)) : windowMs;
+    this.sources().set(key, count, { ttl });
     return count;
   }
 
   async putEnrollment(key: string, enrollment: TotpEnrollment, ttlMs: number): Promise<void> {
-    this.enrollments.set(key, enrollment, { ttl: Math.max(1, ttlMs) });
+    this.enrollments().set(key, enrollment, { ttl: Math.max(1, ttlMs) });
   }
 
   async getEnrollment(key: string): Promise<TotpEnrollment | undefined> {
-    return this.enrollments.get(key);
+    return this.enrollments().get(key);
   }
 
   async deleteEnrollment(key: string): Promise<void> {
-    this.enrollments.delete(key);
+    this.enrollments().delete(key);
   }
 
   async putChallenge(state: string, record: ChallengeRecord): Promise<void> {
-    this.challenges.set(state, record, { ttl: Math.max(1, record.expires - this.now()) });
+    this.challenges().set(state, record, { ttl: Math.max(1, record.expires - this.now()) });
   }
 
   async takeChallenge(state: string): Promise<ChallengeRecord | undefined> {
-    const record = this.challenges.get(state);
+    const record = this.challenges().get(state);
     if (record === undefined) return undefined;
-    this.challenges.delete(state);
+    this.challenges().delete(state);
     return record.expires > this.now() ? record : undefined;
   }
 
   async putSession(key: string, session: string, ttlMs: number): Promise<void> {
-    this.sessions.set(key, session, { ttl: Math.max(1, ttlMs) });
+    this.sessions().set(key, session, { ttl: Math.max(1, ttlMs) });
   }
 
   async getSession(key: string): Promise<string | undefined> {
-    return this.sessions.get(key);
+    return this.sessions().get(key);
   }
 
   async deleteSession(key: string): Promise<void> {
-    this.sessions.delete(key);
+    this.sessions().delete(key);
   }
 
   pushes(): PendingPushes {
@@ -138,12 +139,12 @@ export class MemoryState implements EphemeralState {
 
   async close(): Promise<void> {
     await this.pending?.close();
-    this.sessions.clear();
-    this.lastStep.clear();
+    this.sessions().clear();
+    this.lastStep().clear();
     this.counts.clear();
-    this.sources.clear();
-    this.challenges.clear();
-    this.enrollments.clear();
+    this.sources().clear();
+    this.challenges().clear();
+    this.enrollments().clear();
   }
 
   private liveCount(key: string, now: number): Count | undefined {

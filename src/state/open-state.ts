@@ -1,7 +1,6 @@
-// One door to the configured ephemeral state, for the server.
+// One door to the configured ephemeral state, for the server. ioredis is loaded only when the config names Redis.
 import type { Config } from '../config/schema.js';
 import { MemoryState } from './memory.js';
-import { openRedisState } from './redis.js';
 import type { EphemeralState } from './state.js';
 
 export interface OpenStateOptions {
@@ -13,6 +12,9 @@ export interface OpenStateOptions {
 
 /** Memory (this process) or Redis (shared by every node), as state.type says. */
 export async function openState(config: Config['state'], options: OpenStateOptions): Promise<EphemeralState> {
-  if (config.type === 'redis') return openRedisState(config, { now: options.now, prefix: config.prefix, sealKey: options.sealKey, warn: options.warn });
+  if (config.type === 'redis') {
+    const { openRedisState } = await import('./redis.js');
+    return openRedisState(config, { now: options.now, prefix: config.prefix, sealKey: options.sealKey, warn: options.warn });
+  }
   return new MemoryState(options.now);
 }

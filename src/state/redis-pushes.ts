@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { attemptKey, KEEP_DECIDED_MS, newPush, type PendingPush, type PendingPushes, type PendingPushInit, type PushOutcome } from '../mfa/pending.js';
-import { openSecret, sealSecret } from '../mfa/secret-box.js';
+import { openSecret, sealSecret } from '../store/secret-box.js';
 
 /** An open push outlives its timeout by this much, so the node that times it out finds it there. */
 export const GRACE_MS = 5_000;

@@ -4,9 +4,9 @@
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
-import { openSecret, sealSecret } from '../mfa/secret-box.js';
+import { openSecret, sealSecret } from '../store/secret-box.js';
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 import type { PendingPushes } from '../mfa/pending.js';
-import type { TotpEnrollment } from '../store/store.js';
 import { RedisPendingPushes } from './redis-pushes.js';
 import type { ChallengeRecord, EphemeralState } from './state.js';
 

@@ -1,5 +1,5 @@
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 import type { PendingPushes } from '../mfa/pending.js';
-import type { TotpEnrollment } from '../store/store.js';
 
 /** What a pending Access-Challenge remembers until the next request carries its State back. */
 export interface ChallengeRecord {

@@ -8,8 +8,8 @@ import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from 'node:
 import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import Database from 'better-sqlite3';
-import { KEY_BYTES, keyFingerprint } from '../mfa/secret-box.js';
+import { Database } from './sqlite-driver.js';
+import { KEY_BYTES, keyFingerprint } from './secret-box.js';
 import { withExclusiveStore } from './exclusive.js';
 import { fsyncDir } from './fsync-dir.js';
 

@@ -2,11 +2,10 @@
 // enough. Every table, every row, in one PostgreSQL transaction: the target holds all of it or none of it.
 // Sealed secrets are copied as they are (same key, same per-user context), after each was opened with
 // the key once, so a copy never carries a secret no node could read.
-import Database from 'better-sqlite3';
+import { Database } from './sqlite-driver.js';
 import type { Config } from '../config/schema.js';
-import { keyFingerprint, openSecret } from '../mfa/secret-box.js';
+import { keyFingerprint, openSecret } from './secret-box.js';
 import { MIGRATIONS } from './migrations.js';
-import { describePostgresUrl, openPostgresStore } from './postgres.js';
 import { totpContext } from './sqlite.js';
 
 export class CopyError extends Error {
@@ -75,8 +74,10 @@ function readSqlite(path: string, key: Buffer): Record<Table, unknown[][]> {
  */
 export async function copySqliteToPostgres(sqlitePath: string, key: Buffer, target: Pick<Config['store'], 'url' | 'tls'>, { force = false } = {}): Promise<CopyResult> {
   const rows = readSqlite(sqlitePath, key);
+  // pg is loaded here, not when the CLI (and so `serve`) loads this file: start-up time.
+  const { describePostgresUrl, openPostgresStore } = await import('./postgres.js');
   const where = describePostgresUrl(target.url!);
-  const store = await openPostgresStore({ type: 'postgres', path: sqlitePath, url: target.url, tls: target.tls, pool: 1 }, key);
+  const store = await openPostgresStore({ type: 'postgres', path: sqlitePath, url: target.url, tls: target.tls, pool: 1 }, key, { cacheSize: 0 });
   let replaced = 0;
   try {
     const c = await store.pool.connect();

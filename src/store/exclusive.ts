@@ -2,7 +2,7 @@
 // WAL database (the server's, a CLI command's) keeps a SHARED lock on the file while it is open, so an
 // EXCLUSIVE lock is granted only when no other process has the store open. A crashed server leaves no
 // stale lock behind (the kernel drops fcntl locks with the process), which a pid file would.
-import Database from 'better-sqlite3';
+import { Database } from './sqlite-driver.js';
 
 export class StoreInUseError extends Error {
   readonly code = 'STORE_IN_USE';
@@ -16,7 +16,7 @@ export class StoreInUseError extends Error {
  * Runs `fn` while this process alone has the database open: locking_mode EXCLUSIVE keeps the lock from
  * the first transaction until the connection closes, so no server can open the store meanwhile.
  */
-export function withExclusiveStore<T>(path: string, what: string, fn: (db: Database.Database) => T): T {
+export function withExclusiveStore<T>(path: string, what: string, fn: (db: Database) => T): T {
   const db = new Database(path, { fileMustExist: true, timeout: 0 });
   try {
     db.pragma('locking_mode = EXCLUSIVE');

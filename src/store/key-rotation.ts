@@ -10,7 +10,7 @@ import { closeSync, existsSync, fsyncSync, linkSync, openSync, readFileSync, ren
 import { dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/schema.js';
-import { KEY_BYTES, KeyError, keyFingerprint, openSecret, parseHexKey, resolveEncryptionKey, sealSecret } from '../mfa/secret-box.js';
+import { KEY_BYTES, KeyError, keyFingerprint, openSecret, parseHexKey, resolveEncryptionKey, sealSecret } from './secret-box.js';
 import { withExclusiveStore } from './exclusive.js';
 import { fsyncDir } from './fsync-dir.js';
 import { totpContext } from './sqlite.js';

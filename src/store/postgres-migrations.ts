@@ -3,6 +3,7 @@
 // same tables and columns, so the two cannot drift.
 import type pg from 'pg';
 import { MigrationError } from './migrations.js';
+import { USER_CHANGES_CHANNEL } from './postgres-user-cache.js';
 
 export const PG_MIGRATIONS: readonly string[] = [
   `
@@ -56,6 +57,31 @@ export const PG_MIGRATIONS: readonly string[] = [
   // NULL = all: every lock before smart lockout was a lock from everywhere (sqlite step 3).
   `
   ALTER TABLE users ADD COLUMN lock_scope TEXT CHECK (lock_scope IN ('all', 'unfamiliar'));
+  `,
+  // Every node keeps decrypted user records (postgres-user-cache.ts): each write of what getUser reads
+  // (users, totp), by whoever makes it, tells every listening node which user changed, at commit.
+  // '' = any user (TRUNCATE, or a name too long for a payload). SQLite's step 4 is empty.
+  `
+  CREATE FUNCTION radius_mfa_user_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF TG_LEVEL = 'STATEMENT' THEN
+      PERFORM pg_notify('${USER_CHANGES_CHANNEL}', '');
+      RETURN NULL;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+      PERFORM pg_notify('${USER_CHANGES_CHANNEL}', CASE WHEN octet_length(OLD.username) < 4000 THEN OLD.username ELSE '' END);
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.username IS DISTINCT FROM OLD.username) THEN
+      PERFORM pg_notify('${USER_CHANGES_CHANNEL}', CASE WHEN octet_length(NEW.username) < 4000 THEN NEW.username ELSE '' END);
+    END IF;
+    RETURN NULL;
+  END
+  $$;
+
+  CREATE TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE ON users FOR EACH ROW EXECUTE FUNCTION radius_mfa_user_changed();
+  CREATE TRIGGER totp_changed AFTER INSERT OR UPDATE OR DELETE ON totp FOR EACH ROW EXECUTE FUNCTION radius_mfa_user_changed();
+  CREATE TRIGGER users_truncated AFTER TRUNCATE ON users FOR EACH STATEMENT EXECUTE FUNCTION radius_mfa_user_changed();
+  CREATE TRIGGER totp_truncated AFTER TRUNCATE ON totp FOR EACH STATEMENT EXECUTE FUNCTION radius_mfa_user_changed();
   `,
 ];
 

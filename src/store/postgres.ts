@@ -1,14 +1,17 @@
 // The store for several nodes: the same Store as SQLite, in PostgreSQL (pg). Every node reads and
-// writes the one database, so nothing is cached here: a lock, an enrollment or a removed user made
-// through node A is what node B reads next.
+// writes the one database. getUser is served from a cache of decrypted records that PostgreSQL
+// invalidates (postgres-user-cache.ts: LISTEN/NOTIFY): a lock, an enrollment or a removed user made
+// through node A is what node B reads once the notification has arrived (about a millisecond).
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import type { Config, Method } from '../config/schema.js';
-import { keyFingerprint, openSecret, sealSecret } from '../mfa/secret-box.js';
+import { keyFingerprint, openSecret, sealSecret } from './secret-box.js';
 import { MIGRATION_LOCK, migratePostgres } from './postgres-migrations.js';
 import { PostgresDevices } from './postgres-devices.js';
+import { PostgresUserCache } from './postgres-user-cache.js';
 import { totpContext } from './sqlite.js';
-import { StoreError, type LockScope, type NewUser, type Store, type TotpAlgorithm, type TotpEnrollment, type UserRecord } from './store.js';
+import { StoreError, USER_CACHE_SIZE, type LockScope, type NewUser, type Store, type UserRecord } from './store.js';
+import type { TotpAlgorithm, TotpEnrollment } from '../mfa/enrollment.js';
 
 interface UserRow {
   username: string;
@@ -39,6 +42,10 @@ export interface PostgresStoreOptions {
   onIdleError?: (err: Error) => void;
   /** How long to wait for a connection before a query fails (ms). Default 2000. */
   connectTimeoutMs?: number;
+  /** Decrypted user records kept (0 = none, and no LISTEN connection: the CLI). Default USER_CACHE_SIZE. */
+  cacheSize?: number;
+  /** The LISTEN connection's first reconnect wait (ms); tests shorten or lengthen it. */
+  listenRetryMs?: number;
 }
 
 /** PostgreSQL text cannot hold U+0000: such a name was never stored, so it is nobody. */
@@ -64,6 +71,8 @@ export class PostgresStore implements Store {
     private readonly key: Buffer,
     private readonly where: string,
     options: PostgresStoreOptions = {},
+    /** undefined = every getUser reads PostgreSQL. */
+    readonly cache?: PostgresUserCache,
   ) {
     this.now = options.now ?? Date.now;
     this.devices = new PostgresDevices(pool, this.now);
@@ -71,8 +80,14 @@ export class PostgresStore implements Store {
 
   async getUser(username: string): Promise<UserRecord | undefined> {
     if (!storable(username)) return undefined;
+    const cached = this.cache?.get(username);
+    if (cached) return cached;
+    const ticket = this.cache?.ticket() ?? -1;
     const r = await this.pool.query<UserRow>({ name: 'get-user', text: `${SELECT_USER} WHERE u.username = $1`, values: [username] });
-    return r.rows[0] ? this.toRecord(r.rows[0]) : undefined;
+    if (!r.rows[0]) return undefined;
+    const record = this.toRecord(r.rows[0]);
+    this.cache?.put(username, record, ticket);
+    return record;
   }
 
   async listUsers(): Promise<UserRecord[]> {
@@ -85,22 +100,26 @@ export class PostgresStore implements Store {
   }
 
   async addUsers(users: NewUser[]): Promise<void> {
-    await this.transaction(async (c) => {
-      for (const u of users) {
-        try {
-          await c.query('INSERT INTO users (username, method, password_hash, created_at) VALUES ($1, $2, $3, $4)', [u.username, u.method ?? null, u.passwordHash ?? null, this.now()]);
-        } catch (err) {
-          if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new StoreError('USER_EXISTS', `user ${u.username} already exists`);
-          throw err;
-        }
-        if (u.totp) await this.writeTotp(c, u.username, u.totp);
-      }
-    });
+    await this.write(
+      users.map((u) => u.username),
+      () =>
+        this.transaction(async (c) => {
+          for (const u of users) {
+            try {
+              await c.query('INSERT INTO users (username, method, password_hash, created_at) VALUES ($1, $2, $3, $4)', [u.username, u.method ?? null, u.passwordHash ?? null, this.now()]);
+            } catch (err) {
+              if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new StoreError('USER_EXISTS', `user ${u.username} already exists`);
+              throw err;
+            }
+            if (u.totp) await this.writeTotp(c, u.username, u.totp);
+          }
+        }),
+    );
   }
 
   async removeUser(username: string): Promise<boolean> {
     if (!storable(username)) return false;
-    return ((await this.pool.query('DELETE FROM users WHERE username = $1', [username])).rowCount ?? 0) > 0;
+    return this.write([username], async () => ((await this.pool.query('DELETE FROM users WHERE username = $1', [username])).rowCount ?? 0) > 0);
   }
 
   async setMethod(username: string, method: Method | null): Promise<void> {
@@ -113,7 +132,7 @@ export class PostgresStore implements Store {
 
   async setPinHashIfUnset(username: string, hash: string): Promise<boolean> {
     if (!storable(username)) return false;
-    return (await this.pool.query('UPDATE users SET pin_hash = $1 WHERE username = $2 AND pin_hash IS NULL', [hash, username])).rowCount === 1;
+    return this.write([username], async () => (await this.pool.query('UPDATE users SET pin_hash = $1 WHERE username = $2 AND pin_hash IS NULL', [hash, username])).rowCount === 1);
   }
 
   async setPinHash(username: string, hash: string | null): Promise<void> {
@@ -122,31 +141,37 @@ export class PostgresStore implements Store {
 
   async setTotp(username: string, totp: TotpEnrollment | null): Promise<void> {
     if (!storable(username)) throw notFound(username);
-    await this.transaction(async (c) => {
-      // FOR UPDATE: a removeUser on another node cannot slip between the check and the write.
-      if ((await c.query('SELECT 1 FROM users WHERE username = $1 FOR UPDATE', [username])).rowCount === 0) throw notFound(username);
-      if (totp) await this.writeTotp(c, username, totp);
-      else await c.query('DELETE FROM totp WHERE username = $1', [username]);
-    });
+    await this.write([username], () =>
+      this.transaction(async (c) => {
+        // FOR UPDATE: a removeUser on another node cannot slip between the check and the write.
+        if ((await c.query('SELECT 1 FROM users WHERE username = $1 FOR UPDATE', [username])).rowCount === 0) throw notFound(username);
+        if (totp) await this.writeTotp(c, username, totp);
+        else await c.query('DELETE FROM totp WHERE username = $1', [username]);
+      }),
+    );
   }
 
   async lockUser(username: string, until: number, reason: string, scope: LockScope = 'all'): Promise<void> {
     // A directory user may have no row yet: the lock makes one (a lock that throws would never land).
-    await this.pool.query(
-      `INSERT INTO users (username, created_at, locked_until, lock_reason, lock_scope) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (username) DO UPDATE SET locked_until = excluded.locked_until, lock_reason = excluded.lock_reason, lock_scope = excluded.lock_scope`,
-      [username, this.now(), until, reason, scope],
+    await this.write([username], () =>
+      this.pool.query(
+        `INSERT INTO users (username, created_at, locked_until, lock_reason, lock_scope) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (username) DO UPDATE SET locked_until = excluded.locked_until, lock_reason = excluded.lock_reason, lock_scope = excluded.lock_scope`,
+        [username, this.now(), until, reason, scope],
+      ),
     );
   }
 
   async unlockUser(username: string): Promise<boolean> {
     if (!storable(username)) throw notFound(username);
     // One statement: the old lock is read and cleared under the same row lock.
-    const r = await this.pool.query<{ was: string | null }>(
-      `UPDATE users u SET locked_until = NULL, lock_reason = NULL, lock_scope = NULL
-       FROM (SELECT username, locked_until FROM users WHERE username = $1 FOR UPDATE) old
-       WHERE u.username = old.username RETURNING old.locked_until AS was`,
-      [username],
+    const r = await this.write([username], () =>
+      this.pool.query<{ was: string | null }>(
+        `UPDATE users u SET locked_until = NULL, lock_reason = NULL, lock_scope = NULL
+         FROM (SELECT username, locked_until FROM users WHERE username = $1 FOR UPDATE) old
+         WHERE u.username = old.username RETURNING old.locked_until AS was`,
+        [username],
+      ),
     );
     if (r.rowCount === 0) throw notFound(username);
     return r.rows[0]!.was !== null;
@@ -157,12 +182,25 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.cache?.close();
     await this.pool.end();
+  }
+
+  /**
+   * Runs a write, then drops its users from this node's cache (also when it throws: it may have
+   * committed), so this node's next read sees it without waiting for the notification.
+   */
+  private async write<T>(usernames: string[], fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } finally {
+      this.cache?.forget(usernames);
+    }
   }
 
   private async updateExisting(username: string, sql: string, values: unknown[]): Promise<void> {
     if (!storable(username)) throw notFound(username);
-    if ((await this.pool.query(sql, values)).rowCount === 0) throw notFound(username);
+    if ((await this.write([username], () => this.pool.query(sql, values))).rowCount === 0) throw notFound(username);
   }
 
   private async writeTotp(c: pg.ClientBase, username: string, t: TotpEnrollment): Promise<void> {
@@ -265,11 +303,24 @@ export async function openPostgresStore(config: Config['store'], key: Buffer, op
     } finally {
       c.release();
     }
-    return new PostgresStore(pool, key, where, options);
   } catch (err) {
     await pool.end().catch(() => {});
     throw err;
   }
+  const cacheSize = options.cacheSize ?? USER_CACHE_SIZE;
+  const cache =
+    cacheSize > 0
+      ? new PostgresUserCache({
+          size: cacheSize,
+          // The pool's settings (URL, TLS, timeouts) and one connection of its own, outside the pool's count.
+          newClient: () => new pg.Client({ ...poolConfig(config, options.connectTimeoutMs), application_name: 'radius-mfa-listen', keepAlive: true }),
+          onError: options.onIdleError,
+          retryMs: options.listenRetryMs,
+        })
+      : undefined;
+  // A failed first LISTEN is retried in the background; until it succeeds every read goes to PostgreSQL.
+  await cache?.start();
+  return new PostgresStore(pool, key, where, options, cache);
 }
 
 async function checkKey(c: pg.ClientBase, key: Buffer, where: string): Promise<void> {

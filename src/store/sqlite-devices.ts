@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { Database } from './sqlite-driver.js';
 import { StoreError, type DeviceRecord, type DeviceStore, type NewDevice } from './store.js';
 
 type DeviceRow = [
@@ -30,7 +30,7 @@ export class SqliteDevices implements DeviceStore {
   private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: Database,
     private readonly now: () => number,
   ) {
     this.stmt = {

@@ -1,12 +1,14 @@
-import Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
+import { lazy } from '../shared/lazy.js';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Config, Method } from '../config/schema.js';
-import { keyFingerprint, openSecret, sealSecret } from '../mfa/secret-box.js';
+import { keyFingerprint, openSecret, sealSecret } from './secret-box.js';
 import { migrate } from './migrations.js';
+import { Database } from './sqlite-driver.js';
 import { SqliteDevices } from './sqlite-devices.js';
-import { StoreError, type LockScope, type NewUser, type Store, type TotpAlgorithm, type TotpEnrollment, type UserRecord } from './store.js';
+import { StoreError, USER_CACHE_SIZE, type LockScope, type NewUser, type Store, type UserRecord } from './store.js';
+import type { TotpAlgorithm, TotpEnrollment } from '../mfa/enrollment.js';
 
 // Raw (array) rows: about a third cheaper than objects on the per-request path.
 type UserRow = [
@@ -32,7 +34,7 @@ const SELECT_USER = `
 export interface SqliteStoreOptions {
   now?: () => number;
   busyTimeoutMs?: number;
-  /** Decrypted user records kept in memory (0 = none). Default 50,000. */
+  /** Decrypted user records kept in memory (0 = none). Default USER_CACHE_SIZE. */
   cacheSize?: number;
 }
 
@@ -52,7 +54,8 @@ export class SqliteStore implements Store {
   private readonly now: () => number;
   private readonly stmt;
   private readonly insertAll: (users: NewUser[]) => void;
-  private readonly cache: LRUCache<string, UserRecord> | undefined;
+  /** Made on first use (shared/lazy.ts): CLI commands that open the store never need it. */
+  private readonly cache: (() => LRUCache<string, UserRecord>) | undefined;
   private dataVersion: number;
   private versionChecked = false;
   private readonly allowVersionCheck = () => {
@@ -61,15 +64,15 @@ export class SqliteStore implements Store {
   readonly devices: SqliteDevices;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly db: Database,
     private readonly key: Buffer,
     private readonly path: string,
     options: SqliteStoreOptions = {},
   ) {
     this.now = options.now ?? Date.now;
     this.devices = new SqliteDevices(db, this.now);
-    const cacheSize = options.cacheSize ?? 50_000;
-    this.cache = cacheSize > 0 ? new LRUCache({ max: cacheSize }) : undefined;
+    const cacheSize = options.cacheSize ?? USER_CACHE_SIZE;
+    this.cache = cacheSize > 0 ? lazy(() => new LRUCache({ max: cacheSize })) : undefined;
     this.stmt = {
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
       getUser: db.prepare<[string], UserRow>(`${SELECT_USER} WHERE u.username = ?`).raw(),
@@ -105,13 +108,13 @@ export class SqliteStore implements Store {
   async getUser(username: string): Promise<UserRecord | undefined> {
     if (this.cache) {
       this.dropCacheIfChangedElsewhere();
-      const hit = this.cache.get(username);
+      const hit = this.cache().get(username);
       if (hit) return hit;
     }
     const row = this.stmt.getUser.get(username);
     if (!row) return undefined;
     const record = this.toRecord(row);
-    this.cache?.set(username, record);
+    this.cache?.().set(username, record);
     return record;
   }
 
@@ -196,7 +199,7 @@ export class SqliteStore implements Store {
     const version = this.stmt.dataVersion.get()!;
     if (version !== this.dataVersion) {
       this.dataVersion = version;
-      this.cache!.clear();
+      this.cache!().clear();
     }
   }
 
@@ -206,8 +209,8 @@ export class SqliteStore implements Store {
       return fn();
     } finally {
       if (this.cache) {
-        if (usernames.length > 1000) this.cache.clear();
-        else for (const u of usernames) this.cache.delete(u);
+        if (usernames.length > 1000) this.cache().clear();
+        else for (const u of usernames) this.cache().delete(u);
       }
     }
   }
@@ -299,7 +302,7 @@ export function openSqliteStore(config: Config['store'], key: Buffer, options: S
   }
 }
 
-function checkKey(db: Database.Database, key: Buffer, path: string): void {
+function checkKey(db: Database, key: Buffer, path: string): void {
   const fingerprint = keyFingerprint(key);
   db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)").run(fingerprint);
   const stored = db.prepare<[], string>("SELECT value FROM meta WHERE key = 'key_check'").pluck().get();

@@ -1,14 +1,5 @@
 import type { Method } from '../config/schema.js';
-
-export type TotpAlgorithm = 'SHA1' | 'SHA256' | 'SHA512';
-
-/** A TOTP enrollment with its secret already decrypted (the store encrypts it at rest). */
-export interface TotpEnrollment {
-  secret: Buffer;
-  algorithm: TotpAlgorithm;
-  digits: 6 | 8;
-  period: number;
-}
+import type { TotpEnrollment } from '../mfa/enrollment.js';
 
 /** all: no sign-in at all; unfamiliar: refused only from sources the user has not signed in from (flow/lockout.ts). */
 export type LockScope = 'all' | 'unfamiliar';
@@ -76,6 +67,9 @@ export interface NewUser {
   passwordHash?: string | null;
   totp?: TotpEnrollment | null;
 }
+
+/** Decrypted user records a store keeps in memory by default (SQLite and PostgreSQL alike). */
+export const USER_CACHE_SIZE = 50_000;
 
 /** Thrown by the store for caller mistakes that an admin must fix (code is stable; tests assert on it). */
 export class StoreError extends Error {

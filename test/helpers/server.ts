@@ -9,13 +9,14 @@ import { buildApp, type App } from '../../src/app.js';
 import { hashPassword } from '../../src/auth/password-hash.js';
 import { configSchema, type Config, type Method } from '../../src/config/schema.js';
 import { createLogger } from '../../src/log/logger.js';
-import { encodeBase32 } from '../../src/cli/totp-secret.js';
+import { encodeBase32 } from '../../src/mfa/totp-secret.js';
 import { hotp, timeStep } from '../../src/mfa/totp.js';
 import type { PushSender } from '../../src/mfa/push-sender.js';
 import { MemoryState } from '../../src/state/memory.js';
 import { openSqliteStore } from '../../src/store/sqlite.js';
 import type { EphemeralState } from '../../src/state/state.js';
-import type { Store, TotpAlgorithm } from '../../src/store/store.js';
+import type { Store } from '../../src/store/store.js';
+import type { TotpAlgorithm } from '../../src/mfa/enrollment.js';
 
 /** 2023-11-14T22:13:20Z: a fixed start, so codes and log timestamps are the same on every run. */
 export const T0 = 1_700_000_000_000;

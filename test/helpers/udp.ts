@@ -2,7 +2,7 @@
 // Request Authenticator), byte-level reply checks, malformed datagrams, fuzzing. Codec and crypto come from src/.
 import { createSocket, type Socket } from 'node:dgram';
 
-export { buildAccessRequest, decodeReply, signMessageAuthenticator, type AccessRequestParts, type DecodedReply } from '../../bench/radius-request.js';
+export { buildAccessRequest, decodeReply, signMessageAuthenticator, type AccessRequestParts, type DecodedReply } from './radius-request.js';
 
 export interface Received {
   bytes: Buffer;

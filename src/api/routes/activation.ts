@@ -1,14 +1,12 @@
 // POST /api/v1/activation: a one-time activation code + the device's public key -> device id and token.
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { ScureBase32Plugin } from 'otplib';
 import { hashPassword } from '../../auth/password-hash.js';
-import { newTotpEnrollment } from '../../flow/enrollment.js';
-import { checkPin } from '../../flow/pin.js';
+import { checkPin, startEnrollment } from '../../flow/second-factor.js';
 import { hashSecretToken, newDeviceToken, normalizeActivationCode } from '../../mfa/activation.js';
+import { secretText, type TotpEnrollment } from '../../mfa/enrollment.js';
 import { normalizePushToken } from '../../mfa/push-token.js';
 import { parseDevicePublicKey } from '../../mfa/signature.js';
-import type { TotpEnrollment } from '../../store/store.js';
 import { ApiError, errorBodySchema } from '../errors.js';
 import type { HttpDeps } from '../../http/deps.js';
 
@@ -82,7 +80,7 @@ export function activationRoutes(api: FastifyInstance, deps: HttpDeps): void {
       // Whoever holds an activation code must not be able to replace the PIN: only prove it.
       if (body.pin !== undefined && pinHash !== null) {
         // Whoever holds the code is no known source of the user's: failures count toward the user's lock.
-        const checked = await checkPin(username, pinHash, body.pin, { source: 'activation', familiar: false }, now, { config, state: deps.state, store: deps.store });
+        const checked = await checkPin({ username, pinHash, pin: body.pin, where: { source: 'activation', familiar: false } }, now, deps.access());
         if (!checked.ok) throw new ApiError('WRONG_PIN', WRONG_PIN_AT_ACTIVATION);
       }
       // No PIN yet: this one becomes it, unless another activation set one while this one hashed (one step).
@@ -96,7 +94,7 @@ export function activationRoutes(api: FastifyInstance, deps: HttpDeps): void {
 
       let totp: TotpEnrollment | null = null;
       if (activation.withTotp) {
-        totp = newTotpEnrollment(config.mfa.totp);
+        totp = startEnrollment(deps.access().settings);
         await deps.state.putEnrollment(pendingEnrollmentKey(deviceId), totp, config.mobile_app.activation_ttl);
       }
       deps.logger.info({ audit: true, event: 'device_activated', user: username, device: deviceId, device_name: body.device_name, src: request.ip, with_totp: totp !== null }, 'device activated');
@@ -105,7 +103,7 @@ export function activationRoutes(api: FastifyInstance, deps: HttpDeps): void {
         device_token: token,
         account_name: config.mobile_app.account_name,
         username,
-        ...(totp ? { totp: { secret: new ScureBase32Plugin().encode(totp.secret), digits: totp.digits, period: totp.period, algorithm: totp.algorithm } } : {}),
+        ...(totp ? { totp: { secret: secretText(totp), digits: totp.digits, period: totp.period, algorithm: totp.algorithm } } : {}),
       });
     },
   );

@@ -1,9 +1,8 @@
 // What a device sees and answers: the pending sign-in requests of its user.
 import type { FastifyInstance } from 'fastify';
-import { checkPin } from '../../flow/pin.js';
+import { answerPush } from '../../flow/second-factor.js';
 import type { PendingPush, PushAnswer } from '../../mfa/pending.js';
 import { answerSigningInput, verifyDeviceSignature } from '../../mfa/signature.js';
-import type { DeviceRecord } from '../../store/store.js';
 import { ApiError, errorBodySchema } from '../errors.js';
 import type { HttpDeps } from '../../http/deps.js';
 import { deviceOf } from '../device-auth.js';
@@ -96,39 +95,26 @@ export function requestRoutes(api: FastifyInstance, deps: HttpDeps): void {
         deps.logger.warn({ audit: true, event: 'push_answer_refused', reason: 'bad_signature', request: id, device: device.id, user: device.username }, 'push answer with a bad signature refused');
         throw new ApiError('BAD_SIGNATURE');
       }
-      if (push.outcome) throw new ApiError(push.outcome.kind === 'timeout' ? 'REQUEST_EXPIRED' : 'ALREADY_ANSWERED');
-      if (decision === 'approve' && push.pinRequired) await requirePin(push, device, pin, deps);
-
-      // One answer per push across every node: decide is atomic, and tells the node that holds the request.
-      if (!(await deps.pending.decide(id, { kind: decision, deviceId: device.id }))) {
-        throw new ApiError((await deps.pending.get(id))?.outcome?.kind === 'timeout' ? 'REQUEST_EXPIRED' : 'ALREADY_ANSWERED');
+      const answered = await answerPush({ push, device, answer: decision, pin }, deps.now(), deps.access());
+      if (!answered.ok) {
+        if (answered.reason === 'wrong_pin') {
+          const { locked } = answered;
+          deps.logger.warn({ audit: true, event: 'push_answer_refused', reason: 'wrong_pin', request: id, device: device.id, user: push.username, locked }, 'wrong PIN on push approval');
+          throw new ApiError('WRONG_PIN', locked ? 'Wrong PIN: too many failures, the account is now locked.' : undefined);
+        }
+        throw new ApiError(REFUSAL_CODES[answered.reason]);
       }
       deps.logger.info({ audit: true, event: 'push_answer', request: id, device: device.id, user: device.username, client: push.clientName, decision }, 'push answered');
-      if (decision === 'fraud') await reportFraud(push, device, deps);
+      if (decision === 'fraud') {
+        // The service locked the user until an admin unlocks; the alert is the operator's.
+        deps.logger.error(
+          { audit: true, alert: 'fraud', event: 'fraud_reported', request: push.id, device: device.id, user: push.username, client: push.clientName, nas_ip: push.nasIp, calling_station: push.callingStation },
+          'FRAUD ALERT: the user reported a sign-in request as not theirs; the account is locked until `radius-mfa user unlock`',
+        );
+      }
       return { status: decision === 'approve' ? 'approved' : decision === 'deny' ? 'denied' : 'fraud_reported' };
     },
   );
 }
 
-/** A wrong PIN counts toward lockout; reaching it ends the request as locked. */
-async function requirePin(push: PendingPush, device: DeviceRecord, pin: string | undefined, deps: HttpDeps): Promise<void> {
-  if (pin === undefined) throw new ApiError('PIN_REQUIRED');
-  const user = await deps.store.getUser(push.username);
-  if (!user?.pinHash) throw new ApiError('PIN_NOT_SET');
-  // A phone in a stranger's hand must not guess PINs without end: its failures count toward the user's lock.
-  const checked = await checkPin(push.username, user.pinHash, pin, { source: 'phone', familiar: false }, deps.now(), { config: deps.config(), state: deps.state, store: deps.store });
-  if (checked.ok) return;
-  const locked = checked.locked;
-  deps.logger.warn({ audit: true, event: 'push_answer_refused', reason: 'wrong_pin', request: push.id, device: device.id, user: push.username, locked }, 'wrong PIN on push approval');
-  if (locked) await deps.pending.decide(push.id, { kind: 'locked', deviceId: device.id });
-  throw new ApiError('WRONG_PIN', locked ? 'Wrong PIN: too many failures, the account is now locked.' : undefined);
-}
-
-/** "This wasn't me": the request is rejected (by the decision above), the user locked until an admin unlocks, an alert logged. */
-async function reportFraud(push: PendingPush, device: DeviceRecord, deps: HttpDeps): Promise<void> {
-  await deps.store.lockUser(push.username, Number.MAX_SAFE_INTEGER, `fraud reported from device ${device.id} (${device.name})`);
-  deps.logger.error(
-    { audit: true, alert: 'fraud', event: 'fraud_reported', request: push.id, device: device.id, user: push.username, client: push.clientName, nas_ip: push.nasIp, calling_station: push.callingStation },
-    'FRAUD ALERT: the user reported a sign-in request as not theirs; the account is locked until `radius-mfa user unlock`',
-  );
-}
+const REFUSAL_CODES = { expired: 'REQUEST_EXPIRED', already_answered: 'ALREADY_ANSWERED', pin_required: 'PIN_REQUIRED', pin_not_set: 'PIN_NOT_SET' } as const;

@@ -1,7 +1,7 @@
 // POST /api/v1/totp/confirm: the app proves it holds the TOTP secret its activation handed out; only
 // then does that secret replace the account's (as a portal enrollment is confirmed by one code).
 import type { FastifyInstance } from 'fastify';
-import { confirmEnrollment } from '../../flow/enrollment.js';
+import { confirmEnrollment } from '../../flow/second-factor.js';
 import { ApiError, errorBodySchema } from '../errors.js';
 import type { HttpDeps } from '../../http/deps.js';
 import { deviceOf } from '../device-auth.js';
@@ -23,7 +23,7 @@ export function totpRoutes(api: FastifyInstance, deps: HttpDeps): void {
       const key = pendingEnrollmentKey(device.id);
       const enrollment = await deps.state.getEnrollment(key);
       if (!enrollment) throw new ApiError('NO_ENROLLMENT');
-      const confirmed = await confirmEnrollment(device.username, enrollment, request.body.code, deps.now(), { config: deps.config(), state: deps.state, store: deps.store });
+      const confirmed = await confirmEnrollment({ username: device.username, enrollment, code: request.body.code }, deps.now(), deps.access());
       if (!confirmed.ok) throw new ApiError('BAD_CODE');
       await deps.state.deleteEnrollment(key);
       deps.logger.info({ audit: true, event: 'totp_enrolled', user: device.username, by: 'app', device: device.id, replaced: confirmed.replaced }, 'TOTP enrolled by the app');

@@ -1,4 +1,4 @@
-// A server the tests run as a child process (Redis, PostgreSQL): started, stopped and started again on
+// A server the tests and the bench run as a child process (Redis, PostgreSQL): started, stopped and started again on
 // the same port for outage tests, its output kept for failure messages, its temp dir removed at close.
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
@@ -17,9 +17,26 @@ export interface DaemonOptions {
   name: string;
   dir: string;
   spawn: () => ChildProcess;
-  /** Resolves when the server answers; `exited` says whether it died meanwhile. */
-  ready: (exited: () => boolean) => Promise<void>;
+  /** One readiness probe: resolves if the server answers, throws if not (yet); tried every 20 ms up to `readyTimeoutMs`. */
+  ready: () => Promise<void>;
+  readyTimeoutMs: number;
   stopSignal: NodeJS.Signals;
+}
+
+/** Polls `o.ready` until it resolves; throws with the last probe's error when the daemon exits or the time is up. */
+async function waitReady(o: DaemonOptions, exited: () => boolean): Promise<void> {
+  const deadline = Date.now() + o.readyTimeoutMs;
+  let last: unknown;
+  for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
+    if (exited()) throw new Error(`${o.name} exited before answering`);
+    try {
+      return await o.ready();
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${o.name} did not answer within ${o.readyTimeoutMs} ms: ${(last as Error | undefined)?.message}`);
 }
 
 /** Starts the daemon once; on failure it is stopped, its dir removed, and the error carries its output. */
@@ -36,7 +53,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     c.stdout?.on('data', (d) => (output += d));
     c.stderr?.on('data', (d) => (output += d));
     exit = new Promise<void>((r) => c.once('exit', () => ((exited = true), r())));
-    await o.ready(() => exited);
+    await waitReady(o, () => exited);
   };
   const stop = async () => {
     if (exited || !child) return;

@@ -1,8 +1,8 @@
-// Signed Access-Requests and verified replies, from src/radius's codec and crypto: used by the push
-// bench and, through test/helpers/udp.ts, by the tests.
+// Signed Access-Requests and verified replies, from src/radius's codec and crypto, for the tests
+// (through test/helpers/udp.ts).
 import { createHmac, randomBytes } from 'node:crypto';
-import { hidePassword, verifyResponse } from '../src/radius/crypto.js';
-import { Attr, Code, decodePacket, encodeAttribute, HEADER_LENGTH, type RadiusPacket } from '../src/radius/packet.js';
+import { hidePassword, verifyResponse } from '../../src/radius/crypto.js';
+import { Attr, Code, decodePacket, encodeAttribute, HEADER_LENGTH, type RadiusPacket } from '../../src/radius/packet.js';
 
 export interface AccessRequestParts {
   secret: string | Buffer;

@@ -1,0 +1,119 @@
+/**
+ * Issue 12's stages, first_factor local with argon2id at the default password_hash parameters
+ * (config/schema.ts DEFAULT_HASH_PARAMS) and TOTP, our server on core 0:
+ *  - logins: local-password logins per second on one core (closed loop, 16 outstanding, every login
+ *    right: password + code), beside FreeRADIUS doing the same work with a SHA-512 crypt hash
+ *    (`Crypt-Password`, rlm_pap, glibc crypt's default 5000 rounds) and rlm_totp.
+ *  - spray: the default config otherwise (reject delay, lockout, rate limits, audit log to a file); a
+ *    spray of wrong passwords for random enrolled users at `--spray-factor` times the first-factor
+ *    capacity (the logins stage's figure, or a short run of its own) while real users log in as a NAS
+ *    does (bench/spray.ts). Reports the real users' success and latency, the server's RSS, and how
+ *    many audit lines reached the log file, per second, against the answers sent.
+ */
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { hashPassword } from '../src/auth/password-hash.js';
+import { DEFAULT_HASH_PARAMS } from '../src/config/schema.js';
+import { freeUdpPort } from './ports.js';
+import { procStatus } from './proc.js';
+import { provisionOurs, startFreeradius, startOurs } from './servers.js';
+import type { SprayOptions, SprayResult } from './spray.js';
+import { BenchChild, Generator, LOCAL_PASSWORD, SECRET, SERVER_CPU, measured, median, round2, type Ctx, type Measured, type Stage } from './stage.js';
+import { makeUsers } from './users.js';
+
+const LOGIN_LOAD = { concurrency: 16, sharedPassword: LOCAL_PASSWORD, timeoutMs: 5000, warmupSeconds: 1 };
+
+async function localStore(ctx: Ctx): Promise<{ dir: string; users: ReturnType<typeof makeUsers> }> {
+  const users = makeUsers(ctx.o.users, LOCAL_PASSWORD);
+  return { dir: provisionOurs(users, SECRET, await hashPassword(LOCAL_PASSWORD, DEFAULT_HASH_PARAMS)), users };
+}
+
+export const loginsStage: Stage = {
+  name: 'logins',
+  about: 'local-password (argon2id, default parameters) + TOTP logins per second on one core, beside FreeRADIUS with SHA-512 crypt',
+  estimateMs: (o) => 8000 + 2 * (o.loginSeconds + 2.5) * 1000,
+  run: async (ctx) => {
+    const { dir, users } = await localStore(ctx);
+    const crypt = spawnSync('openssl', ['passwd', '-6', LOCAL_PASSWORD], { encoding: 'utf8' }).stdout.trim();
+    const gen = new Generator();
+    const ours = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'local', logLevel: 'info', throughput: true, auditTo: ctx.o.auditTo }, SERVER_CPU));
+    const fr = ctx.track(await startFreeradius({ port: await freeUdpPort(), secret: SECRET, users, cpu: SERVER_CPU, threads: ctx.o.frThreads, authLog: true, cryptHash: crypt }));
+    try {
+      const load = { ...LOGIN_LOAD, seconds: ctx.o.loginSeconds };
+      const o = await measured(ctx, gen, 'ours, argon2id', ours, load);
+      const f = await measured(ctx, gen, 'FreeRADIUS, SHA-512 crypt', fr, load);
+      const line = (name: string, m: Measured) => `  ${name}: ${m.result.answeredPerSec} logins/s (${m.result.accept} accepted, ${m.result.reject} rejected, ${m.result.timeouts} timed out), ` +
+        `p50 ${m.result.latency.p50Ms} ms, p99 ${m.result.latency.p99Ms} ms, server CPU ${m.result.server?.cpuPercent}%`;
+      console.log(`local password + TOTP logins on one core, ${LOGIN_LOAD.concurrency} outstanding (argon2id m=${DEFAULT_HASH_PARAMS.memory} KiB t=${DEFAULT_HASH_PARAMS.time} p=${DEFAULT_HASH_PARAMS.parallelism}):`);
+      console.log(line('ours (argon2id)', o));
+      console.log(line('FreeRADIUS (SHA-512 crypt, 5000 rounds)', f));
+      console.log(`  ours / FreeRADIUS: ${round2(o.result.answeredPerSec / f.result.answeredPerSec)}x (the hashes differ in cost by design: argon2id is memory-hard)`);
+      return { hashParams: DEFAULT_HASH_PARAMS, ours: o, freeradius: f };
+    } finally {
+      gen.close();
+      await Promise.all([ours.stop(), fr.stop()]);
+    }
+  },
+};
+
+/** Counts audit lines ("msg":"decision") appended to a log file since the last call. */
+function decisionCounter(file: string): () => number {
+  let offset = statSync(file).size;
+  return () => {
+    const fd = openSync(file, 'r');
+    const buf = Buffer.alloc(Math.max(0, statSync(file).size - offset));
+    const n = readSync(fd, buf, 0, buf.length, offset);
+    closeSync(fd);
+    const text = buf.toString('latin1', 0, buf.lastIndexOf(10, n - 1) + 1); // whole lines only
+    offset += text.length;
+    return text.split('"msg":"decision"').length - 1;
+  };
+}
+
+export const sprayStage: Stage = {
+  name: 'spray',
+  about: 'real users logging in (5 s timeout, 3 tries) during a wrong-password spray at 10x the first-factor capacity',
+  estimateMs: (o) => 12_000 + (o.spraySeconds + 4) * 1000,
+  run: async (ctx) => {
+    const o = ctx.o;
+    const { dir } = await localStore(ctx);
+    const srv = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'local', logLevel: 'info', throughput: false }, SERVER_CPU));
+    try {
+      let capacity = (ctx.results.logins as { ours?: Measured } | undefined)?.ours?.result.answeredPerSec;
+      if (!capacity) {
+        const gen = new Generator();
+        capacity = (await measured(ctx, gen, 'first-factor capacity', srv, { ...LOGIN_LOAD, seconds: 2 })).result.answeredPerSec;
+        gen.close();
+      }
+      const rate = Math.max(1, Math.round(capacity * o.sprayFactor));
+      const everyMs = 500;
+      const count = decisionCounter(srv.logFile);
+      const rss0 = procStatus(srv.pid).rssKiB;
+      const perSecond: number[] = [];
+      const sampler = setInterval(() => perSecond.push(count()), 1000);
+      console.log(`spray: ${rate} wrong passwords/s (${o.sprayFactor} x ${capacity} logins/s) for ${o.spraySeconds} s; a real user logs in every ${everyMs} ms`);
+      const client = new BenchChild<SprayOptions, SprayResult>('bench/spray.ts');
+      const r = await client.run({ port: srv.port, secret: SECRET, users: o.users, password: LOCAL_PASSWORD, realUsers: Math.ceil((o.spraySeconds * 1000) / everyMs), rate, seconds: o.spraySeconds, everyMs }).finally(() => client.close());
+      clearInterval(sampler);
+      const lines = perSecond.reduce((a, b) => a + b, 0) + count();
+      const rss = procStatus(srv.pid);
+      const ok = r.real.filter((x) => x.code === 2);
+      const ms = ok.map((x) => x.ms);
+      const result = {
+        capacity, rate, seconds: o.spraySeconds, spray: { sent: r.sent, answered: r.answered, accepts: r.accepts },
+        real: { logins: r.real.length, accepted: ok.length, medianMs: ms.length ? Math.round(median(ms)) : NaN, maxMs: ms.length ? Math.round(Math.max(...ms)) : NaN, retried: r.real.filter((x) => x.tries > 1).length, detail: r.real },
+        afterSpray: r.afterSpray,
+        rssMiB: { before: Math.round(rss0 / 1024), after: Math.round(rss.rssKiB / 1024), peak: Math.round(rss.hwmKiB / 1024) },
+        audit: { decisionLines: lines, repliesSeen: r.answered + r.real.filter((x) => x.code !== null).length + (r.afterSpray.code === null ? 0 : 1), linesPerSecond: perSecond },
+      };
+      console.log(`  real users: ${ok.length}/${r.real.length} got in (median ${result.real.medianMs} ms, max ${result.real.maxMs} ms, ${result.real.retried} needed a retry); ` +
+        `others: ${r.real.filter((x) => x.code !== 2).map((x) => `${x.user} ${x.code ?? 'no answer'}`).join(', ') || 'none'}`);
+      console.log(`  spray: ${r.sent} sent, ${r.answered} answered (${r.accepts} accepted); right after it a login took ${r.afterSpray.ms} ms (code ${r.afterSpray.code})`);
+      console.log(`  server RSS ${result.rssMiB.before} MiB before, ${result.rssMiB.after} MiB after, peak ${result.rssMiB.peak} MiB`);
+      console.log(`  audit log: ${lines} decision lines written for ${result.audit.repliesSeen} answers the clients saw; lines per second during the run: ${perSecond.join(' ')}`);
+      return result;
+    } finally {
+      await srv.stop();
+    }
+  },
+};

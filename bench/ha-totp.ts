@@ -1,0 +1,112 @@
+/**
+ * Stage ha-totp (issue 13; opt-in: `npm run bench -- --only ha-totp` or `--ha-totp`): the TOTP path
+ * (PAP + code, first_factor none, no audit lines) on one node with the shared engines, store postgres +
+ * state redis, beside the one-box default, store sqlite + state memory: same build, users, load and
+ * cores, `--runs` alternating pairs at each concurrency. Goal: >= 0.7x of sqlite/memory's answered/s.
+ * Every request reads the user from the store and claims its (user, step) in the state, so both
+ * engines are on the path of every request.
+ *
+ * PostgreSQL and Redis are private instances on free loopback ports (bench/postgres.ts,
+ * bench/redis.ts), not pinned: as on one box, they share the machine with the server (core 0) and the
+ * generator (core 1), and their CPU is not in the server's. The postgres node gets its users as an
+ * admin who outgrows one box would: `user import` into SQLite, `store copy --to postgres://...`, and
+ * the same key file.
+ *
+ *   npm run build && node --import tsx bench/ha-totp.ts [run.ts's options: --seconds 3 --warmup 1 --concurrency 64 --runs 1 ...]
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { startPostgres } from './postgres.js';
+import { probeAccess } from './probe.js';
+import { startRedis } from './redis.js';
+import { REPO, oursCli, provisionOurs, startOurs, type RunningServer } from './servers.js';
+import { Generator, SECRET, SERVER_CPU, measured, median, round2, runMs, table, type Measured, type Stage } from './stage.js';
+import { totpCode, totpStep, type BenchUser } from './users.js';
+
+const GOAL = 0.7;
+type Variant = 'sqlite/memory' | 'postgres/redis';
+type Run = { variant: Variant; concurrency: number; run: number; m: Measured };
+
+export const haTotpStage: Stage = {
+  name: 'ha-totp',
+  about: 'TOTP path with store postgres + state redis beside sqlite + memory on one node: answered/s, per server CPU-second, p99 vs the 0.7x goal (opt-in: --ha-totp)',
+  estimateMs: (o) => 15_000 + 2 * o.levels.length * o.runs * runMs(o),
+  run: async (ctx) => {
+    const o = ctx.o;
+    const pg = await startPostgres();
+    ctx.track({ stop: () => pg.close() });
+    const redis = await startRedis();
+    ctx.track({ stop: () => redis.close() });
+    const gen = new Generator();
+    const nodes: Array<{ variant: Variant; srv: RunningServer }> = [];
+    try {
+      let t0 = performance.now();
+      const dir = provisionOurs(ctx.users, SECRET);
+      const importMs = Math.round(performance.now() - t0);
+      const postgresUrl = await pg.createDatabase('radius_mfa_bench');
+      t0 = performance.now();
+      oursCli(dir, ['store', 'copy', '--to', postgresUrl]);
+      const copyMs = Math.round(performance.now() - t0);
+      console.log(`${o.users} users imported into SQLite in ${importMs} ms, copied to PostgreSQL in ${copyMs} ms`);
+      const node = { secret: SECRET, firstFactor: 'none', logLevel: 'warn', throughput: true } as const;
+      nodes.push({ variant: 'sqlite/memory', srv: ctx.track(await startOurs(dir, node, SERVER_CPU)) });
+      nodes.push({ variant: 'postgres/redis', srv: ctx.track(await startOurs(dir, { ...node, shared: { postgresUrl, redisUrl: redis.url } }, SERVER_CPU)) });
+      const sanity = await answers(nodes[1]!.srv.port, ctx.users);
+      console.log(`postgres/redis node: right code ${sanity.right}, same code again ${sanity.replay}, wrong code ${sanity.wrong} (2 = Accept, 3 = Reject)`);
+
+      const runs: Run[] = [];
+      for (const [li, c] of o.levels.entries()) {
+        for (let run = 1; run <= o.runs; run++) {
+          // Alternate which goes first, so that neither always follows a quiet spell.
+          for (const n of (run + li) % 2 === 1 ? nodes : [...nodes].reverse()) {
+            runs.push({ variant: n.variant, concurrency: c, run, m: await measured(ctx, gen, `run ${run} ${n.variant} c=${c}`, n.srv, { concurrency: c }) });
+          }
+        }
+      }
+      const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '-' : String(x));
+      console.log(`\nTOTP path on one node, shared engines beside the one-box default (server on core ${SERVER_CPU}):`);
+      console.log(table(['store/state', 'conc', 'run', 'answered/s', 'per srv CPU-s', 'accept', 'reject', 'timeouts', 'p50 ms', 'p99 ms', 'srv CPU %', 'under load'],
+        runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, String(concurrency), String(run), String(r.answeredPerSec), f(r.server?.answeredPerCpuSecond),
+          String(r.accept), String(r.reject), String(r.timeouts), String(r.latency.p50Ms), String(r.latency.p99Ms), f(r.server?.cpuPercent), loaded ? 'yes' : ''])));
+      const ratios = o.levels.map((c) => ratio(runs.filter((r) => r.concurrency === c), c));
+      for (const x of ratios) {
+        console.log(`postgres/redis vs sqlite/memory at concurrency ${x.concurrency} (medians): answered/s ${x.answeredPerSec}x, per server CPU-second ${x.perServerCpuSecond}x, ` +
+          `p99 ${x.p99}x. Goal: >= ${GOAL}x answered/s: ${x.answeredPerSec >= GOAL ? 'met' : 'NOT met'}.`);
+      }
+      console.log("PostgreSQL and Redis are not pinned: they share both cores with the server and the generator, and their CPU is not in 'srv CPU %'; " +
+        'accept = one per (user, 30 s step), the rest are replays (same work).');
+      return { goal: GOAL, importMs, copyMs, sanity, ratios, runs: runs.map(({ m, ...r }) => ({ ...r, ...m })) };
+    } finally {
+      gen.close();
+      await Promise.all([...nodes.map((n) => n.srv.stop()), pg.close(), redis.close()]);
+    }
+  },
+};
+
+/** What the node answers to a right code, the same code again and a wrong one. */
+async function answers(port: number, users: BenchUser[]) {
+  const [u, w] = [users[1]!, users[2]!];
+  const code = totpCode(u.key, totpStep(Date.now()));
+  const wrong = String((Number(totpCode(w.key, totpStep(Date.now()))) + 1) % 1_000_000).padStart(6, '0');
+  const ask = async (name: string, password: string) => (await probeAccess({ port, secret: SECRET, userName: name, password, timeoutMs: 3000 })).code;
+  return { right: await ask(u.name, u.password + code), replay: await ask(u.name, u.password + code), wrong: await ask(w.name, w.password + wrong) };
+}
+
+/** postgres/redis over sqlite/memory at one concurrency: medians of each side's runs. */
+function ratio(runs: Run[], concurrency: number) {
+  const med = (v: Variant, pick: (m: Measured) => number | undefined) => median(runs.filter((r) => r.variant === v).map((r) => pick(r.m) ?? NaN));
+  const of = (pick: (m: Measured) => number | undefined) => round2(med('postgres/redis', pick) / med('sqlite/memory', pick));
+  return {
+    concurrency,
+    answeredPerSec: of((m) => m.result.answeredPerSec),
+    perServerCpuSecond: of((m) => m.result.server?.answeredPerCpuSecond),
+    p99: of((m) => m.result.latency.p99Ms),
+  };
+}
+
+// Alone: bench/run.ts with this stage only (its options, load gate, hard limit and result file).
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'run.ts'), '--only', 'ha-totp', ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exitCode = r.status ?? 1;
+}

@@ -1,0 +1,77 @@
+/**
+ * The spray bench's client (a child of bench/run.ts on the generator's core, driven over IPC): signed
+ * Access-Requests at `rate` a second for `seconds`, each for a random enrolled user (so each costs a
+ * password check unless the server sheds it) with a wrong password and a random Calling-Station-Id;
+ * meanwhile the real users log in one after another every `everyMs`, each as a NAS does (right
+ * password + code, 5 s timeout, 3 tries of the same datagram), from a Calling-Station-Id of their own.
+ * The real users are the last `realUsers` + 1 of the list (the last one logs in once right after the
+ * spray); the spray never names them. Every real login started is waited for (at most 15 s). Replies to the spray are counted, not verified.
+ */
+import { randomBytes, randomFillSync, randomInt } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { hmacMd5Key } from '../src/radius/md5.js';
+import { writeAccessRequest } from './packet.js';
+import { probeAccess } from './probe.js';
+import { makeUsers, totpCode, totpStep } from './users.js';
+
+export type SprayOptions = { port: number; secret: string; users: number; password: string; realUsers: number; rate: number; seconds: number; everyMs: number };
+export type SprayResult = {
+  sent: number; answered: number; accepts: number;
+  real: Array<{ user: string; code: number | null; ms: number; tries: number }>;
+  afterSpray: { code: number | null; ms: number };
+};
+
+export async function spray(o: SprayOptions): Promise<SprayResult> {
+  const users = makeUsers(o.users, o.password);
+  const secret = Buffer.from(o.secret);
+  const maKey = hmacMd5Key(secret);
+  const nas = Buffer.from('bench-vpn');
+  const sockets = Array.from({ length: 4 }, () => createSocket('udp4'));
+  let answered = 0;
+  let accepts = 0;
+  for (const s of sockets) {
+    s.on('message', (m) => {
+      answered++;
+      if (m[0] === 2) accepts++;
+    });
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  }
+  const buf = Buffer.alloc(4096);
+  let sent = 0;
+  const sendOne = () => {
+    randomFillSync(buf, 4, 16);
+    const u = users[randomInt(o.users - o.realUsers - 1)]!;
+    const station = Buffer.from(`10.${randomInt(256)}.${randomInt(256)}.${randomInt(256)}`);
+    const len = writeAccessRequest(buf, sent & 255, Buffer.from(u.name), Buffer.from(randomBytes(6).toString('base64url')), Buffer.from(String(randomInt(1e6)).padStart(6, '0')), nas, secret, maKey, station);
+    sockets[sent++ & 3]!.send(buf.subarray(0, len), o.port, '127.0.0.1');
+  };
+  const t0 = performance.now();
+  const tick = setInterval(() => {
+    const due = Math.min(o.seconds * 1000, performance.now() - t0) * (o.rate / 1000);
+    while (sent < due) sendOne();
+  }, 5);
+  const logins: Promise<SprayResult['real'][number]>[] = [];
+  for (let k = 0; k < o.realUsers && performance.now() - t0 < o.seconds * 1000; k++) {
+    const u = users[o.users - o.realUsers - 1 + k]!;
+    logins.push(probeAccess({
+      port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key, totpStep(Date.now())),
+      timeoutMs: 5000, tries: 3, callingStation: `02-00-00-00-00-${String(k).padStart(2, '0')}`,
+    }).then((r) => ({ user: u.name, ...r })));
+    await new Promise((r) => setTimeout(r, o.everyMs));
+  }
+  await new Promise((r) => setTimeout(r, Math.max(0, o.seconds * 1000 - (performance.now() - t0))));
+  clearInterval(tick);
+  const real = await Promise.all(logins);
+  // The next user's login right after the spray: is the server answering at once again?
+  const u = users[o.users - 1]!;
+  const after = await probeAccess({ port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key, totpStep(Date.now())), timeoutMs: 5000, tries: 3 });
+  for (const s of sockets) s.close();
+  return { sent, answered, accepts, real, afterSpray: { code: after.code, ms: Math.round(after.ms) } };
+}
+
+if (process.send) {
+  process.once('disconnect', () => process.exit(0));
+  process.once('message', (o: SprayOptions) => {
+    spray(o).then((r) => process.send!({ ok: r }), (e: unknown) => process.send!({ error: String(e) }));
+  });
+}

@@ -1,0 +1,185 @@
+// Between the RADIUS server and the access flow: attributes in (the packet decoded into an AccessAttempt),
+// the reply out (a Decision encoded as reply attributes), and the audit line for each decision.
+// radius/ knows nothing of users and flow/ nothing of packets: this file is where the two meet.
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import { decideAccess, type AccessAttempt, type AccessDeps, type Decision, type Hold } from './flow/access.js';
+import { MESSAGES, reject } from './flow/decision.js';
+import { RELAY_HINTS } from './flow/relay.js';
+import { EngineUnavailableError, enginesDownProbe, type EnginePing } from './health/engine-monitor.js';
+import { writeLine } from './log/logger.js';
+import type { DecisionCounts } from './metrics/counts.js';
+import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
+import type { EphemeralState } from './state/state.js';
+import type { Store } from './store/store.js';
+import type { AccessDrop, AccessReply, AccessRequest, AccountingRequest } from './radius/server.js';
+
+/** What deciding a request reads at the moment it arrives (a reload swaps it). */
+export interface AccessRuntime {
+  config: Config;
+  access: AccessDeps;
+}
+
+export interface AccessHandlerDeps {
+  runtime: () => AccessRuntime;
+  logger: Logger;
+  decisions: DecisionCounts;
+  now: () => number;
+}
+
+/** The RADIUS server's onAccess: decode, decide (waiting for a phone if need be), audit, encode. */
+export function accessHandler({ runtime, logger: log, decisions, now }: AccessHandlerDeps): (request: AccessRequest) => Promise<AccessReply | AccessDrop> {
+  return (request) => {
+    const current = runtime();
+    // Only what needs the packet keeps it: an upstream RADIUS first factor, or a request to relay.
+    // Held longer, every PAP packet would outlive young-generation GCs and make them dearer.
+    const attempt = attemptOf(request, request.password === undefined || current.config.first_factor.type === 'radius');
+    const src = request.source.address;
+    const conclude = (decision: Decision): AccessReply | AccessDrop => {
+      // Shed under load: counted with the dropped datagrams, and the shedder logs when it starts and stops.
+      if (decision.kind === 'drop') return { drop: decision.reason };
+      auditLine(log, attempt, src, decision, now() - attempt.receivedAt);
+      decisions.add(attempt.clientName, decision.method, decision.kind, decision.reason);
+      const hint = RELAY_HINTS[decision.reason];
+      if (hint) log.warn({ q: attempt.q, client: attempt.clientName, user: attempt.username, reason: decision.reason }, hint);
+      return toReply(decision, current.config.mfa.reject_delay);
+    };
+    const decided = (result: Decision | Hold): AccessReply | AccessDrop | Promise<AccessReply | AccessDrop> => {
+      if (result.kind !== 'hold') return conclude(result);
+      // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
+      attempt.password = undefined;
+      attempt.nas = undefined;
+      // Redis gone while it waits: what the phone said cannot be known, so state_unavailable, never a guess.
+      return current.access.pending.wait(result.pushId).then(
+        (outcome) => conclude(result.settle(outcome)),
+        (err: unknown) => conclude(engineOutage(err)),
+      );
+    };
+    // One then() for both outcomes (not catch().then()): a promise less per request.
+    return decideAccess(attempt, current.access).then(decided, (err: unknown) => decided(engineOutage(err)));
+  };
+}
+
+/** The RADIUS server's onAccounting: one line per Accounting-Request (forwarding is the caller's). */
+export function accountingLine(log: Logger, request: AccountingRequest): void {
+  const p = request.packet;
+  log.info(
+    {
+      q: request.q,
+      client: request.client.name,
+      user: text(p, Attr.UserName),
+      status: uint32(p, Attr.AcctStatusType),
+      session: text(p, Attr.AcctSessionId),
+      nas_id: text(p, Attr.NasIdentifier),
+      nas_ip: ipv4(p),
+    },
+    'accounting',
+  );
+}
+
+/** Attributes in: what the flow needs of an Access-Request. `keepNas`: the packet itself goes along. */
+function attemptOf(request: AccessRequest, keepNas: boolean): AccessAttempt {
+  const p = request.packet;
+  return {
+    q: request.q,
+    clientName: request.client.name,
+    username: request.userName,
+    identity: undefined,
+    password: request.password?.toString('utf8'),
+    state: request.state,
+    nasIp: ipv4(p),
+    nasIdentifier: text(p, Attr.NasIdentifier),
+    callingStation: text(p, Attr.CallingStationId),
+    receivedAt: request.receivedAt,
+    arrival: request.arrival,
+    nas: keepNas ? request : undefined,
+  };
+}
+
+/** A request that needed an engine that is down: its own reason, no reject delay (nothing was guessed). */
+function engineOutage(err: unknown): Decision {
+  if (!(err instanceof EngineUnavailableError)) throw err;
+  return reject(undefined, err.engine === 'state' ? 'state_unavailable' : 'store_unavailable', MESSAGES.engineUnavailable, false);
+}
+
+/** The reply out: code and attributes (Message-Authenticator and Proxy-State are the server's). */
+function toReply(decision: Exclude<Decision, { kind: 'drop' }>, rejectDelayMs: number): AccessReply {
+  switch (decision.kind) {
+    case 'accept':
+      return { code: Code.AccessAccept, attributes: decision.reply };
+    case 'reject': {
+      // RFC 5080 §2.6 / FreeRADIUS reject_delay: slows guessing without holding anything else up.
+      const message = encodeReplyMessage(decision.message);
+      return { code: Code.AccessReject, attributes: decision.reply ? Buffer.concat([decision.reply, message]) : message, delayMs: decision.delay ? rejectDelayMs : 0 };
+    }
+    case 'challenge':
+      // A relayed upstream round carries its own EAP-Message, State and Reply-Message.
+      if (decision.reply) return { code: Code.AccessChallenge, attributes: decision.reply };
+      return { code: Code.AccessChallenge, attributes: Buffer.concat([encodeReplyMessage(decision.message), encodeAttribute(Attr.State, decision.state)]) };
+  }
+}
+
+function text(packet: RadiusPacket, type: number): string | undefined {
+  return findAttribute(packet, type)?.toString('utf8');
+}
+
+function uint32(packet: RadiusPacket, type: number): number | undefined {
+  const v = findAttribute(packet, type);
+  return v?.length === 4 ? v.readUInt32BE(0) : undefined;
+}
+
+function ipv4(packet: RadiusPacket): string | undefined {
+  const v = findAttribute(packet, Attr.NasIpAddress);
+  return v?.length === 4 ? `${v[0]}.${v[1]}.${v[2]}.${v[3]}` : undefined;
+}
+
+/**
+ * One line per decision; never the password, the code or the State. Keys (a public format, in this
+ * order, absent when undefined): audit, q, user, login, client, src, nas_id, nas_ip, calling_station,
+ * method, result, reason, ms, alert. Written as text (log/logger.ts writeLine): it runs for every request,
+ * and an object per line plus pino's serializer and redaction cost about a third of the throughput.
+ */
+function auditLine(log: Logger, attempt: AccessAttempt, src: string, decision: Exclude<Decision, { kind: 'drop' }>, ms: number): void {
+  const reason = decision.reason;
+  // A wrong code only ever follows a right password (appended, or at the challenge): someone may hold it.
+  const level = reason === 'failmode_safe' ? 'error' : reason === 'bad_code' ? 'warn' : 'info';
+  // Runs for every request: with the level off (benchmarks, quiet sites) build nothing at all.
+  if (!log.isLevelEnabled(level)) return;
+  const { identity, username } = attempt;
+  const user = identity ?? username;
+  let fields = `"audit":true,"q":${attempt.q}`;
+  if (user !== undefined) fields += `,"user":${JSON.stringify(user)}`;
+  // The name as typed, when it differs from who it is (ALICE, CORP\alice, an alias).
+  if (identity !== undefined && username !== undefined && identity !== username) fields += `,"login":${JSON.stringify(username)}`;
+  fields += `,"client":${JSON.stringify(attempt.clientName)},"src":${JSON.stringify(src)}`;
+  if (attempt.nasIdentifier !== undefined) fields += `,"nas_id":${JSON.stringify(attempt.nasIdentifier)}`;
+  if (attempt.nasIp !== undefined) fields += `,"nas_ip":"${attempt.nasIp}"`;
+  if (attempt.callingStation !== undefined) fields += `,"calling_station":${JSON.stringify(attempt.callingStation)}`;
+  if (decision.method !== undefined) fields += `,"method":"${decision.method}"`;
+  fields += `,"result":"${decision.kind}","reason":"${reason}","ms":${ms}`;
+  if (level === 'warn') fields += ',"alert":"possible_stolen_password"';
+  writeLine(log, level, fields, 'decision');
+}
+
+const STATUS_PING_CAP_MS = 1500;
+
+/**
+ * Status-Server still answers Access-Accept when a shared engine is down (RFC 5997 §3: the server is
+ * alive), with a Reply-Message naming what is down, as `radclient ... status` and proxy logs show it.
+ * Undefined when the node has no engine that can go away (SQLite and memory).
+ */
+export function statusAttributes(deps: { store: Store; state: EphemeralState }, config: Config): (() => Promise<Buffer>) | undefined {
+  const pings: EnginePing[] = [];
+  const { store, state } = deps;
+  if (config.store.type === 'postgres' && store.ping) pings.push({ engine: 'store', kind: config.store.type, ping: () => store.ping?.() });
+  if (config.state.type === 'redis' && state.ping) pings.push({ engine: 'state', kind: config.state.type, ping: () => state.ping?.() });
+  if (pings.length === 0) return undefined;
+  const probe = enginesDownProbe(pings, STATUS_PING_CAP_MS);
+  return async () => {
+    const down = await probe();
+    if (down.length === 0) return Buffer.alloc(0);
+    const what = down.map((d) => `${d.kind} (${d.engine}) unavailable`).join(', ');
+    const reasons = down.map((d) => `${d.engine}_unavailable`).join(', ');
+    return encodeReplyMessage(`degraded: ${what}; sign-ins that need it are rejected (${reasons})`);
+  };
+}
