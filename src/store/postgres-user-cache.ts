@@ -2,7 +2,8 @@
 // Every node writes the same tables, so a record may be kept only while this node hears of every
 // change: the trigger of migration step 4 NOTIFYs the username on each write of users and totp
 // (whoever writes: a node, the CLI, `store copy`, psql), and one dedicated connection per node
-// LISTENs. Without that connection (not yet up, lost, silent) nothing is kept or served from here.
+// LISTENs. Without that connection (not yet up, or known lost) nothing is kept or served from here; a
+// silently cut one is found by the heartbeat or by the first failed store query (docs/ha.md).
 import { LRUCache } from 'lru-cache';
 import type pg from 'pg';
 import type { UserRecord } from './store.js';
@@ -68,6 +69,14 @@ export class PostgresUserCache {
     this.generation++;
     if (usernames.length > 1000) this.records.clear();
     else for (const u of usernames) this.records.delete(u);
+  }
+
+  /**
+   * A query on the pool failed: PostgreSQL may be cut off while the listening connection has not
+   * noticed yet (up to a heartbeat). Stop serving from here until listening is shown to work again.
+   */
+  suspect(): void {
+    this.listener?.emit('error', new Error('a store query failed: listening again before serving cached records'));
   }
 
   /** Listens; resolves after the first attempt (a failed one is retried in the background). */
