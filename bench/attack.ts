@@ -97,17 +97,21 @@ export const sprayStage: Stage = {
       clearInterval(sampler);
       const lines = perSecond.reduce((a, b) => a + b, 0) + count();
       const rss = procStatus(srv.pid);
-      const ok = r.real.filter((x) => x.code === 2);
-      const ms = ok.map((x) => x.ms);
+      const summary = (logins: SprayResult['real']) => {
+        const ms = logins.filter((x) => x.code === 2).map((x) => x.ms);
+        return { logins: logins.length, accepted: ms.length, medianMs: ms.length ? Math.round(median(ms)) : NaN, maxMs: ms.length ? Math.round(Math.max(...ms)) : NaN, retried: logins.filter((x) => x.tries > 1).length };
+      };
       const result = {
         capacity, rate, seconds: o.spraySeconds, spray: { sent: r.sent, answered: r.answered, accepts: r.accepts },
-        real: { logins: r.real.length, accepted: ok.length, medianMs: ms.length ? Math.round(median(ms)) : NaN, maxMs: ms.length ? Math.round(Math.max(...ms)) : NaN, retried: r.real.filter((x) => x.tries > 1).length, detail: r.real },
+        real: { usualPlace: summary(r.real.filter((x) => x.familiar)), newPlace: summary(r.real.filter((x) => !x.familiar)), detail: r.real },
         afterSpray: r.afterSpray,
         rssMiB: { before: Math.round(rss0 / 1024), after: Math.round(rss.rssKiB / 1024), peak: Math.round(rss.hwmKiB / 1024) },
         audit: { decisionLines: lines, repliesSeen: r.answered + r.real.filter((x) => x.code !== null).length + (r.afterSpray.code === null ? 0 : 1), linesPerSecond: perSecond },
       };
-      console.log(`  real users: ${ok.length}/${r.real.length} got in (median ${result.real.medianMs} ms, max ${result.real.maxMs} ms, ${result.real.retried} needed a retry); ` +
-        `others: ${r.real.filter((x) => x.code !== 2).map((x) => `${x.user} ${x.code ?? 'no answer'}`).join(', ') || 'none'}`);
+      for (const [what, s] of [['at their usual place', result.real.usualPlace], ['at a new place', result.real.newPlace]] as const) {
+        console.log(`  real users ${what}: ${s.accepted}/${s.logins} got in (median ${s.medianMs} ms, max ${s.maxMs} ms, ${s.retried} needed a retry)`);
+      }
+      console.log(`  real users refused: ${r.real.filter((x) => x.code !== 2).map((x) => `${x.user} ${x.code ?? 'no answer'}`).join(', ') || 'none'}`);
       console.log(`  spray: ${r.sent} sent, ${r.answered} answered (${r.accepts} accepted); right after it a login took ${r.afterSpray.ms} ms (code ${r.afterSpray.code})`);
       console.log(`  server RSS ${result.rssMiB.before} MiB before, ${result.rssMiB.after} MiB after, peak ${result.rssMiB.peak} MiB`);
       console.log(`  audit log: ${lines} decision lines written for ${result.audit.repliesSeen} answers the clients saw; lines per second during the run: ${perSecond.join(' ')}`);

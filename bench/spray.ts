@@ -3,7 +3,8 @@
  * Access-Requests at `rate` a second for `seconds`, each for a random enrolled user (so each costs a
  * password check unless the server sheds it) with a wrong password and a random Calling-Station-Id;
  * meanwhile the real users log in one after another every `everyMs`, each as a NAS does (right
- * password + code, 5 s timeout, 3 tries of the same datagram), from a Calling-Station-Id of their own.
+ * password + code, 5 s timeout, 3 tries of the same datagram), from a Calling-Station-Id of their own:
+ * every other one from the place they signed in from before the spray (familiar), the rest from a new one.
  * The real users are the last `realUsers` + 1 of the list (the last one logs in once right after the
  * spray); the spray never names them. Every real login started is waited for (at most 15 s). Replies to the spray are counted, not verified.
  */
@@ -17,7 +18,7 @@ import { makeUsers, totpCode, totpStep } from './users.js';
 export type SprayOptions = { port: number; secret: string; users: number; password: string; realUsers: number; rate: number; seconds: number; everyMs: number };
 export type SprayResult = {
   sent: number; answered: number; accepts: number;
-  real: Array<{ user: string; code: number | null; ms: number; tries: number }>;
+  real: Array<{ user: string; familiar: boolean; code: number | null; ms: number; tries: number }>;
   afterSpray: { code: number | null; ms: number };
 };
 
@@ -45,6 +46,15 @@ export async function spray(o: SprayOptions): Promise<SprayResult> {
     const len = writeAccessRequest(buf, sent & 255, Buffer.from(u.name), Buffer.from(randomBytes(6).toString('base64url')), Buffer.from(String(randomInt(1e6)).padStart(6, '0')), nas, secret, maKey, station);
     sockets[sent++ & 3]!.send(buf.subarray(0, len), o.port, '127.0.0.1');
   };
+  // Before the spray, each real user signs in once from their usual place, with the previous step's
+  // code (the login during the spray uses the current one: no replay).
+  const realUser = (k: number) => users[o.users - o.realUsers - 1 + k]!;
+  const usualPlace = (k: number) => `02-00-00-00-00-${String(k).padStart(2, '0')}`;
+  for (let k = 0; k < o.realUsers; k += 2) {
+    const u = realUser(k);
+    const r = await probeAccess({ port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key, totpStep(Date.now()) - 1), timeoutMs: 5000, tries: 3, callingStation: usualPlace(k) });
+    if (r.code !== 2) throw new Error(`${u.name} could not sign in before the spray (code ${r.code})`);
+  }
   const t0 = performance.now();
   const tick = setInterval(() => {
     const due = Math.min(o.seconds * 1000, performance.now() - t0) * (o.rate / 1000);
@@ -52,11 +62,12 @@ export async function spray(o: SprayOptions): Promise<SprayResult> {
   }, 5);
   const logins: Promise<SprayResult['real'][number]>[] = [];
   for (let k = 0; k < o.realUsers && performance.now() - t0 < o.seconds * 1000; k++) {
-    const u = users[o.users - o.realUsers - 1 + k]!;
+    const u = realUser(k);
+    const familiar = k % 2 === 0;
     logins.push(probeAccess({
       port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key, totpStep(Date.now())),
-      timeoutMs: 5000, tries: 3, callingStation: `02-00-00-00-00-${String(k).padStart(2, '0')}`,
-    }).then((r) => ({ user: u.name, ...r })));
+      timeoutMs: 5000, tries: 3, callingStation: familiar ? usualPlace(k) : `02-00-00-00-01-${String(k).padStart(2, '0')}`,
+    }).then((r) => ({ user: u.name, familiar, ...r })));
     await new Promise((r) => setTimeout(r, o.everyMs));
   }
   await new Promise((r) => setTimeout(r, Math.max(0, o.seconds * 1000 - (performance.now() - t0))));

@@ -230,6 +230,9 @@ describe('loadConfig reports bad values at file:line:column with the path', () =
     assert.equal(issue.message, 'must be an integer from 0 to 10; got 11');
     const digits = onlyIssue(load(minimal('', 'mfa: { totp: { digits: 7 } }\n')).result);
     assert.equal(digits.message, 'must be one of: 6, 8; got 7');
+    // Reserved at start (the reply ring): a typo of a few zeros is a config error, not a RangeError at start-up.
+    const dedupe = onlyIssue(load(minimal('', 'dedupe: { max_entries: 100000000 }\n')).result);
+    assert.equal(dedupe.message, 'must be an integer from 100 to 4000000; got 100000000');
   });
 
   test('a missing required key points at its parent', () => {

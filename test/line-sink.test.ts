@@ -90,3 +90,26 @@ test('flushSync (exit, SIGTERM) writes everything still buffered, waiting for a 
   closeSync(writer);
   return new Promise<void>((resolve) => cat.once('exit', () => resolve())).then(() => assert.ok(readFileSync(out, 'latin1') === ALL, 'lines lost or out of order'));
 });
+
+test('a reader that takes nothing holds flushSync (and the exit) for stallLimitMs at most; the lines lost are counted on stderr', async (t) => {
+  const { fifo } = nonBlockingPipe(t); // the reader end stays open and is never read
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', `
+    import { openSync, constants } from 'node:fs';
+    import { LineSink } from ${JSON.stringify(new URL('../src/log/line-sink.ts', import.meta.url).href)};
+    const sink = new LineSink(openSync(${JSON.stringify(fifo)}, constants.O_WRONLY | constants.O_NONBLOCK), 300);
+    for (let i = 0; i < 10000; i++) sink.write('line ' + String(i).padStart(5, '0') + ' '.repeat(40) + '\\n');
+    sink.flushSync();
+    process.stdout.write('returned\\n');
+  `], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d));
+  child.stderr.on('data', (d: Buffer) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, 'returned\n');
+  // 10,000 lines of 52 bytes; a pipe holds 64 KiB (1,260 lines): the rest is dropped, and said so.
+  const m = /the log's reader took nothing for 300 ms: (\d+) log lines dropped/.exec(stderr);
+  assert.ok(m, stderr);
+  assert.ok(Number(m[1]) > 8000 && Number(m[1]) < 10000, m[1]);
+});

@@ -3,7 +3,7 @@
 // (or keep the first) lost those lines. JSON.parse hides this, so the raw text is checked.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLogger } from '../src/log/logger.js';
+import { createLogger, writeLine } from '../src/log/logger.js';
 import { createActivation } from '../src/mfa/activation.js';
 import { reportingPushSender, type PushSender } from '../src/mfa/push-sender.js';
 import { duplicateKeys } from './helpers/json-keys.js';
@@ -85,4 +85,14 @@ test('the audit line, written as text, reads byte for byte as pino writes the sa
       ['info', 'nobody', undefined, 'reject', 'unknown_user', undefined, 'vpn "east" \\ ünïcode'],
     ],
   );
+});
+
+test("writeLine on a child logger carries the child's bindings, as pino's own call does", () => {
+  const out = new LogCapture();
+  const child = createLogger('info', out).child({ node: 'a' });
+  assert.equal(writeLine(child, 'info', '"audit":true,"user":"alice"', 'decision'), true);
+  child.info({ audit: true, user: 'alice' }, 'decision');
+  const [ours, pinos] = out.lines.map((l) => l.replace(/"time":"[^"]*"/, '"time":"T"'));
+  assert.equal(ours, pinos);
+  assert.match(ours!, /"service":"radius-mfa","node":"a","audit":true/);
 });

@@ -192,3 +192,23 @@ test('while PostgreSQL is down and until LISTEN is back nothing is served from t
   await b.unlockUser('alice');
   await until(async () => ((await c.getUser('alice'))?.lockedUntil === null ? true : undefined), "B's unlock at C, after the restart", 5000);
 });
+
+test('a failed store query stops the cache at once: a silently cut connection is not waited out', async (t) => {
+  const url = await server.createDatabase();
+  const key = randomBytes(32);
+  const a = await openPostgresStore(storeConfig(url), key, { listenRetryMs: 60_000 });
+  t.after(() => a.close());
+  await a.addUser({ username: 'alice', totp: TOTP });
+  await a.cache!.check();
+  const cached = await a.getUser('alice');
+  assert.equal(await a.getUser('alice'), cached, 'cached');
+  // The pool's next query fails as on a cut network, while the LISTEN connection still looks alive.
+  const query = a.pool.query.bind(a.pool) as (...args: unknown[]) => Promise<unknown>;
+  (a.pool as { query: unknown }).query = async () => {
+    (a.pool as { query: unknown }).query = query;
+    throw new Error('Connection terminated unexpectedly');
+  };
+  await assert.rejects(a.getUser('bob'), /terminated/);
+  assert.equal(a.cache!.listening, false, 'not serving cached records any more');
+  assert.notEqual(await a.getUser('alice'), cached, 'alice is read from PostgreSQL again');
+});

@@ -53,16 +53,21 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   if (who.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const { username, loginName } = who;
   attempt.identity = username;
-  // Independent reads, one wait: with Redis and PostgreSQL each is a round trip.
-  const [where, user] = await Promise.all([whereFrom(username, sourceOf(attempt), deps), attempt.state ? undefined : deps.store.getUser(username)]);
+  const sourceKey = `source\0${attempt.callingStation}`;
+  const sourceLimited = limits.source_per_minute > 0 && attempt.callingStation !== undefined;
+  // Independent reads, one wait (with Redis and PostgreSQL each is a round trip); but a source already
+  // over its rate, likely dropped, costs no store read.
+  const readUser = !attempt.state && !(sourceLimited && deps.rates.wouldRefuse(sourceKey, limits.source_per_minute, 60_000));
+  const [where, prefetched] = await Promise.all([whereFrom(username, sourceOf(attempt), deps), readUser ? deps.store.getUser(username) : undefined]);
   attempt.where = where;
   // A source the user signed in from is never held back by what strangers at other addresses do.
-  if (limits.source_per_minute > 0 && attempt.callingStation && !where.familiar && !deps.rates.allow(`source\0${attempt.callingStation}`, limits.source_per_minute, 60_000)) {
+  if (sourceLimited && !where.familiar && !deps.rates.allow(sourceKey, limits.source_per_minute, 60_000)) {
     return { kind: 'drop', method: undefined, reason: 'rate_limited' };
   }
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
   if (attempt.state) return answerChallenge(attempt, username, where, attempt.password ?? '', deps);
 
+  const user = readUser ? prefetched : await deps.store.getUser(username);
   // Directory groups can pick the method, which decides how the password is split: ask before the password check.
   const known = await groupsBeforeCheck(loginName, attempt, deps);
   if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
@@ -91,8 +96,8 @@ async function checkBothFactors(a: UserAttempt, loginName: string, groups: reado
   const split = method === 'totp' || method === 'auto' ? splitCode(a.password!, digits, totpSettings.separator) : undefined;
   const password = split?.password ?? a.password!;
   // A NAS retry or a user retyping the same wrong password: already counted, and already known wrong.
-  const checksPassword = deps.firstFactor.type !== 'none';
-  if (checksPassword && (await isKnownWrongPassword(username, password, deps))) {
+  // (With first_factor none no password is checked, so none is known wrong: no lookup.)
+  if (deps.firstFactor.type !== 'none' && (await isKnownWrongPassword(username, password, deps))) {
     await slot.release();
     return refuseUnchecked(method, 'bad_password', deps);
   }
@@ -109,7 +114,7 @@ async function checkBothFactors(a: UserAttempt, loginName: string, groups: reado
   // An upstream RADIUS server that challenges itself: relay its prompt; the second factor follows its Accept.
   if (first.kind === 'challenge') return relayUpstreamChallenge(a, first, groups, deps);
   // A lock that landed while the password was checked (a burst of guesses in parallel) still stands.
-  if (checksPassword && (await isLockedNow(username, a.receivedAt, deps, a.where))) {
+  if (await isLockedNow(username, a.receivedAt, deps, a.where)) {
     await slot.release();
     return reject(method, 'locked', MESSAGES.generic);
   }

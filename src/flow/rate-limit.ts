@@ -22,4 +22,10 @@ export class RateLimiter {
     }
     return ++w.n <= max;
   }
+
+  /** Whether the next event for `key` would be refused, without counting it. */
+  wouldRefuse(key: string, max: number, windowMs: number): boolean {
+    const w = this.windows().get(key);
+    return w !== undefined && this.now() - w.start < windowMs && w.n >= max;
+  }
 }

@@ -3,13 +3,16 @@
 // so a burst of 64 decisions from one recvmmsg costs one write(2), not 64. writeSync runs on the main
 // thread: no libuv thread pool (argon2 hashes there), no queue of pending writes in memory, and every line
 // is in the kernel by the time the event loop goes back to wait. A full non-blocking pipe (EAGAIN) keeps
-// the bytes and retries on a timer; only past MAX_BUFFERED does a write wait for the reader.
+// the bytes and retries on a timer; only past MAX_BUFFERED does a write wait for the reader, and no wait
+// lasts past stallLimitMs: a reader stuck that long loses the waiting lines, counted on stderr, rather
+// than stopping every sign-in (or the exit) with it.
 import { fstatSync, openSync, writeSync, constants } from 'node:fs';
 
 const INITIAL_BYTES = 64 * 1024;
 /** Buffered bytes past which the sink stops growing and waits for the reader instead (bounded memory). */
 const MAX_BUFFERED = 16 * 1024 * 1024;
 const RETRY_MS = 2;
+const STALL_LIMIT_MS = 5000;
 
 export class LineSink {
   private buf = Buffer.allocUnsafe(INITIAL_BYTES);
@@ -17,7 +20,10 @@ export class LineSink {
   private scheduled = false;
   private retry: NodeJS.Timeout | undefined;
 
-  constructor(private readonly fd: number) {}
+  constructor(
+    private readonly fd: number,
+    private readonly stallLimitMs = STALL_LIMIT_MS,
+  ) {}
 
   /**
    * A pipe (FIFO) is reopened non-blocking through /proc, so that a stalled reader costs EAGAIN and a
@@ -47,10 +53,28 @@ export class LineSink {
     }
   }
 
-  /** Writes everything buffered before returning, waiting for a full pipe's reader (exit, SIGTERM, pino's flush). */
+  /**
+   * Writes everything buffered before returning, waiting for a full pipe's reader (exit, SIGTERM, pino's
+   * flush), for at most stallLimitMs without progress; then the rest is dropped and counted on stderr.
+   */
   flushSync(): void {
+    let progressAt = Date.now();
     while (this.used > 0) {
-      if (!this.writeSome()) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RETRY_MS);
+      const before = this.used;
+      if (this.writeSome() && this.used < before) progressAt = Date.now();
+      else if (Date.now() - progressAt >= this.stallLimitMs) return this.dropStalled();
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RETRY_MS);
+    }
+  }
+
+  private dropStalled(): void {
+    let lines = 0;
+    for (let at = this.buf.indexOf(10); at >= 0 && at < this.used; at = this.buf.indexOf(10, at + 1)) lines++;
+    this.used = 0;
+    try {
+      writeSync(2, `radius-mfa: the log's reader took nothing for ${this.stallLimitMs} ms: ${lines} log lines dropped\n`);
+    } catch {
+      // stderr is gone too: nowhere left to say it.
     }
   }
 

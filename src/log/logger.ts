@@ -31,7 +31,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   );
 }
 
-const HEAD_TAIL = `,${JSON.stringify(BASE).slice(1, -1)},`;
 let isoMs = -1;
 let isoText = '';
 
@@ -39,7 +38,7 @@ let isoText = '';
  * Writes a line built as text, with no object (the audit line, once per request: adapter's auditLine):
  * `fields` is `"key":value,...` already JSON, none of them a REDACT_PATHS key. The line reads exactly as
  * `logger[level](fields as an object, msg)` would: the same head (level, time, service), key order and
- * stream. For the root logger only (a child's bindings are not added). Returns false when the level is off.
+ * stream, and a child logger's bindings. Returns false when the level is off.
  */
 export function writeLine(logger: Logger, level: Level, fields: string, msg: string): boolean {
   if (!logger.isLevelEnabled(level)) return false;
@@ -48,7 +47,10 @@ export function writeLine(logger: Logger, level: Level, fields: string, msg: str
     isoMs = now;
     isoText = new Date(now).toISOString();
   }
-  const stream = (logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym]!;
-  stream.write(`{"level":"${level}","time":"${isoText}"${HEAD_TAIL}${fields},"msg":${JSON.stringify(msg)}}\n`);
+  const own = logger as unknown as Record<symbol, DestinationStream | string>;
+  const stream = own[pino.symbols.streamSym] as DestinationStream;
+  // The bindings pino keeps as text (",\"service\":\"radius-mfa\"" and a child's): as pino writes them.
+  const bindings = own[pino.symbols.chindingsSym] as string;
+  stream.write(`{"level":"${level}","time":"${isoText}"${bindings},${fields},"msg":${JSON.stringify(msg)}}\n`);
   return true;
 }

@@ -30,14 +30,20 @@ export class DedupeCache {
   private base = 0;
   /**
    * The replies' bytes, one after the other in a ring, instead of one Buffer object each: written in
-   * expiry order, so the oldest are overwritten first. Sized for maxEntries replies of ARENA_BYTES_PER_ENTRY;
-   * larger replies make room by expiring the oldest early (as the entry bound does).
+   * expiry order, so the oldest are overwritten first. Only replies of at most ARENA_BYTES_PER_ENTRY go
+   * here, and the ring has room for maxEntries of them and a wrap: the entry bound, never the ring,
+   * decides when an answer is forgotten before its window ends.
    */
   private readonly arena: Buffer;
   private tail = 0;
+  /**
+   * Replies too long for the ring (relayed EAP, long prompts: rare), by sequence number, as their own
+   * copies; their orderAt is -1. In the ring they would overwrite answers still within their window.
+   */
+  private readonly spilled = new Map<number, Buffer>();
 
   constructor(private readonly options: DedupeOptions) {
-    this.arena = Buffer.allocUnsafeSlow(Math.max(MAX_REPLY_BYTES, options.maxEntries * ARENA_BYTES_PER_ENTRY));
+    this.arena = Buffer.allocUnsafeSlow((options.maxEntries + 1) * ARENA_BYTES_PER_ENTRY);
   }
 
   /** One flat string (a single heap object, unlike a template literal's chain of parts) per request. */
@@ -60,7 +66,8 @@ export class DedupeCache {
     if (seq !== undefined) {
       // A copy (retransmissions are rare): the arena's bytes may be overwritten before a TLS write is done with them.
       const i = seq - this.base;
-      return { kind: 'answered', reply: Buffer.from(this.arena.subarray(this.orderAt[i]!, this.orderAt[i]! + this.orderLength[i]!)) };
+      const reply = this.orderAt[i] === SPILLED ? this.spilled.get(seq)! : Buffer.from(this.arena.subarray(this.orderAt[i]!, this.orderAt[i]! + this.orderLength[i]!));
+      return { kind: 'answered', reply };
     }
     const since = this.inFlight.get(key);
     if (since !== undefined && now - since < this.options.inFlightMs) return IN_FLIGHT;
@@ -71,13 +78,15 @@ export class DedupeCache {
     return NEW;
   }
 
-  /** Keeps a copy of `reply` (at most MAX_REPLY_BYTES) for the window: the caller may reuse its Buffer. */
+  /** Keeps a copy of `reply` for the window: the caller may reuse its Buffer. */
   answered(key: string, reply: Buffer): void {
     this.inFlight.delete(key);
     if (this.answeredByKey.size >= this.options.maxEntries) this.evictOldest();
-    const at = this.place(reply.length);
-    reply.copy(this.arena, at);
-    this.answeredByKey.set(key, this.base + this.order.length);
+    const seq = this.base + this.order.length;
+    let at = SPILLED;
+    if (reply.length > ARENA_BYTES_PER_ENTRY) this.spilled.set(seq, Buffer.from(reply));
+    else reply.copy(this.arena, (at = this.place(reply.length)));
+    this.answeredByKey.set(key, seq);
     this.order.push(key);
     this.orderAt.push(at);
     this.orderLength.push(reply.length);
@@ -93,18 +102,31 @@ export class DedupeCache {
     return this.inFlight.size + this.answeredByKey.size;
   }
 
-  /** Where `length` bytes go in the arena: after the newest reply, or at 0; the oldest replies in the way expire early. */
+  /**
+   * Where `length` bytes go in the arena: after the newest reply, or at 0. Replies still in the way are
+   * past the entry bound already (the ring has room for maxEntries), so they go, and whatever is older.
+   */
   private place(length: number): number {
     let at = this.tail;
     if (at + length > this.arena.length) {
       // Wrapping: the replies between the tail and the end are the oldest; they go first.
-      while (this.head < this.order.length && this.orderAt[this.head]! >= at) this.dropHead();
+      for (let i = this.oldestInArena(); i >= 0 && this.orderAt[i]! >= at; i = this.oldestInArena()) this.dropThrough(i);
       at = 0;
     }
-    while (this.head < this.order.length && this.orderAt[this.head]! < at + length && this.orderAt[this.head]! + this.orderLength[this.head]! > at) this.dropHead();
+    for (let i = this.oldestInArena(); i >= 0 && this.orderAt[i]! < at + length && this.orderAt[i]! + this.orderLength[i]! > at; i = this.oldestInArena()) this.dropThrough(i);
     this.compact();
     this.tail = at + length;
     return at;
+  }
+
+  /** The oldest queued answer whose reply is in the arena (spilled ones are skipped), or -1. */
+  private oldestInArena(): number {
+    for (let i = this.head; i < this.order.length; i++) if (this.orderAt[i] !== SPILLED) return i;
+    return -1;
+  }
+
+  private dropThrough(i: number): void {
+    while (this.head <= i) this.dropHead();
   }
 
   private expire(now: number): void {
@@ -126,7 +148,9 @@ export class DedupeCache {
   /** Forgets the oldest queued answer, unless its key was answered again since (a later entry holds it). */
   private dropHead(): void {
     const key = this.order[this.head]!;
-    if (this.answeredByKey.get(key) === this.base + this.head) this.answeredByKey.delete(key);
+    const seq = this.base + this.head;
+    if (this.answeredByKey.get(key) === seq) this.answeredByKey.delete(key);
+    if (this.orderAt[this.head] === SPILLED) this.spilled.delete(seq);
     this.head++;
   }
 
@@ -143,10 +167,10 @@ export class DedupeCache {
   }
 }
 
-/** RFC 2865 §3: no RADIUS packet is longer. */
-const MAX_REPLY_BYTES = 4096;
 /** Arena bytes per entry of maxEntries: a reply with Message-Authenticator and a Reply-Message is 60-120 bytes. */
 const ARENA_BYTES_PER_ENTRY = 128;
+/** orderAt of a reply kept in `spilled`. */
+const SPILLED = -1;
 
 /** Scratch for building keys: listener, identifier, port, Request Authenticator, then the address text. */
 const KEY = Buffer.alloc(20 + 64);

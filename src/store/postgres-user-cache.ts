@@ -2,7 +2,8 @@
 // Every node writes the same tables, so a record may be kept only while this node hears of every
 // change: the trigger of migration step 4 NOTIFYs the username on each write of users and totp
 // (whoever writes: a node, the CLI, `store copy`, psql), and one dedicated connection per node
-// LISTENs. Without that connection (not yet up, lost, silent) nothing is kept or served from here.
+// LISTENs. Without that connection (not yet up, or known lost) nothing is kept or served from here; a
+// silently cut one is found by the heartbeat or by the first failed store query (docs/ha.md).
 import { LRUCache } from 'lru-cache';
 import type pg from 'pg';
 import type { UserRecord } from './store.js';
@@ -26,7 +27,8 @@ const MAX_RETRY_MS = 2000;
 const HEARTBEAT_MS = 5000;
 
 export class PostgresUserCache {
-  private readonly records: LRUCache<string, UserRecord>;
+  /** Made on the first record kept (lru-cache preallocates for `size`: start-up time). */
+  private records: LRUCache<string, UserRecord> | undefined;
   /**
    * Bumped by every change heard or made here and whenever listening starts or stops: a row read
    * before a bump may be older than what the bump announced, so it is returned but not kept.
@@ -41,7 +43,6 @@ export class PostgresUserCache {
   private retryMs: number;
 
   constructor(private readonly options: PostgresUserCacheOptions) {
-    this.records = new LRUCache({ max: options.size });
     this.retryMs = options.retryMs ?? 100;
   }
 
@@ -51,7 +52,7 @@ export class PostgresUserCache {
   }
 
   get(username: string): UserRecord | undefined {
-    return this.listener ? this.records.get(username) : undefined;
+    return this.listener ? this.records?.get(username) : undefined;
   }
 
   /** Taken before reading a row: pass it to put(), which keeps the record only if nothing changed in between. */
@@ -60,14 +61,22 @@ export class PostgresUserCache {
   }
 
   put(username: string, record: UserRecord, ticket: number): void {
-    if (this.listener && ticket === this.generation) this.records.set(username, record);
+    if (this.listener && ticket === this.generation) (this.records ??= new LRUCache({ max: this.options.size })).set(username, record);
   }
 
   /** This node wrote these users: the next read here must see it, before the notification comes back. */
   forget(usernames: readonly string[]): void {
     this.generation++;
-    if (usernames.length > 1000) this.records.clear();
-    else for (const u of usernames) this.records.delete(u);
+    if (usernames.length > 1000) this.records?.clear();
+    else for (const u of usernames) this.records?.delete(u);
+  }
+
+  /**
+   * A query on the pool failed: PostgreSQL may be cut off while the listening connection has not
+   * noticed yet (up to a heartbeat). Stop serving from here until listening is shown to work again.
+   */
+  suspect(): void {
+    this.listener?.emit('error', new Error('a store query failed: listening again before serving cached records'));
   }
 
   /** Listens; resolves after the first attempt (a failed one is retried in the background). */
@@ -85,14 +94,14 @@ export class PostgresUserCache {
 
   private changed(username: string): void {
     this.generation++;
-    if (username === '') this.records.clear();
-    else this.records.delete(username);
+    if (username === '') this.records?.clear();
+    else this.records?.delete(username);
   }
 
   private stopListening(): void {
     this.listener = undefined;
     this.generation++;
-    this.records.clear();
+    this.records?.clear();
   }
 
   private async connect(): Promise<void> {
@@ -127,7 +136,7 @@ export class PostgresUserCache {
     }
     // Rows read before this point may predate changes nobody told us about: the bump keeps them out.
     this.generation++;
-    this.records.clear();
+    this.records?.clear();
     this.listener = c;
     this.retryMs = this.options.retryMs ?? 100;
     this.heartbeat(c, drop);

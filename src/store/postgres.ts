@@ -83,7 +83,10 @@ export class PostgresStore implements Store {
     const cached = this.cache?.get(username);
     if (cached) return cached;
     const ticket = this.cache?.ticket() ?? -1;
-    const r = await this.pool.query<UserRow>({ name: 'get-user', text: `${SELECT_USER} WHERE u.username = $1`, values: [username] });
+    const r = await this.pool.query<UserRow>({ name: 'get-user', text: `${SELECT_USER} WHERE u.username = $1`, values: [username] }).catch((err: unknown) => {
+      this.cache?.suspect();
+      throw err;
+    });
     if (!r.rows[0]) return undefined;
     const record = this.toRecord(r.rows[0]);
     this.cache?.put(username, record, ticket);

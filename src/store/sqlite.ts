@@ -54,7 +54,7 @@ export class SqliteStore implements Store {
   private readonly now: () => number;
   private readonly stmt;
   private readonly insertAll: (users: NewUser[]) => void;
-  /** Made on first use (shared/lazy.ts): CLI commands that open the store never need it. */
+  /** Made on first use (shared/lazy.ts): its preallocated arrays would cost start-up time before the first answer. */
   private readonly cache: (() => LRUCache<string, UserRecord>) | undefined;
   private dataVersion: number;
   private versionChecked = false;
