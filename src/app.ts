@@ -294,7 +294,6 @@ export function buildApp(config: Config, given: AppDeps): App {
   };
 }
 
-/** A Status-Server probe waits at most this for the engines' answers (NAS probes time out after a few seconds). */
 /** The RADIUS address that failed to bind, by its config key (the socket error carries the address). */
 function radiusBindError(err: unknown, config: Config): Error {
   const { address, port } = err as { address?: string; port?: number };

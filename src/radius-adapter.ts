@@ -161,6 +161,7 @@ function auditLine(log: Logger, attempt: AccessAttempt, src: string, decision: E
   writeLine(log, level, fields, 'decision');
 }
 
+/** A Status-Server probe waits at most this for the engines' answers (NAS probes time out after a few seconds). */
 const STATUS_PING_CAP_MS = 1500;
 
 /**

@@ -70,6 +70,15 @@ test('verifyCode: a current code passes once; the same code again is a replay', 
   assert.deepEqual(await verifyCode({ username: 'alice', user, where: STRANGER, code: alice.codeAt(now) }, now, s.deps), { ok: false, reason: 'replay', locked: false });
 });
 
+test('verifyCode: a code typed with spaces ("123 456", " 123456 ") reads as typed without them, at every door', async (t) => {
+  const s = setup(t);
+  const alice = await enrollTotp(s.store, 'alice');
+  const user = await s.store.getUser('alice');
+  const now = s.clock.now();
+  const code = alice.codeAt(now);
+  assert.deepEqual(await verifyCode({ username: 'alice', user, where: STRANGER, code: ` ${code.slice(0, 3)} ${code.slice(3)} ` }, now, s.deps), { ok: true });
+});
+
 test('verifyCode: the window is one step either side of the time given, not the wall clock', async (t) => {
   const s = setup(t);
   const alice = await enrollTotp(s.store, 'alice');

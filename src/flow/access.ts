@@ -248,7 +248,7 @@ async function answerChallenge(attempt: AccessAttempt, username: string, where: 
   const profile = deps.policy.profileOf(username, user, record.firstFactor?.groups);
   const reply = record.firstFactor?.reply ? Buffer.concat([carriedReply(a, record.firstFactor), profile.reply]) : profile.reply;
   if (record.pushId) return answerPushChallenge(a, record, typed.trim(), reply, deps);
-  return checkCode(a, typed.trim(), reply, undefined, deps);
+  return checkCode(a, typed, reply, undefined, deps);
 }
 
 /** A code, in the slot the password was checked in (typed with it) or in one of its own (a challenge's answer). */

@@ -61,12 +61,17 @@ export async function verifyCode(attempt: CodeAttempt, now: number, deps: Second
     await slot.release();
     return { ok: false, reason: 'not_enrolled', locked: false };
   }
-  const step = verifyTotp(totp, attempt.code, now, deps.settings.totp.window);
+  const step = verifyTotp(totp, typedCode(attempt.code), now, deps.settings.totp.window);
   const reason = step === undefined ? 'bad_code' : (await claimStep(username, totp, step, deps)) ? undefined : 'replay';
   // The password was right (here or in the request that led to this code): a wrong code counts more.
   if (reason) return { ok: false, reason, locked: await slot.fail(reason, { afterRightPassword: true }) };
   await slot.succeed();
   return { ok: true };
+}
+
+/** A code as typed, by one rule at every door: "123 456" and " 123456 " are 123456. */
+function typedCode(text: string): string {
+  return text.replace(/\s/g, '');
 }
 
 /** A code is good once; the claim lasts as long as its step can still be offered. False: already used. */
@@ -273,7 +278,7 @@ export async function confirmEnrollment(
   now: number,
   deps: Pick<SecondFactorDeps, 'settings' | 'state' | 'store'>,
 ): Promise<EnrollmentOutcome> {
-  const step = verifyTotp(a.enrollment, a.code.replace(/\s/g, ''), now, deps.settings.totp.window);
+  const step = verifyTotp(a.enrollment, typedCode(a.code), now, deps.settings.totp.window);
   if (step === undefined) return { ok: false, reason: 'bad_code' };
   await claimStep(a.username, a.enrollment, step, deps);
   const user = await deps.store.getUser(a.username);

@@ -87,7 +87,7 @@ export async function checkCode(deps: HttpDeps, username: string, code: string, 
   const access = deps.access();
   const user = await deps.store.getUser(username);
   const where = await whereFrom(username, src, access);
-  const r = await verifyCode({ username, user, where, code: code.replace(/\s/g, '') }, deps.now(), access);
+  const r = await verifyCode({ username, user, where, code }, deps.now(), access);
   if (r.ok) {
     await signedIn(username, where, access);
     return { kind: 'signed_in' };

@@ -139,12 +139,12 @@ export class MemoryState implements EphemeralState {
 
   async close(): Promise<void> {
     await this.pending?.close();
-    this.sessions().clear();
-    this.lastStep().clear();
+    this.sessions.peek()?.clear();
+    this.lastStep.peek()?.clear();
     this.counts.clear();
-    this.sources().clear();
-    this.challenges().clear();
-    this.enrollments().clear();
+    this.sources.peek()?.clear();
+    this.challenges.peek()?.clear();
+    this.enrollments.peek()?.clear();
   }
 
   private liveCount(key: string, now: number): Count | undefined {
