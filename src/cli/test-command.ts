@@ -5,12 +5,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP, isIPv4 } from 'node:net';
 import { pino } from 'pino';
-import radius from 'radius';
 import { loadConfig, formatIssues } from '../config/load.js';
 import { parseHostPort, type Config } from '../config/schema.js';
 import { UpstreamClient } from '../radius/client.js';
 import { buildClientTable } from '../radius/clients.js';
-import '../radius/dictionary.js'; // registers the shipped vendor dictionaries for attribute names
+import { radiusWithVendors } from '../radius/dictionary.js';
 import { Attr, Code, encodeAttribute, findAttribute, type RadiusPacket } from '../radius/packet.js';
 import { checkUsername, CliError, print } from './context.js';
 import { stdinLines, type LineSource } from './prompt.js';
@@ -88,7 +87,7 @@ function show(value: unknown): string {
 
 /** The reply's attributes by dictionary name, one line each (Message-Authenticator left out: it was verified). */
 export function describeAttributes(packet: RadiusPacket): string[] {
-  const decoded = (radius as unknown as { decode_without_secret(o: { packet: Buffer }): { attributes: Record<string, unknown> } }).decode_without_secret({ packet: packet.raw });
+  const decoded = radiusWithVendors().decode_without_secret({ packet: packet.raw });
   const lines: string[] = [];
   for (const [name, value] of Object.entries(decoded.attributes)) {
     if (name === 'Message-Authenticator') continue;
