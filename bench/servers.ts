@@ -20,6 +20,7 @@ import { writeBenchConfig, type BenchConfig } from './config.js';
 import { freeUdpPort } from './ports.js';
 import { probeAccess, waitForServer } from './probe.js';
 import { makeUsers, totpCode, totpStep, usersCsv, type BenchUser } from './users.js';
+import { radiusdPaths } from './freeradius-conf.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** BENCH_OURS_FROM_SRC=1: src/cli.ts through tsx, for working on the bench without a build (not numbers to report). */
@@ -100,22 +101,7 @@ export async function startFreeradius(o: FreeradiusOptions): Promise<RunningServ
   for (const d of ['log', 'run', 'mods-config']) mkdirSync(join(dir, d), { recursive: true });
   const [start, max] = o.threads ?? [5, 32];
   writeFileSync(join(dir, 'radiusd.conf'), `# Written by bench/servers.ts
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = ${dir}/log
-raddbdir = ${dir}
-radacctdir = ${dir}/log/radacct
-name = freeradius
-confdir = ${dir}
-modconfdir = ${dir}/mods-config
-run_dir = ${dir}/run
-db_dir = ${dir}
-libdir = /usr/lib/freeradius
-pidfile = ${dir}/run/freeradius.pid
-max_request_time = 30
+${radiusdPaths(dir)}max_request_time = 30
 cleanup_delay = 5
 max_requests = 65536
 hostname_lookups = no

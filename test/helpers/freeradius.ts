@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freeUdpPort } from './ports.js';
+import { radiusdPaths } from '../../bench/freeradius-conf.js';
 
 export const FREERADIUS = '/usr/sbin/freeradius';
 
@@ -91,22 +92,7 @@ ${sign}					}
     )
     .join('');
   return `# Written by test/helpers/freeradius.ts: an upstream RADIUS server for tests.
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = ${dir}/log
-raddbdir = ${dir}
-radacctdir = ${dir}/log/radacct
-name = freeradius
-confdir = ${dir}
-modconfdir = ${dir}/mods-config
-run_dir = ${dir}/run
-db_dir = ${dir}
-libdir = /usr/lib/freeradius
-pidfile = ${dir}/run/freeradius.pid
-max_request_time = 30
+${radiusdPaths(dir)}max_request_time = 30
 cleanup_delay = 5
 max_requests = 1024
 hostname_lookups = no
