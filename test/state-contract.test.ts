@@ -286,6 +286,20 @@ for (const backend of [memory, redis]) {
       assert.notEqual(later.push.id, push.id);
     });
 
+    test("a node whose wall clock runs a minute ahead decides: a request arriving after the decision still gets a new push, not the approval", async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const { push } = await a.join(init(), 60_000, performance.now());
+      const wallClock = Date.now;
+      Date.now = () => wallClock() + 60_000;
+      try {
+        assert.equal(await b.decide(push.id, { kind: 'approve', deviceId: 'dev-1' }), true);
+      } finally {
+        Date.now = wallClock;
+      }
+      const later = await a.join(init(), 60_000, performance.now());
+      assert.equal(later.created, true, "a new attempt must not ride on the earlier approval");
+    });
+
     test('a push nobody answers times out for the waiters of both nodes; a later answer is refused', async (t) => {
       const [a, b] = await twoNodes(backend, t);
       const { push } = await a.join(init(), 300, performance.now());

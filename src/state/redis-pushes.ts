@@ -23,43 +23,49 @@ export const GRACE_MS = 5_000;
 const MAX_LISTED = 100;
 
 // KEYS: new push, user's open set, attempt key (absent without a Calling-Station-Id).
-// ARGV: id, ttl, arrival (epoch ms), push key prefix, then the hash's field/value pairs.
-// The open set is ordered by Redis's own clock in microseconds: oldest first, the same for every node.
+// ARGV: id, ttl, the request's age (µs), push key prefix, grace, then the hash's field/value pairs.
+// Times are Redis's own clock, never a node's: a node whose clock runs ahead or behind must not make a
+// decided push look younger than a request (which would join it, and take its approval).
+// An attempt's push is joined while open and in time, or when decided after this request arrived.
+// The open set is ordered by Redis's clock in microseconds: oldest first, the same for every node.
 // Returns the id of the attempt's push to join, or false once a new one is made.
 const JOIN = `
+local now = redis.call('TIME')
 if KEYS[3] then
   local id = redis.call('GET', KEYS[3])
   if id then
-    local f = redis.call('HMGET', ARGV[4] .. id, 'u', 'o', 'da')
-    if f[1] and (not f[2] or tonumber(f[3]) >= tonumber(ARGV[3])) then return id end
+    local k = ARGV[4] .. id
+    local f = redis.call('HMGET', k, 'u', 'o', 'da')
+    local arrived = tonumber(now[1]) * 1000000 + tonumber(now[2]) - tonumber(ARGV[3])
+    if f[1] and ((not f[2] and redis.call('PTTL', k) > tonumber(ARGV[5])) or (f[2] and tonumber(f[3]) >= arrived)) then return id end
   end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if KEYS[3] then
   redis.call('HSET', KEYS[1], 'j', KEYS[3])
   redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
 end
-local now = redis.call('TIME')
 redis.call('ZADD', KEYS[2], now[1] .. string.format('%06d', tonumber(now[2])), ARGV[1])
 if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return false`;
 
-// KEYS: push. ARGV: id, kind, device, decided at (epoch ms), keep ms, channel, open-set prefix, grace.
+// KEYS: push. ARGV: id, kind, device, keep ms, channel, open-set prefix, grace. Decided at: Redis's clock (µs).
 // A phone's answer after the timeout (no node was left to time it out) is recorded as the timeout.
 // Returns 1 when this call decided it, 0 when it was unknown or decided already.
 const DECIDE = `
 local f = redis.call('HMGET', KEYS[1], 'u', 'o', 'j')
 if not f[1] or f[2] then return 0 end
 local kind, device = ARGV[2], ARGV[3]
-if kind ~= 'timeout' and redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[8]) then
+if kind ~= 'timeout' and redis.call('PTTL', KEYS[1]) <= tonumber(ARGV[7]) then
   kind, device = 'timeout', ''
 end
-redis.call('HSET', KEYS[1], 'o', kind, 'd', device, 'da', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('ZREM', ARGV[7] .. f[1], ARGV[1])
-if f[3] and redis.call('GET', f[3]) == ARGV[1] then redis.call('PEXPIRE', f[3], ARGV[5]) end
-redis.call('PUBLISH', ARGV[6], ARGV[1] .. ' ' .. kind .. ' ' .. device)
+local now = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'o', kind, 'd', device, 'da', now[1] .. string.format('%06d', tonumber(now[2])))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZREM', ARGV[6] .. f[1], ARGV[1])
+if f[3] and redis.call('GET', f[3]) == ARGV[1] then redis.call('PEXPIRE', f[3], ARGV[4]) end
+redis.call('PUBLISH', ARGV[5], ARGV[1] .. ' ' .. kind .. ' ' .. device)
 if kind ~= ARGV[2] then return 0 end
 return 1`;
 
@@ -176,11 +182,11 @@ export class RedisPendingPushes implements PendingPushes {
   async join(init: PendingPushInit, timeoutMs: number, arrival: number): Promise<{ push: PendingPush; created: boolean }> {
     const key = attemptKey(init.username, init.clientName, init.callingStation);
     if (key === undefined) return { push: await this.create(init, timeoutMs), created: true };
-    // The arrival on the wall clock (decisions are stamped with it, on whichever node): now less the time since.
-    const arrivalEpoch = Date.now() - (performance.now() - arrival);
+    // How long ago the request arrived (this node's monotonic clock); Redis places it on its own clock.
+    const ageUs = Math.max(0, Math.round((performance.now() - arrival) * 1000));
     for (let i = 0; i < 3; i++) {
       const made = this.record(init, timeoutMs);
-      const existing = await this.redis.pushJoin(made.key, this.openKey(init.username), this.attemptKeyOf(key), ...this.joinArgs(made, timeoutMs, arrivalEpoch));
+      const existing = await this.redis.pushJoin(made.key, this.openKey(init.username), this.attemptKeyOf(key), ...this.joinArgs(made, timeoutMs, ageUs));
       if (existing === null) {
         this.watch(made.push.id, timeoutMs);
         return { push: made.push, created: true };
@@ -199,8 +205,8 @@ export class RedisPendingPushes implements PendingPushes {
     return made.push;
   }
 
-  private joinArgs(made: { push: PendingPush; fields: string[] }, timeoutMs: number, arrivalEpoch: number): (string | number)[] {
-    return [made.push.id, timeoutMs + GRACE_MS, arrivalEpoch, this.pushKey(''), ...made.fields];
+  private joinArgs(made: { push: PendingPush; fields: string[] }, timeoutMs: number, ageUs: number): (string | number)[] {
+    return [made.push.id, timeoutMs + GRACE_MS, ageUs, this.pushKey(''), GRACE_MS, ...made.fields];
   }
 
   async get(id: string): Promise<PendingPush | undefined> {
@@ -260,7 +266,7 @@ export class RedisPendingPushes implements PendingPushes {
 
   async decide(id: string, outcome: PushOutcome): Promise<boolean> {
     const device = outcome.kind === 'timeout' ? '' : outcome.deviceId;
-    const r = await this.redis.pushDecide(this.pushKey(id), id, outcome.kind, device, Date.now(), KEEP_DECIDED_MS, this.channel, this.openKey(''), GRACE_MS);
+    const r = await this.redis.pushDecide(this.pushKey(id), id, outcome.kind, device, KEEP_DECIDED_MS, this.channel, this.openKey(''), GRACE_MS);
     // Waiters here need not wait for the message to come back.
     if (r === 1) this.settleHere(id, outcome);
     return r === 1;
