@@ -238,6 +238,19 @@ test('answerPush: the right PIN approves; deny needs none; an expired push says 
   assert.match(user?.lockReason ?? '', new RegExp(`fraud reported from device ${phone.id}`));
 });
 
+test('answerPush: a fraud report whose lock cannot be written fails, and leaves the push open for the phone to send it again', async (t) => {
+  const s = setup(t);
+  await s.store.addUser({ username: 'alice' });
+  const phone = await addPhone(s, 'alice', null);
+  const r = await openPush(pushRequest('alice', { callingStation: undefined }), s.deps);
+  assert.ok(r.ok);
+  const store = Object.assign(Object.create(s.store) as typeof s.store, { lockUser: () => Promise.reject(new Error('store_unavailable')) });
+  await assert.rejects(answerPush({ push: r.push, device: phone, answer: 'fraud', pin: undefined }, s.clock.now(), { ...s.deps, store }), /store_unavailable/);
+  assert.equal((await s.pending.get(r.push.id))?.outcome, undefined, 'not decided: the report is not lost');
+  assert.deepEqual(await answerPush({ push: r.push, device: phone, answer: 'fraud', pin: undefined }, s.clock.now(), s.deps), { ok: true });
+  assert.equal((await s.store.getUser('alice'))?.lockedUntil, Number.MAX_SAFE_INTEGER);
+});
+
 test('settlePush: each outcome has its reason; the number is compared; only one answer may use a push', async (t) => {
   const s = setup(t, { mfa: { push: { rate_limit: { max: 100 } } } });
   await s.store.addUser({ username: 'alice' });

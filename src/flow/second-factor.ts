@@ -180,13 +180,15 @@ export async function answerPush(a: PhoneAnswer, now: number, deps: SecondFactor
       return { ok: false, reason: 'wrong_pin', locked: checked.locked };
     }
   }
+  // A report of fraud locks first: it stands whatever becomes of the push, and a lock that cannot be
+  // written fails the answer (the phone may send it again) instead of being lost after the decision.
+  if (a.answer === 'fraud') await deps.store.lockUser(push.username, Number.MAX_SAFE_INTEGER, `fraud reported from device ${device.id} (${device.name})`);
   // One answer per push across every node: decide is atomic, and tells the node that holds the request.
   if (!(await deps.pending.decide(push.id, { kind: a.answer, deviceId: device.id }))) {
     // Timed out meanwhile (here or by another node), or another answer came first.
     const expired = (await deps.pending.get(push.id))?.outcome?.kind === 'timeout';
     return { ok: false, reason: expired ? 'expired' : 'already_answered', locked: false };
   }
-  if (a.answer === 'fraud') await deps.store.lockUser(push.username, Number.MAX_SAFE_INTEGER, `fraud reported from device ${device.id} (${device.name})`);
   return { ok: true };
 }
 
