@@ -331,14 +331,17 @@ for (const backend of [memory, redis]) {
 
     test('a session stored at one node is read at the other until deleted or expired', async (t) => {
       const [a, b] = await backend.fresh(t);
-      await a.putSession('portal:k1', '{"id":"x"}', 60_000);
+      await a.putSession('portal:k1', '{"id":"x"}', 60_000, false);
       assert.equal(await b.getSession('portal:k1'), '{"id":"x"}');
-      await b.putSession('portal:k1', '{"id":"y"}', 60_000);
+      await b.putSession('portal:k1', '{"id":"y"}', 60_000, true);
       assert.equal(await a.getSession('portal:k1'), '{"id":"y"}', 'the last write stands');
       await a.deleteSession('portal:k1');
       assert.equal(await b.getSession('portal:k1'), undefined);
+      // A request loaded it before the sign-out and saves after: the signed-out session stays gone.
+      await b.putSession('portal:k1', '{"id":"z"}', 60_000, true);
+      assert.equal(await a.getSession('portal:k1'), undefined, 'not brought back after its deletion');
       const start = Date.now();
-      await a.putSession('portal:k2', '{}', 200);
+      await a.putSession('portal:k2', '{}', 200, false);
       await elapsed(start, 300);
       assert.equal(await b.getSession('portal:k2'), undefined, 'expired');
     });

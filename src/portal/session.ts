@@ -103,7 +103,7 @@ export class SessionStore {
     if (text === stored) return;
     const left = session.signedInAt === undefined ? times.ttlMs : Math.min(times.ttlMs, session.signedInAt + times.maxMs - this.now());
     if (left <= 0) return this.destroy(session);
-    await this.state.putSession(storageKey(session.id), text, left);
+    await this.state.putSession(storageKey(session.id), text, left, stored !== undefined);
   }
 
   /** A new id (and CSRF token) for the signed-in user: an id seen before sign-in is never trusted after it. */

@@ -121,7 +121,8 @@ export class MemoryState implements EphemeralState {
     return record.expires > this.now() ? record : undefined;
   }
 
-  async putSession(key: string, session: string, ttlMs: number): Promise<void> {
+  async putSession(key: string, session: string, ttlMs: number, existing: boolean): Promise<void> {
+    if (this.sessions().has(key) !== existing) return;
     this.sessions().set(key, session, { ttl: Math.max(1, ttlMs) });
   }
 

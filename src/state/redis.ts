@@ -172,9 +172,11 @@ export class RedisState implements EphemeralState {
     return record.expires > this.options.now() ? record : undefined;
   }
 
-  async putSession(key: string, session: string, ttlMs: number): Promise<void> {
+  async putSession(key: string, session: string, ttlMs: number, existing: boolean): Promise<void> {
     const k = this.key('session', key);
-    await this.redis.set(k, this.seal(Buffer.from(session), k).toString('base64'), 'PX', Math.max(1, Math.ceil(ttlMs)));
+    const sealed = this.seal(Buffer.from(session), k).toString('base64');
+    const ttl = Math.max(1, Math.ceil(ttlMs));
+    await (existing ? this.redis.set(k, sealed, 'PX', ttl, 'XX') : this.redis.set(k, sealed, 'PX', ttl, 'NX'));
   }
 
   async getSession(key: string): Promise<string | undefined> {

@@ -65,8 +65,10 @@ export interface EphemeralState {
    * A portal session (serialized by portal/session.ts) under a key derived from its cookie, kept for
    * `ttlMs` from now: a user signed in through one node stays signed in at another. Sealed in Redis
    * (it may hold a TOTP secret being set up). Memory keeps at most a bounded number (least recent go).
+   * `existing`: written only if still there, so a request in flight at another node cannot bring back
+   * a session signed out meanwhile; otherwise only if not there yet.
    */
-  putSession(key: string, session: string, ttlMs: number): Promise<void>;
+  putSession(key: string, session: string, ttlMs: number, existing: boolean): Promise<void>;
   getSession(key: string): Promise<string | undefined>;
   deleteSession(key: string): Promise<void>;
   /**
