@@ -193,7 +193,7 @@ export class MemoryPendingPushes implements PendingPushes {
     return true;
   }
 
-  /** Claimed and compared with no await between (a synchronous body): only one answer is ever judged. */
+  /** The outcome, to one caller only (a synchronous body): only one answer is ever judged (settlePush compares the number after). */
   async claim(id: string): Promise<PushOutcome | undefined> {
     const entry = this.entries.get(id);
     if (!entry?.push.outcome) return undefined;
