@@ -6,14 +6,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { configSchema } from '../src/config/schema.js';
 import { type KeyError, keyFingerprint, resolveEncryptionKey, sealSecret } from '../src/store/secret-box.js';
 import { MigrationError } from '../src/store/migrations.js';
 import { describePostgresUrl, openPostgresStore } from '../src/store/postgres.js';
 import { PG_MIGRATIONS } from '../src/store/postgres-migrations.js';
 import { type StoreError } from '../src/store/store.js';
-import { startPostgres, type PostgresInstance } from './helpers/postgres.js';
+import { sql, startPostgres, type PostgresInstance } from './helpers/postgres.js';
 import { until } from './helpers/until.js';
 
 let server: PostgresInstance;
@@ -24,15 +23,6 @@ after(() => server.close());
 
 const storeConfig = (url: string) => ({ type: 'postgres' as const, path: 'unused', url, pool: 2 });
 
-async function sql<T extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<T[]> {
-  const c = new pg.Client(url);
-  await c.connect();
-  try {
-    return (await c.query<T>(text, values)).rows;
-  } finally {
-    await c.end();
-  }
-}
 
 test('nodes starting at once against a fresh database migrate it once and agree on the key', async () => {
   const url = await server.createDatabase();

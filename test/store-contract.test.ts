@@ -8,7 +8,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { sealSecret } from '../src/store/secret-box.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { openPostgresStore } from '../src/store/postgres.js';
@@ -17,7 +16,7 @@ import { openSqliteStore } from '../src/store/sqlite.js';
 import { Database } from '../src/store/sqlite-driver.js';
 import { type StoreError, type Store } from '../src/store/store.js';
 import type { TotpEnrollment } from '../src/mfa/enrollment.js';
-import { startPostgres, type PostgresInstance } from './helpers/postgres.js';
+import { sql, startPostgres, type PostgresInstance } from './helpers/postgres.js';
 
 /** One empty store location (a file, a database) that can be opened several times. */
 interface Location {
@@ -74,27 +73,18 @@ const postgres: Backend = {
   },
   async fresh() {
     const url = await server!.createDatabase();
-    const sql = async <T extends pg.QueryResultRow>(text: string, values: unknown[] = []) => {
-      const c = new pg.Client(url);
-      await c.connect();
-      try {
-        return (await c.query<T>(text, values)).rows;
-      } finally {
-        await c.end();
-      }
-    };
     return {
       async open(key, now) {
         return openPostgresStore({ type: 'postgres', path: 'unused', url, pool: 4 }, key, now ? { now } : {});
       },
       async rawBytes() {
         const tables = ['meta', 'users', 'totp', 'devices', 'activation_codes'];
-        const parts = await Promise.all(tables.map((name) => sql<{ row: string }>(`SELECT t::text AS row FROM ${name} t`)));
-        const sealed = await sql<{ secret_enc: Buffer }>('SELECT secret_enc FROM totp');
+        const parts = await Promise.all(tables.map((name) => sql<{ row: string }>(url, `SELECT t::text AS row FROM ${name} t`)));
+        const sealed = await sql<{ secret_enc: Buffer }>(url, 'SELECT secret_enc FROM totp');
         return Buffer.concat([...parts.flat().map((r) => Buffer.from(r.row)), ...sealed.map((r) => r.secret_enc)]);
       },
       async setSealed(username, sealed) {
-        await sql('UPDATE totp SET secret_enc = $1 WHERE username = $2', [sealed, username]);
+        await sql(url, 'UPDATE totp SET secret_enc = $1 WHERE username = $2', [sealed, username]);
       },
     };
   },
