@@ -41,6 +41,8 @@ export class DedupeCache {
    * copies; their orderAt is -1. In the ring they would overwrite answers still within their window.
    */
   private readonly spilled = new Map<number, Buffer>();
+  /** Sequence number from which oldestInArena looks: every entry before it is spilled or gone. */
+  private arenaScan = 0;
 
   constructor(private readonly options: DedupeOptions) {
     this.arena = Buffer.allocUnsafeSlow((options.maxEntries + 1) * ARENA_BYTES_PER_ENTRY);
@@ -119,10 +121,16 @@ export class DedupeCache {
     return at;
   }
 
-  /** The oldest queued answer whose reply is in the arena (spilled ones are skipped), or -1. */
+  /**
+   * The oldest queued answer whose reply is in the arena (spilled ones are skipped), or -1. The scan
+   * resumes where the last one stopped (a sequence number): spilled entries are passed once, not on
+   * every answer, so replies that are mostly spilled (EAP) cost no scan of the queue per request.
+   */
   private oldestInArena(): number {
-    for (let i = this.head; i < this.order.length; i++) if (this.orderAt[i] !== SPILLED) return i;
-    return -1;
+    let i = Math.max(this.head, this.arenaScan - this.base);
+    while (i < this.order.length && this.orderAt[i] === SPILLED) i++;
+    this.arenaScan = this.base + i;
+    return i < this.order.length ? i : -1;
   }
 
   private dropThrough(i: number): void {
