@@ -53,8 +53,8 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   if (who.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const { username, loginName } = who;
   attempt.identity = username;
-  const sourceKey = `source\0${attempt.callingStation}`;
   const sourceLimited = limits.source_per_minute > 0 && attempt.callingStation !== undefined;
+  const sourceKey = sourceLimited ? `source\0${attempt.callingStation}` : '';
   // Independent reads, one wait (with Redis and PostgreSQL each is a round trip); but a source already
   // over its rate, likely dropped, costs no store read.
   const readUser = !attempt.state && !(sourceLimited && deps.rates.wouldRefuse(sourceKey, limits.source_per_minute, 60_000));
