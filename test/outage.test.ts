@@ -9,7 +9,7 @@ import { openPostgresStore } from '../src/store/postgres.js';
 import { startPostgres, type PostgresInstance } from './helpers/postgres.js';
 import { radclient } from './helpers/radclient.js';
 import { startRedis, type RedisInstance } from './helpers/redis.js';
-import { enrollTotp, startTestServer, type EnrolledUser, type TestServer } from './helpers/server.js';
+import { enrollTotp, startTestServer, wrongCodeAt, type EnrolledUser, type TestServer } from './helpers/server.js';
 
 let pg: PostgresInstance;
 let redis: RedisInstance;
@@ -105,4 +105,24 @@ test('PostgreSQL stopped during traffic: store_unavailable rejects, one log line
   assert.equal(recoveryLines('postgres').length, 1);
   assert.equal((await http('/readyz')).status, 200);
   assert.equal(server.logs.filter((r) => r.msg === 'bug: access handler failed; no reply sent').length, 0, 'every request got a reply');
+});
+
+test('the store lost while a failure locks the user: store_unavailable, the attempt slot ended once, a reply sent', async () => {
+  const key = randomBytes(32);
+  const url = await pg.createDatabase();
+  const lost = () => Promise.reject(new Error('Connection terminated unexpectedly'));
+  const s = await startTestServer({
+    config: { store: { type: 'postgres', url, encryption_key: key.toString('hex') }, mfa: { lockout: { max_failures: 1 } } },
+    // The connection goes exactly at the lock's write, after the slot was ended as a failure.
+    openStore: async (c, now) => Object.assign(Object.create(await openPostgresStore(c.store, key, { now })), { lockUser: lost }),
+  });
+  try {
+    const zed = await enrollTotp(s.store, 'zed', { password: 'zed-pw', method: 'totp' });
+    const r = await radclient({ 'User-Name': 'zed', 'User-Password': `zed-pw${wrongCodeAt(zed, s.clock.now())}` }, { port: s.authPort, secret: s.secret, timeout: 3 });
+    assert.equal(r.code, 'Access-Reject');
+    assert.equal(s.logs.audits('zed').at(-1)?.reason, 'store_unavailable');
+    assert.deepEqual(s.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('bug:')), []);
+  } finally {
+    await s.close();
+  }
 });

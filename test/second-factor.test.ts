@@ -109,7 +109,7 @@ test('verifyCode: no enrollment is not_enrolled, and a slot the caller holds is 
   const s = setup(t);
   await s.store.addUser({ username: 'bob' });
   const ends: string[] = [];
-  const slot = { fail: async () => (ends.push('fail'), false), succeed: async () => void ends.push('succeed'), release: async () => void ends.push('release') };
+  const slot = { fail: async () => (ends.push('fail'), false), succeed: async () => void ends.push('succeed'), release: async () => void ends.push('release'), abandon: async () => void ends.push('abandon') };
   const r = await verifyCode({ username: 'bob', user: await s.store.getUser('bob'), where: STRANGER, code: '123456', slot }, s.clock.now(), s.deps);
   assert.deepEqual(r, { ok: false, reason: 'not_enrolled', locked: false });
   const alice = await enrollTotp(s.store, 'alice');

@@ -82,7 +82,7 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   try {
     return await checkBothFactors(a, loginName, known.groups, slot, deps);
   } catch (err) {
-    await slot.release();
+    await slot.abandon();
     throw err;
   }
 }

@@ -86,9 +86,11 @@ export interface AttemptSlot {
   succeed(): Promise<void>;
   /** Neither (unknown user, backend down, second factor still to come): the slot is given back. */
   release(): Promise<void>;
+  /** An error cut the attempt short, maybe after one of the ends above: given back unless already ended. */
+  abandon(): Promise<void>;
 }
 
-const NO_LOCKOUT: AttemptSlot = { fail: async () => false, succeed: async () => {}, release: async () => {} };
+const NO_LOCKOUT: AttemptSlot = { fail: async () => false, succeed: async () => {}, release: async () => {}, abandon: async () => {} };
 
 /**
  * Takes a slot for one attempt of `username` from `where`; undefined when failures and attempts in
@@ -108,7 +110,7 @@ export async function takeAttemptSlot(username: string, where: Where, now: numbe
     if (used) throw new Error('bug: an attempt slot was ended twice');
     used = true;
   };
-  return {
+  const slot: AttemptSlot = {
     async fail(reason, how = {}) {
       once();
       if (how.wrongPassword !== undefined) await deps.state.mark(wrongPasswordKey(username, how.wrongPassword), duration);
@@ -125,7 +127,11 @@ export async function takeAttemptSlot(username: string, where: Where, now: numbe
       once();
       await deps.state.decrement(key);
     },
+    async abandon() {
+      if (!used) await slot.release();
+    },
   };
+  return slot;
 }
 
 /** Counts one failure outside any slot (a wrong number, a wrong PIN on the phone); true when it locked the user. */
