@@ -104,3 +104,20 @@ store: { type: postgres, url: "postgres://db.example.com/radius_mfa", encryption
   assert.ok(shared.ok);
   assert.deepEqual(shared.warnings, []);
 });
+
+test('the commands of requests handled in one turn of the event loop reach Redis in one write, not one each', async (t) => {
+  const state = await open(t, 'batch:');
+  const admin = new Redis(server.port, '127.0.0.1');
+  t.after(() => admin.quit().then(() => {}));
+  const reads = async () => Number(/total_reads_processed:(\d+)/.exec(await admin.info('stats'))![1]);
+  const before = await reads();
+  // 200 requests of one received batch, each at its first await and then its next: two turns' worth.
+  const counts = await Promise.all(Array.from({ length: 200 }, async (_, i) => {
+    await state.increment(`user:u${i}`, 60_000);
+    return state.claimTotpStep(`u${i}`, 1000, 60_000);
+  }));
+  assert.deepEqual(new Set(counts), new Set([true]));
+  // 400 commands; the admin connection's own INFO commands are 2 more reads.
+  const used = (await reads()) - before - 2;
+  assert.ok(used <= 8, `${used} reads at Redis for 400 commands`);
+});

@@ -55,6 +55,8 @@ const wrongPasswordKey = (username: string, password: string) =>
   `${userPrefix(username)}wrong\0${createHmac('sha256', wrongPasswordKeyring).update(username).update('\0').update(password).digest('base64url')}`;
 
 export async function whereFrom(username: string, source: string, deps: LockoutDeps): Promise<Where> {
+  // Only signedIn makes a source familiar, and not with lockout off: no read then (a round trip with Redis).
+  if (deps.settings.lockout.max_failures === 0) return { source, familiar: false };
   return { source, familiar: await deps.state.marked(familiarKey(username, source)) };
 }
 
