@@ -4,12 +4,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { configSchema } from '../src/config/schema.js';
 import { loadConfig } from '../src/config/load.js';
 import { openRedisState, type RedisState } from '../src/state/redis.js';
+import { RedisPendingPushes } from '../src/state/redis-pushes.js';
 import { startRedis, type RedisInstance } from './helpers/redis.js';
 
 let server: RedisInstance;
@@ -120,4 +122,39 @@ test('the commands of requests handled in one turn of the event loop reach Redis
   // 400 commands; the admin connection's own INFO commands are 2 more reads.
   const used = (await reads()) - before - 2;
   assert.ok(used <= 8, `${used} reads at Redis for 400 commands`);
+});
+
+test('a subscriber cut off without a word (an idle timeout in between) is noticed by its heartbeat: the decision still arrives', async (t) => {
+  // A TCP relay to Redis that can go silent: its connections stay open and pass nothing, as behind a
+  // firewall that dropped the flow. Connections made after that pass again.
+  const silenced = new Set<Socket>();
+  const open = new Set<Socket>();
+  const relay = createServer((client) => {
+    open.add(client);
+    const upstream = connect(server.port, '127.0.0.1');
+    for (const [from, to] of [[client, upstream], [upstream, client]] as const) {
+      from.on('data', (chunk) => void (silenced.has(client) || to.write(chunk)));
+      from.on('error', () => to.destroy());
+      from.on('close', () => to.destroy());
+    }
+    client.on('close', () => (silenced.delete(client), open.delete(client)));
+    relay.once('silence', () => silenced.add(client));
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const options = { now: Date.now, prefix: 'beat:', sealKey: randomBytes(32), heartbeatMs: 100 };
+  const direct = () => new Redis({ port: server.port, host: '127.0.0.1', lazyConnect: true });
+  const relayed = new Redis({ port: (relay.address() as AddressInfo).port, host: '127.0.0.1', lazyConnect: true });
+  const [here, there] = [new RedisPendingPushes(direct(), relayed, options), new RedisPendingPushes(direct(), direct(), options)];
+  t.after(async () => {
+    for (const socket of open) socket.destroy();
+    await Promise.all([here.close(), there.close()]);
+    await new Promise<void>((r) => relay.close(() => r()));
+  });
+  await Promise.all([here.start(), there.start()]);
+
+  const push = await here.create({ username: 'ann', clientName: 'vpn', nasIp: undefined, nasIdentifier: undefined, callingStation: undefined, pinRequired: false, number: undefined }, 60_000);
+  const outcome = here.wait(push.id, 5000);
+  relay.emit('silence');
+  assert.equal(await there.decide(push.id, { kind: 'approve', deviceId: 'phone' }), true);
+  assert.deepEqual(await outcome, { kind: 'approve', deviceId: 'phone' });
 });

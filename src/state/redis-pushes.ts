@@ -135,7 +135,16 @@ export interface RedisPushesOptions {
   now: () => number;
   prefix: string;
   sealKey: Buffer;
+  /** The subscriber's PING interval; tests shorten it. Default SUBSCRIBER_HEARTBEAT_MS. */
+  heartbeatMs?: number;
 }
+
+/**
+ * The subscriber is PINGed this often, and reconnected when a PING is still unanswered at the next:
+ * a connection cut without a word (a firewall's or a load balancer's idle timeout) would otherwise
+ * go unnoticed for TCP keepalive's ~11 minutes, and every decision made at another node unheard.
+ */
+export const SUBSCRIBER_HEARTBEAT_MS = 5000;
 
 export class RedisPendingPushes implements PendingPushes {
   private readonly redis: Redis & Scripts;
@@ -144,6 +153,8 @@ export class RedisPendingPushes implements PendingPushes {
   private started: Promise<void> | undefined;
   private connectedOnce = false;
   private closed = false;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private pingUnanswered = false;
 
   /** `redis` runs the commands; `subscriber` (a connection of its own) only listens for decisions. */
   constructor(
@@ -175,8 +186,24 @@ export class RedisPendingPushes implements PendingPushes {
       if (this.subscriber.status === 'wait') await this.subscriber.connect();
       await this.subscriber.subscribe(this.channel);
       this.connectedOnce = true;
+      this.heartbeat = setInterval(() => this.checkSubscriber(), this.options.heartbeatMs ?? SUBSCRIBER_HEARTBEAT_MS).unref();
     })();
     return this.started;
+  }
+
+  /** Reconnecting makes 'ready' resubscribe and read what was decided meanwhile. */
+  private checkSubscriber(): void {
+    if (this.subscriber.status !== 'ready') return;
+    if (this.pingUnanswered) {
+      this.pingUnanswered = false;
+      this.subscriber.disconnect(true);
+      return;
+    }
+    this.pingUnanswered = true;
+    this.subscriber.ping().then(
+      () => (this.pingUnanswered = false),
+      () => {}, // Disconnected meanwhile: the reconnect is under way.
+    );
   }
 
   async join(init: PendingPushInit, timeoutMs: number, arrival: number): Promise<{ push: PendingPush; created: boolean }> {
@@ -293,6 +320,7 @@ export class RedisPendingPushes implements PendingPushes {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.heartbeat);
     for (const w of this.watches.values()) if (w.timer) clearTimeout(w.timer);
     this.watches.clear();
     if (this.subscriber.status === 'wait' || this.subscriber.status === 'end') return this.subscriber.disconnect();
