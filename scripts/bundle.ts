@@ -1,22 +1,24 @@
-// `npm run build`, after tsc: dist/cli.js becomes one ESM bundle of src/ with yaml, zod, commander and
-// lru-cache inside, plus chunks beside it for what the CLI imports on demand (serve, the admin commands,
-// pg, ...). Start-up time: Node 20 has no compile cache, and resolving, reading and compiling ~250 module
-// files one by one was a third of the time to the first answer (docs/performance.md, "Start-up").
-// tsc's per-module files stay in dist/ for what imports them (bench/push-server.mjs).
-// Other packages stay external: native addons, and those that find files of their own at run time.
+// `npm run build`, after tsc: dist/cli.js becomes one ESM bundle of src/ with yaml, zod, commander,
+// lru-cache and pino inside, plus chunks beside it for what the CLI imports on demand (serve, the admin
+// commands, pg, ...). Start-up time: Node 20 has no compile cache, and resolving, reading and compiling
+// ~250 module files one by one was a third of the time to the first answer (docs/performance.md,
+// "Start-up"). tsc's per-module files stay in dist/ for what imports them (bench/push-server.mjs).
+// Other packages stay external: native addons, and those that find files of their own at run time
+// (pino does only for transports, which we do not use).
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
-import { relative } from 'node:path';
+import { relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const INLINE = new Set(['yaml', 'zod', 'commander', 'lru-cache']);
+const INLINE = new Set(['yaml', 'zod', 'commander', 'lru-cache', 'pino']);
 
-/** A bare import outside INLINE stays an import, resolved by Node at run time. */
+/** A bare import in src/ of a package outside INLINE stays an import, resolved by Node at run time; an inlined package's own dependencies are inlined with it. */
 const external: Plugin = {
   name: 'external-packages',
   setup(b) {
     b.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (args.importer.includes(`${sep}node_modules${sep}`)) return undefined;
       const name = args.path.startsWith('@') ? args.path.split('/').slice(0, 2).join('/') : args.path.split('/')[0]!;
       return INLINE.has(name) ? undefined : { path: args.path, external: true };
     });
@@ -50,7 +52,7 @@ await build({
   target: 'node20',
   sourcemap: true,
   chunkNames: 'chunk-[hash]',
-  // commander is CommonJS: its require() calls of node: modules need a real require in an ES module.
+  // commander and pino are CommonJS: their require() calls of node: modules need a real require in an ES module.
   banner: { js: "import { createRequire as __bundleRequire } from 'node:module';\nconst require = __bundleRequire(import.meta.url);" },
   plugins: [external, ownUrl],
   logLevel: 'warning',
