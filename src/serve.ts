@@ -100,7 +100,7 @@ async function firebaseSender(file: string) {
 /** Rows stored under another spelling (before canonical names) are never found: say so at start, with the fix. */
 async function warnOfStrayUsernames(store: Store, realms: readonly string[], logger: Logger): Promise<void> {
   const rules = usernameRules(realms);
-  const stray = (await store.listUsers()).map((u) => u.username).filter((name) => canonicalUsername(name, rules) !== name);
+  const stray = (await store.listUsernames()).filter((name) => canonicalUsername(name, rules) !== name);
   if (stray.length === 0) return;
   logger.error(
     { users: stray.slice(0, 20), count: stray.length },

@@ -24,7 +24,7 @@ test('the service unit passes systemd-analyze verify', (t) => {
   assert.deepEqual(ours, []);
 });
 
-test('the service unit runs as its own user with a state and config directory, hardened, reloading on SIGHUP', () => {
+test('the service unit runs as its own user with a state, config and cache directory, hardened, reloading on SIGHUP', () => {
   const settings = new Map<string, string[]>();
   for (const line of UNIT.split('\n')) {
     const m = /^(\w+)=(.*)$/.exec(line);
@@ -38,6 +38,8 @@ test('the service unit runs as its own user with a state and config directory, h
   assert.equal(one('ProtectSystem'), 'strict');
   assert.equal(one('NoNewPrivileges'), 'yes');
   assert.equal(one('PrivateTmp'), 'yes');
+  assert.equal(one('CacheDirectory'), 'radius-mfa');
+  assert.ok(settings.get('Environment')?.includes('NODE_COMPILE_CACHE=/var/cache/radius-mfa'), 'the compile cache survives a restart');
   assert.equal(one('RestrictAddressFamilies'), 'AF_INET AF_INET6 AF_UNIX');
   assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
   assert.match(one('ExecStart') ?? '', /radius-mfa --config \/etc\/radius-mfa\/config\.yaml serve$/);

@@ -20,13 +20,14 @@ test('--version prints the package version and the Node.js it runs on', async ()
   assert.equal(r.stdout.trim(), `radius-mfa ${PKG.version} (node ${process.version})`);
 });
 
-test('the start-up line names version, listeners, first factor, store and state; test --log prints the audit line', async (t) => {
+test('the start-up line names version, listeners, first factor, store and state; a stored non-canonical username is reported; test --log prints the audit line', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-startup-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const secret = `s-${randomBytes(6).toString('hex')}`;
   const storeConfig = { type: 'sqlite' as const, path: join(dir, 'users.db') };
   const store = openSqliteStore(storeConfig, resolveEncryptionKey(storeConfig).key);
   const alice = await enrollTotp(store, 'alice', { password: 'pw-alice' });
+  await store.addUser({ username: 'Bob' }); // stored before canonical names: never matched, so serve says so
   store.close();
   const config = join(dir, 'config.yaml');
   const base = `clients:\n  - name: nas\n    address: 127.0.0.1\n    secret: "${secret}"\nmfa:\n  reject_delay: 0\nmetrics:\n  listen: "127.0.0.1:0"\nstore:\n  path: "${storeConfig.path}"\n`;
@@ -34,6 +35,8 @@ test('the start-up line names version, listeners, first factor, store and state;
   const logFile = join(dir, 'server.log');
   const server = await startServe(config, { logFile });
   t.after(() => server.stop());
+  const stray = server.lines.find((line) => String(line.msg).startsWith('stored usernames not in canonical form'));
+  assert.deepEqual([stray?.users, stray?.count], [['Bob'], 1], server.output());
   const l = server.listening;
   assert.equal(l.version, PKG.version);
   assert.equal(l.node, process.version);

@@ -130,6 +130,7 @@ for (const backend of [sqlite, postgres]) {
       assert.equal((await store.getUser('bob'))?.totp, null);
       assert.equal(await store.getUser('carol'), undefined);
       assert.deepEqual((await store.listUsers()).map((u) => u.username), ['alice', 'bob']);
+      assert.deepEqual(await store.listUsernames(), ['alice', 'bob']);
 
       await assert.rejects(store.addUser({ username: 'alice' }), (e: StoreError) => e.code === 'USER_EXISTS');
 

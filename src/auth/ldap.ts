@@ -2,8 +2,9 @@
 // One connection per check; several URLs are tried in order when a server cannot be reached.
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import { Client, InvalidCredentialsError, type Entry } from 'ldapts';
+import type { Client, Entry } from 'ldapts';
 import type { Logger } from 'pino';
+import { lazy } from '../shared/lazy.js';
 import type { LdapFirstFactorConfig } from '../config/schema.js';
 import type { DirectoryNameResult, FirstFactor, FirstFactorContext, FirstFactorResult, GroupsResult } from './first-factor.js';
 
@@ -29,6 +30,9 @@ export function escapeDnValue(value: string): string {
 /** Which of our errors mean "this server is unreachable or broken" rather than "wrong password". */
 class LdapUnavailable extends Error {}
 
+// Loaded by the first LDAP check, not at start: app.ts imports this module whatever first_factor is (start-up time).
+const ldapts = lazy(() => import('ldapts'));
+
 type UserLookup = { kind: 'found'; dn: string; entry: Entry } | { kind: 'not_found' };
 
 interface Session {
@@ -50,6 +54,7 @@ export function ldapFirstFactor(config: LdapFirstFactorConfig, logger: Logger): 
 
   /** Runs `work` on the first server that can be reached and (for StartTLS) upgraded; unavailable when none can. */
   async function withServer<T>(q: number | undefined, work: (s: Session) => Promise<T>): Promise<T | { kind: 'unavailable'; reason: string }> {
+    const { Client, InvalidCredentialsError } = await ldapts();
     const failures: string[] = [];
     for (const url of urls) {
       // Fresh option objects each time: ldapts' startTLS writes the socket into the object it is given.
@@ -162,7 +167,7 @@ export function ldapFirstFactor(config: LdapFirstFactorConfig, logger: Logger): 
           return { kind: 'accept', groups };
         });
       } catch (err) {
-        if (err instanceof InvalidCredentialsError) {
+        if (err instanceof (await ldapts()).InvalidCredentialsError) {
           // Template binds cannot tell an unknown DN from a bad password (AD answers 49 for both).
           return { kind: 'reject', reason: 'bad_password' };
         }

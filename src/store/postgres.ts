@@ -98,6 +98,11 @@ export class PostgresStore implements Store {
     return r.rows.map((row) => this.toRecord(row));
   }
 
+  async listUsernames(): Promise<string[]> {
+    const r = await this.pool.query<{ username: string }>('SELECT username FROM users ORDER BY username');
+    return r.rows.map((row) => row.username);
+  }
+
   async addUser(user: NewUser): Promise<void> {
     await this.addUsers([user]);
   }

@@ -77,6 +77,7 @@ export class SqliteStore implements Store {
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
       getUser: db.prepare<[string], UserRow>(`${SELECT_USER} WHERE u.username = ?`).raw(),
       listUsers: db.prepare<[], UserRow>(`${SELECT_USER} ORDER BY u.username`).raw(),
+      listUsernames: db.prepare<[], string>('SELECT username FROM users ORDER BY username').pluck(),
       insertUser: db.prepare<[string, string | null, string | null, number]>(
         'INSERT INTO users (username, method, password_hash, created_at) VALUES (?, ?, ?, ?)',
       ),
@@ -120,6 +121,10 @@ export class SqliteStore implements Store {
 
   async listUsers(): Promise<UserRecord[]> {
     return this.stmt.listUsers.all().map((row) => this.toRecord(row));
+  }
+
+  async listUsernames(): Promise<string[]> {
+    return this.stmt.listUsernames.all();
   }
 
   async addUser(user: NewUser): Promise<void> {

@@ -86,6 +86,8 @@ export class StoreError extends Error {
 export interface Store {
   getUser(username: string): Promise<UserRecord | undefined>;
   listUsers(): Promise<UserRecord[]>;
+  /** Every username, sorted; no TOTP secret is decrypted (serve's start-up check reads only names). */
+  listUsernames(): Promise<string[]>;
   addUser(user: NewUser): Promise<void>;
   /** All or nothing: on any error nothing is written. */
   addUsers(users: NewUser[]): Promise<void>;
