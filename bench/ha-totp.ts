@@ -12,15 +12,12 @@
  * admin who outgrows one box would: `user import` into SQLite, `store copy --to postgres://...`, and
  * the same key file.
  *
- *   npm run build && node --import tsx bench/ha-totp.ts [run.ts's options: --seconds 3 --warmup 1 --concurrency 64 --runs 1 ...]
+ *   npm run build && npm run bench -- --only ha-totp [--seconds 3 --warmup 1 --concurrency 64 --runs 1 ...]
  */
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { startPostgres } from './postgres.js';
 import { probeAccess } from './probe.js';
 import { startRedis } from './redis.js';
-import { REPO, oursCli, provisionOurs, startOurs, type RunningServer } from './servers.js';
+import { oursCli, provisionOurs, startOurs, type RunningServer } from './servers.js';
 import { Generator, SECRET, SERVER_CPU, measured, median, round2, runMs, table, type Measured, type Stage } from './stage.js';
 import { totpCode, totpStep, type BenchUser } from './users.js';
 
@@ -103,10 +100,4 @@ function ratio(runs: Run[], concurrency: number) {
     perServerCpuSecond: of((m) => m.result.server?.answeredPerCpuSecond),
     p99: of((m) => m.result.latency.p99Ms),
   };
-}
-
-// Alone: bench/run.ts with this stage only (its options, load gate, hard limit and result file).
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'run.ts'), '--only', 'ha-totp', ...process.argv.slice(2)], { stdio: 'inherit' });
-  process.exitCode = r.status ?? 1;
 }

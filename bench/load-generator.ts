@@ -19,7 +19,7 @@ import { hmacMd5Key } from '../src/radius/md5.js';
 import { Peer, UdpSocket } from '../src/radius/udp-socket.js';
 import { busyPercent, coreTicks, procCpuSeconds, serverSocketDrops } from './proc.js';
 import { CODE, checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
-import { LatencyHistogram, type LatencySummary } from './histogram.js';
+import { LatencyHistogram } from './histogram.js';
 import { makeUsers, totpCode, totpStep } from './users.js';
 
 export type LoadOptions = {
@@ -40,30 +40,8 @@ export type LoadOptions = {
   serverPid: number | undefined;
 };
 
-export type LoadResult = {
-  target: string;
-  options: Omit<LoadOptions, 'secret'>;
-  windowSeconds: number;
-  answered: number;
-  answeredPerSec: number;
-  accept: number;
-  reject: number;
-  other: number;
-  /** Replies whose Response Authenticator did not verify (discarded, as a NAS does). */
-  badAuthenticator: number;
-  timeouts: number;
-  /** Replies to requests that had already timed out. */
-  late: number;
-  /** Requests the kernel dropped at the server's socket during the window (receive buffer full), if readable. */
-  serverSocketDrops: number | undefined;
-  /** Where the reply's Message-Authenticator was: [first, not first, missing, bad]. */
-  replyMessageAuthenticator: number[];
-  latency: LatencySummary;
-  generator: { cpuPercent: number; eventLoopUtilization: number };
-  server: { pid: number; cpuPercent: number; answeredPerCpuSecond: number } | undefined;
-  /** Busy % of each core over the window (all processes): shows load from outside the bench. */
-  coresBusy: number[];
-};
+/** What runLoad reports: counts and rates over the measured window only. */
+export type LoadResult = Awaited<ReturnType<typeof runLoad>>;
 
 export const DEFAULT_LOAD: Omit<LoadOptions, 'port' | 'secret'> = {
   host: '127.0.0.1', users: 10_000, sharedPassword: undefined, concurrency: 64, seconds: 10, warmupSeconds: 2,
@@ -73,7 +51,7 @@ export const DEFAULT_LOAD: Omit<LoadOptions, 'port' | 'secret'> = {
 const LIMITS = { seconds: [0.5, 120], warmupSeconds: [0, 30], concurrency: [1, 8192], users: [1, 1_000_000], timeoutMs: [50, 30_000] } as const;
 const PER_SOCKET = 128;
 
-export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>): Promise<LoadResult> {
+export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>) {
   const o: LoadOptions = { ...DEFAULT_LOAD, ...input };
   for (const [k, [lo, hi]] of Object.entries(LIMITS)) {
     const v = o[k as keyof typeof LIMITS];
@@ -199,23 +177,27 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   for (const sk of sockets) sk.close();
 
   const answered = accept + reject + other;
-  const { secret: _omit, ...shown } = o;
-  void _omit;
+  const { secret: _omit, ...options } = o;
   const r1 = (x: number) => Math.round(x * 10) / 10;
   return {
     target: `${o.host}:${o.port}`,
-    options: shown,
+    options: options as Omit<LoadOptions, 'secret'>,
     windowSeconds: Math.round(windowSeconds * 1000) / 1000,
     answered,
     answeredPerSec: Math.round(answered / windowSeconds),
+    // badAuthenticator: replies whose Response Authenticator did not verify (discarded, as a NAS does);
+    // late: replies to requests that had already timed out.
     accept, reject, other, badAuthenticator: badAuth, timeouts, late,
+    /** Requests the kernel dropped at the server's socket during the window (receive buffer full), if readable. */
     serverSocketDrops: drops0 !== undefined && drops1 !== undefined ? drops1 - drops0 : undefined,
+    /** Where the reply's Message-Authenticator was: [first, not first, missing, bad]. */
     replyMessageAuthenticator: [ma[0]!, ma[1]!, ma[2]!, ma[3]! + ma[4]!],
     latency: hist.summary(),
     generator: { cpuPercent: r1((cpu.user + cpu.system) / 10_000 / windowSeconds), eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000 },
     server: o.serverPid !== undefined && srv0 !== undefined && srv1 !== undefined
       ? { pid: o.serverPid, cpuPercent: r1(((srv1 - srv0) / windowSeconds) * 100), answeredPerCpuSecond: srv1 > srv0 ? Math.round(answered / (srv1 - srv0)) : NaN }
       : undefined,
+    /** Busy % of each core over the window (all processes): shows load from outside the bench. */
     coresBusy,
   };
 }

@@ -6,20 +6,8 @@
  */
 import { hmacMd5, md5, type HmacMd5Key } from '../src/radius/md5.js';
 
-export const CODE = {
-  AccessRequest: 1,
-  AccessAccept: 2,
-  AccessReject: 3,
-  StatusServer: 12,
-} as const;
-
-export const ATTR = {
-  UserName: 1,
-  UserPassword: 2,
-  NasIdentifier: 32,
-  CallingStationId: 31,
-  MessageAuthenticator: 80,
-} as const;
+export const CODE = { AccessRequest: 1, AccessAccept: 2, AccessReject: 3, StatusServer: 12 } as const;
+const ATTR = { UserName: 1, UserPassword: 2, CallingStationId: 31, NasIdentifier: 32, MessageAuthenticator: 80 } as const;
 
 const MAX_PACKET = 4096;
 let scratch = new Uint8Array(MAX_PACKET + 64);
@@ -127,11 +115,8 @@ export function verifyResponseAuthenticator(msg: Uint8Array, len: number, reqAut
   return true;
 }
 
-const MA_FIRST = 0;
-const MA_NOT_FIRST = 1;
-const MA_MISSING = 2;
-const MA_BAD = 3;
-const MA_MALFORMED = 4;
+/** What checkReplyMessageAuthenticator found: the load generator counts them in this order. */
+const [MA_FIRST, MA_NOT_FIRST, MA_MISSING, MA_BAD, MA_MALFORMED] = [0, 1, 2, 3, 4];
 
 /** RFC 3579 §3.2 on a reply, returns 0 first, 1 not first, 2 missing, 3 bad, 4 malformed: HMAC over the reply with the Request Authenticator in the header and the MA value zeroed. */
 export function checkReplyMessageAuthenticator(msg: Uint8Array, len: number, reqAuth: Uint8Array, raOff: number, maKey: HmacMd5Key): number {

@@ -34,13 +34,13 @@ function runAs(): { uid?: number; gid?: number } {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-/** `SELECT 1` (TCP accepting is not enough: a starting server refuses queries). */
-async function query(url: string): Promise<void> {
+/** One statement on its own connection (`SELECT 1` is the readiness probe: TCP accepting is not enough, a starting server refuses queries). */
+async function query(url: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
   client.on('error', () => {});
   try {
     await client.connect();
-    await client.query('SELECT 1');
+    await client.query(sql);
   } finally {
     await client.end().catch(() => {});
   }
@@ -77,7 +77,7 @@ export async function startPostgres(): Promise<PostgresInstance> {
         ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=100'],
         { ...ids, env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
       ),
-    ready: () => query(url),
+    ready: () => query(url, 'SELECT 1'),
     readyTimeoutMs: 30_000,
     // SIGINT: PostgreSQL's fast shutdown (open sessions are ended, not waited for).
     stopSignal: 'SIGINT',
@@ -86,13 +86,7 @@ export async function startPostgres(): Promise<PostgresInstance> {
     url,
     port,
     async createDatabase(name = `radius_mfa_${process.pid}_${++databases}`) {
-      const client = new pg.Client({ connectionString: url });
-      await client.connect();
-      try {
-        await client.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
-      } finally {
-        await client.end();
-      }
+      await query(url, `CREATE DATABASE ${pg.escapeIdentifier(name)}`);
       return url.replace(/\/postgres$/, `/${name}`);
     },
     ...daemon,

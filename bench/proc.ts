@@ -1,21 +1,26 @@
 // Linux /proc probes shared by the benches: CPU of a process and of each core, the machine's load, memory,
 // socket drops. Each returns an empty or undefined value where /proc is missing, so the bench still runs.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 
-/** Fields after the command name of /proc/PID/stat: f[0] is field 3 (state), so field n is f[n - 3]. */
-function statFields(pid: number | string): string[] | undefined {
+/** A /proc file's text, or undefined where it (or /proc) is missing: the bench still runs, without the probe. */
+function read(file: string): string | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return readFileSync(file, 'utf8');
   } catch {
     return undefined;
   }
 }
 
+/** /proc/PID/stat: the command name, and the fields after it (f[0] is field 3, state: field n is f[n - 3]). */
+function stat(pid: number | string): { name: string; f: string[] } | undefined {
+  const text = read(`/proc/${pid}/stat`);
+  return text === undefined ? undefined : { name: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), f: text.slice(text.lastIndexOf(')') + 2).split(' ') };
+}
+
 /** CPU seconds (utime + stime) of a process, or undefined if it is gone. */
 export function procCpuSeconds(pid: number): number | undefined {
-  const f = statFields(pid);
+  const f = stat(pid)?.f;
   return f ? (Number(f[11]) + Number(f[12])) / 100 : undefined; // utime, stime in USER_HZ (100 on Linux)
 }
 
@@ -29,13 +34,7 @@ export function procStatus(pid: number): { rssKiB: number; hwmKiB: number } {
 /** Per-core [busy, steal, total] jiffies from /proc/stat (empty where /proc is missing). */
 export function coreTicks(): Array<[number, number, number]> {
   const out: Array<[number, number, number]> = [];
-  let text = '';
-  try {
-    text = readFileSync('/proc/stat', 'utf8');
-  } catch {
-    return out;
-  }
-  for (const line of text.split('\n')) {
+  for (const line of (read('/proc/stat') ?? '').split('\n')) {
     const m = /^cpu(\d+) (.*)$/.exec(line);
     if (!m) continue;
     const v = m[2]!.trim().split(/\s+/).map(Number);
@@ -58,21 +57,9 @@ export function busyPercent(before: Array<[number, number, number]>, after: Arra
 /** CPU jiffies, parent and last core of every process. */
 function processTicks(): Map<number, { name: string; ppid: number; ticks: number; cpu: number }> {
   const out = new Map<number, { name: string; ppid: number; ticks: number; cpu: number }>();
-  let pids: string[] = [];
-  try {
-    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
-  } catch {
-    return out;
-  }
-  for (const pid of pids) {
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    out.set(Number(pid), { name: text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), cpu: Number(f[36]) });
+  for (const pid of existsSync('/proc') ? readdirSync('/proc').filter((d) => /^\d+$/.test(d)) : []) {
+    const s = stat(pid);
+    if (s) out.set(Number(pid), { name: s.name, ppid: Number(s.f[1]), ticks: Number(s.f[11]) + Number(s.f[12]), cpu: Number(s.f[36]) });
   }
   return out;
 }
@@ -130,20 +117,8 @@ export function formatLoad(l: MachineLoad): string {
  */
 export function serverSocketDrops(port: number): number | undefined {
   const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  let drops = 0;
-  let read = false;
-  for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    read = true;
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[1]?.endsWith(hexPort)) drops += Number(f[f.length - 1]) || 0;
-    }
-  }
-  return read ? drops : undefined;
+  const tables = ['/proc/net/udp', '/proc/net/udp6'].map(read).filter((t) => t !== undefined);
+  if (tables.length === 0) return undefined;
+  const rows = tables.flatMap((t) => t.split('\n').slice(1).map((line) => line.trim().split(/\s+/)));
+  return rows.filter((f) => f[1]?.endsWith(hexPort)).reduce((sum, f) => sum + (Number(f.at(-1)) || 0), 0);
 }

@@ -10,7 +10,6 @@
  *
  * Bounded: the plan's estimate must fit in HARD_LIMIT_MS (else it says what to cut and does not start),
  * re-runs of disturbed runs only spend the slack, and everything stops at the limit.
- * A standalone bench script joins as one line in STAGES: scriptStage(name, 'bench/x.ts', about, ms).
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -22,7 +21,9 @@ import { compareStage, echoStage, profileStage } from './compare.js';
 import { haTotpStage } from './ha-totp.js';
 import { formatLoad, machineLoad } from './proc.js';
 import { FROM_SRC, REPO, canPin, freeradiusVersion } from './servers.js';
-import { scriptStage, type Ctx, type Options, type Stage, type Stoppable } from './stage.js';
+import { haPushStage } from './ha-push.js';
+import { pushStage } from './push.js';
+import { type Ctx, type Options, type Stage, type Stoppable } from './stage.js';
 import { makeUsers } from './users.js';
 
 const HARD_LIMIT_MS = 175_000;
@@ -33,9 +34,9 @@ const STAGES: Stage[] = [
   loginsStage,
   sprayStage,
   profileStage,
-  scriptStage('push', 'bench/push.ts', '10,000 held pushes: memory, approve-to-Accept latency, approvals/s', 50_000),
+  pushStage,
   haTotpStage,
-  scriptStage('ha-push', 'bench/ha-push.ts', 'two nodes on PostgreSQL + Redis: approve at B -> Access-Accept from A, 10,000 held pushes (RSS, Redis memory)', 50_000),
+  haPushStage,
 ];
 /** Not in the default plan (they would not fit the limit beside the others): --profile, --push, --ha-totp, --ha-push, or --only. */
 const OPT_IN = new Set(['profile', 'push', 'ha-totp', 'ha-push']);

@@ -39,6 +39,11 @@ export function spawnOnCore(cpu: number | undefined, command: string, args: read
   return cpu === undefined ? spawn(command, args, options) : spawn('taskset', ['-c', String(cpu), command, ...args], options);
 }
 
+/** Pins this process, all its threads, to `cpu` (undefined: back to every core); the children it spawns later inherit that. */
+export function pinSelf(cpu: number | undefined): void {
+  spawnSync('taskset', ['-a', '-p', '-c', cpu === undefined ? `0-${cpus().length - 1}` : String(cpu), String(process.pid)], { stdio: 'ignore' });
+}
+
 export type RunningServer = {
   name: string; pid: number; port: number; dir: string; logFile: string; child: ChildProcess;
   /** From spawn to ready (the first answered Status-Server), ms. */

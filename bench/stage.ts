@@ -39,29 +39,6 @@ export const runMs = (o: Options) => (o.warmup + o.seconds) * 1000 + 1300;
 
 export type Stage = { name: string; about: string; estimateMs: (o: Options) => number; run: (ctx: Ctx) => Promise<unknown> };
 
-/** A standalone bench script as a stage: run as a child with --json; its last stdout line is its result. */
-export function scriptStage(name: string, file: string, about: string, estimateMs: number, args: string[] = []): Stage {
-  return {
-    name, about, estimateMs: () => estimateMs,
-    run: () => new Promise((resolve) => {
-      const child = spawnOnCore(undefined, process.execPath, ['--import', 'tsx', join(REPO, file), ...args, '--json'], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-      let out = '';
-      child.stdout!.on('data', (d) => (out += d));
-      child.once('exit', (code) => {
-        const lines = out.trim().split('\n');
-        const last = lines.at(-1) ?? '';
-        console.log((last.startsWith('{') ? lines.slice(0, -1) : lines).join('\n'));
-        try {
-          resolve(JSON.parse(last));
-        } catch {
-          console.log(`${name}: exited ${code} without a result`);
-          resolve(undefined);
-        }
-      });
-    }),
-  };
-}
-
 /** A bench script (bench/load.ts, bench/spray.ts) as a child pinned to the generator core: one job per IPC message, answered {ok} or {error}. */
 export class BenchChild<In, Out> {
   private readonly child: ChildProcess;

@@ -5,7 +5,8 @@
 import { createHmac } from 'node:crypto';
 import { ScureBase32Plugin } from 'otplib';
 
-const encodeBase32 = (bytes: Uint8Array) => new ScureBase32Plugin().encode(bytes);
+/** RFC 4648 base32 without padding, as TOTP secrets are written (otplib's, not the server's own). */
+export const encodeBase32 = (bytes: Uint8Array) => new ScureBase32Plugin().encode(bytes);
 
 export type BenchUser = {
   name: string;
