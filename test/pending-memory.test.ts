@@ -42,3 +42,36 @@ test('a push decided before its deadline keeps its outcome when the deadline pas
   assert.deepEqual(await pending.claim(early.id), approve);
   assert.equal(await pending.get(early.id), undefined, 'claimed: forgotten');
 });
+
+test('deadlines left behind by approved pushes are dropped, and the pushes still open keep theirs, in order', { timeout: 10_000 }, async (t) => {
+  const pending = new MemoryPendingPushes(Date.now);
+  t.after(() => pending.close());
+  // Each approved and claimed push leaves two deadlines behind: 600 of them are enough to be dropped.
+  const approveMany = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const push = await pending.create(init(`user${i}`), 60_000);
+      assert.equal(await pending.decide(push.id, approve), true);
+      assert.deepEqual(await pending.claim(push.id), approve);
+    }
+  };
+  // Decided, not claimed: its keep-decided deadline stands, high in the heap's array at first.
+  const kept = await pending.create(init('erin'), 60_000);
+  await pending.decide(kept.id, approve);
+  const open: { name: string; id: string }[] = [];
+  for (const [name, ms] of [['slow', 900], ['fast', 150], ['mid', 400]] as const) {
+    open.push({ name, id: (await pending.create(init(name), ms)).id });
+    await approveMany(600);
+  }
+  const order: string[] = [];
+  const stillOpen: number[] = [];
+  await Promise.all(
+    open.map(async ({ name, id }) => {
+      assert.deepEqual(await pending.wait(id), { kind: 'timeout' });
+      order.push(name);
+      stillOpen.push(pending.openCount);
+    }),
+  );
+  assert.deepEqual(order, ['fast', 'mid', 'slow']);
+  assert.deepEqual(stillOpen, [2, 1, 0]);
+  assert.deepEqual((await pending.get(kept.id))?.outcome, approve);
+});

@@ -114,6 +114,8 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** How long a decided push is kept for the request that comes back with its State. */
 export const KEEP_DECIDED_MS = 120_000;
+/** Deadlines left behind by decided and claimed pushes, beyond two per push kept, before they are dropped. */
+const STALE_DEADLINES_ALLOWED = 1024;
 
 /**
  * When each push is next due (times out, or is forgotten once decided), as a binary min-heap in two
@@ -154,6 +156,24 @@ class Deadlines {
     this.ids.length = 0;
   }
 
+  get size(): number {
+    return this.at.length;
+  }
+
+  /** Drops the deadlines `isCurrent` says are passed over anyway (pushes claimed, decided or gone). */
+  compact(isCurrent: (id: string, at: number) => boolean): void {
+    const { at: ats, ids } = this;
+    let n = 0;
+    for (let i = 0; i < ats.length; i++) {
+      if (!isCurrent(ids[i]!, ats[i]!)) continue;
+      ats[n] = ats[i]!;
+      ids[n++] = ids[i]!;
+    }
+    ats.length = n;
+    ids.length = n;
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.siftDown(i, ats[i]!, ids[i]!);
+  }
+
   private arm(at: number): void {
     clearTimeout(this.timer);
     this.timerAt = at;
@@ -179,21 +199,25 @@ class Deadlines {
     const top = ids[0]!;
     const lastAt = ats.pop()!;
     const lastId = ids.pop()!;
+    if (ats.length > 0) this.siftDown(0, lastAt, lastId);
+    return top;
+  }
+
+  /** Puts (at, id) at slot i or below it, where it keeps the heap order. */
+  private siftDown(i: number, at: number, id: string): void {
+    const { at: ats, ids } = this;
     const n = ats.length;
-    if (n === 0) return top;
-    let i = 0;
     for (;;) {
       let child = 2 * i + 1;
       if (child >= n) break;
       if (child + 1 < n && ats[child + 1]! < ats[child]!) child++;
-      if (ats[child]! >= lastAt) break;
+      if (ats[child]! >= at) break;
       ats[i] = ats[child]!;
       ids[i] = ids[child]!;
       i = child;
     }
-    ats[i] = lastAt;
-    ids[i] = lastId;
-    return top;
+    ats[i] = at;
+    ids[i] = id;
   }
 }
 
@@ -225,6 +249,9 @@ export class MemoryPendingPushes implements PendingPushes {
     const due = performance.now() + timeoutMs;
     this.entries.set(push.id, { push, waiters: undefined, due, joinKey, decidedArrival: Infinity });
     this.deadlines.add(push.id, due);
+    // Approved pushes leave their timeout's deadline behind (and claimed ones their keep-decided one):
+    // under a steady flow of quick approvals, drop them once they outnumber the pushes kept.
+    if (this.deadlines.size > 2 * this.entries.size + STALE_DEADLINES_ALLOWED) this.deadlines.compact((id, at) => this.entries.get(id)?.due === at);
     if (joinKey !== undefined) this.byAttempt.set(joinKey, push.id);
     const open = this.openByUser.get(push.username);
     if (open) open.push(push);
