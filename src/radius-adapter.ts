@@ -28,36 +28,44 @@ export interface AccessHandlerDeps {
 }
 
 /** The RADIUS server's onAccess: decode, decide (waiting for a phone if need be), audit, encode. */
-export function accessHandler({ runtime, logger: log, decisions, now }: AccessHandlerDeps): (request: AccessRequest) => Promise<AccessReply | AccessDrop> {
+export function accessHandler(deps: AccessHandlerDeps): (request: AccessRequest) => Promise<AccessReply | AccessDrop> {
   return (request) => {
-    const current = runtime();
+    const current = deps.runtime();
     // Only what needs the packet keeps it: an upstream RADIUS first factor, or a request to relay.
     // Held longer, every PAP packet would outlive young-generation GCs and make them dearer.
     const attempt = attemptOf(request, request.password === undefined || current.config.first_factor.type === 'radius');
     const src = request.source.address;
-    const conclude = (decision: Decision): AccessReply | AccessDrop => {
-      // Shed under load: counted with the dropped datagrams, and the shedder logs when it starts and stops.
-      if (decision.kind === 'drop') return { drop: decision.reason };
-      auditLine(log, attempt, src, decision, now() - attempt.receivedAt);
-      decisions.add(attempt.clientName, decision.method, decision.kind, decision.reason);
-      const hint = RELAY_HINTS[decision.reason];
-      if (hint) log.warn({ q: attempt.q, client: attempt.clientName, user: attempt.username, reason: decision.reason }, hint);
-      return toReply(decision, current.config.mfa.reject_delay);
-    };
-    const decided = (result: Decision | Hold): AccessReply | AccessDrop | Promise<AccessReply | AccessDrop> => {
-      if (result.kind !== 'hold') return conclude(result);
-      // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
-      attempt.password = undefined;
-      attempt.nas = undefined;
-      // Redis gone while it waits: what the phone said cannot be known, so state_unavailable, never a guess.
-      return current.access.pending.wait(result.pushId).then(
-        (outcome) => conclude(result.settle(outcome)),
-        (err: unknown) => conclude(engineOutage(err)),
-      );
-    };
+    const decided = (result: Decision | Hold) => afterDecision(result, attempt, src, current, deps);
     // One then() for both outcomes (not catch().then()): a promise less per request.
     return decideAccess(attempt, current.access).then(decided, (err: unknown) => decided(engineOutage(err)));
   };
+}
+
+/**
+ * A decision, or a hold until the phone answers. Its own function, not a closure in accessHandler's:
+ * a held request keeps only this scope and the two callbacks of its wait (10,000 held keep 10,000).
+ */
+function afterDecision(result: Decision | Hold, attempt: AccessAttempt, src: string, current: AccessRuntime, deps: AccessHandlerDeps): AccessReply | AccessDrop | Promise<AccessReply | AccessDrop> {
+  if (result.kind !== 'hold') return conclude(result, attempt, src, current, deps);
+  // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
+  attempt.password = undefined;
+  attempt.nas = undefined;
+  // Redis gone while it waits: what the phone said cannot be known, so state_unavailable, never a guess.
+  return current.access.pending.wait(result.pushId).then(
+    (outcome) => conclude(result.settle(outcome), attempt, src, current, deps),
+    (err: unknown) => conclude(engineOutage(err), attempt, src, current, deps),
+  );
+}
+
+/** A decided request: audited, counted, encoded. */
+function conclude(decision: Decision, attempt: AccessAttempt, src: string, current: AccessRuntime, { logger: log, decisions, now }: AccessHandlerDeps): AccessReply | AccessDrop {
+  // Shed under load: counted with the dropped datagrams, and the shedder logs when it starts and stops.
+  if (decision.kind === 'drop') return { drop: decision.reason };
+  auditLine(log, attempt, src, decision, now() - attempt.receivedAt);
+  decisions.add(attempt.clientName, decision.method, decision.kind, decision.reason);
+  const hint = RELAY_HINTS[decision.reason];
+  if (hint) log.warn({ q: attempt.q, client: attempt.clientName, user: attempt.username, reason: decision.reason }, hint);
+  return toReply(decision, current.config.mfa.reject_delay);
 }
 
 /** The RADIUS server's onAccounting: one line per Accounting-Request (forwarding is the caller's). */

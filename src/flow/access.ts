@@ -26,17 +26,9 @@ export const DEFAULT_NAS_BUDGET_MS = 10_000;
 /** Decides one attempt, or says what it waits for (a push). Never throws for anything a user or NAS can send. */
 export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
   const result = await decide(attempt, deps);
-  // A sign-in makes its source familiar (flow/lockout.ts), however it was accepted.
+  // A sign-in makes its source familiar (flow/lockout.ts), however it was accepted; a held one when the
+  // phone approves (flow/push.ts settleHeld).
   if (result.kind === 'accept') await signedIn(attempt.identity!, attempt.where!, deps);
-  else if (result.kind === 'hold') {
-    const settle = result.settle;
-    result.settle = (outcome) => {
-      const decision = settle(outcome);
-      // Not awaited (settle is synchronous); a mark that cannot be written only costs the source its place.
-      if (decision.kind === 'accept') signedIn(attempt.identity!, attempt.where!, deps).catch(() => undefined);
-      return decision;
-    };
-  }
   return result;
 }
 

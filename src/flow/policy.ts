@@ -85,7 +85,9 @@ export class Policy {
     }
     const replies = rules.map((r) => r.reply);
     if (configUser) replies.push(configUser.reply);
-    return { method, source, reply: replies.length === 1 ? replies[0]! : Buffer.concat(replies) };
+    // No reply attributes (the usual case) is one shared empty Buffer: Buffer.concat([]) makes a Buffer and an
+    // ArrayBuffer each time, and a held push keeps them for its whole wait.
+    return { method, source, reply: replies.length === 0 ? NO_REPLY : replies.length === 1 ? replies[0]! : Buffer.concat(replies) };
   }
 
   private rulesOf(username: string, directoryGroups: readonly string[]): Rule[] {
@@ -95,6 +97,8 @@ export class Policy {
     return [...fromConfig, ...extra];
   }
 }
+
+const NO_REPLY = Buffer.alloc(0);
 
 /** Config validation has already checked every attribute; a failure here is a bug. */
 function encodeOrThrow(attributes: NamedAttributes, where: string): Buffer {

@@ -5,6 +5,7 @@ import type { PendingPush } from '../mfa/pending.js';
 import type { ChallengeRecord } from '../state/state.js';
 import type { AccessDeps, AskForCode, FirstFactorCarry, Passed, UserAttempt } from './attempt.js';
 import { newChallenge } from './challenge.js';
+import { signedIn } from './lockout.js';
 import { MESSAGES, pushRefusalText, reject, type Decision, type Hold } from './decision.js';
 import { openPush, pushVerdict, settlePush, type PushVerdict } from './second-factor.js';
 
@@ -44,7 +45,21 @@ export async function startPush(a: UserAttempt, passed: Passed, deps: AccessDeps
   if (push.number !== undefined || settings.push.timeout > client.holdBudgetMs) {
     return pushChallenge(a, push, push.number !== undefined ? 'number_requested' : 'approve_then_enter', deps, passed.carried);
   }
-  return { kind: 'hold', pushId: push.id, settle: (outcome) => fromVerdict(pushVerdict(outcome), a, passed.reply) };
+  return { kind: 'hold', pushId: push.id, settle: settleHeld(a, passed.reply, deps) };
+}
+
+/**
+ * What a held request does with the phone's outcome. Its own function so the closure keeps only these
+ * three (not startPush's scope): 10,000 held requests keep 10,000 of them. An approval is a sign-in,
+ * which makes its source familiar (flow/lockout.ts) as decideAccess does for requests answered at once.
+ */
+function settleHeld(a: UserAttempt, reply: Buffer, deps: AccessDeps): Hold['settle'] {
+  return (outcome) => {
+    const decision = fromVerdict(pushVerdict(outcome), a, reply);
+    // Not awaited (settle is synchronous); a mark that cannot be written only costs the source its place.
+    if (decision.kind === 'accept') signedIn(a.identity, a.where, deps).catch(() => undefined);
+    return decision;
+  };
 }
 
 /** The answer to a push challenge: wait (within what the NAS allows) for the phone, then check the number. */

@@ -74,7 +74,8 @@ export interface PendingPushes {
  * retransmissions are still answered once, by the RADIUS duplicate cache).
  */
 export function attemptKey(username: string, clientName: string, callingStation: string | undefined): string | undefined {
-  return callingStation ? `${username}\0${clientName}\0${callingStation}` : undefined;
+  // join, not a template: one flat string, not a chain of parts that hashing then copies flat as well.
+  return callingStation ? [username, clientName, callingStation].join('\0') : undefined;
 }
 
 /**
@@ -100,8 +101,10 @@ export function newPush(init: PendingPushInit, createdAt: number, timeoutMs: num
 
 interface Entry {
   push: Mutable<PendingPush>;
-  waiters: Set<(outcome: PushOutcome) => void>;
-  timer: NodeJS.Timeout;
+  /** The held requests' resolvers: usually one, so an array made on the first (no Set per push). */
+  waiters: ((outcome: PushOutcome) => void)[] | undefined;
+  /** performance.now() when the push times out (open) or is forgotten (decided); see Deadlines. */
+  due: number;
   joinKey: string | undefined;
   /** performance.now() when decided: requests that arrived before belong to this attempt. */
   decidedArrival: number;
@@ -111,13 +114,120 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** How long a decided push is kept for the request that comes back with its State. */
 export const KEEP_DECIDED_MS = 120_000;
+/** Deadlines left behind by decided and claimed pushes, beyond two per push kept, before they are dropped. */
+const STALE_DEADLINES_ALLOWED = 1024;
+
+/**
+ * When each push is next due (times out, or is forgotten once decided), as a binary min-heap in two
+ * parallel arrays under one timer: a Timeout object, its closure and its list links per held push
+ * cost ~0.3 KiB of heap each. An entry whose push was decided, claimed or rescheduled meanwhile
+ * stays until its time and is then passed over (its due no longer matches).
+ */
+class Deadlines {
+  private readonly at: number[] = [];
+  private readonly ids: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+
+  constructor(private readonly fire: (id: string, at: number) => void) {}
+
+  add(id: string, at: number): void {
+    const { at: ats, ids } = this;
+    let i = ats.length;
+    ats.push(at);
+    ids.push(id);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (ats[parent]! <= at) break;
+      ats[i] = ats[parent]!;
+      ids[i] = ids[parent]!;
+      i = parent;
+    }
+    ats[i] = at;
+    ids[i] = id;
+    if (at < this.timerAt) this.arm(at);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    this.at.length = 0;
+    this.ids.length = 0;
+  }
+
+  get size(): number {
+    return this.at.length;
+  }
+
+  /** Drops the deadlines `isCurrent` says are passed over anyway (pushes claimed, decided or gone). */
+  compact(isCurrent: (id: string, at: number) => boolean): void {
+    const { at: ats, ids } = this;
+    let n = 0;
+    for (let i = 0; i < ats.length; i++) {
+      if (!isCurrent(ids[i]!, ats[i]!)) continue;
+      ats[n] = ats[i]!;
+      ids[n++] = ids[i]!;
+    }
+    ats.length = n;
+    ids.length = n;
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.siftDown(i, ats[i]!, ids[i]!);
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    // Timers run on the event loop's cached clock, which can lag performance.now(): run() re-arms if early.
+    this.timer = setTimeout(() => this.run(), Math.max(0, Math.ceil(at - performance.now())));
+  }
+
+  private run(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    while (this.at.length > 0 && this.at[0]! <= now) {
+      const at = this.at[0]!;
+      const id = this.pop();
+      this.fire(id, at);
+    }
+    // What fired may have added deadlines (and armed for them): the earliest left decides.
+    if (this.at.length > 0 && this.at[0]! < this.timerAt) this.arm(this.at[0]!);
+  }
+
+  private pop(): string {
+    const { at: ats, ids } = this;
+    const top = ids[0]!;
+    const lastAt = ats.pop()!;
+    const lastId = ids.pop()!;
+    if (ats.length > 0) this.siftDown(0, lastAt, lastId);
+    return top;
+  }
+
+  /** Puts (at, id) at slot i or below it, where it keeps the heap order. */
+  private siftDown(i: number, at: number, id: string): void {
+    const { at: ats, ids } = this;
+    const n = ats.length;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && ats[child + 1]! < ats[child]!) child++;
+      if (ats[child]! >= at) break;
+      ats[i] = ats[child]!;
+      ids[i] = ids[child]!;
+      i = child;
+    }
+    ats[i] = at;
+    ids[i] = id;
+  }
+}
 
 /** One node's pushes, in its memory. */
 export class MemoryPendingPushes implements PendingPushes {
   private readonly entries = new Map<string, Entry>();
   private readonly byAttempt = new Map<string, string>();
-  /** Open pushes per user, so a device's poll does not scan every held request. */
-  private readonly openByUser = new Map<string, Set<Mutable<PendingPush>>>();
+  /** Open pushes per user, oldest first, so a device's poll does not scan every held request. */
+  private readonly openByUser = new Map<string, Mutable<PendingPush>[]>();
+  private readonly deadlines = new Deadlines((id, at) => this.due(id, at));
 
   constructor(private readonly now: () => number) {}
 
@@ -136,13 +246,25 @@ export class MemoryPendingPushes implements PendingPushes {
   private add(init: PendingPushInit, timeoutMs: number): PendingPush {
     const push: Mutable<PendingPush> = newPush(init, this.now(), timeoutMs);
     const joinKey = attemptKey(init.username, init.clientName, init.callingStation);
-    const timer = setTimeout(() => this.settle(push.id, { kind: 'timeout' }), timeoutMs);
-    this.entries.set(push.id, { push, waiters: new Set(), timer, joinKey, decidedArrival: Infinity });
+    const due = performance.now() + timeoutMs;
+    this.entries.set(push.id, { push, waiters: undefined, due, joinKey, decidedArrival: Infinity });
+    this.deadlines.add(push.id, due);
+    // Approved pushes leave their timeout's deadline behind (and claimed ones their keep-decided one):
+    // under a steady flow of quick approvals, drop them once they outnumber the pushes kept.
+    if (this.deadlines.size > 2 * this.entries.size + STALE_DEADLINES_ALLOWED) this.deadlines.compact((id, at) => this.entries.get(id)?.due === at);
     if (joinKey !== undefined) this.byAttempt.set(joinKey, push.id);
-    let open = this.openByUser.get(push.username);
-    if (!open) this.openByUser.set(push.username, (open = new Set()));
-    open.add(push);
+    const open = this.openByUser.get(push.username);
+    if (open) open.push(push);
+    else this.openByUser.set(push.username, [push]);
     return { ...push };
+  }
+
+  /** A deadline came: an open push times out, a decided one is forgotten (unless it was rescheduled or is gone). */
+  private due(id: string, at: number): void {
+    const entry = this.entries.get(id);
+    if (!entry || entry.due !== at) return;
+    if (entry.push.outcome) this.forget(id);
+    else this.settle(id, { kind: 'timeout' });
   }
 
   async get(id: string): Promise<PendingPush | undefined> {
@@ -151,26 +273,26 @@ export class MemoryPendingPushes implements PendingPushes {
   }
 
   async openFor(username: string): Promise<PendingPush[]> {
-    return [...(this.openByUser.get(username) ?? [])].map((p) => ({ ...p }));
+    return (this.openByUser.get(username) ?? []).map((p) => ({ ...p }));
   }
 
   wait(id: string, maxWaitMs = Infinity): Promise<PushOutcome | undefined> {
     const entry = this.entries.get(id);
     if (!entry) return Promise.resolve(undefined);
     if (entry.push.outcome) return Promise.resolve(entry.push.outcome);
+    // A held request waits without a limit: its resolve is the waiter, no closure or timer of its own.
+    if (!Number.isFinite(maxWaitMs)) return new Promise((resolve) => addWaiter(entry, resolve));
     return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
       const waiter = (outcome: PushOutcome) => {
-        if (timer) clearTimeout(timer);
+        clearTimeout(timer);
         resolve(outcome);
       };
-      entry.waiters.add(waiter);
-      if (Number.isFinite(maxWaitMs)) {
-        timer = setTimeout(() => {
-          entry.waiters.delete(waiter);
-          resolve(undefined);
-        }, Math.max(0, maxWaitMs));
-      }
+      addWaiter(entry, waiter);
+      const timer = setTimeout(() => {
+        const at = entry.waiters?.indexOf(waiter) ?? -1;
+        if (at >= 0) entry.waiters!.splice(at, 1);
+        resolve(undefined);
+      }, Math.max(0, maxWaitMs));
     });
   }
 
@@ -184,12 +306,13 @@ export class MemoryPendingPushes implements PendingPushes {
     entry.push.outcome = outcome;
     entry.decidedArrival = performance.now();
     const open = this.openByUser.get(entry.push.username)!;
-    open.delete(entry.push);
-    if (open.size === 0) this.openByUser.delete(entry.push.username);
-    clearTimeout(entry.timer);
-    for (const w of entry.waiters) w(outcome);
-    entry.waiters.clear();
-    entry.timer = setTimeout(() => this.forget(id), KEEP_DECIDED_MS);
+    if (open.length === 1) this.openByUser.delete(entry.push.username);
+    else open.splice(open.indexOf(entry.push), 1);
+    const waiters = entry.waiters;
+    entry.waiters = undefined;
+    entry.due = entry.decidedArrival + KEEP_DECIDED_MS;
+    this.deadlines.add(id, entry.due);
+    if (waiters) for (const w of waiters) w(outcome);
     return true;
   }
 
@@ -197,7 +320,6 @@ export class MemoryPendingPushes implements PendingPushes {
   async claim(id: string): Promise<PushOutcome | undefined> {
     const entry = this.entries.get(id);
     if (!entry?.push.outcome) return undefined;
-    clearTimeout(entry.timer);
     this.forget(id);
     return entry.push.outcome;
   }
@@ -224,14 +346,19 @@ export class MemoryPendingPushes implements PendingPushes {
 
   get openCount(): number {
     let n = 0;
-    for (const open of this.openByUser.values()) n += open.size;
+    for (const open of this.openByUser.values()) n += open.length;
     return n;
   }
 
   async close(): Promise<void> {
-    for (const { timer } of this.entries.values()) clearTimeout(timer);
+    this.deadlines.clear();
     this.entries.clear();
     this.byAttempt.clear();
     this.openByUser.clear();
   }
+}
+
+function addWaiter(entry: Entry, waiter: (outcome: PushOutcome) => void): void {
+  if (entry.waiters) entry.waiters.push(waiter);
+  else entry.waiters = [waiter];
 }
