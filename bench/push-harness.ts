@@ -38,7 +38,7 @@ export const tokenOf = (name: string) => createHash('sha256').update(`bench-push
 const pushTokenOf = (name: string) => `bench-fcm-${name}`;
 export const formatLatency = (s: LatencySummary) => `p50 ${s.p50Ms} ms, p90 ${s.p90Ms} ms, p99 ${s.p99Ms} ms, max ${s.maxMs} ms`;
 
-export type Node = RunningServer & { httpPort: number; memory: () => Promise<{ rssKiB: number; heapKiB: number }> };
+export type Node = RunningServer & { httpPort: number; memory: () => Promise<{ rssKiB: number; heapKiB: number; youngKiB: number }> };
 export type Shared = { postgresUrl: string; redisUrl: string };
 
 /** The held request each push token's push belongs to (the last Requests.open of that user). */
@@ -53,15 +53,16 @@ export async function startNode(dir: string, name: string, cpu: number | undefin
   const srv = await launch(`node ${name}`, cpu, process.execPath, args, authPort, SECRET, dir, join(dir, `${name}.log`), {
     ipc: true, env: { ...process.env, BENCH_PUSH_FROM_SRC: FROM_SRC ? '1' : '0' }, ready: (c) => new Promise((r) => c.once('message', ([m]: string[]) => r(m === 'up'))),
   });
-  let gotMemory = (_: NodeJS.MemoryUsage) => {};
+  type Usage = NodeJS.MemoryUsage & { youngCommitted: number };
+  let gotMemory = (_: Usage) => {};
   srv.child.on('message', ([kind, a, b]: [string, unknown, string]) => {
-    if (kind === 'memory') gotMemory(a as NodeJS.MemoryUsage);
+    if (kind === 'memory') gotMemory(a as Usage);
     const to = kind === 'push' ? routes.get(a as string) : undefined;
     to?.set.onPush(to.k, b);
   });
   const memory = async () => {
-    const u = await new Promise<NodeJS.MemoryUsage>((resolve) => ((gotMemory = resolve), srv.child.send(['memory'])));
-    return { rssKiB: procStatus(srv.pid).rssKiB, heapKiB: (u.heapUsed + u.external) / 1024 };
+    const u = await new Promise<Usage>((resolve) => ((gotMemory = resolve), srv.child.send(['memory'])));
+    return { rssKiB: procStatus(srv.pid).rssKiB, heapKiB: (u.heapUsed + u.external) / 1024, youngKiB: u.youngCommitted / 1024 };
   };
   return { ...srv, httpPort, memory };
 }

@@ -9,6 +9,8 @@
  * product does, with no tsx loader (whose own thread collected garbage on the server's pinned core).
  * With BENCH_PUSH_FROM_SRC=1 it imports src/ and needs `--import tsx`. Stops on SIGTERM.
  */
+import { getHeapSpaceStatistics } from 'node:v8';
+
 const root = process.env.BENCH_PUSH_FROM_SRC === '1' ? '../src' : '../dist';
 const { loadConfig, formatIssues } = await import(`${root}/config/load.js`);
 const { buildApp } = await import(`${root}/app.js`);
@@ -40,7 +42,9 @@ process.on('message', ([kind]) => {
   if (kind !== 'memory') return;
   globalThis.gc();
   globalThis.gc(); // weak callbacks of the first free more
-  process.send(['memory', process.memoryUsage()]);
+  // The young generation's committed size too: V8 grows it (up to 2 x 16 MiB) when many objects survive its scavenges.
+  const young = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space');
+  process.send(['memory', { ...process.memoryUsage(), youngCommitted: young?.space_size ?? 0 }]);
 });
 // The bench holds the other end of the IPC channel: if it dies, this server must not linger.
 process.once('disconnect', () => process.exit(1));
