@@ -142,12 +142,20 @@ test('a subscriber cut off without a word (an idle timeout in between) is notice
   });
   await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
   const options = { now: Date.now, prefix: 'beat:', sealKey: randomBytes(32), heartbeatMs: 100 };
-  const direct = () => new Redis({ port: server.port, host: '127.0.0.1', lazyConnect: true });
-  const relayed = new Redis({ port: (relay.address() as AddressInfo).port, host: '127.0.0.1', lazyConnect: true });
-  const [here, there] = [new RedisPendingPushes(direct(), relayed, options), new RedisPendingPushes(direct(), direct(), options)];
+  const clients: Redis[] = [];
+  const client = (port: number) => {
+    const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
+    c.on('error', () => {});
+    clients.push(c);
+    return c;
+  };
+  const direct = () => client(server.port);
+  const [here, there] = [new RedisPendingPushes(direct(), client((relay.address() as AddressInfo).port), options), new RedisPendingPushes(direct(), direct(), options)];
   t.after(async () => {
     for (const socket of open) socket.destroy();
     await Promise.all([here.close(), there.close()]);
+    // The command connections are the caller's (RedisState's, in the server): closed here, or they would keep this file's process alive.
+    for (const c of clients) c.disconnect();
     await new Promise<void>((r) => relay.close(() => r()));
   });
   await Promise.all([here.start(), there.start()]);
