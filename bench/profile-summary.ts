@@ -4,11 +4,13 @@
  *
  *   node --import tsx bench/profile-summary.ts FILE.cpuprofile [--top 25] [--requests N]
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceMap } from 'node:module';
 import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-type ProfileNode = { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] };
+type CallFrame = { functionName: string; url: string; lineNumber: number; columnNumber: number };
+type ProfileNode = { id: number; callFrame: CallFrame; children?: number[] };
 type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number };
 
 export type ProfileSummary = {
@@ -29,6 +31,18 @@ function groupOf(url: string, fn: string): string {
   return url.split('/').slice(-2).join('/');
 }
 
+const sourceMaps = new Map<string, SourceMap | undefined>();
+
+/** Where a frame of the bundle (dist/cli.js and its chunks) was in src/ or node_modules, by the bundle's source map. */
+function original(frame: CallFrame): { url: string; lineNumber: number } {
+  if (!frame.url.startsWith('file://')) return frame;
+  const file = fileURLToPath(frame.url);
+  if (!sourceMaps.has(file)) sourceMaps.set(file, existsSync(`${file}.map`) ? new SourceMap(JSON.parse(readFileSync(`${file}.map`, 'utf8'))) : undefined);
+  const entry = sourceMaps.get(file)?.findEntry(frame.lineNumber, frame.columnNumber) as { originalSource?: string; originalLine?: number } | undefined;
+  if (!entry?.originalSource) return frame;
+  return { url: new URL(entry.originalSource, frame.url).href, lineNumber: entry.originalLine ?? frame.lineNumber };
+}
+
 export function summarizeProfile(file: string, top = 25): ProfileSummary {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
@@ -44,7 +58,8 @@ export function summarizeProfile(file: string, top = 25): ProfileSummary {
   let idle = 0;
   for (const [id, us] of self) {
     const n = byId.get(id)!;
-    const { functionName, url, lineNumber } = n.callFrame;
+    const { functionName } = n.callFrame;
+    const { url, lineNumber } = original(n.callFrame);
     if (functionName === '(idle)') {
       idle += us;
       continue;
