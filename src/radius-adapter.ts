@@ -98,6 +98,7 @@ function attemptOf(request: AccessRequest, keepNas: boolean): AccessAttempt {
     nasIp: ipv4(p),
     nasIdentifier: text(p, Attr.NasIdentifier),
     callingStation: text(p, Attr.CallingStationId),
+    nasPort: uint32(p, Attr.NasPort),
     receivedAt: request.receivedAt,
     arrival: request.arrival,
     nas: keepNas ? request : undefined,

@@ -199,6 +199,34 @@ test('ten retransmissions and a re-sent request of one attempt make exactly one 
   assert.equal(sender.sent[0]!.message.requestId, request.id);
 });
 
+test('another session behind the same address (same Calling-Station-Id, another NAS-Port) gets a push of its own: approving the user\'s does not let it in', async (t) => {
+  const sender = new RecordingSender();
+  const { server, base } = await pushServer({}, { pushSender: sender });
+  t.after(() => server.close());
+  const { phone } = await userWithPhone(server, base, 'alice', { pushToken: 'fcm-token-1' });
+  const udp = await UdpClient.open();
+  t.after(() => udp.close());
+  const nasPort = (n: number): [number, Buffer] => [5, Buffer.from([0, 0, n >> 8, n & 0xff])];
+  const session = (identifier: number, port: number) =>
+    buildAccessRequest({ secret: server.secret, identifier, userName: 'alice', password: 'pw-alice', attributes: [[31, '203.0.113.7'], nasPort(port)] });
+  await udp.send(session(7, 1001), server.authPort);
+  const users = await phone.waitForPending();
+  // The user's NAS re-sends on its own port (joins); someone else at that NAT address, with the password, on another.
+  await udp.send(session(8, 1001), server.authPort);
+  await udp.send(session(9, 2002), server.authPort);
+  for (const deadline = Date.now() + 5000; sender.sent.length < 2 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(sender.sent.length, 2, 'a push for each session, not one');
+  const [, other] = (await phone.pending()).body;
+  assert.notEqual(other?.id, undefined);
+  await phone.answer(users.id, 'approve');
+  const approved = [await udp.next(3000), await udp.next(3000)];
+  assert.deepEqual(approved.map((r) => [r?.bytes[1], r?.bytes[0]]).sort(), [[7, 2], [8, 2]]);
+  assert.equal(await udp.next(300), undefined, 'the other session is still waiting for its own push');
+  await phone.answer(other!.id, 'deny');
+  const denied = await udp.next(3000);
+  assert.deepEqual([denied?.bytes[1], denied?.bytes[0]], [9, 3]);
+});
+
 test('bad signatures, other accounts and unknown requests are refused and change nothing', async (t) => {
   const { server, base } = await pushServer();
   t.after(() => server.close());

@@ -208,7 +208,7 @@ for (const backend of [memory, redis]) {
 
     test('a push made at one node is read and listed at the other, as it was made', async (t) => {
       const [a, b] = await twoNodes(backend, t);
-      const made = await a.create(init({ number: '42', pinRequired: true, nasIp: undefined }), 60_000);
+      const made = await a.create(init({ number: '42', pinRequired: true, nasIp: undefined, nasPort: 1001 }), 60_000);
       const read = await b.get(made.id);
       assert.deepEqual(read, made);
       assert.equal(read?.number, '42');
@@ -228,10 +228,13 @@ for (const backend of [memory, redis]) {
       assert.equal(joined.filter((j) => j.created).length, 1, 'made once');
       const other = await b.join(init({ callingStation: '198.51.100.9' }), 60_000, arrival);
       assert.equal(other.created, true);
+      const otherSession = await a.join(init({ nasPort: 7 }), 60_000, arrival);
+      assert.equal(otherSession.created, true, 'another NAS port behind the same address is another attempt');
+      assert.deepEqual(await b.join(init({ nasPort: 7 }), 60_000, arrival), { push: otherSession.push, created: false }, 'whose re-sent request joins it');
       const noStation = await a.join(init({ callingStation: undefined }), 60_000, arrival);
       const noStation2 = await b.join(init({ callingStation: undefined }), 60_000, arrival);
       assert.equal(noStation.created && noStation2.created, true, 'without a Calling-Station-Id nothing is joined');
-      assert.equal((await a.openFor('alice')).length, 4);
+      assert.equal((await a.openFor('alice')).length, 5);
     });
 
     test('a decision at one node wakes the waiter at the other at once, once; then it is no longer listed', async (t) => {

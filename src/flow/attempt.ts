@@ -25,6 +25,8 @@ export interface AccessAttempt {
   nasIp: string | undefined;
   nasIdentifier: string | undefined;
   callingStation: string | undefined;
+  /** RFC 2865 §5.5: the NAS's port for this session; re-sent requests of one attempt carry the same. */
+  nasPort: number | undefined;
   receivedAt: number;
   /** Monotonic reception time, for ordering only (see PendingPushes.join). */
   arrival: number;

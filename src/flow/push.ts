@@ -22,6 +22,7 @@ export async function startPush(a: UserAttempt, passed: Passed, deps: AccessDeps
       nasIp: a.nasIp,
       nasIdentifier: a.nasIdentifier,
       callingStation: a.callingStation,
+      nasPort: a.nasPort,
       numberMatching: client.numberMatching ?? settings.push.number_matching,
       arrival: a.arrival,
     },

@@ -88,6 +88,8 @@ export interface PushRequest {
   nasIp: string | undefined;
   nasIdentifier: string | undefined;
   callingStation: string | undefined;
+  /** RADIUS: the NAS's port for the session (RFC 2865 §5.5), when it sends one. */
+  nasPort?: number;
   numberMatching: boolean;
   /**
    * RADIUS: when the request arrived (monotonic), so that re-sent requests of one attempt join its push
@@ -111,6 +113,7 @@ export async function openPush(request: PushRequest, deps: SecondFactorDeps): Pr
     nasIp: request.nasIp,
     nasIdentifier: request.nasIdentifier,
     callingStation: request.callingStation,
+    nasPort: request.nasPort,
     pinRequired: settings.pin === 'required' || (settings.pin === 'optional' && user?.pinHash != null),
     number: request.numberMatching ? String(randomInt(10, 100)) : undefined,
   };

@@ -14,6 +14,8 @@ export interface PendingPushInit {
   nasIp: string | undefined;
   nasIdentifier: string | undefined;
   callingStation: string | undefined;
+  /** The NAS's port for the session (RFC 2865 §5.5), when it says: part of what makes an attempt. */
+  nasPort?: number;
   pinRequired: boolean;
   /** The number the phone shows when number matching applies. */
   number: string | undefined;
@@ -69,13 +71,15 @@ export interface PendingPushes {
 }
 
 /**
- * Re-sent requests of one attempt (same user, client and calling station) share one push. Without a
- * Calling-Station-Id two logins of one user through one NAS look alike: they are not joined (exact
- * retransmissions are still answered once, by the RADIUS duplicate cache).
+ * Re-sent requests of one attempt (same user, client, calling station and NAS port) share one push,
+ * on whichever node they arrive. Without a Calling-Station-Id two logins of one user through one NAS
+ * look alike: they are not joined (exact retransmissions are still answered once, by the RADIUS
+ * duplicate cache). The NAS port tells apart two sessions behind one NAT address: someone else there
+ * with the user's password, signing in while the user's push is open, must not ride its approval.
  */
-export function attemptKey(username: string, clientName: string, callingStation: string | undefined): string | undefined {
+export function attemptKey(init: Pick<PendingPushInit, 'username' | 'clientName' | 'callingStation' | 'nasPort'>): string | undefined {
   // join, not a template: one flat string, not a chain of parts that hashing then copies flat as well.
-  return callingStation ? [username, clientName, callingStation].join('\0') : undefined;
+  return init.callingStation ? [init.username, init.clientName, init.callingStation, init.nasPort ?? ''].join('\0') : undefined;
 }
 
 /**
@@ -90,6 +94,7 @@ export function newPush(init: PendingPushInit, createdAt: number, timeoutMs: num
     nasIp: init.nasIp,
     nasIdentifier: init.nasIdentifier,
     callingStation: init.callingStation,
+    nasPort: init.nasPort,
     pinRequired: init.pinRequired,
     number: init.number,
     id: randomBytes(16).toString('base64url'),
@@ -232,7 +237,7 @@ export class MemoryPendingPushes implements PendingPushes {
   constructor(private readonly now: () => number) {}
 
   async join(init: PendingPushInit, timeoutMs: number, arrival: number): Promise<{ push: PendingPush; created: boolean }> {
-    const key = attemptKey(init.username, init.clientName, init.callingStation);
+    const key = attemptKey(init);
     const id = key === undefined ? undefined : this.byAttempt.get(key);
     const entry = id === undefined ? undefined : this.entries.get(id);
     if (entry && (!entry.push.outcome || entry.decidedArrival >= arrival)) return { push: { ...entry.push }, created: false };
@@ -245,7 +250,7 @@ export class MemoryPendingPushes implements PendingPushes {
 
   private add(init: PendingPushInit, timeoutMs: number): PendingPush {
     const push: Mutable<PendingPush> = newPush(init, this.now(), timeoutMs);
-    const joinKey = attemptKey(init.username, init.clientName, init.callingStation);
+    const joinKey = attemptKey(init);
     const due = performance.now() + timeoutMs;
     this.entries.set(push.id, { push, waiters: undefined, due, joinKey, decidedArrival: Infinity });
     this.deadlines.add(push.id, due);

@@ -15,6 +15,7 @@ export const Attr = {
   UserPassword: 2,
   ChapPassword: 3,
   NasIpAddress: 4,
+  NasPort: 5,
   ReplyMessage: 18,
   State: 24,
   Class: 25,

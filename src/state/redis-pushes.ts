@@ -207,7 +207,7 @@ export class RedisPendingPushes implements PendingPushes {
   }
 
   async join(init: PendingPushInit, timeoutMs: number, arrival: number): Promise<{ push: PendingPush; created: boolean }> {
-    const key = attemptKey(init.username, init.clientName, init.callingStation);
+    const key = attemptKey(init);
     if (key === undefined) return { push: await this.create(init, timeoutMs), created: true };
     // How long ago the request arrived (this node's monotonic clock); Redis places it on its own clock.
     const ageUs = Math.max(0, Math.round((performance.now() - arrival) * 1000));
@@ -339,6 +339,7 @@ export class RedisPendingPushes implements PendingPushes {
     if (init.nasIp !== undefined) fields.push('ni', init.nasIp);
     if (init.nasIdentifier !== undefined) fields.push('nd', init.nasIdentifier);
     if (init.callingStation !== undefined) fields.push('cs', init.callingStation);
+    if (init.nasPort !== undefined) fields.push('np', String(init.nasPort));
     if (init.number !== undefined) fields.push('n', sealSecret(this.options.sealKey, Buffer.from(init.number), `redis:${key}`).toString('base64'));
     return { push, key, fields };
   }
@@ -358,6 +359,7 @@ export class RedisPendingPushes implements PendingPushes {
       nasIp: f.get('ni'),
       nasIdentifier: f.get('nd'),
       callingStation: f.get('cs'),
+      nasPort: f.has('np') ? Number(f.get('np')) : undefined,
       pinRequired: f.get('pin') === '1',
       // A number sealed under another key (another deployment on the prefix) cannot be shown: '??' matches nothing typed.
       number: sealed === undefined ? undefined : number?.ok ? number.plaintext.toString('utf8') : '??',
