@@ -175,13 +175,19 @@ test('wrong PINs up to the lockout limit lock the user and end the request', asy
   assert.ok((await server.store.getUser('alice'))?.lockedUntil);
 });
 
-test('ten retransmissions and a re-sent request of one attempt make exactly one push', async (t) => {
+/** A push server recording what it sends, alice with a phone, and a raw UDP client to send her requests. */
+async function aliceOverUdp(t: { after: (fn: () => unknown) => void }) {
   const sender = new RecordingSender();
   const { server, base } = await pushServer({}, { pushSender: sender });
   t.after(() => server.close());
   const { phone } = await userWithPhone(server, base, 'alice', { pushToken: 'fcm-token-1' });
   const udp = await UdpClient.open();
   t.after(() => udp.close());
+  return { sender, server, phone, udp };
+}
+
+test('ten retransmissions and a re-sent request of one attempt make exactly one push', async (t) => {
+  const { sender, server, phone, udp } = await aliceOverUdp(t);
   const station: [number, string] = [31, '203.0.113.7'];
   const datagram = buildAccessRequest({ secret: server.secret, identifier: 7, userName: 'alice', password: 'pw-alice', attributes: [station] });
   for (let i = 0; i < 10; i++) await udp.send(datagram, server.authPort);
@@ -200,12 +206,7 @@ test('ten retransmissions and a re-sent request of one attempt make exactly one 
 });
 
 test('another session behind the same address (same Calling-Station-Id, another NAS-Port) gets a push of its own: approving the user\'s does not let it in', async (t) => {
-  const sender = new RecordingSender();
-  const { server, base } = await pushServer({}, { pushSender: sender });
-  t.after(() => server.close());
-  const { phone } = await userWithPhone(server, base, 'alice', { pushToken: 'fcm-token-1' });
-  const udp = await UdpClient.open();
-  t.after(() => udp.close());
+  const { sender, server, phone, udp } = await aliceOverUdp(t);
   const nasPort = (n: number): [number, Buffer] => [5, Buffer.from([0, 0, n >> 8, n & 0xff])];
   const session = (identifier: number, port: number) =>
     buildAccessRequest({ secret: server.secret, identifier, userName: 'alice', password: 'pw-alice', attributes: [[31, '203.0.113.7'], nasPort(port)] });
