@@ -124,6 +124,30 @@ test('the commands of requests handled in one turn of the event loop reach Redis
   assert.ok(used <= 8, `${used} reads at Redis for 400 commands`);
 });
 
+test("the counts and claims of one turn are one script call at Redis, and an op that fails there fails alone", async (t) => {
+  const state = await open(t, 'ops:');
+  const admin = new Redis(server.port, '127.0.0.1');
+  t.after(() => admin.quit().then(() => {}));
+  const scriptCalls = async () => {
+    const stats = await admin.info('commandstats');
+    return [...stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+  };
+  await state.increment('warm', 1000); // the script is loaded (EVALSHA, then EVAL once) before counting
+  const before = await scriptCalls();
+  const claims = await Promise.all(Array.from({ length: 200 }, (_, i) => state.claimTotpStep(`u${i}`, 1000, 60_000)));
+  assert.deepEqual(new Set(claims), new Set([true]));
+  assert.equal((await scriptCalls()) - before, 1, '200 claims of one turn: one script call');
+  // The same turn again: every claim is now a replay, each one's own answer.
+  assert.deepEqual(new Set(await Promise.all(Array.from({ length: 200 }, (_, i) => state.claimTotpStep(`u${i}`, 1000, 60_000)))), new Set([false]));
+
+  // A key that is no count (written by something else): its INCR fails; the claim beside it does not.
+  await admin.set('ops:count:broken', 'not a number');
+  const [count, claim] = await Promise.allSettled([state.increment('broken', 60_000), state.claimTotpStep('v', 1000, 60_000)]);
+  assert.equal(count.status, 'rejected');
+  assert.match(String((count as PromiseRejectedResult).reason), /not an integer/);
+  assert.deepEqual(claim, { status: 'fulfilled', value: true });
+});
+
 test('a subscriber cut off without a word (an idle timeout in between) is noticed by its heartbeat: the decision still arrives', async (t) => {
   // A TCP relay to Redis that can go silent: its connections stay open and pass nothing, as behind a
   // firewall that dropped the flow. Connections made after that pass again.

@@ -2,6 +2,7 @@
 // used at node A is a replay at node B, five failures spread over A and B lock the user on both.
 // Every check-and-act is one atomic step on the server (a Lua script or GETDEL), never a read then a write.
 import { readFileSync } from 'node:fs';
+import type { Writable } from 'node:stream';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { openSecret, sealSecret } from '../store/secret-box.js';
@@ -10,36 +11,60 @@ import type { PendingPushes } from '../mfa/pending.js';
 import { RedisPendingPushes } from './redis-pushes.js';
 import type { ChallengeRecord, EphemeralState } from './state.js';
 
-// The window starts at the first event: only the INCR that made the key (or a key somehow left without
-// an expiry) sets it; later events keep its end. PEXPIRE NX (Redis 7) would do the same; this runs on 6.2 and Valkey too.
-const COUNT_IN_WINDOW = `
-local n = redis.call('INCR', KEYS[1])
-if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n`;
+// The counts, marks and TOTP claims on every request's path, each an atomic step of its own, sent in
+// one script per turn of the event loop: one command to parse and answer for a batch of requests, not
+// one each (docs/performance.md). KEYS[i] is the key of op i; ARGV[3i-2..3i] its name and arguments.
+// An op that fails (a key of the wrong type) fails alone: its slot in the reply is an error.
+// - count: the window starts at the first event: only the INCR that made the key (or a key somehow left
+//   without an expiry) sets it; later events keep its end. PEXPIRE NX (Redis 7) would do the same; this
+//   runs on 6.2 and Valkey too.
+// - takeBack: DECR keeps the key's expiry; at zero the key goes, as the memory state forgets it.
+// - claim: RFC 6238 §5.2: a step at or before the last accepted one is a replay, across every node.
+// - mark: lasts at least ttl from now: a later, longer mark extends it; a shorter one never cuts it.
+const STATE_OPS = `
+local function run(op, key, a, b)
+  if op == 'count' then
+    local n = redis.call('INCR', key)
+    if n == 1 or redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, a) end
+    return n
+  elseif op == 'takeBack' then
+    local n = redis.call('DECR', key)
+    if n <= 0 then redis.call('DEL', key) end
+    return n
+  elseif op == 'claim' then
+    local last = redis.call('GET', key)
+    if last and tonumber(last) >= tonumber(a) then return 0 end
+    redis.call('SET', key, a, 'PX', b)
+    return 1
+  elseif op == 'mark' then
+    if redis.call('PTTL', key) < tonumber(a) then redis.call('SET', key, '1', 'PX', a) end
+    return 1
+  elseif op == 'exists' then
+    return redis.call('EXISTS', key)
+  elseif op == 'del' then
+    return redis.call('DEL', key)
+  end
+  error('unknown op ' .. tostring(op))
+end
+local out = {}
+for i, key in ipairs(KEYS) do
+  local ok, r = pcall(run, ARGV[3 * i - 2], key, ARGV[3 * i - 1], ARGV[3 * i])
+  if ok then out[i] = r else out[i] = { err = type(r) == 'table' and r.err or tostring(r) } end
+end
+return out`;
 
-// DECR keeps the key's expiry; at zero the key goes, as the memory state forgets it.
-const TAKE_BACK = `
-local n = redis.call('DECR', KEYS[1])
-if n <= 0 then redis.call('DEL', KEYS[1]) end
-return n`;
-
-// RFC 6238 §5.2: a step at or before the last accepted one is a replay, across every node.
-const CLAIM_STEP = `
-local last = redis.call('GET', KEYS[1])
-if last and tonumber(last) >= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1`;
-
-// A mark lasts at least ttl from now: a later, longer mark extends it; a shorter one never cuts it.
-const MARK = `
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
-return 1`;
+type StateOp = 'count' | 'takeBack' | 'claim' | 'mark' | 'exists' | 'del';
 
 interface Commands {
-  mark(key: string, ttlMs: number): Promise<number>;
-  countInWindow(key: string, windowMs: number): Promise<number>;
-  takeBack(key: string): Promise<number>;
-  claimStep(key: string, step: number, ttlMs: number): Promise<number>;
+  /** numberOfKeys, then the keys, then three arguments per key (STATE_OPS). */
+  stateOps(...keysThenArgs: Array<string | number>): Promise<Array<number | Error>>;
+}
+
+/** The ops of one turn, sent together by RedisState.flush. */
+interface OpBatch {
+  keys: string[];
+  args: Array<string | number>;
+  waiters: Array<{ resolve: (n: number) => void; reject: (err: Error) => void }>;
 }
 
 type ScriptedRedis = Redis & Commands;
@@ -65,16 +90,17 @@ export class RedisState implements EphemeralState {
   private readonly redis: ScriptedRedis;
   private readonly prefix: string;
   private pending: RedisPendingPushes | undefined;
-  private corked = false;
+  /** The socket corked this turn (send). */
+  private corked: Writable | undefined;
+  private turnEnding = false;
+  /** The ops of this turn, not sent yet. */
+  private batch: OpBatch | undefined;
 
   constructor(
     redis: Redis,
     private readonly options: RedisStateOptions,
   ) {
-    redis.defineCommand('countInWindow', { numberOfKeys: 1, lua: COUNT_IN_WINDOW });
-    redis.defineCommand('mark', { numberOfKeys: 1, lua: MARK });
-    redis.defineCommand('takeBack', { numberOfKeys: 1, lua: TAKE_BACK });
-    redis.defineCommand('claimStep', { numberOfKeys: 1, lua: CLAIM_STEP });
+    redis.defineCommand('stateOps', { lua: STATE_OPS });
     this.redis = redis as ScriptedRedis;
     this.prefix = options.prefix;
   }
@@ -85,7 +111,7 @@ export class RedisState implements EphemeralState {
   }
 
   async claimTotpStep(username: string, step: number, ttlMs: number): Promise<boolean> {
-    return (await this.send().claimStep(this.key('step', username), step, Math.max(1, Math.ceil(ttlMs)))) === 1;
+    return (await this.op('claim', this.key('step', username), step, Math.max(1, Math.ceil(ttlMs)))) === 1;
   }
 
   /**
@@ -94,25 +120,25 @@ export class RedisState implements EphemeralState {
    * command, and the request is rejected (state_unavailable): fail closed, never a forgotten count.
    */
   async increment(key: string, windowMs: number): Promise<number> {
-    return this.send().countInWindow(this.key('count', key), Math.max(1, Math.ceil(windowMs)));
+    return this.op('count', this.key('count', key), Math.max(1, Math.ceil(windowMs)));
   }
 
   async decrement(key: string): Promise<void> {
-    await this.send().takeBack(this.key('count', key));
+    await this.op('takeBack', this.key('count', key));
   }
 
   async reset(key: string): Promise<void> {
-    await this.send().del(this.key('count', key));
+    await this.op('del', this.key('count', key));
   }
 
   /** Marks live beside the counts (one namespace), so `entries` lists both, as the memory state does. */
   async mark(key: string, ttlMs: number): Promise<boolean> {
-    await this.send().mark(this.key('count', key), Math.max(1, Math.ceil(ttlMs)));
+    await this.op('mark', this.key('count', key), Math.max(1, Math.ceil(ttlMs)));
     return true;
   }
 
   async marked(key: string): Promise<boolean> {
-    return (await this.send().exists(this.key('count', key))) === 1;
+    return (await this.op('exists', this.key('count', key))) === 1;
   }
 
   /** SCAN, not KEYS: an admin's `user show` must not stall Redis for every node. */
@@ -134,7 +160,7 @@ export class RedisState implements EphemeralState {
   }
 
   async countBySource(key: string, windowMs: number): Promise<number> {
-    return this.send().countInWindow(this.key('source', key), Math.max(1, Math.ceil(windowMs)));
+    return this.op('count', this.key('source', key), Math.max(1, Math.ceil(windowMs)));
   }
 
   async putEnrollment(key: string, enrollment: TotpEnrollment, ttlMs: number): Promise<void> {
@@ -217,15 +243,42 @@ export class RedisState implements EphemeralState {
   private send(): ScriptedRedis {
     const stream = this.redis.stream;
     if (!this.corked && stream?.writable) {
-      this.corked = true;
+      this.corked = stream;
       stream.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        stream.uncork();
-      });
+    }
+    if (!this.turnEnding) {
+      this.turnEnding = true;
+      // After the microtasks: a tick queued while they run waits until none is left.
+      process.nextTick(this.endTurn);
     }
     return this.redis;
   }
+
+  /** One op of STATE_OPS, sent with the others of this turn. */
+  private op(op: StateOp, key: string, a: string | number = '', b: string | number = ''): Promise<number> {
+    this.send();
+    const batch = (this.batch ??= { keys: [], args: [], waiters: [] });
+    batch.keys.push(key);
+    batch.args.push(op, a, b);
+    return new Promise((resolve, reject) => batch.waiters.push({ resolve, reject }));
+  }
+
+  private readonly endTurn = (): void => {
+    this.turnEnding = false;
+    const batch = this.batch;
+    if (batch) {
+      this.batch = undefined;
+      this.redis.stateOps(batch.keys.length, ...batch.keys, ...batch.args).then(
+        (replies) => batch.waiters.forEach((w, i) => (replies[i] instanceof Error ? w.reject(replies[i]) : w.resolve(replies[i] as number))),
+        (err: Error) => batch.waiters.forEach((w) => w.reject(err)),
+      );
+    }
+    const corked = this.corked;
+    if (corked) {
+      this.corked = undefined;
+      corked.uncork();
+    }
+  };
 
   private key(kind: string, name: string): string {
     return `${this.prefix}${kind}:${name}`;
