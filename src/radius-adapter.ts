@@ -118,14 +118,30 @@ function toReply(decision: Exclude<Decision, { kind: 'drop' }>, rejectDelayMs: n
       return { code: Code.AccessAccept, attributes: decision.reply };
     case 'reject': {
       // RFC 5080 §2.6 / FreeRADIUS reject_delay: slows guessing without holding anything else up.
-      const message = encodeReplyMessage(decision.message);
+      const message = replyMessage(decision.message);
       return { code: Code.AccessReject, attributes: decision.reply ? Buffer.concat([decision.reply, message]) : message, delayMs: decision.delay ? rejectDelayMs : 0 };
     }
     case 'challenge':
       // A relayed upstream round carries its own EAP-Message, State and Reply-Message.
       if (decision.reply) return { code: Code.AccessChallenge, attributes: decision.reply };
-      return { code: Code.AccessChallenge, attributes: Buffer.concat([encodeReplyMessage(decision.message), encodeAttribute(Attr.State, decision.state)]) };
+      return { code: Code.AccessChallenge, attributes: Buffer.concat([replyMessage(decision.message), encodeAttribute(Attr.State, decision.state)]) };
   }
+}
+
+/**
+ * Reply-Message attributes by text, made once: the texts are a few fixed ones (flow/decision.ts MESSAGES,
+ * the configured prompt), and a reject is the most common answer under attack. Read-only: replies copy them.
+ */
+const replyMessages = new Map<string, Buffer>();
+const REPLY_MESSAGES_KEPT = 256;
+
+function replyMessage(text: string): Buffer {
+  let bytes = replyMessages.get(text);
+  if (bytes === undefined) {
+    if (replyMessages.size === REPLY_MESSAGES_KEPT) replyMessages.clear();
+    replyMessages.set(text, (bytes = encodeReplyMessage(text)));
+  }
+  return bytes;
 }
 
 function text(packet: RadiusPacket, type: number): string | undefined {

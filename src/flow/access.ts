@@ -34,7 +34,7 @@ export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Pr
 
 async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
   const limits = deps.config.rate_limits;
-  if (limits.client_per_second > 0 && !deps.rates.allow(`client\0${attempt.clientName}`, limits.client_per_second, 1000)) {
+  if (limits.client_per_second > 0 && !deps.rates.allow('client', attempt.clientName, limits.client_per_second, 1000)) {
     return { kind: 'drop', method: undefined, reason: 'rate_limited' };
   }
   // MS-CHAP, CHAP, EAP: relayed upstream with the upstream's own State, never taken for ours.
@@ -45,15 +45,15 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   if (who.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const { username, loginName } = who;
   attempt.identity = username;
-  const sourceLimited = limits.source_per_minute > 0 && attempt.callingStation !== undefined;
-  const sourceKey = sourceLimited ? `source\0${attempt.callingStation}` : '';
+  const station = attempt.callingStation;
+  const sourceLimited = limits.source_per_minute > 0 && station !== undefined;
   // Independent reads, one wait (with Redis and PostgreSQL each is a round trip); but a source already
   // over its rate, likely dropped, costs no store read.
-  const readUser = !attempt.state && !(sourceLimited && deps.rates.wouldRefuse(sourceKey, limits.source_per_minute, 60_000));
+  const readUser = !attempt.state && !(sourceLimited && deps.rates.wouldRefuse('source', station, limits.source_per_minute, 60_000));
   const [where, prefetched] = await Promise.all([whereFrom(username, sourceOf(attempt), deps), readUser ? deps.store.getUser(username) : undefined]);
   attempt.where = where;
   // A source the user signed in from is never held back by what strangers at other addresses do.
-  if (sourceLimited && !where.familiar && !deps.rates.allow(sourceKey, limits.source_per_minute, 60_000)) {
+  if (sourceLimited && !where.familiar && !deps.rates.allow('source', station, limits.source_per_minute, 60_000)) {
     return { kind: 'drop', method: undefined, reason: 'rate_limited' };
   }
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.

@@ -6,26 +6,35 @@ import { lazy } from '../shared/lazy.js';
 
 const MAX_KEYS = 100_000;
 
+/** What is counted: a client (NAS) by name, a source by Calling-Station-Id. Each kind has windows of its own. */
+export type RateKind = 'client' | 'source';
+
 export class RateLimiter {
-  private readonly windows = lazy(() => new LRUCache<string, { start: number; n: number }>({ max: MAX_KEYS }));
+  // Per kind, so that a key is the name itself: no string made per request to look it up.
+  private readonly windowsOf = { client: lazy(newWindows), source: lazy(newWindows) };
 
   /** `now`: a monotonic clock (performance.now): rates are about real time, whatever clock decisions use. */
   constructor(private readonly now: () => number) {}
 
   /** Counts one event for `key`; true while the count in the current window of `windowMs` is at most `max`. */
-  allow(key: string, max: number, windowMs: number): boolean {
+  allow(kind: RateKind, key: string, max: number, windowMs: number): boolean {
     const now = this.now();
-    const w = this.windows().get(key);
+    const windows = this.windowsOf[kind]();
+    const w = windows.get(key);
     if (!w || now - w.start >= windowMs) {
-      this.windows().set(key, { start: now, n: 1 });
+      windows.set(key, { start: now, n: 1 });
       return max >= 1;
     }
     return ++w.n <= max;
   }
 
   /** Whether the next event for `key` would be refused, without counting it. */
-  wouldRefuse(key: string, max: number, windowMs: number): boolean {
-    const w = this.windows().get(key);
+  wouldRefuse(kind: RateKind, key: string, max: number, windowMs: number): boolean {
+    const w = this.windowsOf[kind]().get(key);
     return w !== undefined && this.now() - w.start < windowMs && w.n >= max;
   }
+}
+
+function newWindows(): LRUCache<string, { start: number; n: number }> {
+  return new LRUCache({ max: MAX_KEYS });
 }
