@@ -43,6 +43,7 @@ export class DedupeCache {
   private readonly spilled = new Map<number, Buffer>();
   /** Sequence number from which oldestInArena looks: every entry before it is spilled or gone. */
   private arenaScan = 0;
+  private inFlightSwept = -Infinity;
 
   constructor(private readonly options: DedupeOptions) {
     this.arena = Buffer.allocUnsafeSlow((options.maxEntries + 1) * ARENA_BYTES_PER_ENTRY);
@@ -72,10 +73,13 @@ export class DedupeCache {
       return { kind: 'answered', reply };
     }
     const since = this.inFlight.get(key);
-    if (since !== undefined && now - since < this.options.inFlightMs) return IN_FLIGHT;
+    if (since !== undefined) {
+      if (now - since < this.options.inFlightMs) return IN_FLIGHT;
+      // Forgotten undecided (its sweep is yet to come): re-inserted last, so the map stays in time order.
+      this.inFlight.delete(key);
+    }
     // More undecided requests than the bound: refuse new work rather than grow without limit.
     if (this.inFlight.size >= this.options.maxEntries) return OVERLOADED;
-    this.inFlight.delete(key);
     this.inFlight.set(key, now);
     return NEW;
   }
@@ -138,10 +142,15 @@ export class DedupeCache {
   }
 
   private expire(now: number): void {
-    // Maps iterate in insertion order and entries are inserted with a growing time: the oldest come first.
-    for (const [key, since] of this.inFlight) {
-      if (now - since < this.options.inFlightMs) break;
-      this.inFlight.delete(key);
+    // Undecided requests are forgotten after minutes, so once a second is sweep enough (begin() reads an
+    // entry's age itself), and the request path makes no iterator per request.
+    if (now - this.inFlightSwept >= IN_FLIGHT_SWEEP_MS) {
+      this.inFlightSwept = now;
+      // Maps iterate in insertion order and entries are inserted with a growing time: the oldest come first.
+      for (const [key, since] of this.inFlight) {
+        if (now - since < this.options.inFlightMs) break;
+        this.inFlight.delete(key);
+      }
     }
     while (this.head < this.order.length && this.orderExpires[this.head]! <= now) this.dropHead();
     this.compact();
@@ -177,6 +186,8 @@ export class DedupeCache {
 
 /** Arena bytes per entry of maxEntries: a reply with Message-Authenticator and a Reply-Message is 60-120 bytes. */
 const ARENA_BYTES_PER_ENTRY = 128;
+/** How often undecided requests past inFlightMs are swept out. */
+const IN_FLIGHT_SWEEP_MS = 1000;
 /** orderAt of a reply kept in `spilled`. */
 const SPILLED = -1;
 
