@@ -60,7 +60,7 @@ interface Commands {
   stateOps(...keysThenArgs: Array<string | number>): Promise<Array<number | Error>>;
 }
 
-/** The ops of one turn, sent together by RedisState.flush. */
+/** The ops of one turn, sent together at its end (RedisState.endTurn). */
 interface OpBatch {
   keys: string[];
   args: Array<string | number>;
