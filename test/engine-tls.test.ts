@@ -13,6 +13,7 @@ import { openPostgresStore } from '../src/store/postgres.js';
 import { sql, startPostgres } from './helpers/postgres.js';
 import { startRedis, startSentinel, startTlsRedis } from './helpers/redis.js';
 import { makeTestPki, type TestPki } from './helpers/tls-certs.js';
+import { until } from './helpers/until.js';
 
 let pki: TestPki;
 before(() => {
@@ -67,6 +68,44 @@ test('Redis through Sentinel: the state finds the master by name (not the URL ho
   const raw = new Redis(master.port, '127.0.0.1');
   t.after(() => raw.quit());
   assert.equal(await raw.get('engine:step:alice'), '1000');
+});
+
+test('Redis through Sentinel: after a failover the state is on the new master within seconds, and a step claimed before is still a replay', async (t) => {
+  const master = await startRedis();
+  t.after(() => master.close());
+  const replica = await startRedis({ args: () => ['--replicaof', '127.0.0.1', String(master.port)] });
+  t.after(() => replica.close());
+  const onReplica = new Redis(replica.port, '127.0.0.1');
+  t.after(() => onReplica.quit());
+  await until(async () => /master_link_status:up/.test(await onReplica.info('replication')) || undefined, 'the replica in sync');
+  // Started once the replica is in sync: the sentinel's first INFO of the master lists it (else up to 10 s later).
+  const sentinel = await startSentinel('radius-mfa', master.port);
+  t.after(() => sentinel.close());
+  const state = await openState(t, { url: 'redis://127.0.0.1:1/0', sentinel: { name: 'radius-mfa', nodes: [`127.0.0.1:${sentinel.port}`] } });
+  assert.equal(await state.claimTotpStep('alice', 1000, 60_000), true);
+  await until(async () => (await onReplica.get('engine:step:alice')) === '1000' || undefined, 'the claim replicated');
+
+  // The end of the failover is +switch-master (GET-MASTER-ADDR-BY-NAME names the replica a little earlier).
+  const events = new Redis(sentinel.port, '127.0.0.1');
+  t.after(() => events.quit());
+  let switchMessage: string | undefined;
+  events.on('message', (_channel, message: string) => (switchMessage = message));
+  await events.subscribe('+switch-master');
+  const admin = new Redis(sentinel.port, '127.0.0.1');
+  t.after(() => admin.quit());
+  // NOGOODSLAVE until the sentinel has had the replica's own INFO.
+  await until(() => admin.call('SENTINEL', 'FAILOVER', 'radius-mfa').then(() => true, () => undefined), 'the sentinel to start a failover');
+  assert.equal(await until(() => switchMessage, '+switch-master'), `radius-mfa 127.0.0.1 ${master.port} 127.0.0.1 ${replica.port}`);
+  const switched = Date.now();
+  // The old master stays writable until the sentinel demotes it (8 s or more later): claims made there would be lost.
+  await until(async () => (await state.client.info('server').catch(() => '')).includes(`tcp_port:${replica.port}\r\n`) || undefined, 'the state on the new master');
+  assert.ok(Date.now() - switched < 5000, `on the new master ${Date.now() - switched} ms after the switch`);
+  // Commands fail fast while the connection moves (the new master drops its clients once more just after the
+  // switch): a claim is retried, as a NAS retries its request.
+  const claim = (step: number) => until(() => state.claimTotpStep('alice', step, 60_000).catch(() => undefined), `a claim of step ${step} after the failover`);
+  assert.equal(await claim(1000), false, 'the claim made before the failover is still a replay');
+  assert.equal(await claim(1001), true);
+  assert.equal(await onReplica.get('engine:step:alice'), '1001');
 });
 
 test('PostgreSQL over TLS: store.tls.ca opens the store with every connection on TLS; a user added is read back', async (t) => {

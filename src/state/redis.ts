@@ -336,6 +336,9 @@ export function redisOptions(config: Config['state']): RedisOptions {
       name: config.sentinel.name,
       enableTLSForSentinelMode: tlsOn,
       sentinelTLS: tls,
+      // Leave the old master when a sentinel announces +switch-master: it stays writable until the sentinel
+      // demotes it (seconds later), and counts or TOTP claims written there would be lost.
+      failoverDetector: true,
     };
   }
   return { ...common, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) };
