@@ -3,7 +3,7 @@
 // as the `postgres` system user (child_process uid/gid, as runuser would) and the dir is chowned to it.
 // stop() (SIGINT: fast shutdown) and start() take the server down and back on the same port and data dir (outage tests).
 import { execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -48,7 +48,12 @@ async function query(url: string, sql: string): Promise<void> {
 
 let databases = 0;
 
-export async function startPostgres(): Promise<PostgresInstance> {
+export interface PostgresStartOptions {
+  /** ssl=on with this certificate and key (PEM files); clients may still connect without TLS. */
+  ssl?: { cert: string; key: string };
+}
+
+export async function startPostgres(options: PostgresStartOptions = {}): Promise<PostgresInstance> {
   const bin = postgresBinDir();
   const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-pg-'));
   const ids = runAs();
@@ -65,6 +70,16 @@ export async function startPostgres(): Promise<PostgresInstance> {
     cwd: dir,
     stdio: 'pipe',
   });
+  // Copied into the server's own dir, owned by it and 0600: postgres refuses a key others can read.
+  const ssl: string[] = [];
+  for (const name of options.ssl ? (['cert', 'key'] as const) : []) {
+    const file = join(dir, `server.${name}`);
+    copyFileSync(options.ssl![name], file);
+    if (ids.uid !== undefined) chownSync(file, ids.uid, ids.gid!);
+    chmodSync(file, 0o600);
+    ssl.push('-c', `ssl_${name}_file=${file}`);
+  }
+  if (ssl.length > 0) ssl.push('-c', 'ssl=on');
   const port = await freeTcpPort();
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
   const daemon = await startDaemon({
@@ -74,7 +89,7 @@ export async function startPostgres(): Promise<PostgresInstance> {
     spawn: () =>
       spawn(
         join(bin, 'postgres'),
-        ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=100'],
+        ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=100', ...ssl],
         { ...ids, env, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] },
       ),
     ready: () => query(url, 'SELECT 1'),

@@ -2,8 +2,8 @@
 // persistence, its own temp dir. stop() and start() take it down and bring it back on the same port
 // (empty, as a restarted Redis without persistence is) for outage tests.
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from './daemon.js';
@@ -15,14 +15,24 @@ export interface RedisInstance extends Daemon {
   port: number;
 }
 
+export interface RedisStartOptions {
+  /** More redis-server arguments, after (so overriding) the defaults: TLS, replicaof, --sentinel. */
+  args?: (port: number) => string[];
+  /** A config file's text, written to the temp dir and loaded first (Sentinel needs a file it can rewrite). */
+  config?: string;
+  /** The readiness probe's connection (a TLS one when the plain port is off); default plain TCP. */
+  connect?: (port: number) => Socket;
+}
+
 /** PING on 127.0.0.1:port; throws unless it gets +PONG within 1 s. */
-function ping(port: number): Promise<void> {
+function ping(port: number, open: (port: number) => Socket): Promise<void> {
   return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
+    const s = open(port);
     let got = '';
     const fail = (why: string) => (s.destroy(), reject(new Error(`PING on 127.0.0.1:${port}: ${why}`)));
     s.setTimeout(1000, () => fail('no answer in 1 s'));
-    s.once('connect', () => s.write('PING\r\n'));
+    // Written before the (TLS) connection is up: the socket holds it until then.
+    s.write('PING\r\n');
     s.on('data', (d) => {
       got += d.toString('latin1');
       if (!got.includes('\r\n')) return;
@@ -34,9 +44,11 @@ function ping(port: number): Promise<void> {
   });
 }
 
-export async function startRedis(): Promise<RedisInstance> {
+export async function startRedis(options: RedisStartOptions = {}): Promise<RedisInstance> {
   const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-redis-'));
   const port = await freeTcpPort();
+  const conf = join(dir, 'redis.conf');
+  if (options.config !== undefined) writeFileSync(conf, options.config);
   const daemon = await startDaemon({
     name: 'redis-server',
     dir,
@@ -44,10 +56,14 @@ export async function startRedis(): Promise<RedisInstance> {
     spawn: () =>
       spawn(
         'redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'],
+        [
+          ...(options.config === undefined ? [] : [conf]),
+          ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction', '--protected-mode', 'yes'],
+          ...(options.args?.(port) ?? []),
+        ],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       ),
-    ready: () => ping(port),
+    ready: () => ping(port, options.connect ?? ((p) => connect(p, '127.0.0.1'))),
     readyTimeoutMs: 10_000,
     stopSignal: 'SIGTERM',
   });

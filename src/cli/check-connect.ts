@@ -10,7 +10,7 @@ import { print } from './context.js';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { describePostgresUrl, poolConfig } from '../store/postgres.js';
-import { describeRedisUrl, redisOptions } from '../state/redis.js';
+import { connectRedis, describeRedisUrl, redisOptions } from '../state/redis.js';
 
 /** The shared PostgreSQL store, read only (no migration runs here): reachable, and sealed with the configured key. */
 export async function checkPostgresStore(config: Config): Promise<CheckOutcome> {
@@ -46,7 +46,7 @@ export async function checkRedis(config: Config): Promise<CheckOutcome> {
   const redis = new Redis({ ...redisOptions(config.state), retryStrategy: () => null });
   redis.on('error', () => {});
   try {
-    await redis.connect();
+    await connectRedis(redis);
     await redis.ping();
     return { ok: true, detail: `${where}: answers PING` };
   } catch (err) {

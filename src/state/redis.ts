@@ -336,6 +336,9 @@ export function redisOptions(config: Config['state']): RedisOptions {
       name: config.sentinel.name,
       enableTLSForSentinelMode: tlsOn,
       sentinelTLS: tls,
+      // Leave the old master when a sentinel announces +switch-master: it stays writable until the sentinel
+      // demotes it (seconds later), and counts or TOTP claims written there would be lost.
+      failoverDetector: true,
     };
   }
   return { ...common, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) };
@@ -350,7 +353,7 @@ export async function openRedisState(config: Config['state'], options: RedisStat
   // Without a listener an 'error' event would crash the process; outages are reported by the engine monitor.
   redis.on('error', () => {});
   try {
-    await redis.connect();
+    await connectRedis(redis);
     const version = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1];
     if (version && Number(version.split('.')[0]) < 6) throw new Error(`Redis ${version} is too old: 6.2 or later (or Valkey) is needed (GETDEL)`);
     const policy = await redis.config('GET', 'maxmemory-policy').then(
@@ -364,9 +367,26 @@ export async function openRedisState(config: Config['state'], options: RedisStat
     }
   } catch (err) {
     redis.disconnect();
-    throw err;
+    throw new Error(`Redis at ${describeRedisUrl(config.url!)}: ${(err as Error).message}`, { cause: err });
   }
   return new RedisState(redis, options);
+}
+
+/**
+ * connect(), failing with why: ioredis rejects with only "Connection is closed." and gives the reason (refused,
+ * a certificate not trusted) as an 'error' event.
+ */
+export async function connectRedis(redis: Redis): Promise<void> {
+  let why: Error | undefined;
+  const remember = (err: Error) => (why ??= err);
+  redis.on('error', remember);
+  try {
+    await redis.connect();
+  } catch (err) {
+    throw new Error((why ?? (err as Error)).message, { cause: err });
+  } finally {
+    redis.off('error', remember);
+  }
 }
 
 /** SCAN MATCH is a glob: a username with * ? [ ] or a backslash in it must match only itself. */
