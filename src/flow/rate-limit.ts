@@ -7,7 +7,7 @@ import { lazy } from '../shared/lazy.js';
 const MAX_KEYS = 100_000;
 
 /** What is counted: a client (NAS) by name, a source by Calling-Station-Id. Each kind has windows of its own. */
-export type RateKind = 'client' | 'source';
+type RateKind = 'client' | 'source';
 
 export class RateLimiter {
   // Per kind, so that a key is the name itself: no string made per request to look it up.

@@ -144,7 +144,7 @@ export interface RedisPushesOptions {
  * a connection cut without a word (a firewall's or a load balancer's idle timeout) would otherwise
  * go unnoticed for TCP keepalive's ~11 minutes, and every decision made at another node unheard.
  */
-export const SUBSCRIBER_HEARTBEAT_MS = 5000;
+const SUBSCRIBER_HEARTBEAT_MS = 5000;
 
 export class RedisPendingPushes implements PendingPushes {
   private readonly redis: Redis & Scripts;
