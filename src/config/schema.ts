@@ -443,7 +443,7 @@ export const configSchema = z.strictObject({
   dedupe: z
     .strictObject({
       window: duration.prefault(30).meta({ description: 'How long an answered request is remembered to re-send its reply to a retransmission.' }),
-      max_entries: z.number().int().min(100).max(4_000_000).default(100_000).meta({ description: 'Answered requests kept for retransmissions (and, apart, requests being decided); about 128 bytes each, reserved at start.' }),
+      max_entries: z.number().int().min(100).max(4_000_000).default(100_000).meta({ description: 'Answered requests kept for retransmissions (and, apart, requests being decided); about 300 bytes each (128 of them for the reply), reserved at start and taken as first used.' }),
     })
     .prefault({}),
   mobile_app: z

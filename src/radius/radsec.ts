@@ -175,7 +175,7 @@ export class RadsecListener {
     }
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
-    const peer = new Peer(address, socket.remotePort ?? 0, isIPv6(address) ? 6 : 4, 0, undefined, 0);
+    const peer = Peer.fromText(address, socket.remotePort ?? 0);
     new RadsecConnection(socket, client, peer, this.options);
   }
 }

@@ -47,7 +47,8 @@ interface ReplyTarget {
   client: RadiusClient;
   source: Peer;
   socket: ReplySink;
-  key: string;
+  /** Names the request's dedupe entry. */
+  ticket: number;
   identifier: number;
   authenticator: Buffer;
   proxyStates: readonly Buffer[];
@@ -265,8 +266,7 @@ export class RadiusServer {
       return this.drop('proxy_state_without_message_authenticator', rinfo, `Proxy-State without Message-Authenticator from client ${client.name}: dropped (BlastRADIUS)`);
     }
 
-    const key = DedupeCache.key(listener, rinfo.address, rinfo.port, packet.identifier, packet.authenticator);
-    const seen = this.dedupe.begin(key);
+    const seen = this.dedupe.begin(listener, rinfo, packet.identifier, packet.authenticator);
     if (seen.kind === 'in_flight') {
       this.counters.duplicates++;
       return;
@@ -286,7 +286,7 @@ export class RadiusServer {
       client,
       source: rinfo,
       socket,
-      key,
+      ticket: seen.ticket,
       identifier: packet.identifier,
       authenticator: packet.authenticator,
       proxyStates: proxyStatesOf(packet),
@@ -314,7 +314,7 @@ export class RadiusServer {
 
   private failed(target: ReplyTarget, err: unknown): void {
     this.counters.errors++;
-    this.dedupe.abandon(target.key);
+    this.dedupe.abandon(target.ticket);
     this.options.logger.error({ err, q: target.q }, 'bug: access handler failed; no reply sent');
   }
 
@@ -328,9 +328,9 @@ export class RadiusServer {
 
   private reply(target: ReplyTarget, reply: AccessReply | AccessDrop | null): void {
     if (this.closed) return;
-    const { key, proxyStates } = target;
+    const { ticket, proxyStates } = target;
     if (!reply || 'drop' in reply) {
-      this.dedupe.abandon(key);
+      this.dedupe.abandon(ticket);
       if (reply) {
         this.counters.dropped++;
         this.countDrops(reply.drop, 1);
@@ -338,7 +338,7 @@ export class RadiusServer {
       return;
     }
     if (!fitsInReply(reply.attributes, proxyStates)) {
-      this.dedupe.abandon(key);
+      this.dedupe.abandon(ticket);
       return this.drop('reply_too_large', target.source, `the reply with the Proxy-State attributes of q=${target.q} from client ${target.client.name} would exceed 4096 octets: not sent`);
     }
     const bytes = encodeResponse({
@@ -351,7 +351,7 @@ export class RadiusServer {
       withMessageAuthenticator: true,
     });
     const send = () => {
-      this.dedupe.answered(key, bytes);
+      this.dedupe.answered(ticket, bytes);
       this.counters.answered++;
       target.socket.send(bytes, target.source);
     };
@@ -370,8 +370,7 @@ export class RadiusServer {
     if (packet.messageAuthenticatorOffset >= 0 && !verifyRequestMessageAuthenticator(packet, client.secret)) {
       return this.drop('bad_message_authenticator', rinfo, `Message-Authenticator does not verify for client ${client.name}: dropped`);
     }
-    const key = DedupeCache.key(listener, rinfo.address, rinfo.port, packet.identifier, packet.authenticator);
-    const seen = this.dedupe.begin(key);
+    const seen = this.dedupe.begin(listener, rinfo, packet.identifier, packet.authenticator);
     if (seen.kind !== 'new') {
       if (seen.kind === 'answered') socket.send(seen.reply, rinfo);
       if (seen.kind === 'overloaded') this.drop('overloaded', rinfo, 'too many requests being decided at once: dropped (the NAS will retry)');
@@ -381,7 +380,7 @@ export class RadiusServer {
       this.options.onAccounting({ q: this.nextQ++, client, packet, source: rinfo });
     } catch (err) {
       // RFC 2866 §2: no Accounting-Response unless the request was recorded; the NAS will retry.
-      this.dedupe.abandon(key);
+      this.dedupe.abandon(seen.ticket);
       this.counters.errors++;
       this.options.logger.error({ err, from: `${rinfo.address}:${rinfo.port}` }, 'bug: accounting handler failed; no reply sent');
       return;
@@ -395,7 +394,7 @@ export class RadiusServer {
       secret: client.secret,
       withMessageAuthenticator: false,
     });
-    this.dedupe.answered(key, bytes);
+    this.dedupe.answered(seen.ticket, bytes);
     socket.send(bytes, rinfo);
   }
 

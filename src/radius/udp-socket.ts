@@ -3,7 +3,7 @@
 // ticks after it, leave together in one sendmmsg on the next process.nextTick.
 import { lookup } from 'node:dns/promises';
 import { createRequire } from 'node:module';
-import { isIP } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 
 interface NativeUdp {
   BATCH: number;
@@ -47,6 +47,32 @@ export class Peer {
     if (octets.length !== 4 || octets.some((o) => !(o >= 0 && o <= 255))) throw new Error(`not an IPv4 address: ${address}`);
     return new Peer(address, port, 4, Buffer.from(octets).readUInt32LE(0), undefined, 0);
   }
+
+  /** A peer known by its address as text (a TLS connection's remoteAddress), with the octets a datagram's source has. */
+  static fromText(address: string, port: number): Peer {
+    return isIPv4(address) ? Peer.ipv4(address, port) : new Peer(address, port, 6, 0, ipv6Octets(address), 0);
+  }
+}
+
+/** The 16 octets of an IPv6 address in RFC 4291 §2.2 text: "::" for zeros, a dotted IPv4 tail; a %zone is left out. */
+export function ipv6Octets(text: string): Buffer {
+  if (!isIPv6(text)) throw new Error(`not an IPv6 address: ${text}`);
+  const [head, tail] = text.split('%')[0]!.split('::');
+  const left = hextets(head);
+  const right = hextets(tail);
+  const all = tail === undefined ? left : [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  const octets = Buffer.alloc(16);
+  all.forEach((g, i) => octets.writeUInt16BE(g, i * 2));
+  return octets;
+}
+
+function hextets(part: string | undefined): number[] {
+  if (!part) return [];
+  return part.split(':').flatMap((g) => {
+    if (!g.includes('.')) return [parseInt(g, 16)];
+    const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number];
+    return [(a << 8) | b, (c << 8) | d];
+  });
 }
 
 export interface UdpSocketOptions {
