@@ -18,7 +18,7 @@ import { freeUdpPort } from './ports.js';
 import { procStatus } from './proc.js';
 import { provisionOurs, startFreeradius, startOurs } from './servers.js';
 import type { SprayOptions, SprayResult } from './spray.js';
-import { BenchChild, Generator, LOCAL_PASSWORD, SECRET, SERVER_CPU, measured, median, round2, type Ctx, type Measured, type Stage } from './stage.js';
+import { BenchChild, generator, LOCAL_PASSWORD, SECRET, SERVER_CPU, measured, median, round2, type Ctx, type Measured, type Stage } from './stage.js';
 import { makeUsers } from './users.js';
 
 const LOGIN_LOAD = { concurrency: 16, sharedPassword: LOCAL_PASSWORD, timeoutMs: 5000, warmupSeconds: 1 };
@@ -35,7 +35,7 @@ export const loginsStage: Stage = {
   run: async (ctx) => {
     const { dir, users } = await localStore(ctx);
     const crypt = spawnSync('openssl', ['passwd', '-6', LOCAL_PASSWORD], { encoding: 'utf8' }).stdout.trim();
-    const gen = new Generator();
+    const gen = generator();
     const ours = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'local', logLevel: 'info', throughput: true, auditTo: ctx.o.auditTo }, SERVER_CPU));
     const fr = ctx.track(await startFreeradius({ port: await freeUdpPort(), secret: SECRET, users, cpu: SERVER_CPU, threads: ctx.o.frThreads, authLog: true, cryptHash: crypt }));
     try {
@@ -81,7 +81,7 @@ export const sprayStage: Stage = {
     try {
       let capacity = (ctx.results.logins as { ours?: Measured } | undefined)?.ours?.result.answeredPerSec;
       if (!capacity) {
-        const gen = new Generator();
+        const gen = generator();
         capacity = (await measured(ctx, gen, 'first-factor capacity', srv, { ...LOGIN_LOAD, seconds: 2 })).result.answeredPerSec;
         gen.close();
       }

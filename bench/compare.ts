@@ -13,14 +13,14 @@ import { join } from 'node:path';
 import { formatProfile, summarizeProfile } from './profile-summary.js';
 import { freeUdpPort } from './ports.js';
 import { provisionOurs, startEcho, startFreeradius, startOurs, type RunningServer } from './servers.js';
-import { GENERATOR_CPU, Generator, SECRET, SERVER_CPU, measured, median, round2, runMs, spread, table, type Measured, type Stage } from './stage.js';
+import { GENERATOR_CPU, generator, SECRET, SERVER_CPU, measured, median, round2, runMs, spread, table, type Measured, type Stage } from './stage.js';
 
 export const echoStage: Stage = {
   name: 'echo',
   about: 'the load generator against a trivial signed responder: its ceiling',
   estimateMs: (o) => 2000 + o.levels.length * runMs(o),
   run: async (ctx) => {
-    const gen = new Generator();
+    const gen = generator();
     const echo = ctx.track(await startEcho(SECRET, SERVER_CPU));
     try {
       const rows: Measured[] = [];
@@ -45,7 +45,7 @@ export const compareStage: Stage = {
   estimateMs: (o) => 8000 + 4 * (WARM_SECONDS * 1000 + 300) + 2 * o.levels.length * o.runs * 2 * runMs(o),
   run: async (ctx) => {
     const o = ctx.o;
-    const gen = new Generator();
+    const gen = generator();
     const dir = provisionOurs(ctx.users, SECRET);
     const common = { secret: SECRET, firstFactor: 'none' as const, throughput: true, auditTo: o.auditTo };
     const modes: Array<{ mode: string; ours: RunningServer; fr: RunningServer }> = [];
@@ -119,7 +119,7 @@ export const profileStage: Stage = {
   about: 'ours (audit on) under node --cpu-prof: self time by module and function (opt-in: --profile)',
   estimateMs: (o) => 6000 + runMs(o),
   run: async (ctx) => {
-    const gen = new Generator();
+    const gen = generator();
     const dir = provisionOurs(ctx.users, SECRET);
     const profileDir = join(dir, 'profile');
     const srv = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'none', logLevel: 'info', throughput: true, auditTo: ctx.o.auditTo }, SERVER_CPU, ['--cpu-prof', '--cpu-prof-dir', profileDir]));

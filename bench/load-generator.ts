@@ -40,6 +40,8 @@ export type LoadOptions = {
   serverPid: number | undefined;
 };
 
+/** One run: the target, the rest from DEFAULT_LOAD. */
+export type LoadJob = Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>;
 /** What runLoad reports: counts and rates over the measured window only. */
 export type LoadResult = Awaited<ReturnType<typeof runLoad>>;
 
@@ -51,7 +53,7 @@ export const DEFAULT_LOAD: Omit<LoadOptions, 'port' | 'secret'> = {
 const LIMITS = { seconds: [0.5, 120], warmupSeconds: [0, 30], concurrency: [1, 8192], users: [1, 1_000_000], timeoutMs: [50, 30_000] } as const;
 const PER_SOCKET = 128;
 
-export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>) {
+export async function runLoad(input: LoadJob) {
   const o: LoadOptions = { ...DEFAULT_LOAD, ...input };
   for (const [k, [lo, hi]] of Object.entries(LIMITS)) {
     const v = o[k as keyof typeof LIMITS];
@@ -66,7 +68,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   const codeBytes = Buffer.alloc(o.users * 6);
   const codeStep = new Float64Array(o.users).fill(-1);
   const codeFor = (u: number): Buffer => {
-    const step = totpStep(Date.now());
+    const step = totpStep();
     if (codeStep[u] !== step) {
       codeBytes.write(totpCode(users[u]!.key, step), u * 6, 'latin1');
       codeStep[u] = step;

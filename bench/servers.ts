@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { writeBenchConfig, type BenchConfig } from './config.js';
 import { freeUdpPort } from './ports.js';
 import { probeAccess, waitForServer } from './probe.js';
-import { makeUsers, totpCode, totpStep, usersCsv, type BenchUser } from './users.js';
+import { makeUsers, totpCode, usersCsv, type BenchUser } from './users.js';
 import { radiusdPaths } from './freeradius-conf.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -230,7 +230,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       { secret, firstFactor: flag === '--local' ? 'local' : 'none', logLevel: 'info', throughput: true })
     : await startFreeradius({ port: await freeUdpPort(), secret, users, authLog: true, ...(hash ? { cryptHash: hash } : {}) });
   const u = users[1]!;
-  const code = totpCode(u.key, totpStep(Date.now()));
+  const code = totpCode(u.key);
   const wrong = String((Number(code) + 1) % 1_000_000).padStart(6, '0');
   for (const [label, pw] of [['right password + code', u.password + code], ['right password + wrong code', u.password + wrong], ['wrong password + code', `x${u.password}${code}`]]) {
     const input = `User-Name = "${u.name}"\nUser-Password = "${pw}"\nMessage-Authenticator = 0x00\n`;

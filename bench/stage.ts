@@ -3,7 +3,7 @@
 // other processes were busy on the cores.
 import { type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import type { LoadOptions, LoadResult } from './load-generator.js';
+import type { LoadJob, LoadOptions, LoadResult } from './load-generator.js';
 import { formatLoad, machineLoad, type MachineLoad } from './proc.js';
 import { REPO, spawnOnCore, type RunningServer } from './servers.js';
 import type { BenchUser } from './users.js';
@@ -66,11 +66,8 @@ export class BenchChild<In, Out> {
 }
 
 /** bench/load.ts, one long-lived child: one load run per job. */
-export class Generator extends BenchChild<Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>, LoadResult> {
-  constructor() {
-    super('bench/load.ts');
-  }
-}
+export type Generator = BenchChild<LoadJob, LoadResult>;
+export const generator = (): Generator => new BenchChild('bench/load.ts');
 
 export type Measured = { result: LoadResult; before: MachineLoad; outsideDuring: number[]; discarded: number; loaded: boolean };
 

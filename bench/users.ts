@@ -3,10 +3,8 @@
  * FreeRADIUS users file, our CSV import and the load generator all describe the same people.
  */
 import { createHmac } from 'node:crypto';
-import { ScureBase32Plugin } from 'otplib';
-
-/** RFC 4648 base32 without padding, as TOTP secrets are written (otplib's, not the server's own). */
-export const encodeBase32 = (bytes: Uint8Array) => new ScureBase32Plugin().encode(bytes);
+import { hotp, timeStep } from '../src/mfa/totp.js';
+import { encodeBase32 } from '../src/mfa/totp-secret.js';
 
 export type BenchUser = {
   name: string;
@@ -40,22 +38,12 @@ export function makeUsers(count: number, sharedPassword?: string): BenchUser[] {
   return users;
 }
 
-/** RFC 6238 TOTP with HMAC-SHA1 for one time step; `digits` of the RFC 4226 dynamic truncation. */
-export function totpCode(key: Uint8Array, step: number, digits = 6): string {
-  const counter = Buffer.alloc(8);
-  counter.writeUInt32BE(Math.floor(step / 0x1_0000_0000), 0);
-  counter.writeUInt32BE(step >>> 0, 4);
-  const mac = createHmac('sha1', key).update(counter).digest();
-  // RFC 4226 §5.3: the low 4 bits of the last byte pick the offset of a 31-bit big-endian integer.
-  const offset = mac[mac.length - 1]! & 0x0f;
-  const bin = (mac.readUInt32BE(offset) & 0x7fffffff) % 10 ** digits;
-  return String(bin).padStart(digits, '0');
-}
-
-/** The RFC 6238 time step (T0 = 0, X = 30 s) for a wall-clock time in ms. */
-export function totpStep(nowMs: number, period = 30): number {
-  return Math.floor(nowMs / 1000 / period);
-}
+// The server's own RFC 6238 code (test/totp.test.ts checks it against the RFC vectors and otplib): the
+// server reads what the bench sends, and FreeRADIUS's rlm_totp checks the same codes independently.
+/** The current 30 s TOTP time step. */
+export const totpStep = () => timeStep(Date.now(), 30);
+/** A user's 6-digit SHA1 code for `step` (default: now). */
+export const totpCode = (key: Buffer, step = totpStep()) => hotp(key, step, 6, 'SHA1');
 
 /** CSV for `radius-mfa user import`: username,method,totp_secret,password_hash. */
 export function usersCsv(users: BenchUser[], passwordHash: (u: BenchUser) => string = () => ''): string {
