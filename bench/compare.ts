@@ -1,12 +1,8 @@
 /**
- * Throughput stages, PAP + TOTP, 10,000 users, each server alone on core 0, the generator on core 1:
- *  - echo: the generator against a responder that does no work: its ceiling at each concurrency.
- *  - compare (issue 16): ours with the default config's audit log (one JSON line per decision, to a
- *    file or a pipe as `npm start` writes it) against FreeRADIUS with `auth = yes`, and ours with
- *    `log.level: warn` against FreeRADIUS with `auth = no`; at each concurrency, `runs` back-to-back
- *    pairs in alternating order. Ratio = median(ours) / median(FreeRADIUS): one slow run of either
- *    side moves it less than best-of would; each run's ratio and both sides' spreads are printed.
- *  - profile: ours (audit on) under `node --cpu-prof` at the highest concurrency: where its time goes.
+ * Throughput stages, PAP + TOTP, each server alone on core 0, the generator on core 1 (docs/performance.md):
+ * echo (the generator's ceiling), compare (issue 16: ours against FreeRADIUS, audit on and off) and profile.
+ * compare's ratio = median(ours) / median(FreeRADIUS): one slow run of either side moves it less than
+ * best-of would; each run's ratio and both sides' spreads are printed.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';

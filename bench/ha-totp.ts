@@ -1,18 +1,10 @@
 /**
- * Stage ha-totp (issue 13; opt-in: `npm run bench -- --only ha-totp` or `--ha-totp`): the TOTP path
- * (PAP + code, first_factor none, no audit lines) on one node with the shared engines, store postgres +
- * state redis, beside the one-box default, store sqlite + state memory: same build, users, load and
- * cores, `--runs` alternating pairs at each concurrency. Goal: >= 0.7x of sqlite/memory's answered/s.
- * Every request reads the user from the store and claims its (user, step) in the state, so both
- * engines are on the path of every request.
- *
- * PostgreSQL and Redis are private instances on free loopback ports (bench/postgres.ts,
- * bench/redis.ts), not pinned: as on one box, they share the machine with the server (core 0) and the
- * generator (core 1), and their CPU is not in the server's. The postgres node gets its users as an
- * admin who outgrows one box would: `user import` into SQLite, `store copy --to postgres://...`, and
- * the same key file.
- *
- *   npm run build && npm run bench -- --only ha-totp [--seconds 3 --warmup 1 --concurrency 64 --runs 1 ...]
+ * Stage ha-totp (issue 13; opt-in): the TOTP path (first_factor none, no audit lines) on one node with
+ * store postgres + state redis beside store sqlite + state memory, `--runs` alternating pairs at each
+ * concurrency; goal >= 0.7x answered/s. Every request reads the user from the store and claims its
+ * (user, step) in the state, so both engines are on its path. PostgreSQL and Redis are not pinned: as on
+ * one box, they share the machine with the server and the generator. The postgres node gets its users as
+ * an admin who outgrows one box would: `user import` into SQLite, then `store copy --to postgres://...`.
  */
 import { startPostgres } from './postgres.js';
 import { probeAccess } from './probe.js';

@@ -1,12 +1,9 @@
 /**
- * The spray bench's client (a child of bench/run.ts on the generator's core, driven over IPC): signed
- * Access-Requests at `rate` a second for `seconds`, each for a random enrolled user (so each costs a
- * password check unless the server sheds it) with a wrong password and a random Calling-Station-Id;
- * meanwhile the real users log in one after another every `everyMs`, each as a NAS does (right
- * password + code, 5 s timeout, 3 tries of the same datagram), from a Calling-Station-Id of their own:
- * every other one from the place they signed in from before the spray (familiar), the rest from a new one.
- * The real users are the last `realUsers` + 1 of the list (the last one logs in once right after the
- * spray); the spray never names them. Every real login started is waited for (at most 15 s). Replies to the spray are counted, not verified.
+ * The spray stage's client (a child on the generator's core, driven over IPC): wrong passwords for random
+ * enrolled users (each costs a password check unless the server sheds it) at `rate` a second, while the
+ * real users, the last `realUsers` + 1 (never sprayed), log in every `everyMs` as a NAS does: every other
+ * one from the place they signed in from before the spray, the rest from a new one; the last right after.
+ * Replies to the spray are counted, not verified.
  */
 import { randomBytes, randomFillSync, randomInt } from 'node:crypto';
 import { createSocket } from 'node:dgram';
