@@ -2,6 +2,7 @@
 // the same port for outage tests, its output kept for failure messages, its temp dir removed at close.
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface DaemonOptions {
   name: string;
@@ -24,7 +25,7 @@ async function waitReady(o: DaemonOptions, exited: () => boolean): Promise<void>
     } catch (err) {
       last = err;
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   throw new Error(`${o.name} did not answer within ${o.readyTimeoutMs} ms: ${(last as Error | undefined)?.message}`);
 }

@@ -10,6 +10,7 @@
  * node:dgram costs ~20 µs per request here, which capped the generator near 43k/s.
  */
 import { randomFillSync } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hmacMd5Key } from '../src/radius/md5.js';
 import { Peer, UdpSocket } from '../src/radius/udp-socket.js';
 import { busyPercent, coreTicks, procCpuSeconds, serverSocketDrops } from './proc.js';
@@ -139,7 +140,6 @@ export async function runLoad(input: LoadJob) {
     }
   }, 50);
 
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   for (let s = 0; s < o.concurrency; s++) issue(s);
   await sleep(o.warmupSeconds * 1000);
 

@@ -2,6 +2,7 @@
 // socket drops. Each returns an empty or undefined value where /proc is missing, so the bench still runs.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A /proc file's text, or undefined where it (or /proc) is missing: the bench still runs, without the probe. */
 function read(file: string): string | undefined {
@@ -78,7 +79,7 @@ export type MachineLoad = {
 export async function machineLoad(ms: number): Promise<MachineLoad> {
   const [c0, p0] = [coreTicks(), processTicks()];
   const t0 = performance.now();
-  await new Promise((r) => setTimeout(r, ms));
+  await sleep(ms);
   const [c1, p1] = [coreTicks(), processTicks()];
   const seconds = (performance.now() - t0) / 1000;
   const busy = busyPercent(c0, c1);

@@ -7,11 +7,12 @@
  */
 import { type KeyObject } from 'node:crypto';
 import { Agent } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { CODE } from './packet.js';
 import { freeTcpPort } from './ports.js';
 import { formatLoad, machineLoad, procStatus } from './proc.js';
-import { Requests, call, cpuMs, each, formatLatency as l, mib, settle, setUp, sleep, startNode, tokenOf, usersNamed, type Node } from './push-harness.js';
+import { Requests, call, cpuMs, each, formatLatency as l, mib, settle, setUp, startNode, tokenOf, usersNamed, type Node } from './push-harness.js';
 import { FROM_SRC, canPin, pinSelf, spawnOnCore } from './servers.js';
 import { GENERATOR_CPU, SERVER_CPU, type Stage } from './stage.js';
 

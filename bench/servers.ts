@@ -16,6 +16,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { writeBenchConfig, type BenchConfig } from './config.js';
 import { freeUdpPort } from './ports.js';
 import { probeAccess, waitForServer } from './probe.js';
@@ -83,7 +84,7 @@ export async function launch(name: string, cpu: number | undefined, cmd: string,
     name, pid: child.pid!, port, dir, logFile, child, startMs: Math.round(performance.now() - t0),
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      await Promise.race([exited, sleep(5000)]);
       if (child.exitCode === null) child.kill('SIGKILL');
     },
   };

@@ -7,6 +7,7 @@
  */
 import { randomBytes, randomFillSync, randomInt } from 'node:crypto';
 import { createSocket } from 'node:dgram';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hmacMd5Key } from '../src/radius/md5.js';
 import { writeAccessRequest } from './packet.js';
 import { probeAccess } from './probe.js';
@@ -61,9 +62,9 @@ export async function spray(o: SprayOptions) {
       port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key),
       timeoutMs: 5000, tries: 3, callingStation: familiar ? usualPlace(k) : `02-00-00-00-01-${String(k).padStart(2, '0')}`,
     }).then((r) => ({ user: u.name, familiar, ...r })));
-    await new Promise((r) => setTimeout(r, o.everyMs));
+    await sleep(o.everyMs);
   }
-  await new Promise((r) => setTimeout(r, Math.max(0, o.seconds * 1000 - (performance.now() - t0))));
+  await sleep(Math.max(0, o.seconds * 1000 - (performance.now() - t0)));
   clearInterval(tick);
   const real = await Promise.all(logins);
   // The next user's login right after the spray: is the server answering at once again?

@@ -3,6 +3,7 @@
 // other processes were busy on the cores.
 import { type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { LoadJob, LoadOptions, LoadResult } from './load-generator.js';
 import { formatLoad, machineLoad, type MachineLoad } from './proc.js';
 import { REPO, spawnOnCore, type RunningServer } from './servers.js';
@@ -85,7 +86,7 @@ export async function measured(ctx: Ctx, gen: Generator, label: string, server: 
     const t0 = performance.now();
     const before = await machineLoad(500);
     const run = { secret: SECRET, port: server.port, serverPid: server.pid, users: o.users, seconds: o.seconds, warmupSeconds: o.warmup, ...load };
-    const during = new Promise((r) => setTimeout(r, run.warmupSeconds * 1000)).then(() => machineLoad(run.seconds * 1000));
+    const during = sleep(run.warmupSeconds * 1000).then(() => machineLoad(run.seconds * 1000));
     const [result, { outside: outsideDuring }] = await Promise.all([gen.run(run), during]);
     const worst = Math.max(...before.outside, ...outsideDuring);
     const loaded = worst > o.gate;

@@ -6,36 +6,25 @@ import { createHmac } from 'node:crypto';
 import { hotp, timeStep } from '../src/mfa/totp.js';
 import { encodeBase32 } from '../src/mfa/totp-secret.js';
 
-export type BenchUser = {
-  name: string;
-  /** First-factor password (the TOTP code is appended to it in User-Password). */
-  password: string;
-  /** TOTP secret, RFC 4648 base32 without padding (20 bytes -> 32 chars). */
-  secretBase32: string;
-  /** The same secret as raw bytes, for computing codes. */
-  key: Buffer;
-};
+export type BenchUser = ReturnType<typeof makeUsers>[number];
 
 const SEED = 'radius-mfa-bench';
-
 const PASSWORD_ALPHABET = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 
 /**
- * `count` users named u00000, u00001, ...; passwords are 8 characters (or all `sharedPassword`),
- * TOTP secrets 20 bytes.
+ * `count` users named u00000, u00001, ...: a first-factor password of 8 characters (or all
+ * `sharedPassword`; the TOTP code is appended to it in User-Password), and a 20-byte TOTP secret as
+ * `key` and as `secretBase32` (RFC 4648, no padding).
  */
-export function makeUsers(count: number, sharedPassword?: string): BenchUser[] {
+export function makeUsers(count: number, sharedPassword?: string) {
   const width = Math.max(5, String(count - 1).length);
-  const users: BenchUser[] = new Array(count);
-  for (let i = 0; i < count; i++) {
+  return Array.from({ length: count }, (_, i) => {
     const name = `u${String(i).padStart(width, '0')}`;
     const key = createHmac('sha256', SEED).update(`totp:${name}`).digest().subarray(0, 20);
-    const pwBytes = createHmac('sha256', SEED).update(`pw:${name}`).digest();
-    let password = sharedPassword ?? '';
-    if (sharedPassword === undefined) for (let j = 0; j < 8; j++) password += PASSWORD_ALPHABET[pwBytes[j]! % PASSWORD_ALPHABET.length];
-    users[i] = { name, password, secretBase32: encodeBase32(key), key };
-  }
-  return users;
+    const pwBytes = createHmac('sha256', SEED).update(`pw:${name}`).digest().subarray(0, 8);
+    const password = sharedPassword ?? Array.from(pwBytes, (b) => PASSWORD_ALPHABET[b % PASSWORD_ALPHABET.length]).join('');
+    return { name, password, secretBase32: encodeBase32(key), key };
+  });
 }
 
 // The server's own RFC 6238 code (test/totp.test.ts checks it against the RFC vectors and otplib): the
