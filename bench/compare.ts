@@ -22,7 +22,7 @@ export const echoStage: Stage = {
       const rows: Measured[] = [];
       for (const c of ctx.o.levels) rows.push(await measured(ctx, gen, `echo c=${c}`, echo, { concurrency: c }));
       console.log(table(['concurrency', 'answered/s', 'generator CPU %', 'echo CPU %', 'p50 ms', 'p99 ms'], rows.map(({ result: r }) =>
-        [String(r.options.concurrency), String(r.answeredPerSec), String(r.generator.cpuPercent), String(r.server?.cpuPercent), String(r.latency.p50Ms), String(r.latency.p99Ms)])));
+        [r.options.concurrency, r.answeredPerSec, r.generator.cpuPercent, r.server?.cpuPercent, r.latency.p50Ms, r.latency.p99Ms])));
       return rows;
     } finally {
       gen.close();
@@ -76,9 +76,9 @@ export const compareStage: Stage = {
           out.push(summarize(m.mode, c, pairs));
         }
       }
-      const rows = out.map((s) => [s.mode.split(' (')[0]!.split(' vs')[0]!, String(s.concurrency), String(s.ours.median), String(s.fr.median), s.ratio + 'x',
+      const rows = out.map((s) => [s.mode.split(' (')[0]!.split(' vs')[0]!, s.concurrency, s.ours.median, s.fr.median, s.ratio + 'x',
         s.perRun.map((r) => r.ratio).join(' '), s.ours.spreadPercent + '%', s.fr.spreadPercent + '%', s.ours.p99Median + ' / ' + s.fr.p99Median,
-        s.runsMeetingTarget + '/' + s.perRun.length, String(s.runsUnderLoad)]);
+        s.runsMeetingTarget + '/' + s.perRun.length, s.runsUnderLoad]);
       console.log('');
       console.log(table(['mode', 'conc', 'ours/s (median)', 'FR/s (median)', 'ratio', 'per run', 'ours spread', 'FR spread', 'p99 ours / FR ms', 'target met', 'runs under load'], rows));
       console.log('target (issue 16): >= 1.5x answered/s with p99 no worse than FreeRADIUS, in each run. Spread = (max - min) / median over the runs.');

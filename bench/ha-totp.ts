@@ -61,11 +61,10 @@ export const haTotpStage: Stage = {
           }
         }
       }
-      const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '-' : String(x));
       console.log(`\nTOTP path on one node, shared engines beside the one-box default (server on core ${SERVER_CPU}):`);
       console.log(table(['store/state', 'conc', 'run', 'answered/s', 'per srv CPU-s', 'accept', 'reject', 'timeouts', 'p50 ms', 'p99 ms', 'srv CPU %', 'under load'],
-        runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, String(concurrency), String(run), String(r.answeredPerSec), f(r.server?.answeredPerCpuSecond),
-          String(r.accept), String(r.reject), String(r.timeouts), String(r.latency.p50Ms), String(r.latency.p99Ms), f(r.server?.cpuPercent), loaded ? 'yes' : ''])));
+        runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, concurrency, run, r.answeredPerSec, r.server?.answeredPerCpuSecond,
+          r.accept, r.reject, r.timeouts, r.latency.p50Ms, r.latency.p99Ms, r.server?.cpuPercent, loaded ? 'yes' : ''])));
       const ratios = o.levels.map((c) => ratio(runs.filter((r) => r.concurrency === c), c));
       for (const x of ratios) {
         console.log(`postgres/redis vs sqlite/memory at concurrency ${x.concurrency} (medians): answered/s ${x.answeredPerSec}x, per server CPU-second ${x.perServerCpuSecond}x, ` +

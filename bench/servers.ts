@@ -45,12 +45,7 @@ export function pinSelf(cpu: number | undefined): void {
   spawnSync('taskset', ['-a', '-p', '-c', cpu === undefined ? `0-${cpus().length - 1}` : String(cpu), String(process.pid)], { stdio: 'ignore' });
 }
 
-export type RunningServer = {
-  name: string; pid: number; port: number; dir: string; logFile: string; child: ChildProcess;
-  /** From spawn to ready (the first answered Status-Server), ms. */
-  startMs: number;
-  stop: () => Promise<void>;
-};
+export type RunningServer = Awaited<ReturnType<typeof launch>>;
 
 export type LaunchOptions = {
   /** stdout to a pipe this process reads and discards, as journald or a log shipper would. */
@@ -62,8 +57,8 @@ export type LaunchOptions = {
   ready?: (child: ChildProcess) => Promise<boolean>;
 };
 
-/** Starts a server with stdout and stderr to `logFile`; resolves once it is ready. */
-export async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, dir: string, logFile: string, more: LaunchOptions = {}): Promise<RunningServer> {
+/** Starts a server with stdout and stderr to `logFile`; resolves once it is ready, with `startMs` from spawn to then. */
+export async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, dir: string, logFile: string, more: LaunchOptions = {}) {
   const fd = openSync(logFile, 'a');
   const t0 = performance.now();
   const child = spawnOnCore(cpu, cmd, args, { stdio: ['ignore', more.pipe ? 'pipe' : fd, fd, ...(more.ipc ? ['ipc' as const] : [])], cwd: REPO, env: more.env ?? process.env });
@@ -82,7 +77,7 @@ export async function launch(name: string, cpu: number | undefined, cmd: string,
   }
   return {
     name, pid: child.pid!, port, dir, logFile, child, startMs: Math.round(performance.now() - t0),
-    stop: async () => {
+    stop: async (): Promise<void> => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await Promise.race([exited, sleep(5000)]);
       if (child.exitCode === null) child.kill('SIGKILL');

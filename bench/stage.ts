@@ -115,7 +115,9 @@ export function spread(xs: number[]): number {
 
 export const round2 = (x: number) => Math.round(x * 100) / 100;
 
-export function table(head: string[], rows: string[][]): string {
+/** Columns aligned (the first to the left); a missing or NaN figure (null after IPC) shows as '-'. */
+export function table(head: string[], figures: unknown[][]): string {
+  const rows = figures.map((r) => r.map((x) => (x === undefined || x === null || Number.isNaN(x) ? '-' : String(x))));
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
