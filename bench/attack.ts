@@ -1,24 +1,18 @@
 /**
- * Issue 12's stages, first_factor local with argon2id at the default password_hash parameters
- * (config/schema.ts DEFAULT_HASH_PARAMS) and TOTP, our server on core 0:
- *  - logins: local-password logins per second on one core (closed loop, 16 outstanding, every login
- *    right: password + code), beside FreeRADIUS doing the same work with a SHA-512 crypt hash
- *    (`Crypt-Password`, rlm_pap, glibc crypt's default 5000 rounds) and rlm_totp.
- *  - spray: the default config otherwise (reject delay, lockout, rate limits, audit log to a file); a
- *    spray of wrong passwords for random enrolled users at `--spray-factor` times the first-factor
- *    capacity (the logins stage's figure, or a short run of its own) while real users log in as a NAS
- *    does (bench/spray.ts). Reports the real users' success and latency, the server's RSS, and how
- *    many audit lines reached the log file, per second, against the answers sent.
+ * Issue 12's stages (docs/performance.md), first_factor local with argon2id at the default password_hash
+ * parameters and TOTP, our server on core 0: logins (per second on one core, beside FreeRADIUS with a
+ * SHA-512 crypt hash) and spray (real users logging in during a wrong-password spray at `--spray-factor`
+ * times that capacity, on the default config otherwise: reject delay, lockout, rate limits, audit log).
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { hashPassword } from '../src/auth/password-hash.js';
 import { DEFAULT_HASH_PARAMS } from '../src/config/schema.js';
 import { freeUdpPort } from './ports.js';
 import { procStatus } from './proc.js';
 import { provisionOurs, startFreeradius, startOurs } from './servers.js';
 import type { SprayOptions, SprayResult } from './spray.js';
-import { BenchChild, Generator, LOCAL_PASSWORD, SECRET, SERVER_CPU, measured, median, round2, type Ctx, type Measured, type Stage } from './stage.js';
+import { BenchChild, generator, LOCAL_PASSWORD, SECRET, SERVER_CPU, measured, median, round2, type Ctx, type Measured, type Stage } from './stage.js';
 import { makeUsers } from './users.js';
 
 const LOGIN_LOAD = { concurrency: 16, sharedPassword: LOCAL_PASSWORD, timeoutMs: 5000, warmupSeconds: 1 };
@@ -35,7 +29,7 @@ export const loginsStage: Stage = {
   run: async (ctx) => {
     const { dir, users } = await localStore(ctx);
     const crypt = spawnSync('openssl', ['passwd', '-6', LOCAL_PASSWORD], { encoding: 'utf8' }).stdout.trim();
-    const gen = new Generator();
+    const gen = generator();
     const ours = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'local', logLevel: 'info', throughput: true, auditTo: ctx.o.auditTo }, SERVER_CPU));
     const fr = ctx.track(await startFreeradius({ port: await freeUdpPort(), secret: SECRET, users, cpu: SERVER_CPU, threads: ctx.o.frThreads, authLog: true, cryptHash: crypt }));
     try {
@@ -56,17 +50,14 @@ export const loginsStage: Stage = {
   },
 };
 
-/** Counts audit lines ("msg":"decision") appended to a log file since the last call. */
+/** Counts audit lines ("msg":"decision") written to a log file since the last call (a small file: one line per answer). */
 function decisionCounter(file: string): () => number {
-  let offset = statSync(file).size;
+  const total = () => readFileSync(file, 'latin1').split('"msg":"decision"').length - 1;
+  let seen = total();
   return () => {
-    const fd = openSync(file, 'r');
-    const buf = Buffer.alloc(Math.max(0, statSync(file).size - offset));
-    const n = readSync(fd, buf, 0, buf.length, offset);
-    closeSync(fd);
-    const text = buf.toString('latin1', 0, buf.lastIndexOf(10, n - 1) + 1); // whole lines only
-    offset += text.length;
-    return text.split('"msg":"decision"').length - 1;
+    const before = seen;
+    seen = total();
+    return seen - before;
   };
 }
 
@@ -81,7 +72,7 @@ export const sprayStage: Stage = {
     try {
       let capacity = (ctx.results.logins as { ours?: Measured } | undefined)?.ours?.result.answeredPerSec;
       if (!capacity) {
-        const gen = new Generator();
+        const gen = generator();
         capacity = (await measured(ctx, gen, 'first-factor capacity', srv, { ...LOGIN_LOAD, seconds: 2 })).result.answeredPerSec;
         gen.close();
       }

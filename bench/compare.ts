@@ -1,32 +1,28 @@
 /**
- * Throughput stages, PAP + TOTP, 10,000 users, each server alone on core 0, the generator on core 1:
- *  - echo: the generator against a responder that does no work: its ceiling at each concurrency.
- *  - compare (issue 16): ours with the default config's audit log (one JSON line per decision, to a
- *    file or a pipe as `npm start` writes it) against FreeRADIUS with `auth = yes`, and ours with
- *    `log.level: warn` against FreeRADIUS with `auth = no`; at each concurrency, `runs` back-to-back
- *    pairs in alternating order. Ratio = median(ours) / median(FreeRADIUS): one slow run of either
- *    side moves it less than best-of would; each run's ratio and both sides' spreads are printed.
- *  - profile: ours (audit on) under `node --cpu-prof` at the highest concurrency: where its time goes.
+ * Throughput stages, PAP + TOTP, each server alone on core 0, the generator on core 1 (docs/performance.md):
+ * echo (the generator's ceiling), compare (issue 16: ours against FreeRADIUS, audit on and off) and profile.
+ * compare's ratio = median(ours) / median(FreeRADIUS): one slow run of either side moves it less than
+ * best-of would; each run's ratio and both sides' spreads are printed.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatProfile, summarizeProfile } from './profile-summary.js';
 import { freeUdpPort } from './ports.js';
 import { provisionOurs, startEcho, startFreeradius, startOurs, type RunningServer } from './servers.js';
-import { GENERATOR_CPU, Generator, SECRET, SERVER_CPU, measured, median, round2, runMs, spread, table, type Measured, type Stage } from './stage.js';
+import { GENERATOR_CPU, generator, SECRET, SERVER_CPU, measured, median, round2, runMs, spread, table, type Measured, type Stage } from './stage.js';
 
 export const echoStage: Stage = {
   name: 'echo',
   about: 'the load generator against a trivial signed responder: its ceiling',
   estimateMs: (o) => 2000 + o.levels.length * runMs(o),
   run: async (ctx) => {
-    const gen = new Generator();
+    const gen = generator();
     const echo = ctx.track(await startEcho(SECRET, SERVER_CPU));
     try {
       const rows: Measured[] = [];
       for (const c of ctx.o.levels) rows.push(await measured(ctx, gen, `echo c=${c}`, echo, { concurrency: c }));
       console.log(table(['concurrency', 'answered/s', 'generator CPU %', 'echo CPU %', 'p50 ms', 'p99 ms'], rows.map(({ result: r }) =>
-        [String(r.options.concurrency), String(r.answeredPerSec), String(r.generator.cpuPercent), String(r.server?.cpuPercent), String(r.latency.p50Ms), String(r.latency.p99Ms)])));
+        [r.options.concurrency, r.answeredPerSec, r.generator.cpuPercent, r.server?.cpuPercent, r.latency.p50Ms, r.latency.p99Ms])));
       return rows;
     } finally {
       gen.close();
@@ -45,7 +41,7 @@ export const compareStage: Stage = {
   estimateMs: (o) => 8000 + 4 * (WARM_SECONDS * 1000 + 300) + 2 * o.levels.length * o.runs * 2 * runMs(o),
   run: async (ctx) => {
     const o = ctx.o;
-    const gen = new Generator();
+    const gen = generator();
     const dir = provisionOurs(ctx.users, SECRET);
     const common = { secret: SECRET, firstFactor: 'none' as const, throughput: true, auditTo: o.auditTo };
     const modes: Array<{ mode: string; ours: RunningServer; fr: RunningServer }> = [];
@@ -80,9 +76,9 @@ export const compareStage: Stage = {
           out.push(summarize(m.mode, c, pairs));
         }
       }
-      const rows = out.map((s) => [s.mode.split(' (')[0]!.split(' vs')[0]!, String(s.concurrency), String(s.ours.median), String(s.fr.median), s.ratio + 'x',
+      const rows = out.map((s) => [s.mode.split(' (')[0]!.split(' vs')[0]!, s.concurrency, s.ours.median, s.fr.median, s.ratio + 'x',
         s.perRun.map((r) => r.ratio).join(' '), s.ours.spreadPercent + '%', s.fr.spreadPercent + '%', s.ours.p99Median + ' / ' + s.fr.p99Median,
-        s.runsMeetingTarget + '/' + s.perRun.length, String(s.runsUnderLoad)]);
+        s.runsMeetingTarget + '/' + s.perRun.length, s.runsUnderLoad]);
       console.log('');
       console.log(table(['mode', 'conc', 'ours/s (median)', 'FR/s (median)', 'ratio', 'per run', 'ours spread', 'FR spread', 'p99 ours / FR ms', 'target met', 'runs under load'], rows));
       console.log('target (issue 16): >= 1.5x answered/s with p99 no worse than FreeRADIUS, in each run. Spread = (max - min) / median over the runs.');
@@ -119,7 +115,7 @@ export const profileStage: Stage = {
   about: 'ours (audit on) under node --cpu-prof: self time by module and function (opt-in: --profile)',
   estimateMs: (o) => 6000 + runMs(o),
   run: async (ctx) => {
-    const gen = new Generator();
+    const gen = generator();
     const dir = provisionOurs(ctx.users, SECRET);
     const profileDir = join(dir, 'profile');
     const srv = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'none', logLevel: 'info', throughput: true, auditTo: ctx.o.auditTo }, SERVER_CPU, ['--cpu-prof', '--cpu-prof-dir', profileDir]));

@@ -2,16 +2,7 @@
 // the same port for outage tests, its output kept for failure messages, its temp dir removed at close.
 import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-
-export interface Daemon {
-  /** Starts it (again); resolves once `ready` does. */
-  start(): Promise<void>;
-  /** Sends the stop signal and waits for the exit; idempotent. */
-  stop(): Promise<void>;
-  /** Stops it for good and removes its dir. */
-  close(): Promise<void>;
-  log(): string;
-}
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface DaemonOptions {
   name: string;
@@ -34,13 +25,17 @@ async function waitReady(o: DaemonOptions, exited: () => boolean): Promise<void>
     } catch (err) {
       last = err;
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   throw new Error(`${o.name} did not answer within ${o.readyTimeoutMs} ms: ${(last as Error | undefined)?.message}`);
 }
 
-/** Starts the daemon once; on failure it is stopped, its dir removed, and the error carries its output. */
-export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
+/**
+ * Starts the daemon once; on failure it is stopped, its dir removed, and the error carries its output.
+ * start() starts it again (resolves once `ready` does); stop() sends the stop signal and waits for the
+ * exit (idempotent); close() stops it for good and removes its dir.
+ */
+export async function startDaemon(o: DaemonOptions) {
   let output = '';
   let child: ChildProcess | undefined;
   let exit: Promise<void> = Promise.resolve();
@@ -70,7 +65,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   return {
     start,
     stop,
-    async close() {
+    close: async () => {
       await stop();
       rmSync(o.dir, { recursive: true, force: true });
     },

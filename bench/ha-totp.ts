@@ -1,25 +1,17 @@
 /**
- * Stage ha-totp (issue 13; opt-in: `npm run bench -- --only ha-totp` or `--ha-totp`): the TOTP path
- * (PAP + code, first_factor none, no audit lines) on one node with the shared engines, store postgres +
- * state redis, beside the one-box default, store sqlite + state memory: same build, users, load and
- * cores, `--runs` alternating pairs at each concurrency. Goal: >= 0.7x of sqlite/memory's answered/s.
- * Every request reads the user from the store and claims its (user, step) in the state, so both
- * engines are on the path of every request.
- *
- * PostgreSQL and Redis are private instances on free loopback ports (bench/postgres.ts,
- * bench/redis.ts), not pinned: as on one box, they share the machine with the server (core 0) and the
- * generator (core 1), and their CPU is not in the server's. The postgres node gets its users as an
- * admin who outgrows one box would: `user import` into SQLite, `store copy --to postgres://...`, and
- * the same key file.
- *
- *   npm run build && npm run bench -- --only ha-totp [--seconds 3 --warmup 1 --concurrency 64 --runs 1 ...]
+ * Stage ha-totp (issue 13; opt-in): the TOTP path (first_factor none, no audit lines) on one node with
+ * store postgres + state redis beside store sqlite + state memory, `--runs` alternating pairs at each
+ * concurrency; goal >= 0.7x answered/s. Every request reads the user from the store and claims its
+ * (user, step) in the state, so both engines are on its path. PostgreSQL and Redis are not pinned: as on
+ * one box, they share the machine with the server and the generator. The postgres node gets its users as
+ * an admin who outgrows one box would: `user import` into SQLite, then `store copy --to postgres://...`.
  */
 import { startPostgres } from './postgres.js';
 import { probeAccess } from './probe.js';
 import { startRedis } from './redis.js';
 import { oursCli, provisionOurs, startOurs, type RunningServer } from './servers.js';
-import { Generator, SECRET, SERVER_CPU, measured, median, round2, runMs, table, type Measured, type Stage } from './stage.js';
-import { totpCode, totpStep, type BenchUser } from './users.js';
+import { generator, SECRET, SERVER_CPU, measured, median, round2, runMs, table, type Measured, type Stage } from './stage.js';
+import { totpCode, type BenchUser } from './users.js';
 
 const GOAL = 0.7;
 /** Enough for 10,000 users at a cold cache's pace here (~3,000/s: a PostgreSQL read each). */
@@ -37,7 +29,7 @@ export const haTotpStage: Stage = {
     ctx.track({ stop: () => pg.close() });
     const redis = await startRedis();
     ctx.track({ stop: () => redis.close() });
-    const gen = new Generator();
+    const gen = generator();
     const nodes: Array<{ variant: Variant; srv: RunningServer }> = [];
     try {
       let t0 = performance.now();
@@ -69,11 +61,10 @@ export const haTotpStage: Stage = {
           }
         }
       }
-      const f = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '-' : String(x));
       console.log(`\nTOTP path on one node, shared engines beside the one-box default (server on core ${SERVER_CPU}):`);
       console.log(table(['store/state', 'conc', 'run', 'answered/s', 'per srv CPU-s', 'accept', 'reject', 'timeouts', 'p50 ms', 'p99 ms', 'srv CPU %', 'under load'],
-        runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, String(concurrency), String(run), String(r.answeredPerSec), f(r.server?.answeredPerCpuSecond),
-          String(r.accept), String(r.reject), String(r.timeouts), String(r.latency.p50Ms), String(r.latency.p99Ms), f(r.server?.cpuPercent), loaded ? 'yes' : ''])));
+        runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, concurrency, run, r.answeredPerSec, r.server?.answeredPerCpuSecond,
+          r.accept, r.reject, r.timeouts, r.latency.p50Ms, r.latency.p99Ms, r.server?.cpuPercent, loaded ? 'yes' : ''])));
       const ratios = o.levels.map((c) => ratio(runs.filter((r) => r.concurrency === c), c));
       for (const x of ratios) {
         console.log(`postgres/redis vs sqlite/memory at concurrency ${x.concurrency} (medians): answered/s ${x.answeredPerSec}x, per server CPU-second ${x.perServerCpuSecond}x, ` +
@@ -92,8 +83,8 @@ export const haTotpStage: Stage = {
 /** What the node answers to a right code, the same code again and a wrong one. */
 async function answers(port: number, users: BenchUser[]) {
   const [u, w] = [users[1]!, users[2]!];
-  const code = totpCode(u.key, totpStep(Date.now()));
-  const wrong = String((Number(totpCode(w.key, totpStep(Date.now()))) + 1) % 1_000_000).padStart(6, '0');
+  const code = totpCode(u.key);
+  const wrong = String((Number(totpCode(w.key)) + 1) % 1_000_000).padStart(6, '0');
   const ask = async (name: string, password: string) => (await probeAccess({ port, secret: SECRET, userName: name, password, timeoutMs: 3000 })).code;
   return { right: await ask(u.name, u.password + code), replay: await ask(u.name, u.password + code), wrong: await ask(w.name, w.password + wrong) };
 }

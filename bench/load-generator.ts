@@ -1,13 +1,8 @@
 /**
- * Closed-loop RADIUS load generator (PAP + appended TOTP code), our own.
- *
- * `concurrency` slots each keep exactly one Access-Request outstanding; a reply (or a timeout)
- * frees the slot and the next request leaves at once. Every request gets a fresh random Request
- * Authenticator (from a CSPRNG pool: crypto.randomBytes(16) costs ~4.4 µs here, the pool 0.02 µs),
- * Message-Authenticator as its FIRST attribute, User-Name from `users` enrolled users (round-robin),
- * User-Password = password + current 6-digit TOTP code (RFC 6238, cached per user and 30 s step)
- * hidden per RFC 2865 §5.2, and NAS-Identifier. Each reply's Response Authenticator is verified,
- * and its Message-Authenticator (counted as first / not first / missing / bad).
+ * Closed-loop RADIUS load generator (PAP + appended TOTP code; what each request and reply carries:
+ * docs/performance.md). `concurrency` slots each keep exactly one Access-Request outstanding; a reply
+ * (or a timeout) frees the slot and the next request leaves at once. Request Authenticators come from
+ * a CSPRNG pool: crypto.randomBytes(16) costs ~4.4 µs here, the pool 0.02 µs.
  *
  * Identifiers: up to 128 slots per UDP socket; slot k of a socket alternates between ids k and
  * k + 128, so a late reply to a timed-out request is told apart from the answer to the next one.
@@ -15,6 +10,7 @@
  * node:dgram costs ~20 µs per request here, which capped the generator near 43k/s.
  */
 import { randomFillSync } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hmacMd5Key } from '../src/radius/md5.js';
 import { Peer, UdpSocket } from '../src/radius/udp-socket.js';
 import { busyPercent, coreTicks, procCpuSeconds, serverSocketDrops } from './proc.js';
@@ -22,36 +18,31 @@ import { CODE, checkReplyMessageAuthenticator, packetLength, verifyResponseAuthe
 import { LatencyHistogram } from './histogram.js';
 import { makeUsers, totpCode, totpStep } from './users.js';
 
-export type LoadOptions = {
-  host: string;
-  port: number;
-  secret: string;
+const DEFAULT_LOAD = {
+  host: '127.0.0.1',
   /** Number of users u00000..; must match what the server has enrolled. */
-  users: number;
+  users: 10_000,
   /** All users have this password (first_factor local: one argon2 hash serves all). */
-  sharedPassword: string | undefined;
-  concurrency: number;
+  sharedPassword: undefined as string | undefined,
+  concurrency: 64,
   /** Measured window, after the warm-up. */
-  seconds: number;
-  warmupSeconds: number;
+  seconds: 10,
+  warmupSeconds: 2,
   /** A request without a valid reply after this long counts as a timeout and frees its slot. */
-  timeoutMs: number;
+  timeoutMs: 2000,
   /** If set, /proc/<pid>/stat is sampled over the window to report the server's CPU use. */
-  serverPid: number | undefined;
+  serverPid: undefined as number | undefined,
 };
-
+export type LoadOptions = typeof DEFAULT_LOAD & { port: number; secret: string };
+/** One run: the target, the rest from DEFAULT_LOAD. */
+export type LoadJob = Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>;
 /** What runLoad reports: counts and rates over the measured window only. */
 export type LoadResult = Awaited<ReturnType<typeof runLoad>>;
-
-export const DEFAULT_LOAD: Omit<LoadOptions, 'port' | 'secret'> = {
-  host: '127.0.0.1', users: 10_000, sharedPassword: undefined, concurrency: 64, seconds: 10, warmupSeconds: 2,
-  timeoutMs: 2000, serverPid: undefined,
-};
 
 const LIMITS = { seconds: [0.5, 120], warmupSeconds: [0, 30], concurrency: [1, 8192], users: [1, 1_000_000], timeoutMs: [50, 30_000] } as const;
 const PER_SOCKET = 128;
 
-export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>) {
+export async function runLoad(input: LoadJob) {
   const o: LoadOptions = { ...DEFAULT_LOAD, ...input };
   for (const [k, [lo, hi]] of Object.entries(LIMITS)) {
     const v = o[k as keyof typeof LIMITS];
@@ -66,7 +57,7 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
   const codeBytes = Buffer.alloc(o.users * 6);
   const codeStep = new Float64Array(o.users).fill(-1);
   const codeFor = (u: number): Buffer => {
-    const step = totpStep(Date.now());
+    const step = totpStep();
     if (codeStep[u] !== step) {
       codeBytes.write(totpCode(users[u]!.key, step), u * 6, 'latin1');
       codeStep[u] = step;
@@ -149,7 +140,6 @@ export async function runLoad(input: Partial<LoadOptions> & Pick<LoadOptions, 'p
     }
   }, 50);
 
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   for (let s = 0; s < o.concurrency; s++) issue(s);
   await sleep(o.warmupSeconds * 1000);
 

@@ -3,10 +3,10 @@
 //   node --import tsx bench/load.ts --port 1812 --secret s [--users 10000 --concurrency 64 --seconds 10
 //     --warmup 2 --timeout 2000 --shared-password PW --server-pid PID]
 import { parseArgs } from 'node:util';
-import { runLoad, type LoadOptions } from './load-generator.js';
+import { runLoad, type LoadJob } from './load-generator.js';
 
 if (process.send) {
-  process.on('message', (o: Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>) => {
+  process.on('message', (o: LoadJob) => {
     runLoad(o).then((r) => process.send!({ ok: r }), (e: unknown) => process.send!({ error: String(e) }));
   });
   process.once('disconnect', () => process.exit(0));
@@ -20,6 +20,6 @@ if (process.send) {
   const o = Object.fromEntries(Object.entries({
     host: v.host, port: num(v.port), secret: v.secret, users: num(v.users), concurrency: num(v.concurrency), seconds: num(v.seconds),
     warmupSeconds: num(v.warmup), timeoutMs: num(v.timeout), sharedPassword: v['shared-password'], serverPid: num(v['server-pid']),
-  }).filter(([, x]) => x !== undefined)) as Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>;
+  }).filter(([, x]) => x !== undefined)) as LoadJob;
   console.log(JSON.stringify(await runLoad(o), null, 1));
 }

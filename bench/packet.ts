@@ -42,22 +42,6 @@ function putAttr(buf: Uint8Array, p: number, type: number, value: Uint8Array): n
 }
 
 /**
- * A 38-byte packet with only a Message-Authenticator: header, MA zeroed then signed (RFC 3579 §3.2).
- * The authenticator must already be in buf[4..20).
- */
-function writeMaOnly(buf: Uint8Array, code: number, id: number, maKey: HmacMd5Key): number {
-  buf[0] = code;
-  buf[1] = id;
-  buf[2] = 0;
-  buf[3] = 38;
-  buf[20] = ATTR.MessageAuthenticator;
-  buf[21] = 18;
-  buf.fill(0, 22, 38);
-  hmacMd5(maKey, buf, 0, 38, buf, 22);
-  return 38;
-}
-
-/**
  * Writes a complete Access-Request into buf[0..) and returns its length. The Request
  * Authenticator must already be in buf[4..20). Attribute order: Message-Authenticator (first,
  * BlastRADIUS guidance), User-Name, User-Password = pwHead + pwTail hidden, NAS-Identifier,
@@ -91,9 +75,13 @@ export function writeAccessRequest(
   return p;
 }
 
-/** Writes a Status-Server (RFC 5997) with only a Message-Authenticator; RA must be in buf[4..20). */
+/** Writes a Status-Server (RFC 5997) with only a Message-Authenticator, zeroed then signed; RA must be in buf[4..20). */
 export function writeStatusServer(buf: Uint8Array, id: number, maKey: HmacMd5Key): number {
-  return writeMaOnly(buf, CODE.StatusServer, id, maKey);
+  buf.set([CODE.StatusServer, id, 0, 38], 0);
+  buf.set([ATTR.MessageAuthenticator, 18], 20);
+  buf.fill(0, 22, 38);
+  hmacMd5(maKey, buf, 0, 38, buf, 22);
+  return 38;
 }
 
 /** Length from the header if the datagram is a well-formed RADIUS packet, else -1. */
@@ -141,15 +129,4 @@ export function checkReplyMessageAuthenticator(msg: Uint8Array, len: number, req
   hmacMd5(maKey, s, 0, len, hashOut, 0);
   for (let i = 0; i < 16; i++) if (hashOut[i] !== msg[at + 2 + i]) return MA_BAD;
   return at === 20 ? MA_FIRST : MA_NOT_FIRST;
-}
-
-/** Writes a signed reply (Message-Authenticator first, Response Authenticator) to a request into out[0..). */
-export function writeSignedReply(out: Uint8Array, code: number, id: number, reqAuth: Uint8Array, raOff: number, secret: Uint8Array, maKey: HmacMd5Key): number {
-  out.set(reqAuth.subarray(raOff, raOff + 16), 4);
-  writeMaOnly(out, code, id, maKey);
-  const s = scratchFor(38 + secret.length);
-  s.set(out.subarray(0, 38), 0);
-  s.set(secret, 38);
-  md5(s, 0, 38 + secret.length, out, 4);
-  return 38;
 }

@@ -7,16 +7,10 @@ import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readdirSyn
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startDaemon, type Daemon } from './daemon.js';
+import { startDaemon } from './daemon.js';
 import { freeTcpPort } from './ports.js';
 
-export interface PostgresInstance extends Daemon {
-  /** postgres://postgres:PASSWORD@127.0.0.1:port/postgres (the superuser, the maintenance database). */
-  url: string;
-  port: number;
-  /** Creates a new, empty database and returns its URL. */
-  createDatabase(name?: string): Promise<string>;
-}
+export type PostgresInstance = Awaited<ReturnType<typeof startPostgres>>;
 
 /** The newest installed major version's bin dir, e.g. /usr/lib/postgresql/15/bin. */
 export function postgresBinDir(): string {
@@ -53,7 +47,7 @@ export interface PostgresStartOptions {
   ssl?: { cert: string; key: string };
 }
 
-export async function startPostgres(options: PostgresStartOptions = {}): Promise<PostgresInstance> {
+export async function startPostgres(options: PostgresStartOptions = {}) {
   const bin = postgresBinDir();
   const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-pg-'));
   const ids = runAs();
@@ -81,7 +75,7 @@ export async function startPostgres(options: PostgresStartOptions = {}): Promise
   }
   if (ssl.length > 0) ssl.push('-c', 'ssl=on');
   const port = await freeTcpPort();
-  const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
+  const url = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`; // the superuser, the maintenance database
   const daemon = await startDaemon({
     name: 'postgres',
     dir,
@@ -100,6 +94,7 @@ export async function startPostgres(options: PostgresStartOptions = {}): Promise
   return {
     url,
     port,
+    /** Creates a new, empty database and returns its URL. */
     async createDatabase(name = `radius_mfa_${process.pid}_${++databases}`) {
       await query(url, `CREATE DATABASE ${pg.escapeIdentifier(name)}`);
       return url.replace(/\/postgres$/, `/${name}`);

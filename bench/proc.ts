@@ -2,6 +2,7 @@
 // socket drops. Each returns an empty or undefined value where /proc is missing, so the bench still runs.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A /proc file's text, or undefined where it (or /proc) is missing: the bench still runs, without the probe. */
 function read(file: string): string | undefined {
@@ -64,21 +65,17 @@ function processTicks(): Map<number, { name: string; ppid: number; ticks: number
   return out;
 }
 
-export type MachineLoad = {
-  /** Busy % of each core over the sample (all processes). */
-  busy: number[];
-  /** The same less this bench's own processes (this process and its descendants): load from outside. */
-  outside: number[];
-  loadavg: number[];
-  /** The busiest processes outside the bench over the sample. */
-  top: Array<{ pid: number; name: string; cpuPercent: number }>;
-};
+export type MachineLoad = Awaited<ReturnType<typeof machineLoad>>;
 
-/** What else the machine is doing, over `ms` (/proc/stat, every /proc/PID/stat, loadavg). */
-export async function machineLoad(ms: number): Promise<MachineLoad> {
+/**
+ * What else the machine is doing, over `ms` (/proc/stat, every /proc/PID/stat, loadavg): each core's busy %
+ * (all processes), the same less this bench's own processes (this one and its descendants) as `outside`,
+ * and the busiest processes outside the bench.
+ */
+export async function machineLoad(ms: number) {
   const [c0, p0] = [coreTicks(), processTicks()];
   const t0 = performance.now();
-  await new Promise((r) => setTimeout(r, ms));
+  await sleep(ms);
   const [c1, p1] = [coreTicks(), processTicks()];
   const seconds = (performance.now() - t0) / 1000;
   const busy = busyPercent(c0, c1);
@@ -90,7 +87,7 @@ export async function machineLoad(ms: number): Promise<MachineLoad> {
     return false;
   };
   const own = busy.map(() => 0);
-  const top: MachineLoad['top'] = [];
+  const top: Array<{ pid: number; name: string; cpuPercent: number }> = [];
   for (const [pid, p] of p1) {
     const pct = ((p.ticks - (p0.get(pid)?.ticks ?? p.ticks)) / seconds); // jiffies/s = % of one core
     if (pct <= 0) continue;

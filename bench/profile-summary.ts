@@ -13,12 +13,7 @@ type CallFrame = { functionName: string; url: string; lineNumber: number; column
 type ProfileNode = { id: number; callFrame: CallFrame; children?: number[] };
 type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number };
 
-export type ProfileSummary = {
-  totalMs: number;
-  busyMs: number;
-  byFunction: Array<{ name: string; ms: number; percentOfBusy: number }>;
-  byGroup: Array<{ group: string; ms: number; percentOfBusy: number }>;
-};
+export type ProfileSummary = ReturnType<typeof summarizeProfile>;
 
 /** Groups a script URL: our src/dist modules by path, node_modules by package, node internals as "node:<module>". */
 function groupOf(url: string, fn: string): string {
@@ -43,7 +38,7 @@ function original(frame: CallFrame): { url: string; lineNumber: number } {
   return { url: new URL(entry.originalSource, frame.url).href, lineNumber: entry.originalLine ?? frame.lineNumber };
 }
 
-export function summarizeProfile(file: string, top = 25): ProfileSummary {
+export function summarizeProfile(file: string, top = 25) {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();

@@ -1,12 +1,9 @@
 /**
  * The harness of the push stages (bench/push.ts: one node; bench/ha-push.ts: two). Each node is
- * bench/push-server.mjs (what `radius-mfa serve` builds, with an IPC PushSender: the bench's simulated
- * phones learn their request ids from the push, as from an FCM data message) on the config bench/config.ts
- * writes: first_factor none (no password hashing measured), default_method push, push timeout 10 min,
- * log level warn. Every user has one device; one ECDSA P-256 key pair serves all devices (cheap to set
- * up and sign with; the server still verifies each answer against the device's stored key). Requests
- * come from bench/packet.ts, 250 per UDP socket. BENCH_PUSH_NODE_ARGS adds node flags to the nodes
- * (e.g. --trace-gc, or --cpu-prof for bench/profile-summary.ts).
+ * bench/push-server.mjs on bench/config.ts's push config (first_factor none: no password hashing
+ * measured). Every user has one device; one ECDSA P-256 key pair serves all devices (cheap to set up
+ * and sign with; the server still verifies each answer against the device's stored key).
+ * BENCH_PUSH_NODE_ARGS adds node flags to the nodes (e.g. --trace-gc, or --cpu-prof).
  */
 import { createHash, generateKeyPairSync, randomFillSync, sign, type KeyObject } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
@@ -14,6 +11,7 @@ import { mkdtempSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { configSchema } from '../src/config/schema.js';
 import { hmacMd5Key } from '../src/radius/md5.js';
 import { openStore } from '../src/store/open-store.js';
@@ -29,7 +27,6 @@ import { SECRET, type Ctx } from './stage.js';
 const PER_SOCKET = 250;
 const SECRET_BYTES = Buffer.from(SECRET);
 const MA_KEY = hmacMd5Key(SECRET_BYTES);
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
 export const each = (total: number, n: number) => (n ? Math.round((total / n) * 1000) / 1000 : 0);
 export const usersNamed = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${String(i).padStart(5, '0')}`);

@@ -1,20 +1,18 @@
 /**
- * Stage push (issues 3 and 16; opt-in: --push): `--users` (10,000) requests held at once at one node
- * (bench/push-harness.ts; SQLite store, in-memory state) pinned to core 0, this process on core 1.
- * Memory: VmRSS and V8 heap + external after a full GC, after a warm-up of 300 full push cycles and again
- * with all held; then 1000 devices poll GET /pending. Approve-to-Accept = from just before the answer
- * POST is written to the Access-Accept (authenticators verified) arriving on the request's socket: the
- * first 2,500 paced at 250/s (latency, not queueing), beside the floor (the same answers at the same
- * rate to a bare node:http server on the server's core), then the rest all at once over 64 keep-alive
- * connections (approvals/s).
+ * Stage push (issues 3 and 16; opt-in): `--users` (10,000) requests held at once at one node pinned to
+ * core 0, this process on core 1 (docs/performance.md). Memory after a full GC, before and with all held;
+ * GET /pending; approve-to-Accept (from just before the answer POST is written to the verified
+ * Access-Accept): 2,500 paced at 250/s (latency, not queueing) beside a bare node:http floor, then the
+ * rest all at once (approvals/s).
  */
 import { type KeyObject } from 'node:crypto';
 import { Agent } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { CODE } from './packet.js';
 import { freeTcpPort } from './ports.js';
 import { formatLoad, machineLoad, procStatus } from './proc.js';
-import { Requests, call, cpuMs, each, formatLatency as l, mib, settle, setUp, sleep, startNode, tokenOf, usersNamed, type Node } from './push-harness.js';
+import { Requests, call, cpuMs, each, formatLatency as l, mib, settle, setUp, startNode, tokenOf, usersNamed, type Node } from './push-harness.js';
 import { FROM_SRC, canPin, pinSelf, spawnOnCore } from './servers.js';
 import { GENERATOR_CPU, SERVER_CPU, type Stage } from './stage.js';
 

@@ -6,14 +6,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDaemon, type Daemon } from './daemon.js';
+import { startDaemon } from './daemon.js';
 import { freeTcpPort } from './ports.js';
 
-export interface RedisInstance extends Daemon {
-  /** redis://127.0.0.1:port */
-  url: string;
-  port: number;
-}
+export type RedisInstance = Awaited<ReturnType<typeof startRedis>>;
 
 export interface RedisStartOptions {
   /** More redis-server arguments, after (so overriding) the defaults: TLS, replicaof, --sentinel. */
@@ -44,7 +40,7 @@ function ping(port: number, open: (port: number) => Socket): Promise<void> {
   });
 }
 
-export async function startRedis(options: RedisStartOptions = {}): Promise<RedisInstance> {
+export async function startRedis(options: RedisStartOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'radius-mfa-redis-'));
   const port = await freeTcpPort();
   const conf = join(dir, 'redis.conf');

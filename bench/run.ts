@@ -1,12 +1,8 @@
 /**
- * `npm run bench`: the stages below in order, each server pinned to core 0 and the load on core 1.
- * Prints as it goes and writes the whole result to bench/out/bench-<time>.json and latest.json
- * (with --json also to stdout); docs/performance.md is updated by hand from that output.
- *
- *   npm run bench [-- --only compare,logins | --skip echo] [--profile] [--push] [--ha-totp] [--ha-push] [--seconds 2 --warmup 0.5
- *                    --concurrency 64,256 --runs 3 --users 10000 --fr-threads 5:32 --audit-to file|pipe
- *                    --load-gate 15 --retries 2 --login-seconds 2 --spray-seconds 5 --spray-factor 10
- *                    --keep-dirs --json --help]
+ * `npm run bench [-- OPTIONS]` (docs/performance.md lists them): the stages below in order, each server
+ * pinned to core 0 and the load on core 1. Prints as it goes and writes the whole result to
+ * bench/out/bench-<time>.json and latest.json (with --json also to stdout); docs/performance.md is
+ * updated by hand from that output.
  *
  * Bounded: the plan's estimate must fit in HARD_LIMIT_MS (else it says what to cut and does not start),
  * re-runs of disturbed runs only spend the slack, and everything stops at the limit.
@@ -16,7 +12,6 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loginsStage, sprayStage } from './attack.js';
-import { checkCrypto } from './check.js';
 import { compareStage, echoStage, profileStage } from './compare.js';
 import { haTotpStage } from './ha-totp.js';
 import { formatLoad, machineLoad } from './proc.js';
@@ -103,7 +98,6 @@ setTimeout(() => {
 process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
 async function main(): Promise<void> {
-  checkCrypto();
   const load = await machineLoad(1000);
   const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, freeradius: freeradiusVersion(), pinned: canPin(), load };
   console.log(`bench: ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.freeradius}, ours from ${FROM_SRC ? 'src/ via tsx (not numbers to report)' : 'dist/'}`);

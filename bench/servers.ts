@@ -16,10 +16,11 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { writeBenchConfig, type BenchConfig } from './config.js';
 import { freeUdpPort } from './ports.js';
 import { probeAccess, waitForServer } from './probe.js';
-import { makeUsers, totpCode, totpStep, usersCsv, type BenchUser } from './users.js';
+import { makeUsers, totpCode, usersCsv, type BenchUser } from './users.js';
 import { radiusdPaths } from './freeradius-conf.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -44,12 +45,7 @@ export function pinSelf(cpu: number | undefined): void {
   spawnSync('taskset', ['-a', '-p', '-c', cpu === undefined ? `0-${cpus().length - 1}` : String(cpu), String(process.pid)], { stdio: 'ignore' });
 }
 
-export type RunningServer = {
-  name: string; pid: number; port: number; dir: string; logFile: string; child: ChildProcess;
-  /** From spawn to ready (the first answered Status-Server), ms. */
-  startMs: number;
-  stop: () => Promise<void>;
-};
+export type RunningServer = Awaited<ReturnType<typeof launch>>;
 
 export type LaunchOptions = {
   /** stdout to a pipe this process reads and discards, as journald or a log shipper would. */
@@ -61,8 +57,8 @@ export type LaunchOptions = {
   ready?: (child: ChildProcess) => Promise<boolean>;
 };
 
-/** Starts a server with stdout and stderr to `logFile`; resolves once it is ready. */
-export async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, dir: string, logFile: string, more: LaunchOptions = {}): Promise<RunningServer> {
+/** Starts a server with stdout and stderr to `logFile`; resolves once it is ready, with `startMs` from spawn to then. */
+export async function launch(name: string, cpu: number | undefined, cmd: string, args: string[], port: number, secret: string, dir: string, logFile: string, more: LaunchOptions = {}) {
   const fd = openSync(logFile, 'a');
   const t0 = performance.now();
   const child = spawnOnCore(cpu, cmd, args, { stdio: ['ignore', more.pipe ? 'pipe' : fd, fd, ...(more.ipc ? ['ipc' as const] : [])], cwd: REPO, env: more.env ?? process.env });
@@ -81,9 +77,9 @@ export async function launch(name: string, cpu: number | undefined, cmd: string,
   }
   return {
     name, pid: child.pid!, port, dir, logFile, child, startMs: Math.round(performance.now() - t0),
-    stop: async () => {
+    stop: async (): Promise<void> => {
       if (child.exitCode === null) child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      await Promise.race([exited, sleep(5000)]);
       if (child.exitCode === null) child.kill('SIGKILL');
     },
   };
@@ -230,7 +226,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       { secret, firstFactor: flag === '--local' ? 'local' : 'none', logLevel: 'info', throughput: true })
     : await startFreeradius({ port: await freeUdpPort(), secret, users, authLog: true, ...(hash ? { cryptHash: hash } : {}) });
   const u = users[1]!;
-  const code = totpCode(u.key, totpStep(Date.now()));
+  const code = totpCode(u.key);
   const wrong = String((Number(code) + 1) % 1_000_000).padStart(6, '0');
   for (const [label, pw] of [['right password + code', u.password + code], ['right password + wrong code', u.password + wrong], ['wrong password + code', `x${u.password}${code}`]]) {
     const input = `User-Name = "${u.name}"\nUser-Password = "${pw}"\nMessage-Authenticator = 0x00\n`;

@@ -1,28 +1,22 @@
 /**
- * The spray bench's client (a child of bench/run.ts on the generator's core, driven over IPC): signed
- * Access-Requests at `rate` a second for `seconds`, each for a random enrolled user (so each costs a
- * password check unless the server sheds it) with a wrong password and a random Calling-Station-Id;
- * meanwhile the real users log in one after another every `everyMs`, each as a NAS does (right
- * password + code, 5 s timeout, 3 tries of the same datagram), from a Calling-Station-Id of their own:
- * every other one from the place they signed in from before the spray (familiar), the rest from a new one.
- * The real users are the last `realUsers` + 1 of the list (the last one logs in once right after the
- * spray); the spray never names them. Every real login started is waited for (at most 15 s). Replies to the spray are counted, not verified.
+ * The spray stage's client (a child on the generator's core, driven over IPC): wrong passwords for random
+ * enrolled users (each costs a password check unless the server sheds it) at `rate` a second, while the
+ * real users, the last `realUsers` + 1 (never sprayed), log in every `everyMs` as a NAS does: every other
+ * one from the place they signed in from before the spray, the rest from a new one; the last right after.
+ * Replies to the spray are counted, not verified.
  */
 import { randomBytes, randomFillSync, randomInt } from 'node:crypto';
 import { createSocket } from 'node:dgram';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { hmacMd5Key } from '../src/radius/md5.js';
 import { writeAccessRequest } from './packet.js';
 import { probeAccess } from './probe.js';
 import { makeUsers, totpCode, totpStep } from './users.js';
 
 export type SprayOptions = { port: number; secret: string; users: number; password: string; realUsers: number; rate: number; seconds: number; everyMs: number };
-export type SprayResult = {
-  sent: number; answered: number; accepts: number;
-  real: Array<{ user: string; familiar: boolean; code: number | null; ms: number; tries: number }>;
-  afterSpray: { code: number | null; ms: number };
-};
+export type SprayResult = Awaited<ReturnType<typeof spray>>;
 
-export async function spray(o: SprayOptions): Promise<SprayResult> {
+export async function spray(o: SprayOptions) {
   const users = makeUsers(o.users, o.password);
   const secret = Buffer.from(o.secret);
   const maKey = hmacMd5Key(secret);
@@ -52,7 +46,7 @@ export async function spray(o: SprayOptions): Promise<SprayResult> {
   const usualPlace = (k: number) => `02-00-00-00-00-${String(k).padStart(2, '0')}`;
   for (let k = 0; k < o.realUsers; k += 2) {
     const u = realUser(k);
-    const r = await probeAccess({ port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key, totpStep(Date.now()) - 1), timeoutMs: 5000, tries: 3, callingStation: usualPlace(k) });
+    const r = await probeAccess({ port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key, totpStep() - 1), timeoutMs: 5000, tries: 3, callingStation: usualPlace(k) });
     if (r.code !== 2) throw new Error(`${u.name} could not sign in before the spray (code ${r.code})`);
   }
   const t0 = performance.now();
@@ -60,22 +54,22 @@ export async function spray(o: SprayOptions): Promise<SprayResult> {
     const due = Math.min(o.seconds * 1000, performance.now() - t0) * (o.rate / 1000);
     while (sent < due) sendOne();
   }, 5);
-  const logins: Promise<SprayResult['real'][number]>[] = [];
+  const logins = [];
   for (let k = 0; k < o.realUsers && performance.now() - t0 < o.seconds * 1000; k++) {
     const u = realUser(k);
     const familiar = k % 2 === 0;
     logins.push(probeAccess({
-      port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key, totpStep(Date.now())),
+      port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key),
       timeoutMs: 5000, tries: 3, callingStation: familiar ? usualPlace(k) : `02-00-00-00-01-${String(k).padStart(2, '0')}`,
     }).then((r) => ({ user: u.name, familiar, ...r })));
-    await new Promise((r) => setTimeout(r, o.everyMs));
+    await sleep(o.everyMs);
   }
-  await new Promise((r) => setTimeout(r, Math.max(0, o.seconds * 1000 - (performance.now() - t0))));
+  await sleep(Math.max(0, o.seconds * 1000 - (performance.now() - t0)));
   clearInterval(tick);
   const real = await Promise.all(logins);
   // The next user's login right after the spray: is the server answering at once again?
   const u = users[o.users - 1]!;
-  const after = await probeAccess({ port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key, totpStep(Date.now())), timeoutMs: 5000, tries: 3 });
+  const after = await probeAccess({ port: o.port, secret: o.secret, userName: u.name, password: u.password + totpCode(u.key), timeoutMs: 5000, tries: 3 });
   for (const s of sockets) s.close();
   return { sent, answered, accepts, real, afterSpray: { code: after.code, ms: Math.round(after.ms) } };
 }

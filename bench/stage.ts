@@ -3,7 +3,8 @@
 // other processes were busy on the cores.
 import { type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import type { LoadOptions, LoadResult } from './load-generator.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { LoadJob, LoadOptions, LoadResult } from './load-generator.js';
 import { formatLoad, machineLoad, type MachineLoad } from './proc.js';
 import { REPO, spawnOnCore, type RunningServer } from './servers.js';
 import type { BenchUser } from './users.js';
@@ -66,11 +67,8 @@ export class BenchChild<In, Out> {
 }
 
 /** bench/load.ts, one long-lived child: one load run per job. */
-export class Generator extends BenchChild<Partial<LoadOptions> & Pick<LoadOptions, 'port' | 'secret'>, LoadResult> {
-  constructor() {
-    super('bench/load.ts');
-  }
-}
+export type Generator = BenchChild<LoadJob, LoadResult>;
+export const generator = (): Generator => new BenchChild('bench/load.ts');
 
 export type Measured = { result: LoadResult; before: MachineLoad; outsideDuring: number[]; discarded: number; loaded: boolean };
 
@@ -88,7 +86,7 @@ export async function measured(ctx: Ctx, gen: Generator, label: string, server: 
     const t0 = performance.now();
     const before = await machineLoad(500);
     const run = { secret: SECRET, port: server.port, serverPid: server.pid, users: o.users, seconds: o.seconds, warmupSeconds: o.warmup, ...load };
-    const during = new Promise((r) => setTimeout(r, run.warmupSeconds * 1000)).then(() => machineLoad(run.seconds * 1000));
+    const during = sleep(run.warmupSeconds * 1000).then(() => machineLoad(run.seconds * 1000));
     const [result, { outside: outsideDuring }] = await Promise.all([gen.run(run), during]);
     const worst = Math.max(...before.outside, ...outsideDuring);
     const loaded = worst > o.gate;
@@ -117,7 +115,9 @@ export function spread(xs: number[]): number {
 
 export const round2 = (x: number) => Math.round(x * 100) / 100;
 
-export function table(head: string[], rows: string[][]): string {
+/** Columns aligned (the first to the left); a missing or NaN figure (null after IPC) shows as '-'. */
+export function table(head: string[], figures: unknown[][]): string {
+  const rows = figures.map((r) => r.map((x) => (x === undefined || x === null || Number.isNaN(x) ? '-' : String(x))));
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
