@@ -42,6 +42,12 @@ export type LoadResult = Awaited<ReturnType<typeof runLoad>>;
 const LIMITS = { seconds: [0.5, 120], warmupSeconds: [0, 30], concurrency: [1, 8192], users: [1, 1_000_000], timeoutMs: [50, 30_000] } as const;
 const PER_SOCKET = 128;
 
+/**
+ * Where the next run's users start: after the last one the previous run sent, so that a run repeated within
+ * one 30 s step (a disturbed run re-run by the load gate) sends no code our server already took (a replay).
+ */
+let resumeUser = 0;
+
 export async function runLoad(input: LoadJob) {
   const o: LoadOptions = { ...DEFAULT_LOAD, ...input };
   for (const [k, [lo, hi]] of Object.entries(LIMITS)) {
@@ -64,7 +70,7 @@ export async function runLoad(input: LoadJob) {
     }
     return codeBytes.subarray(u * 6, u * 6 + 6);
   };
-  let nextUser = 0;
+  let nextUser = resumeUser % o.users;
   const raPool = Buffer.alloc(16 * 4096);
   let raOff = raPool.length;
 
@@ -162,6 +168,7 @@ export async function runLoad(input: LoadJob) {
   const coresBusy = busyPercent(cores0, coreTicks());
   const drops1 = serverSocketDrops(o.port);
   running = false;
+  resumeUser = nextUser;
   await sleep(200); // the last replies, so the server is idle before the next run
   clearInterval(tick);
   for (const sk of sockets) sk.close();
