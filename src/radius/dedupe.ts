@@ -198,7 +198,9 @@ export class DedupeCache {
     if (this.buckets[b] === e + 1) this.buckets[b] = this.chain[e]!;
     else {
       let p = this.buckets[b]! - 1;
-      while (this.chain[p] !== e + 1) p = this.chain[p]! - 1;
+      while (p >= 0 && this.chain[p] !== e + 1) p = this.chain[p]! - 1;
+      // A bug, never a datagram's doing: fail this request (logged by the server) rather than loop forever.
+      if (p < 0) throw new Error(`bug: dedupe entry ${e} is not in its bucket`);
       this.chain[p] = this.chain[e]!;
     }
     this.state[e] = FREE;
