@@ -26,6 +26,7 @@ export class DedupeCache {
   // Entry e: key words keys[e * KEY_WORDS ...], bucket chain link (next entry + 1, 0 = end), state, and
   // its time (in flight: since; answered: expiry). Free entries are chained through `chain` too.
   private readonly keys: Int32Array;
+  /** Each entry's hash, kept: find() passes other keys by it before comparing words, release() finds the bucket. */
   private readonly hashes: Int32Array;
   private readonly chain: Int32Array;
   private readonly state: Uint8Array;
