@@ -19,7 +19,7 @@ import {
   type PushRequest,
   type SecondFactorDeps,
 } from '../src/flow/second-factor.js';
-import type { LockEvent, Where } from '../src/flow/lockout.js';
+import { takeAttemptSlot, type LockEvent, type Where } from '../src/flow/lockout.js';
 import type { PushMessage, PushSendResult, PushSender } from '../src/mfa/push-sender.js';
 import { MemoryState } from '../src/state/memory.js';
 import { openSqliteStore } from '../src/store/sqlite.js';
@@ -60,6 +60,27 @@ async function addPhone(s: ReturnType<typeof setup>, username: string, pushToken
 function pushRequest(username: string, over: Partial<PushRequest> = {}): PushRequest {
   return { username, user: undefined, clientName: 'test-nas', nasIp: '192.0.2.1', nasIdentifier: 'vpn', callingStation: '198.51.100.7', numberMatching: false, ...over };
 }
+
+test('attempt slots: at most max_failures at once; each ends once; abandon after an end gives nothing back twice', async (t) => {
+  const s = setup(t); // max_failures 3
+  await enrollTotp(s.store, 'alice');
+  const now = s.clock.now();
+  const take = () => takeAttemptSlot('alice', STRANGER, now, s.deps);
+  const [a, b, c] = [await take(), await take(), await take()];
+  assert.ok(a && b && c);
+  assert.equal(await take(), undefined, 'a fourth attempt in progress is refused unchecked');
+  await a.release();
+  await assert.rejects(a.succeed(), /ended twice/);
+  await a.abandon();
+  const d = await take();
+  assert.ok(d, 'the released slot is free again, and only once');
+  assert.equal(await take(), undefined);
+  assert.equal(await b.fail('bad_password'), false, 'the second of three is no lock');
+  assert.equal(await c.fail('bad_password'), true, 'the third failure locks');
+  assert.deepEqual(s.locks.map((l) => [l.username, l.kind, l.reason]), [['alice', 'unfamiliar', 'bad_password']]);
+  await d.abandon();
+  await assert.rejects(d.release(), /ended twice/);
+});
 
 test('verifyCode: a current code passes once; the same code again is a replay', async (t) => {
   const s = setup(t);

@@ -107,33 +107,53 @@ export async function takeAttemptSlot(username: string, where: Where, now: numbe
     await deps.state.decrement(key);
     return undefined;
   }
-  let used = false;
-  const once = () => {
-    if (used) throw new Error('bug: an attempt slot was ended twice');
-    used = true;
-  };
-  const slot: AttemptSlot = {
-    async fail(reason, how = {}) {
-      once();
-      if (how.wrongPassword !== undefined) await deps.state.mark(wrongPasswordKey(username, how.wrongPassword), duration);
-      const count = how.afterRightPassword && !where.familiar ? await deps.state.increment(key, duration) : taken;
-      if (count < max_failures) return false;
-      await lock({ username, where, count, reason }, now, deps);
-      return true;
-    },
-    async succeed() {
-      once();
-      await deps.state.reset(key);
-    },
-    async release() {
-      once();
-      await deps.state.decrement(key);
-    },
-    async abandon() {
-      if (!used) await slot.release();
-    },
-  };
-  return slot;
+  return new Slot(username, where, now, key, taken, deps.settings.lockout, deps);
+}
+
+/** A class, not an object of four closures: one is taken for every request that is checked. */
+class Slot implements AttemptSlot {
+  private used = false;
+
+  constructor(
+    private readonly username: string,
+    private readonly where: Where,
+    private readonly now: number,
+    private readonly key: string,
+    private readonly taken: number,
+    /** As they were when the slot was taken: a reload does not change an attempt under way. */
+    private readonly settings: LockoutDeps['settings']['lockout'],
+    private readonly deps: LockoutDeps,
+  ) {}
+
+  async fail(reason: FailureReason, how: { wrongPassword?: string; afterRightPassword?: boolean } = {}): Promise<boolean> {
+    this.end();
+    const { username, where, key, deps } = this;
+    const { max_failures, duration } = this.settings;
+    if (how.wrongPassword !== undefined) await deps.state.mark(wrongPasswordKey(username, how.wrongPassword), duration);
+    const count = how.afterRightPassword && !where.familiar ? await deps.state.increment(key, duration) : this.taken;
+    if (count < max_failures) return false;
+    await lock({ username, where, count, reason }, this.now, deps);
+    return true;
+  }
+
+  async succeed(): Promise<void> {
+    this.end();
+    await this.deps.state.reset(this.key);
+  }
+
+  async release(): Promise<void> {
+    this.end();
+    await this.deps.state.decrement(this.key);
+  }
+
+  async abandon(): Promise<void> {
+    if (!this.used) await this.release();
+  }
+
+  private end(): void {
+    if (this.used) throw new Error('bug: an attempt slot was ended twice');
+    this.used = true;
+  }
 }
 
 /** Counts one failure outside any slot (a wrong number, a wrong PIN on the phone); true when it locked the user. */
