@@ -12,7 +12,7 @@ import type { DecisionCounts } from './metrics/counts.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
 import type { EphemeralState } from './state/state.js';
 import type { Store } from './store/store.js';
-import type { AccessDrop, AccessReply, AccessRequest, AccountingRequest } from './radius/server.js';
+import type { AccessDrop, AccessHandler, AccessReply, AccessRequest, AccessResponder, AccountingRequest } from './radius/server.js';
 
 /** What deciding a request reads at the moment it arrives (a reload swaps it). */
 export interface AccessRuntime {
@@ -27,37 +27,69 @@ export interface AccessHandlerDeps {
   now: () => number;
 }
 
-/** The RADIUS server's onAccess: decode, decide (waiting for a phone if need be), audit, encode. */
-export function accessHandler(deps: AccessHandlerDeps): (request: AccessRequest) => Promise<AccessReply | AccessDrop> {
-  return (request) => {
+/** The RADIUS server's onAccess: decode, decide (waiting for a phone if need be), audit, encode, answer. */
+export function accessHandler(deps: AccessHandlerDeps): AccessHandler {
+  return (request, respond) => {
     const current = deps.runtime();
     // Only what needs the packet keeps it: an upstream RADIUS first factor, or a request to relay.
     // Held longer, every PAP packet would outlive young-generation GCs and make them dearer.
     const attempt = attemptOf(request, request.password === undefined || current.config.first_factor.type === 'radius');
     const src = request.source.address;
-    const decided = (result: Decision | Hold) => afterDecision(result, attempt, src, current, deps);
-    // One then() for both outcomes (not catch().then()): a promise less per request.
-    return decideAccess(attempt, current.access).then(decided, (err: unknown) => decided(engineOutage(err)));
+    void decideAccess(attempt, current.access).then(
+      (result) => afterDecision(result, attempt, src, current, deps, respond),
+      (err: unknown) => afterOutage(err, attempt, src, current, deps, respond),
+    );
   };
 }
 
 /**
  * A decision, or a hold until the phone answers. Its own function, not a closure in accessHandler's:
  * a held request keeps only this scope and the two callbacks of its wait (10,000 held keep 10,000).
+ * Nothing here may throw: a bug fails the request (respond.fail) instead of escaping as a rejection.
  */
-function afterDecision(result: Decision | Hold, attempt: AccessAttempt, src: string, current: AccessRuntime, deps: AccessHandlerDeps): AccessReply | AccessDrop | Promise<AccessReply | AccessDrop> {
-  if (result.kind !== 'hold') return conclude(result, attempt, src, current, deps);
+function afterDecision(result: Decision | Hold, attempt: AccessAttempt, src: string, current: AccessRuntime, deps: AccessHandlerDeps, respond: AccessResponder): void {
+  if (result.kind !== 'hold') return answer(result, attempt, src, current, deps, respond);
   // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
   attempt.password = undefined;
   attempt.nas = undefined;
-  // Redis gone while it waits: what the phone said cannot be known, so state_unavailable, never a guess.
-  return current.access.pending.wait(result.pushId).then(
-    (outcome) => conclude(result.settle(outcome), attempt, src, current, deps),
-    (err: unknown) => conclude(engineOutage(err), attempt, src, current, deps),
-  );
+  try {
+    // Redis gone while it waits: what the phone said cannot be known, so state_unavailable, never a guess.
+    void current.access.pending.wait(result.pushId).then(
+      (outcome) => {
+        let decision: Decision;
+        try {
+          decision = result.settle(outcome);
+        } catch (err) {
+          return respond.fail(err);
+        }
+        answer(decision, attempt, src, current, deps, respond);
+      },
+      (err: unknown) => afterOutage(err, attempt, src, current, deps, respond),
+    );
+  } catch (err) {
+    respond.fail(err);
+  }
 }
 
-/** A decided request: audited, counted, encoded. */
+/** A request that needed an engine that is down: its own reason, no reject delay (nothing was guessed). Any other error is a bug. */
+function afterOutage(err: unknown, attempt: AccessAttempt, src: string, current: AccessRuntime, deps: AccessHandlerDeps, respond: AccessResponder): void {
+  if (!(err instanceof EngineUnavailableError)) return respond.fail(err);
+  const decision = reject(undefined, err.engine === 'state' ? 'state_unavailable' : 'store_unavailable', MESSAGES.engineUnavailable, false);
+  answer(decision, attempt, src, current, deps, respond);
+}
+
+/** A decided request: audited, counted, encoded, answered. */
+function answer(decision: Decision, attempt: AccessAttempt, src: string, current: AccessRuntime, deps: AccessHandlerDeps, respond: AccessResponder): void {
+  let reply: AccessReply | AccessDrop;
+  try {
+    reply = conclude(decision, attempt, src, current, deps);
+  } catch (err) {
+    return respond.fail(err);
+  }
+  respond.reply(reply);
+}
+
+/** Audit line, count, reply attributes. */
 function conclude(decision: Decision, attempt: AccessAttempt, src: string, current: AccessRuntime, { logger: log, decisions, now }: AccessHandlerDeps): AccessReply | AccessDrop {
   // Shed under load: counted with the dropped datagrams, and the shedder logs when it starts and stops.
   if (decision.kind === 'drop') return { drop: decision.reason };
@@ -103,12 +135,6 @@ function attemptOf(request: AccessRequest, keepNas: boolean): AccessAttempt {
     arrival: request.arrival,
     nas: keepNas ? request : undefined,
   };
-}
-
-/** A request that needed an engine that is down: its own reason, no reject delay (nothing was guessed). */
-function engineOutage(err: unknown): Decision {
-  if (!(err instanceof EngineUnavailableError)) throw err;
-  return reject(undefined, err.engine === 'state' ? 'state_unavailable' : 'store_unavailable', MESSAGES.engineUnavailable, false);
 }
 
 /** The reply out: code and attributes (Message-Authenticator and Proxy-State are the server's). */

@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createActivation } from '../src/mfa/activation.js';
+import { MemoryState } from '../src/state/memory.js';
 import type { PushMessage, PushSender, PushSendResult } from '../src/mfa/push-sender.js';
 import { radclient } from './helpers/radclient.js';
 import { enrollTotp, startTestServer, type StartOptions, type TestServer } from './helpers/server.js';
 import { SimulatedPhone, httpCall, newKeyPair } from './helpers/phone.js';
 import { buildAccessRequest, UdpClient } from './helpers/udp.js';
+import { until } from './helpers/until.js';
 
 /** Records every push and answers with a chosen result. */
 class RecordingSender implements PushSender {
@@ -337,4 +339,55 @@ test('activation codes are single-use; deregistering removes the device; OpenAPI
   const spec = await httpCall<{ openapi: string; paths: Record<string, unknown> }>('GET', `${base}/api/v1/openapi.json`);
   assert.equal(spec.status, 200);
   for (const path of ['/api/v1/activation', '/api/v1/pending', '/api/v1/requests/{id}/answer', '/api/v1/push-token', '/api/v1/device']) assert.ok(spec.body.paths[path], path);
+});
+
+/** MemoryState whose next `failures` calls of `method` throw a plain error: a bug, not an engine outage. */
+function buggyState(method: 'marked' | 'pushes', failures: number) {
+  return async (_config: unknown, now: () => number) => {
+    const state = new MemoryState(now);
+    if (method === 'marked') {
+      const marked = state.marked.bind(state);
+      state.marked = async (key) => (failures-- > 0 ? Promise.reject(new TypeError('injected bug')) : marked(key));
+    } else {
+      const pending = state.pushes();
+      const wait = pending.wait.bind(pending);
+      pending.wait = (id, maxWaitMs) => (failures-- > 0 ? Promise.reject(new TypeError('injected bug')) : wait(id, maxWaitMs));
+    }
+    return state;
+  };
+}
+
+const BUG_LINE = 'bug: access handler failed; no reply sent';
+
+test('a bug while deciding is logged and answered with nothing; the retransmission is decided afresh', async (t) => {
+  const { server, base } = await pushServer({ mfa: { default_method: 'none' } }, { openState: buggyState('marked', 1) });
+  t.after(() => server.close());
+  await userWithPhone(server, base, 'alice');
+  const udp = await UdpClient.open();
+  t.after(() => udp.close());
+  const datagram = buildAccessRequest({ secret: server.secret, identifier: 3, userName: 'alice', password: 'pw-alice', attributes: [[31, '203.0.113.7']] });
+  await udp.send(datagram, server.authPort);
+  await until(() => server.logs.filter({ msg: BUG_LINE })[0], 'the bug logged');
+  await udp.send(datagram, server.authPort);
+  const reply = await udp.next(3000);
+  assert.equal(reply?.bytes[0], 2, 'the retransmission gets the Access-Accept');
+  assert.equal(await udp.next(300), undefined, 'and the failed first copy got no reply');
+  assert.equal(server.logs.filter({ msg: BUG_LINE }).length, 1);
+});
+
+test('a bug while a request is held for the phone is logged, sends no reply, and the retransmission waits for the same push', async (t) => {
+  const { server, base } = await pushServer({}, { openState: buggyState('pushes', 1) });
+  t.after(() => server.close());
+  const { phone } = await userWithPhone(server, base, 'alice');
+  const udp = await UdpClient.open();
+  t.after(() => udp.close());
+  const datagram = buildAccessRequest({ secret: server.secret, identifier: 4, userName: 'alice', password: 'pw-alice', attributes: [[31, '203.0.113.7']] });
+  await udp.send(datagram, server.authPort);
+  await until(() => server.logs.filter({ msg: BUG_LINE })[0], 'the bug logged');
+  await udp.send(datagram, server.authPort);
+  const request = await phone.waitForPending();
+  assert.equal((await phone.pending()).body.length, 1, 'one push for both copies');
+  await phone.answer(request.id, 'approve');
+  assert.equal((await udp.next(3000))?.bytes[0], 2);
+  assert.equal(await udp.next(300), undefined, 'one reply in all');
 });
