@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { hashPassword } from '../src/auth/password-hash.js';
 import { DEFAULT_HASH_PARAMS } from '../src/config/schema.js';
-import { freeUdpPort } from './ports.js';
+import { freeUdpPort } from '../scripts/engines/ports.js';
 import { procStatus } from './proc.js';
 import { provisionOurs, startFreeradius, startOurs } from './servers.js';
 import type { SprayOptions, SprayResult } from './spray.js';

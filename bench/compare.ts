@@ -7,7 +7,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatProfile, summarizeProfile } from './profile-summary.js';
-import { freeUdpPort } from './ports.js';
+import { freeUdpPort } from '../scripts/engines/ports.js';
 import { provisionOurs, startEcho, startFreeradius, startOurs, type RunningServer } from './servers.js';
 import { GENERATOR_CPU, generator, SECRET, SERVER_CPU, measured, median, round2, runMs, spread, table, type Measured, type Stage } from './stage.js';
 

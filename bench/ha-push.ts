@@ -7,9 +7,9 @@
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { type LatencySummary } from './histogram.js';
-import { startPostgres } from './postgres.js';
+import { startPostgres } from '../scripts/engines/postgres.js';
 import { Requests, formatLatency as l, mib, settle, setUp, startNode, usersNamed, type Node } from './push-harness.js';
-import { startRedis } from './redis.js';
+import { startRedis } from '../scripts/engines/redis.js';
 import { FROM_SRC } from './servers.js';
 import { type Stage } from './stage.js';
 

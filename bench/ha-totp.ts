@@ -6,9 +6,9 @@
  * one box, they share the machine with the server and the generator. The postgres node gets its users as
  * an admin who outgrows one box would: `user import` into SQLite, then `store copy --to postgres://...`.
  */
-import { startPostgres } from './postgres.js';
+import { startPostgres } from '../scripts/engines/postgres.js';
 import { probeAccess } from './probe.js';
-import { startRedis } from './redis.js';
+import { startRedis } from '../scripts/engines/redis.js';
 import { oursCli, provisionOurs, startOurs, type RunningServer } from './servers.js';
 import { generator, SECRET, SERVER_CPU, measured, median, round2, runMs, table, type Measured, type Stage } from './stage.js';
 import { totpCode, type BenchUser } from './users.js';

@@ -19,7 +19,7 @@ import { resolveEncryptionKey } from '../src/store/secret-box.js';
 import { writeBenchConfig } from './config.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { CODE, checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
-import { freeTcpPort, freeUdpPort } from './ports.js';
+import { freeTcpPort, freeUdpPort } from '../scripts/engines/ports.js';
 import { procCpuSeconds, procStatus } from './proc.js';
 import { FROM_SRC, REPO, launch, type RunningServer } from './servers.js';
 import { SECRET, type Ctx } from './stage.js';

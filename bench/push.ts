@@ -10,7 +10,7 @@ import { Agent } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { CODE } from './packet.js';
-import { freeTcpPort } from './ports.js';
+import { freeTcpPort } from '../scripts/engines/ports.js';
 import { formatLoad, machineLoad, procStatus } from './proc.js';
 import { Requests, call, cpuMs, each, formatLatency as l, mib, settle, setUp, startNode, tokenOf, usersNamed, type Node } from './push-harness.js';
 import { FROM_SRC, canPin, pinSelf, spawnOnCore } from './servers.js';

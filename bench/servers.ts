@@ -18,10 +18,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeBenchConfig, type BenchConfig } from './config.js';
-import { freeUdpPort } from './ports.js';
+import { freeUdpPort } from '../scripts/engines/ports.js';
 import { probeAccess, waitForServer } from './probe.js';
 import { makeUsers, totpCode, usersCsv, type BenchUser } from './users.js';
-import { radiusdPaths } from './freeradius-conf.js';
+import { radiusdPaths } from '../scripts/engines/freeradius-conf.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** BENCH_OURS_FROM_SRC=1: src/cli.ts through tsx, for working on the bench without a build (not numbers to report). */
