@@ -25,58 +25,51 @@ export const haTotpStage: Stage = {
   estimateMs: (o) => 15_000 + 2 * (WARM_SECONDS * 1000 + 500) + 2 * o.levels.length * o.runs * runMs(o),
   run: async (ctx) => {
     const o = ctx.o;
-    const pg = await startPostgres();
-    ctx.track({ stop: () => pg.close() });
-    const redis = await startRedis();
-    ctx.track({ stop: () => redis.close() });
-    const gen = generator();
+    const [pg, redis] = [await startPostgres(), await startRedis()];
+    for (const e of [pg, redis]) ctx.track({ stop: () => e.close() });
+    const gen = generator(ctx);
     const nodes: Array<{ variant: Variant; srv: RunningServer }> = [];
-    try {
-      let t0 = performance.now();
-      const dir = provisionOurs(ctx.users, SECRET);
-      const importMs = Math.round(performance.now() - t0);
-      const postgresUrl = await pg.createDatabase('radius_mfa_bench');
-      t0 = performance.now();
-      oursCli(dir, ['store', 'copy', '--to', postgresUrl]);
-      const copyMs = Math.round(performance.now() - t0);
-      console.log(`${o.users} users imported into SQLite in ${importMs} ms, copied to PostgreSQL in ${copyMs} ms`);
-      const node = { secret: SECRET, firstFactor: 'none', logLevel: 'warn', throughput: true } as const;
-      nodes.push({ variant: 'sqlite/memory', srv: ctx.track(await startOurs(dir, node, SERVER_CPU)) });
-      nodes.push({ variant: 'postgres/redis', srv: ctx.track(await startOurs(dir, { ...node, shared: { postgresUrl, redisUrl: redis.url } }, SERVER_CPU)) });
-      const sanity = await answers(nodes[1]!.srv.port, ctx.users);
-      console.log(`postgres/redis node: right code ${sanity.right}, same code again ${sanity.replay}, wrong code ${sanity.wrong} (2 = Accept, 3 = Reject)`);
+    let t0 = performance.now();
+    const dir = provisionOurs(ctx.users, SECRET);
+    const importMs = Math.round(performance.now() - t0);
+    const postgresUrl = await pg.createDatabase('radius_mfa_bench');
+    t0 = performance.now();
+    oursCli(dir, ['store', 'copy', '--to', postgresUrl]);
+    const copyMs = Math.round(performance.now() - t0);
+    console.log(`${o.users} users imported into SQLite in ${importMs} ms, copied to PostgreSQL in ${copyMs} ms`);
+    const node = { secret: SECRET, firstFactor: 'none', logLevel: 'warn', throughput: true } as const;
+    nodes.push({ variant: 'sqlite/memory', srv: ctx.track(await startOurs(dir, node, SERVER_CPU)) });
+    nodes.push({ variant: 'postgres/redis', srv: ctx.track(await startOurs(dir, { ...node, shared: { postgresUrl, redisUrl: redis.url } }, SERVER_CPU)) });
+    const sanity = await answers(nodes[1]!.srv.port, ctx.users);
+    console.log(`postgres/redis node: right code ${sanity.right}, same code again ${sanity.replay}, wrong code ${sanity.wrong} (2 = Accept, 3 = Reject)`);
 
-      // A node that has been up a while has its users' records cached (the store's cache, kept current by
-      // LISTEN/NOTIFY): a first pass over every user, unmeasured, so the runs compare steady states.
-      for (const n of nodes) {
-        const first = await gen.run({ secret: SECRET, port: n.srv.port, users: o.users, concurrency: 64, seconds: WARM_SECONDS, warmupSeconds: 0 });
-        console.log(`${n.variant}: first pass over the users (records not yet cached), ${first.answered} answered: ${first.answeredPerSec}/s`);
-      }
-      const runs: Run[] = [];
-      for (const [li, c] of o.levels.entries()) {
-        for (let run = 1; run <= o.runs; run++) {
-          // Alternate which goes first, so that neither always follows a quiet spell.
-          for (const n of (run + li) % 2 === 1 ? nodes : [...nodes].reverse()) {
-            runs.push({ variant: n.variant, concurrency: c, run, m: await measured(ctx, gen, `run ${run} ${n.variant} c=${c}`, n.srv, { concurrency: c }) });
-          }
+    // A node that has been up a while has its users' records cached (the store's cache, kept current by
+    // LISTEN/NOTIFY): a first pass over every user, unmeasured, so the runs compare steady states.
+    for (const n of nodes) {
+      const first = await gen.run({ secret: SECRET, port: n.srv.port, users: o.users, concurrency: 64, seconds: WARM_SECONDS, warmupSeconds: 0 });
+      console.log(`${n.variant}: first pass over the users (records not yet cached), ${first.answered} answered: ${first.answeredPerSec}/s`);
+    }
+    const runs: Run[] = [];
+    for (const [li, c] of o.levels.entries()) {
+      for (let run = 1; run <= o.runs; run++) {
+        // Alternate which goes first, so that neither always follows a quiet spell.
+        for (const n of (run + li) % 2 === 1 ? nodes : [...nodes].reverse()) {
+          runs.push({ variant: n.variant, concurrency: c, run, m: await measured(ctx, gen, `run ${run} ${n.variant} c=${c}`, n.srv, { concurrency: c }) });
         }
       }
-      console.log(`\nTOTP path on one node, shared engines beside the one-box default (server on core ${SERVER_CPU}):`);
-      console.log(table(['store/state', 'conc', 'run', 'answered/s', 'per srv CPU-s', 'accept', 'reject', 'timeouts', 'p50 ms', 'p99 ms', 'srv CPU %', 'under load'],
-        runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, concurrency, run, r.answeredPerSec, r.server?.answeredPerCpuSecond,
-          r.accept, r.reject, r.timeouts, r.latency.p50Ms, r.latency.p99Ms, r.server?.cpuPercent, loaded ? 'yes' : ''])));
-      const ratios = o.levels.map((c) => ratio(runs.filter((r) => r.concurrency === c), c));
-      for (const x of ratios) {
-        console.log(`postgres/redis vs sqlite/memory at concurrency ${x.concurrency} (medians): answered/s ${x.answeredPerSec}x, per server CPU-second ${x.perServerCpuSecond}x, ` +
-          `p99 ${x.p99}x. Goal: >= ${GOAL}x answered/s: ${x.answeredPerSec >= GOAL ? 'met' : 'NOT met'}.`);
-      }
-      console.log("PostgreSQL and Redis are not pinned: they share both cores with the server and the generator, and their CPU is not in 'srv CPU %'; " +
-        'accept = one per (user, 30 s step), the rest are replays (same work).');
-      return { goal: GOAL, importMs, copyMs, sanity, ratios, runs: runs.map(({ m, ...r }) => ({ ...r, ...m })) };
-    } finally {
-      gen.close();
-      await Promise.all([...nodes.map((n) => n.srv.stop()), pg.close(), redis.close()]);
     }
+    console.log(`\nTOTP path on one node, shared engines beside the one-box default (server on core ${SERVER_CPU}):`);
+    console.log(table(['store/state', 'conc', 'run', 'answered/s', 'per srv CPU-s', 'accept', 'reject', 'timeouts', 'p50 ms', 'p99 ms', 'srv CPU %', 'under load'],
+      runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, concurrency, run, r.answeredPerSec, r.server?.answeredPerCpuSecond,
+        r.accept, r.reject, r.timeouts, r.latency.p50Ms, r.latency.p99Ms, r.server?.cpuPercent, loaded ? 'yes' : ''])));
+    const ratios = o.levels.map((c) => ratio(runs.filter((r) => r.concurrency === c), c));
+    for (const x of ratios) {
+      console.log(`postgres/redis vs sqlite/memory at concurrency ${x.concurrency} (medians): answered/s ${x.answeredPerSec}x, per server CPU-second ${x.perServerCpuSecond}x, ` +
+        `p99 ${x.p99}x. Goal: >= ${GOAL}x answered/s: ${x.answeredPerSec >= GOAL ? 'met' : 'NOT met'}.`);
+    }
+    console.log("PostgreSQL and Redis are not pinned: they share both cores with the server and the generator, and their CPU is not in 'srv CPU %'; " +
+      'accept = one per (user, 30 s step), the rest are replays (same work).');
+    return { goal: GOAL, importMs, copyMs, sanity, ratios, runs: runs.map(({ m, ...r }) => ({ ...r, ...m })) };
   },
 };
 

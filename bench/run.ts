@@ -111,13 +111,14 @@ async function main(): Promise<void> {
   for (const stage of plan) {
     ctx.reRunMs = stage.estimateMs(o) * slack;
     console.log(`\n== ${stage.name}: ${stage.about}`);
-    const s0 = Date.now();
+    const [s0, mark] = [Date.now(), started.length];
     try {
       results[stage.name] = await stage.run(ctx);
     } catch (err) {
       console.log(`${stage.name}: FAILED: ${err instanceof Error ? err.message : String(err)}`);
       results[stage.name] = { error: String(err) };
     }
+    for (const s of started.slice(mark).reverse()) await s.stop().catch(() => undefined);
     stageSeconds[stage.name] = Math.round((Date.now() - s0) / 100) / 10;
   }
   await cleanup();

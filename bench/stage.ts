@@ -29,7 +29,10 @@ export type Ctx = {
   users: BenchUser[];
   /** Results of the stages run so far, by name. */
   results: Record<string, unknown>;
-  /** Stops with the bench (hard limit, signal, error); its dir, if any, is removed then. */
+  /**
+   * Stopped when the stage ends, last tracked first (nodes before the engines they use), or on the hard
+   * limit or a signal; its dir, if any, is removed when the bench ends.
+   */
   track: <T extends Stoppable>(s: T) => T;
   /** Time this stage may still spend on re-runs of disturbed runs, ms (its share of the plan's slack). */
   reRunMs: number;
@@ -61,14 +64,14 @@ export class BenchChild<In, Out> {
     });
   }
 
-  close(): void {
+  async stop(): Promise<void> {
     if (this.child.connected) this.child.disconnect();
   }
 }
 
-/** bench/load.ts, one long-lived child: one load run per job. */
+/** bench/load.ts, one long-lived child for the stage: one load run per job. */
 export type Generator = BenchChild<LoadJob, LoadResult>;
-export const generator = (): Generator => new BenchChild('bench/load.ts');
+export const generator = (ctx: Ctx): Generator => ctx.track(new BenchChild('bench/load.ts'));
 
 export type Measured = { result: LoadResult; before: MachineLoad; outsideDuring: number[]; discarded: number; loaded: boolean };
 
