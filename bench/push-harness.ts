@@ -257,32 +257,29 @@ export class Requests {
   }
 }
 
-/** Users with one device each, through the store API; the store's key file is what the nodes' configs name. */
-async function provision(dir: string, names: string[], publicKey: Buffer, postgresUrl?: string): Promise<void> {
+/**
+ * A temp dir (removed when the bench ends, unless --keep-dirs), the key pair, and the users with one device
+ * each through the store API; the store's key file is what the nodes' configs name.
+ */
+export async function setUp(ctx: Ctx, label: string, names: string[], postgresUrl?: string) {
+  const { dir } = ctx.track({ stop: async () => undefined, dir: mkdtempSync(join(tmpdir(), `bench-${label}-`)) });
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const t0 = performance.now();
   const local = configSchema.shape.store.parse({ path: join(dir, 'bench.db') });
   const key = resolveEncryptionKey(local).key; // creates bench.db.key
-  const storeConfig = postgresUrl ? configSchema.shape.store.parse({ type: 'postgres', url: postgresUrl, key_file: join(dir, 'bench.db.key') }) : local;
-  const store = await openStore(storeConfig, key, { cacheSize: 0 });
+  const store = await openStore(postgresUrl ? configSchema.shape.store.parse({ type: 'postgres', url: postgresUrl, key_file: join(dir, 'bench.db.key') }) : local, key, { cacheSize: 0 });
   try {
     await store.addUsers(names.map((username) => ({ username })));
+    const der = publicKey.export({ type: 'spki', format: 'der' });
     for (let i = 0; i < names.length; i += 200) {
       await Promise.all(names.slice(i, i + 200).map((name) => store.devices.add({
-        id: `dev-${name}`, username: name, name: `bench phone ${name}`, publicKey, tokenHash: createHash('sha256').update(tokenOf(name), 'utf8').digest(), pushToken: pushTokenOf(name),
+        id: `dev-${name}`, username: name, name: `bench phone ${name}`, publicKey: der, tokenHash: createHash('sha256').update(tokenOf(name), 'utf8').digest(), pushToken: pushTokenOf(name),
       })));
     }
   } finally {
     await store.close();
   }
-}
-
-/** A temp dir, the key pair and the users; the dir goes when the stage ends (unless --keep-dirs). */
-export async function setUp(ctx: Ctx, label: string, users: string[], postgresUrl?: string) {
-  const dir = mkdtempSync(join(tmpdir(), `bench-${label}-`));
-  ctx.track({ stop: async () => undefined, dir });
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const t0 = performance.now();
-  await provision(dir, users, publicKey.export({ type: 'spki', format: 'der' }), postgresUrl);
   const provisionMs = Math.round(performance.now() - t0);
-  console.log(`${users.length} users with a device each provisioned in ${provisionMs} ms; nodes from ${FROM_SRC ? 'src/ via tsx (build dist/ for numbers to report)' : 'dist/'}`);
+  console.log(`${names.length} users with a device each provisioned in ${provisionMs} ms; nodes from ${FROM_SRC ? 'src/ via tsx (build dist/ for numbers to report)' : 'dist/'}`);
   return { dir, key: privateKey, provisionMs };
 }

@@ -23,16 +23,7 @@ import { makeUsers } from './users.js';
 
 const HARD_LIMIT_MS = 175_000;
 
-const STAGES: Stage[] = [
-  echoStage,
-  compareStage,
-  loginsStage,
-  sprayStage,
-  profileStage,
-  pushStage,
-  haTotpStage,
-  haPushStage,
-];
+const STAGES: Stage[] = [echoStage, compareStage, loginsStage, sprayStage, profileStage, pushStage, haTotpStage, haPushStage];
 /** Not in the default plan (they would not fit the limit beside the others): --profile, --push, --ha-totp, --ha-push, or --only. */
 const OPT_IN = new Set(['profile', 'push', 'ha-totp', 'ha-push']);
 
@@ -80,9 +71,8 @@ if (estimate > HARD_LIMIT_MS) {
 }
 
 const t0 = Date.now();
-const results: Record<string, unknown> = {};
-const stageSeconds: Record<string, number> = {};
-const json = { startedAt: new Date(t0).toISOString(), durationSeconds: 0, complete: false, machine: {} as unknown, options: o, stageSeconds, results };
+const json = { startedAt: new Date(t0).toISOString(), durationSeconds: 0, complete: false, machine: {} as unknown, options: o, stageSeconds: {} as Record<string, number>, results: {} as Record<string, unknown> };
+const { results, stageSeconds } = json;
 const started: Stoppable[] = [];
 async function cleanup(): Promise<void> {
   await Promise.all(started.map((s) => s.stop().catch(() => undefined)));

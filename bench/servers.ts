@@ -1,15 +1,8 @@
 /**
- * The servers the bench measures, each a child process pinned to a core, ready when it answers an
- * Access-Request (no sleeps), stopped with SIGTERM: FreeRADIUS 3.2 configured from scratch in a temp dir,
- * our server (dist/cli.js, as `npm start` runs it, its stdout to a file), and the echo responder.
- *
- * FreeRADIUS reads nothing under /etc/freeradius, only the shipped dictionaries (/usr/share/freeradius)
- * and modules (/usr/lib/freeradius). Policy: User-Password = password + 6 digits; authorize splits it
- * (regex), `files` loads Cleartext-Password (or Crypt-Password) and TOTP-Secret for the user, `pap`
- * checks the password, then `totp` the code. rlm_totp in 3.2.1 has no replay guard.
- *
- * Checked by hand with radclient (right code -> Accept, wrong code -> Reject, wrong password -> Reject):
- *   node --import tsx bench/servers.ts freeradius|ours [--crypt | --local]
+ * The servers the bench measures, each a child pinned to a core, ready once it answers (no sleeps), stopped
+ * with SIGTERM: FreeRADIUS 3.2 configured from scratch in a temp dir (docs/performance.md: the password, then
+ * rlm_totp, which has no replay guard in 3.2.1), ours (dist/cli.js, as `npm start` runs it), the echo responder.
+ * Checked by hand with radclient: node --import tsx bench/servers.ts freeradius|ours [--crypt | --local]
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -134,16 +127,10 @@ thread pool {
 	max_requests_per_server = 0
 }
 modules {
-	pap {
-	}
-	totp {
-	}
-	files {
-		filename = ${dir}/users
-	}
-	always reject {
-		rcode = reject
-	}
+	pap {}
+	totp {}
+	files { filename = ${dir}/users }
+	always reject { rcode = reject }
 }
 server default {
 	listen {

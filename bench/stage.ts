@@ -76,11 +76,9 @@ export const generator = (ctx: Ctx): Generator => ctx.track(new BenchChild('benc
 export type Measured = { result: LoadResult; before: MachineLoad; outsideDuring: number[]; discarded: number; loaded: boolean };
 
 /**
- * One load run against `server`, gated: the machine's load is sampled for 0.5 s first and printed;
- * a run with more than `o.gate` % of a core used by other processes (before, or during the measured
- * window: a core's busy % less this bench's own processes: the server, the generator, and engines a
- * stage started such as PostgreSQL) is discarded and re-run, at most `o.retries` times and only
- * within the stage's re-run budget. The last run is kept either way, marked `loaded`.
+ * One load run against `server`, the machine's load sampled for 0.5 s before it and over its window (a
+ * core's busy % less this bench's own processes, engines included); one over `o.gate` % is discarded and
+ * re-run, at most `o.retries` times within the stage's re-run budget; the last is kept, marked `loaded`.
  */
 export async function measured(ctx: Ctx, gen: Generator, label: string, server: RunningServer, load: Partial<LoadOptions>): Promise<Measured> {
   const o = ctx.o;
