@@ -5,9 +5,8 @@
  * node after a full GC, Redis used_memory per push.
  */
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import { type LatencySummary } from './histogram.js';
-import { startPostgres } from '../scripts/engines/postgres.js';
+import { query, startPostgres } from '../scripts/engines/postgres.js';
 import { Requests, formatLatency as l, mib, settle, setUp, startNode, usersNamed, type Node } from './push-harness.js';
 import { startRedis } from '../scripts/engines/redis.js';
 import { FROM_SRC } from './servers.js';
@@ -26,10 +25,7 @@ export const haPushStage: Stage = {
     const names = { warm: usersNamed('w', HA.warmUp), cross: usersNamed('c', HA.paced), local: usersNamed('l', HA.paced), held: usersNamed('h', ctx.o.users) };
     const { dir, key } = await setUp(ctx, 'ha-push', Object.values(names).flat(), shared.postgresUrl);
     // Statistics for the planner now, not an autovacuum in the middle of a timed phase.
-    const admin = new pg.Client({ connectionString: shared.postgresUrl });
-    await admin.connect();
-    await admin.query('VACUUM ANALYZE');
-    await admin.end();
+    await query(shared.postgresUrl, 'VACUUM ANALYZE');
     const nodes = [ctx.track(await startNode(dir, 'a', undefined, shared)), ctx.track(await startNode(dir, 'b', undefined, shared))];
     const [a, b] = nodes as [Node, Node];
     const redisClient = new Redis(shared.redisUrl);

@@ -28,7 +28,6 @@ export const haTotpStage: Stage = {
     const [pg, redis] = [await startPostgres(), await startRedis()];
     for (const e of [pg, redis]) ctx.track({ stop: () => e.close() });
     const gen = generator(ctx);
-    const nodes: Array<{ variant: Variant; srv: RunningServer }> = [];
     let t0 = performance.now();
     const dir = provisionOurs(ctx.users, SECRET);
     const importMs = Math.round(performance.now() - t0);
@@ -38,9 +37,13 @@ export const haTotpStage: Stage = {
     const copyMs = Math.round(performance.now() - t0);
     console.log(`${o.users} users imported into SQLite in ${importMs} ms, copied to PostgreSQL in ${copyMs} ms`);
     const node = { secret: SECRET, firstFactor: 'none', logLevel: 'warn', throughput: true } as const;
-    nodes.push({ variant: 'sqlite/memory', srv: ctx.track(await startOurs(dir, node, SERVER_CPU)) });
-    nodes.push({ variant: 'postgres/redis', srv: ctx.track(await startOurs(dir, { ...node, shared: { postgresUrl, redisUrl: redis.url } }, SERVER_CPU)) });
-    const sanity = await answers(nodes[1]!.srv.port, ctx.users);
+    const nodes: Array<{ variant: Variant; srv: RunningServer }> = [
+      { variant: 'sqlite/memory', srv: ctx.track(await startOurs(dir, node, SERVER_CPU)) },
+      { variant: 'postgres/redis', srv: ctx.track(await startOurs(dir, { ...node, shared: { postgresUrl, redisUrl: redis.url } }, SERVER_CPU)) },
+    ];
+    const [u, w] = [ctx.users[1]!, ctx.users[2]!];
+    const ask = async (v: BenchUser, code: string) => (await probeAccess({ port: nodes[1]!.srv.port, secret: SECRET, userName: v.name, password: v.password + code, timeoutMs: 3000 })).code;
+    const sanity = { right: await ask(u, totpCode(u.key)), replay: await ask(u, totpCode(u.key)), wrong: await ask(w, String((Number(totpCode(w.key)) + 1) % 1_000_000).padStart(6, '0')) };
     console.log(`postgres/redis node: right code ${sanity.right}, same code again ${sanity.replay}, wrong code ${sanity.wrong} (2 = Accept, 3 = Reject)`);
 
     // A node that has been up a while has its users' records cached (the store's cache, kept current by
@@ -62,7 +65,12 @@ export const haTotpStage: Stage = {
     console.log(table(['store/state', 'conc', 'run', 'answered/s', 'per srv CPU-s', 'accept', 'reject', 'timeouts', 'p50 ms', 'p99 ms', 'srv CPU %', 'under load'],
       runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, concurrency, run, r.answeredPerSec, r.server?.answeredPerCpuSecond,
         r.accept, r.reject, r.timeouts, r.latency.p50Ms, r.latency.p99Ms, r.server?.cpuPercent, loaded ? 'yes' : ''])));
-    const ratios = o.levels.map((c) => ratio(runs.filter((r) => r.concurrency === c), c));
+    // postgres/redis over sqlite/memory at each concurrency: medians of each side's runs.
+    const ratios = o.levels.map((concurrency) => {
+      const med = (v: Variant, pick: (m: Measured) => number | undefined) => median(runs.filter((r) => r.variant === v && r.concurrency === concurrency).map((r) => pick(r.m) ?? NaN));
+      const of = (pick: (m: Measured) => number | undefined) => round2(med('postgres/redis', pick) / med('sqlite/memory', pick));
+      return { concurrency, answeredPerSec: of((m) => m.result.answeredPerSec), perServerCpuSecond: of((m) => m.result.server?.answeredPerCpuSecond), p99: of((m) => m.result.latency.p99Ms) };
+    });
     for (const x of ratios) {
       console.log(`postgres/redis vs sqlite/memory at concurrency ${x.concurrency} (medians): answered/s ${x.answeredPerSec}x, per server CPU-second ${x.perServerCpuSecond}x, ` +
         `p99 ${x.p99}x. Goal: >= ${GOAL}x answered/s: ${x.answeredPerSec >= GOAL ? 'met' : 'NOT met'}.`);
@@ -72,24 +80,3 @@ export const haTotpStage: Stage = {
     return { goal: GOAL, importMs, copyMs, sanity, ratios, runs: runs.map(({ m, ...r }) => ({ ...r, ...m })) };
   },
 };
-
-/** What the node answers to a right code, the same code again and a wrong one. */
-async function answers(port: number, users: BenchUser[]) {
-  const [u, w] = [users[1]!, users[2]!];
-  const code = totpCode(u.key);
-  const wrong = String((Number(totpCode(w.key)) + 1) % 1_000_000).padStart(6, '0');
-  const ask = async (name: string, password: string) => (await probeAccess({ port, secret: SECRET, userName: name, password, timeoutMs: 3000 })).code;
-  return { right: await ask(u.name, u.password + code), replay: await ask(u.name, u.password + code), wrong: await ask(w.name, w.password + wrong) };
-}
-
-/** postgres/redis over sqlite/memory at one concurrency: medians of each side's runs. */
-function ratio(runs: Run[], concurrency: number) {
-  const med = (v: Variant, pick: (m: Measured) => number | undefined) => median(runs.filter((r) => r.variant === v).map((r) => pick(r.m) ?? NaN));
-  const of = (pick: (m: Measured) => number | undefined) => round2(med('postgres/redis', pick) / med('sqlite/memory', pick));
-  return {
-    concurrency,
-    answeredPerSec: of((m) => m.result.answeredPerSec),
-    perServerCpuSecond: of((m) => m.result.server?.answeredPerCpuSecond),
-    p99: of((m) => m.result.latency.p99Ms),
-  };
-}

@@ -16,7 +16,7 @@ import { configSchema } from '../src/config/schema.js';
 import { hmacMd5Key } from '../src/radius/md5.js';
 import { openStore } from '../src/store/open-store.js';
 import { resolveEncryptionKey } from '../src/store/secret-box.js';
-import { writeBenchConfig } from './config.js';
+import { writeBenchConfig, type BenchConfig } from './config.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { CODE, checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
 import { freeTcpPort, freeUdpPort } from '../scripts/engines/ports.js';
@@ -36,13 +36,12 @@ const pushTokenOf = (name: string) => `bench-fcm-${name}`;
 export const formatLatency = (s: LatencySummary) => `p50 ${s.p50Ms} ms, p90 ${s.p90Ms} ms, p99 ${s.p99Ms} ms, max ${s.maxMs} ms`;
 
 export type Node = RunningServer & { httpPort: number; memory: () => Promise<{ rssKiB: number; heapKiB: number; youngKiB: number }> };
-export type Shared = { postgresUrl: string; redisUrl: string };
 
 /** The held request each push token's push belongs to (the last Requests.open of that user). */
 const routes = new Map<string, { set: Requests; k: number }>();
 
 /** A node, ready once it says 'up' (RADIUS and HTTP listen); `memory` is VmRSS and V8 heap + external after a full GC. */
-export async function startNode(dir: string, name: string, cpu: number | undefined, shared?: Shared): Promise<Node> {
+export async function startNode(dir: string, name: string, cpu: number | undefined, shared?: BenchConfig['shared']): Promise<Node> {
   const [authPort, httpPort] = [await freeUdpPort(), await freeTcpPort()];
   const cfg = writeBenchConfig(dir, { authPort, secret: SECRET, firstFactor: 'none', logLevel: 'warn', throughput: true, push: { httpPort }, shared }, `${name}.yaml`);
   const nodeArgs = (process.env.BENCH_PUSH_NODE_ARGS ?? '').split(' ').filter(Boolean);

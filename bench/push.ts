@@ -14,7 +14,7 @@ import { freeTcpPort } from '../scripts/engines/ports.js';
 import { formatLoad, machineLoad, procStatus } from './proc.js';
 import { Requests, call, cpuMs, each, formatLatency as l, mib, settle, setUp, startNode, tokenOf, usersNamed, type Node } from './push-harness.js';
 import { FROM_SRC, canPin, pinSelf, spawnOnCore } from './servers.js';
-import { GENERATOR_CPU, SERVER_CPU, type Stage } from './stage.js';
+import { GENERATOR_CPU, SERVER_CPU, type Ctx, type Stage } from './stage.js';
 
 /** The floor's server: node:http answering every POST as the answer endpoint does, nothing else. */
 const FLOOR_SERVER = `
@@ -25,19 +25,17 @@ server.listen(Number(process.argv[1]), '127.0.0.1', () => process.send('up'));
 process.once('disconnect', () => process.exit(0));`;
 
 /** What this machine adds by itself: the paced answers (same count, rate and cores) to a server that does nothing but answer. */
-async function measureFloor(names: string[], rate: number, pin: boolean, key: KeyObject): Promise<LatencySummary> {
+async function measureFloor(ctx: Ctx, names: string[], rate: number, pin: boolean, key: KeyObject): Promise<LatencySummary> {
   const port = await freeTcpPort();
   const floor = spawnOnCore(pin ? SERVER_CPU : undefined, process.execPath, ['-e', FLOOR_SERVER, String(port)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  try {
-    await new Promise((resolve, reject) => floor.once('message', resolve).once('exit', (code: number) => reject(new Error(`floor server exited ${code}`))));
-    const set = await Requests.open(names);
-    set.ids.fill('floor');
-    const http = await set.approve(port, 0, names.length, rate, 8, key);
-    if (set.failures.length) throw new Error(`floor: ${set.failures.slice(0, 3).join('; ')}`);
-    return http.summary();
-  } finally {
-    floor.kill();
-  }
+  ctx.track({ stop: async () => void floor.kill() });
+  await new Promise((resolve, reject) => floor.once('message', resolve).once('exit', (code: number) => reject(new Error(`floor server exited ${code}`))));
+  const set = await Requests.open(names);
+  set.ids.fill('floor');
+  const http = await set.approve(port, 0, names.length, rate, 8, key);
+  floor.kill();
+  if (set.failures.length) throw new Error(`floor: ${set.failures.slice(0, 3).join('; ')}`);
+  return http.summary();
 }
 
 /** How long the server sits idle with every push held before the settled memory reading. */
@@ -58,7 +56,7 @@ export const pushStage: Stage = {
     if (pin) pinSelf(GENERATOR_CPU);
     if (pin) ctx.track({ stop: async () => pinSelf(undefined) });
     const node = ctx.track(await startNode(dir, 'push', pin ? SERVER_CPU : undefined));
-    const floor = paced ? await measureFloor(usersNamed('u', paced), PUSH.rate, pin, key) : undefined;
+    const floor = paced ? await measureFloor(ctx, usersNamed('u', paced), PUSH.rate, pin, key) : undefined;
     if (floor) console.log(`floor: ${paced} answers at ${PUSH.rate}/s to a bare node:http server: ${l(floor)}`);
     // Warm-up: a full cycle for other users, so that every code path the measurement uses has run (and is compiled).
     const warm = await Requests.open(usersNamed('w', PUSH.warmUp), node);

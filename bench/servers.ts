@@ -12,8 +12,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeBenchConfig, type BenchConfig } from './config.js';
 import { freeUdpPort } from '../scripts/engines/ports.js';
-import { probeAccess, waitForServer } from './probe.js';
-import { makeUsers, totpCode, usersCsv, type BenchUser } from './users.js';
+import { probeAccess } from './probe.js';
+import { makeUsers, totpCode, type BenchUser } from './users.js';
 import { radiusdPaths } from '../scripts/engines/freeradius-conf.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -57,12 +57,14 @@ export async function launch(name: string, cpu: number | undefined, cmd: string,
   const child = spawnOnCore(cpu, cmd, args, { stdio: ['ignore', more.pipe ? 'pipe' : fd, fd, ...(more.ipc ? ['ipc' as const] : [])], cwd: REPO, env: more.env ?? process.env });
   child.stdout?.resume();
   closeSync(fd);
+  let [gone, timer] = [false, undefined as NodeJS.Timeout | undefined];
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  let timer: NodeJS.Timeout | undefined;
-  const ready = more.ready
-    ? Promise.race([more.ready(child), exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 20_000)))])
-    : waitForServer({ port, secret, timeoutMs: 20_000, exited });
-  const up = await ready;
+  void exited.then(() => (gone = true));
+  const statusServer = async () => { // a Status-Server every 20 ms until one is answered
+    while (!gone) if ((await probeAccess({ port, secret, userName: '', password: '', status: true, timeoutMs: 20, tries: 50 })).code !== null) return true;
+    return false;
+  };
+  const up = await Promise.race([(more.ready ?? statusServer)(child), exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 20_000)))]);
   clearTimeout(timer);
   if (!up) {
     child.kill('SIGKILL');
@@ -177,7 +179,8 @@ export function freeradiusVersion(): string {
 export function provisionOurs(users: BenchUser[], secret: string, passwordHash = ''): string {
   const dir = mkdtempSync(join(tmpdir(), 'bench-ours-'));
   writeBenchConfig(dir, { authPort: 1, secret, firstFactor: 'none', logLevel: 'warn', throughput: true }, 'import.yaml');
-  writeFileSync(join(dir, 'users.csv'), usersCsv(users, () => (passwordHash ? `"${passwordHash}"` : ''))); // PHC strings contain commas
+  const hash = passwordHash ? `"${passwordHash}"` : ''; // PHC strings contain commas
+  writeFileSync(join(dir, 'users.csv'), ['username,method,totp_secret,password_hash', ...users.map((u) => `${u.name},totp,${u.secretBase32},${hash}`)].join('\n') + '\n');
   oursCli(dir, ['user', 'import', join(dir, 'users.csv')]);
   return dir;
 }

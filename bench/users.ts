@@ -33,10 +33,3 @@ export function makeUsers(count: number, sharedPassword?: string) {
 export const totpStep = () => timeStep(Date.now(), 30);
 /** A user's 6-digit SHA1 code for `step` (default: now). */
 export const totpCode = (key: Buffer, step = totpStep()) => hotp(key, step, 6, 'SHA1');
-
-/** CSV for `radius-mfa user import`: username,method,totp_secret,password_hash. */
-export function usersCsv(users: BenchUser[], passwordHash: (u: BenchUser) => string = () => ''): string {
-  const lines = ['username,method,totp_secret,password_hash'];
-  for (const u of users) lines.push(`${u.name},totp,${u.secretBase32},${passwordHash(u)}`);
-  return lines.join('\n') + '\n';
-}
