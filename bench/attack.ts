@@ -1,9 +1,7 @@
-/**
- * Issue 12's stages (docs/performance.md), first_factor local with argon2id at the default password_hash
- * parameters and TOTP, our server on core 0: logins (per second on one core, beside FreeRADIUS with a
- * SHA-512 crypt hash) and spray (real users logging in during a wrong-password spray at `--spray-factor`
- * times that capacity, on the default config otherwise: reject delay, lockout, rate limits, audit log).
- */
+// Issue 12's stages (docs/performance.md), first_factor local with argon2id at the default password_hash
+// parameters and TOTP, our server on core 0: logins (per second on one core, beside FreeRADIUS with a
+// SHA-512 crypt hash) and spray (real users logging in during a wrong-password spray at `--spray-factor`
+// times that capacity, on the default config otherwise: reject delay, lockout, rate limits, audit log).
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { hashPassword } from '../src/auth/password-hash.js';

@@ -1,9 +1,7 @@
-/**
- * Throughput stages, PAP + TOTP, each server alone on core 0, the generator on core 1 (docs/performance.md):
- * echo (the generator's ceiling), compare (issue 16: ours against FreeRADIUS, audit on and off) and profile.
- * compare's ratio = median(ours) / median(FreeRADIUS): one slow run of either side moves it less than
- * best-of would; each run's ratio and both sides' spreads are printed.
- */
+// Throughput stages, PAP + TOTP, each server alone on core 0, the generator on core 1 (docs/performance.md):
+// echo (the generator's ceiling), compare (issue 16: ours against FreeRADIUS, audit on and off) and profile.
+// compare's ratio = median(ours) / median(FreeRADIUS): one slow run of either side moves it less than
+// best-of would; each run's ratio and both sides' spreads are printed.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatProfile, summarizeProfile } from './profile-summary.js';

@@ -1,9 +1,7 @@
-/**
- * Stage ha-push (issue 13; opt-in: --ha-push): two nodes (bench/push-harness.ts, unpinned) on one
- * PostgreSQL and one Redis (private instances): 1,000 requests held at A and approved at B, paced at
- * 200/s, beside 1,000 held and approved at A; then `--users` (10,000) held, half at each node: RSS per
- * node after a full GC, Redis used_memory per push.
- */
+// Stage ha-push (issue 13; opt-in: --ha-push): two nodes (bench/push-harness.ts, unpinned) on one
+// PostgreSQL and one Redis (private instances): 1,000 requests held at A and approved at B, paced at
+// 200/s, beside 1,000 held and approved at A; then `--users` (10,000) held, half at each node: RSS per
+// node after a full GC, Redis used_memory per push.
 import { Redis } from 'ioredis';
 import { type LatencySummary } from './histogram.js';
 import { query, startPostgres } from '../scripts/engines/postgres.js';
@@ -46,13 +44,13 @@ export const haPushStage: Stage = {
     const sameNode = await approveAcross(names.local, a, a, HA.rate);
 
     await settle(nodes);
-    const redisUsed = async () => Number(/used_memory:(\d+)/.exec(await redisClient.info('memory'))?.[1]);
-    const base = { rss: [(await a.memory()).rssKiB, (await b.memory()).rssKiB], redis: await redisUsed() };
+    const usage = async () => ({ rss: [(await a.memory()).rssKiB, (await b.memory()).rssKiB], redis: Number(/used_memory:(\d+)/.exec(await redisClient.info('memory'))?.[1]) });
+    const base = await usage();
     const halves = [await Requests.open(names.held.filter((_, i) => i % 2 === 0), a), await Requests.open(names.held.filter((_, i) => i % 2 === 1), b)];
     const t0 = performance.now();
     await Promise.all(halves.map((h) => h.hold(20)));
     console.log(`${ctx.o.users} requests held (half at each node) in ${Math.round(performance.now() - t0)} ms`);
-    const after = { rss: [(await a.memory()).rssKiB, (await b.memory()).rssKiB], redis: await redisUsed() };
+    const after = await usage();
     const answered = halves.reduce((sum, h) => sum + h.code.filter((c) => c > 0).length, 0);
     if (answered) throw new Error(`${answered} held requests were answered before any approval (see ${dir})`);
     for (const h of halves) h.close();

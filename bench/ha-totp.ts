@@ -1,11 +1,9 @@
-/**
- * Stage ha-totp (issue 13; opt-in): the TOTP path (first_factor none, no audit lines) on one node with
- * store postgres + state redis beside store sqlite + state memory, `--runs` alternating pairs at each
- * concurrency; goal >= 0.7x answered/s. Every request reads the user from the store and claims its
- * (user, step) in the state, so both engines are on its path. PostgreSQL and Redis are not pinned: as on
- * one box, they share the machine with the server and the generator. The postgres node gets its users as
- * an admin who outgrows one box would: `user import` into SQLite, then `store copy --to postgres://...`.
- */
+// Stage ha-totp (issue 13; opt-in): the TOTP path (first_factor none, no audit lines) on one node with
+// store postgres + state redis beside store sqlite + state memory, `--runs` alternating pairs at each
+// concurrency; goal >= 0.7x answered/s. Every request reads the user from the store and claims its
+// (user, step) in the state, so both engines are on its path. PostgreSQL and Redis are not pinned: as on
+// one box, they share the machine with the server and the generator. The postgres node gets its users as
+// an admin who outgrows one box would: `user import` into SQLite, then `store copy --to postgres://...`.
 import { startPostgres } from '../scripts/engines/postgres.js';
 import { probeAccess } from './probe.js';
 import { startRedis } from '../scripts/engines/redis.js';

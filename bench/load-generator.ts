@@ -1,10 +1,8 @@
-/**
- * Closed-loop RADIUS load generator (PAP + appended TOTP code: docs/performance.md): `concurrency` slots
- * each keep one Access-Request outstanding, a reply or a timeout sends the next; nothing is retransmitted.
- * Request Authenticators come from a CSPRNG pool (randomBytes(16) ~4.4 µs here, the pool 0.02 µs). Slot k
- * of a socket (128 each) alternates between ids k and k + 128: a late reply to a timed-out request is not
- * taken for the next one's. Sockets are the server's batched ones (node:dgram's ~20 µs/request capped us near 43k/s).
- */
+// Closed-loop RADIUS load generator (PAP + appended TOTP code: docs/performance.md): `concurrency` slots
+// each keep one Access-Request outstanding, a reply or a timeout sends the next; nothing is retransmitted.
+// Request Authenticators come from a CSPRNG pool (randomBytes(16) ~4.4 µs here, the pool 0.02 µs). Slot k
+// of a socket (128 each) alternates between ids k and k + 128: a late reply to a timed-out request is not
+// taken for the next one's. Sockets are the server's batched ones (node:dgram's ~20 µs/request capped us near 43k/s).
 import { randomFillSync } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hmacMd5Key } from '../src/radius/md5.js';

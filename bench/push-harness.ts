@@ -1,10 +1,8 @@
-/**
- * The harness of the push stages (bench/push.ts: one node; bench/ha-push.ts: two). Each node is
- * bench/push-server.mjs on bench/config.ts's push config (first_factor none: no password hashing
- * measured). Every user has one device; one ECDSA P-256 key pair serves all devices (cheap to set up
- * and sign with; the server still verifies each answer against the device's stored key).
- * BENCH_PUSH_NODE_ARGS adds node flags to the nodes (e.g. --trace-gc, or --cpu-prof).
- */
+// The harness of the push stages (bench/push.ts: one node; bench/ha-push.ts: two). Each node is
+// bench/push-server.mjs on bench/config.ts's push config (first_factor none: no password hashing
+// measured). Every user has one device; one ECDSA P-256 key pair serves all devices (cheap to set up
+// and sign with; the server still verifies each answer against the device's stored key).
+// BENCH_PUSH_NODE_ARGS adds node flags to the nodes (e.g. --trace-gc, or --cpu-prof).
 import { createHash, generateKeyPairSync, randomFillSync, sign, type KeyObject } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync } from 'node:fs';

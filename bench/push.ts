@@ -1,10 +1,8 @@
-/**
- * Stage push (issues 3 and 16; opt-in): `--users` (10,000) requests held at once at one node pinned to
- * core 0, this process on core 1 (docs/performance.md). Memory after a full GC, before and with all held;
- * GET /pending; approve-to-Accept (from just before the answer POST is written to the verified
- * Access-Accept): 2,500 paced at 250/s (latency, not queueing) beside a bare node:http floor, then the
- * rest all at once (approvals/s).
- */
+// Stage push (issues 3 and 16; opt-in): `--users` (10,000) requests held at once at one node pinned to
+// core 0, this process on core 1 (docs/performance.md). Memory after a full GC, before and with all held;
+// GET /pending; approve-to-Accept (from just before the answer POST is written to the verified
+// Access-Accept): 2,500 paced at 250/s (latency, not queueing) beside a bare node:http floor, then the
+// rest all at once (approvals/s).
 import { type KeyObject } from 'node:crypto';
 import { Agent } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';

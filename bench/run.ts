@@ -1,12 +1,8 @@
-/**
- * `npm run bench [-- OPTIONS]` (docs/performance.md lists them): the stages below in order, each server
- * pinned to core 0 and the load on core 1. Prints as it goes and writes the whole result to
- * bench/out/bench-<time>.json and latest.json (with --json also to stdout); docs/performance.md is
- * updated by hand from that output.
- *
- * Bounded: the plan's estimate must fit in HARD_LIMIT_MS (else it says what to cut and does not start),
- * re-runs of disturbed runs only spend the slack, and everything stops at the limit.
- */
+// `npm run bench [-- OPTIONS]` (docs/performance.md lists them): the stages below in order, each server
+// pinned to core 0 and the load on core 1. Prints as it goes and writes the whole result to
+// bench/out/bench-<time>.json and latest.json (with --json also to stdout), from which docs/performance.md
+// is updated by hand. Bounded: the plan's estimate must fit in HARD_LIMIT_MS (else it says what to cut),
+// re-runs of disturbed runs only spend the slack, and everything stops at the limit.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -56,8 +52,7 @@ const names = STAGES.map((s) => s.name);
 const only = a.only?.split(',').filter(Boolean);
 const skip = new Set(a.skip.split(',').filter(Boolean));
 for (const n of [...(only ?? []), ...skip]) if (!names.includes(n)) throw new Error(`unknown stage ${n}: one of ${names.join(', ')}`);
-const optedIn = new Set([...OPT_IN].filter((n) => a[n as 'profile' | 'push' | 'ha-totp' | 'ha-push']));
-const plan = STAGES.filter((s) => (only ? only.includes(s.name) : (!OPT_IN.has(s.name) || optedIn.has(s.name)) && !skip.has(s.name)));
+const plan = STAGES.filter((s) => (only ? only.includes(s.name) : (!OPT_IN.has(s.name) || a[s.name as 'profile' | 'push' | 'ha-totp' | 'ha-push']) && !skip.has(s.name)));
 const estimate = 3000 + plan.reduce((t, s) => t + s.estimateMs(o), 0);
 
 if (a.help) {

@@ -1,9 +1,7 @@
-/**
- * The servers the bench measures, each a child pinned to a core, ready once it answers (no sleeps), stopped
- * with SIGTERM: FreeRADIUS 3.2 configured from scratch in a temp dir (docs/performance.md: the password, then
- * rlm_totp, which has no replay guard in 3.2.1), ours (dist/cli.js, as `npm start` runs it), the echo responder.
- * Checked by hand with radclient: node --import tsx bench/servers.ts freeradius|ours [--crypt | --local]
- */
+// The servers the bench measures, each a child pinned to a core, ready once it answers (no sleeps), stopped
+// with SIGTERM: FreeRADIUS 3.2 configured from scratch in a temp dir (docs/performance.md: the password, then
+// rlm_totp, which has no replay guard in 3.2.1), ours (dist/cli.js, as `npm start` runs it), the echo responder.
+// Checked by hand with radclient: node --import tsx bench/servers.ts freeradius|ours [--crypt | --local]
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';

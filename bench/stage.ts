@@ -21,7 +21,7 @@ export type Options = {
   loginSeconds: number; spraySeconds: number; sprayFactor: number; keepDirs: boolean;
 };
 
-/** A server or engine a stage starts: the bench stops it on the hard limit or a signal too. */
+/** What a stage starts (a server, an engine, a child) and hands to ctx.track(). */
 export type Stoppable = { stop: () => Promise<void>; dir?: string };
 
 export type Ctx = {

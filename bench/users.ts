@@ -1,7 +1,5 @@
-/**
- * Bench users: deterministic (same seed -> same names, passwords and TOTP secrets), so the
- * FreeRADIUS users file, our CSV import and the load generator all describe the same people.
- */
+// Bench users: deterministic (same seed -> same names, passwords and TOTP secrets), so the
+// FreeRADIUS users file, our CSV import and the load generator all describe the same people.
 import { createHmac } from 'node:crypto';
 import { hotp, timeStep } from '../src/mfa/totp.js';
 import { encodeBase32 } from '../src/mfa/totp-secret.js';
