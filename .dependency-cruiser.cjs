@@ -45,11 +45,18 @@ module.exports = {
       to: { path: '^src/(store|config)/' },
     },
     {
-      name: 'bench-and-src-not-on-test',
+      name: 'not-on-test',
       severity: 'error',
-      comment: 'src/ and bench/ never import test/ (tests may import bench/ helpers).',
-      from: { path: '^(src|bench)/' },
+      comment: 'src/, bench/ and scripts/ never import test/; the engines both tests and the bench start are in scripts/engines/.',
+      from: { path: '^(src|bench|scripts)/' },
       to: { path: '^test/' },
+    },
+    {
+      name: 'src-not-on-tooling',
+      severity: 'error',
+      comment: 'The product imports neither the bench nor scripts/ (neither is in the npm package).',
+      from: { path: '^src/' },
+      to: { path: '^(bench|scripts)/' },
     },
     {
       name: 'bench-not-on-cli',

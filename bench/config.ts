@@ -9,18 +9,14 @@ export type BenchConfig = {
   /** info = the default: one audit line per decision; warn = none (FreeRADIUS `auth = no`). */
   logLevel: 'info' | 'warn';
   /**
-   * The throughput benches turn off what FreeRADIUS does not do and what would change the work per
-   * request: the reject delay (replays are rejected), lockout (replays would lock users) and the
-   * per-NAS rate limit (the generator is one NAS at tens of thousands a second; the check still runs).
-   * Without it the defaults apply, as an admin runs it (the spray bench).
+   * Off what FreeRADIUS does not do and what would change the work per request: reject delay (replays are
+   * rejected), lockout (replays would lock users), the per-NAS rate limit (the generator is one NAS; the
+   * check still runs). Without it the defaults apply, as an admin runs it (the spray bench).
    */
   throughput: boolean;
   /** The push bench: default_method push, long push timeout and rate limit, HTTP on this port. */
   push?: { httpPort: number };
-  /**
-   * The shared engines (bench/ha-totp.ts): store postgres + state redis instead of the SQLite store in
-   * `dir` and the in-memory state, sealed with that store's key file (it was copied from it: docs/ha.md).
-   */
+  /** Store postgres + state redis (docs/ha.md), sealed with the SQLite store's key file (copied from it). */
   shared?: { postgresUrl: string; redisUrl: string };
 };
 

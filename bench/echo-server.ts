@@ -1,9 +1,7 @@
-/**
- * Trivial RADIUS responder for measuring the load generator's own ceiling: every Access-Request gets a
- * correctly signed Access-Accept (Message-Authenticator first, Response Authenticator: the server's own
- * encoder) and no policy work, so the generator's verification path runs too.
- *   node --import tsx bench/echo-server.ts PORT SECRET      (answers on 127.0.0.1:PORT until SIGTERM)
- */
+// Trivial RADIUS responder for measuring the load generator's own ceiling: every Access-Request gets a
+// correctly signed Access-Accept (Message-Authenticator first, Response Authenticator: the server's own
+// encoder) and no policy work, so the generator's verification path runs too.
+//   node --import tsx bench/echo-server.ts PORT SECRET      (answers on 127.0.0.1:PORT until SIGTERM)
 import { encodeResponse } from '../src/radius/crypto.js';
 import { UdpSocket } from '../src/radius/udp-socket.js';
 import { CODE, packetLength } from './packet.js';

@@ -1,14 +1,12 @@
-/**
- * Stage ha-totp (issue 13; opt-in): the TOTP path (first_factor none, no audit lines) on one node with
- * store postgres + state redis beside store sqlite + state memory, `--runs` alternating pairs at each
- * concurrency; goal >= 0.7x answered/s. Every request reads the user from the store and claims its
- * (user, step) in the state, so both engines are on its path. PostgreSQL and Redis are not pinned: as on
- * one box, they share the machine with the server and the generator. The postgres node gets its users as
- * an admin who outgrows one box would: `user import` into SQLite, then `store copy --to postgres://...`.
- */
-import { startPostgres } from './postgres.js';
+// Stage ha-totp (issue 13; opt-in): the TOTP path (first_factor none, no audit lines) on one node with
+// store postgres + state redis beside store sqlite + state memory, `--runs` alternating pairs at each
+// concurrency; goal >= 0.7x answered/s. Every request reads the user from the store and claims its
+// (user, step) in the state, so both engines are on its path. PostgreSQL and Redis are not pinned: as on
+// one box, they share the machine with the server and the generator. The postgres node gets its users as
+// an admin who outgrows one box would: `user import` into SQLite, then `store copy --to postgres://...`.
+import { startPostgres } from '../scripts/engines/postgres.js';
 import { probeAccess } from './probe.js';
-import { startRedis } from './redis.js';
+import { startRedis } from '../scripts/engines/redis.js';
 import { oursCli, provisionOurs, startOurs, type RunningServer } from './servers.js';
 import { generator, SECRET, SERVER_CPU, measured, median, round2, runMs, table, type Measured, type Stage } from './stage.js';
 import { totpCode, type BenchUser } from './users.js';
@@ -25,78 +23,58 @@ export const haTotpStage: Stage = {
   estimateMs: (o) => 15_000 + 2 * (WARM_SECONDS * 1000 + 500) + 2 * o.levels.length * o.runs * runMs(o),
   run: async (ctx) => {
     const o = ctx.o;
-    const pg = await startPostgres();
-    ctx.track({ stop: () => pg.close() });
-    const redis = await startRedis();
-    ctx.track({ stop: () => redis.close() });
-    const gen = generator();
-    const nodes: Array<{ variant: Variant; srv: RunningServer }> = [];
-    try {
-      let t0 = performance.now();
-      const dir = provisionOurs(ctx.users, SECRET);
-      const importMs = Math.round(performance.now() - t0);
-      const postgresUrl = await pg.createDatabase('radius_mfa_bench');
-      t0 = performance.now();
-      oursCli(dir, ['store', 'copy', '--to', postgresUrl]);
-      const copyMs = Math.round(performance.now() - t0);
-      console.log(`${o.users} users imported into SQLite in ${importMs} ms, copied to PostgreSQL in ${copyMs} ms`);
-      const node = { secret: SECRET, firstFactor: 'none', logLevel: 'warn', throughput: true } as const;
-      nodes.push({ variant: 'sqlite/memory', srv: ctx.track(await startOurs(dir, node, SERVER_CPU)) });
-      nodes.push({ variant: 'postgres/redis', srv: ctx.track(await startOurs(dir, { ...node, shared: { postgresUrl, redisUrl: redis.url } }, SERVER_CPU)) });
-      const sanity = await answers(nodes[1]!.srv.port, ctx.users);
-      console.log(`postgres/redis node: right code ${sanity.right}, same code again ${sanity.replay}, wrong code ${sanity.wrong} (2 = Accept, 3 = Reject)`);
+    const [pg, redis] = [await startPostgres(), await startRedis()];
+    for (const e of [pg, redis]) ctx.track({ stop: () => e.close() });
+    const gen = generator(ctx);
+    let t0 = performance.now();
+    const dir = provisionOurs(ctx.users, SECRET);
+    const importMs = Math.round(performance.now() - t0);
+    const postgresUrl = await pg.createDatabase('radius_mfa_bench');
+    t0 = performance.now();
+    oursCli(dir, ['store', 'copy', '--to', postgresUrl]);
+    const copyMs = Math.round(performance.now() - t0);
+    console.log(`${o.users} users imported into SQLite in ${importMs} ms, copied to PostgreSQL in ${copyMs} ms`);
+    const node = { secret: SECRET, firstFactor: 'none', logLevel: 'warn', throughput: true } as const;
+    const nodes: Array<{ variant: Variant; srv: RunningServer }> = [
+      { variant: 'sqlite/memory', srv: ctx.track(await startOurs(dir, node, SERVER_CPU)) },
+      { variant: 'postgres/redis', srv: ctx.track(await startOurs(dir, { ...node, shared: { postgresUrl, redisUrl: redis.url } }, SERVER_CPU)) },
+    ];
+    const [u, w] = [ctx.users[1]!, ctx.users[2]!];
+    const ask = async (v: BenchUser, code: string) => (await probeAccess({ port: nodes[1]!.srv.port, secret: SECRET, userName: v.name, password: v.password + code, timeoutMs: 3000 })).code;
+    const sanity = { right: await ask(u, totpCode(u.key)), replay: await ask(u, totpCode(u.key)), wrong: await ask(w, String((Number(totpCode(w.key)) + 1) % 1_000_000).padStart(6, '0')) };
+    console.log(`postgres/redis node: right code ${sanity.right}, same code again ${sanity.replay}, wrong code ${sanity.wrong} (2 = Accept, 3 = Reject)`);
 
-      // A node that has been up a while has its users' records cached (the store's cache, kept current by
-      // LISTEN/NOTIFY): a first pass over every user, unmeasured, so the runs compare steady states.
-      for (const n of nodes) {
-        const first = await gen.run({ secret: SECRET, port: n.srv.port, users: o.users, concurrency: 64, seconds: WARM_SECONDS, warmupSeconds: 0 });
-        console.log(`${n.variant}: first pass over the users (records not yet cached), ${first.answered} answered: ${first.answeredPerSec}/s`);
-      }
-      const runs: Run[] = [];
-      for (const [li, c] of o.levels.entries()) {
-        for (let run = 1; run <= o.runs; run++) {
-          // Alternate which goes first, so that neither always follows a quiet spell.
-          for (const n of (run + li) % 2 === 1 ? nodes : [...nodes].reverse()) {
-            runs.push({ variant: n.variant, concurrency: c, run, m: await measured(ctx, gen, `run ${run} ${n.variant} c=${c}`, n.srv, { concurrency: c }) });
-          }
+    // A node that has been up a while has its users' records cached (the store's cache, kept current by
+    // LISTEN/NOTIFY): a first pass over every user, unmeasured, so the runs compare steady states.
+    for (const n of nodes) {
+      const first = await gen.run({ secret: SECRET, port: n.srv.port, users: o.users, concurrency: 64, seconds: WARM_SECONDS, warmupSeconds: 0 });
+      console.log(`${n.variant}: first pass over the users (records not yet cached), ${first.answered} answered: ${first.answeredPerSec}/s`);
+    }
+    const runs: Run[] = [];
+    for (const [li, c] of o.levels.entries()) {
+      for (let run = 1; run <= o.runs; run++) {
+        // Alternate which goes first, so that neither always follows a quiet spell.
+        for (const n of (run + li) % 2 === 1 ? nodes : [...nodes].reverse()) {
+          runs.push({ variant: n.variant, concurrency: c, run, m: await measured(ctx, gen, `run ${run} ${n.variant} c=${c}`, n.srv, { concurrency: c }) });
         }
       }
-      console.log(`\nTOTP path on one node, shared engines beside the one-box default (server on core ${SERVER_CPU}):`);
-      console.log(table(['store/state', 'conc', 'run', 'answered/s', 'per srv CPU-s', 'accept', 'reject', 'timeouts', 'p50 ms', 'p99 ms', 'srv CPU %', 'under load'],
-        runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, concurrency, run, r.answeredPerSec, r.server?.answeredPerCpuSecond,
-          r.accept, r.reject, r.timeouts, r.latency.p50Ms, r.latency.p99Ms, r.server?.cpuPercent, loaded ? 'yes' : ''])));
-      const ratios = o.levels.map((c) => ratio(runs.filter((r) => r.concurrency === c), c));
-      for (const x of ratios) {
-        console.log(`postgres/redis vs sqlite/memory at concurrency ${x.concurrency} (medians): answered/s ${x.answeredPerSec}x, per server CPU-second ${x.perServerCpuSecond}x, ` +
-          `p99 ${x.p99}x. Goal: >= ${GOAL}x answered/s: ${x.answeredPerSec >= GOAL ? 'met' : 'NOT met'}.`);
-      }
-      console.log("PostgreSQL and Redis are not pinned: they share both cores with the server and the generator, and their CPU is not in 'srv CPU %'; " +
-        'accept = one per (user, 30 s step), the rest are replays (same work).');
-      return { goal: GOAL, importMs, copyMs, sanity, ratios, runs: runs.map(({ m, ...r }) => ({ ...r, ...m })) };
-    } finally {
-      gen.close();
-      await Promise.all([...nodes.map((n) => n.srv.stop()), pg.close(), redis.close()]);
     }
+    console.log(`\nTOTP path on one node, shared engines beside the one-box default (server on core ${SERVER_CPU}):`);
+    console.log(table(['store/state', 'conc', 'run', 'answered/s', 'per srv CPU-s', 'accept', 'reject', 'timeouts', 'p50 ms', 'p99 ms', 'srv CPU %', 'under load'],
+      runs.map(({ variant, concurrency, run, m: { result: r, loaded } }) => [variant, concurrency, run, r.answeredPerSec, r.server?.answeredPerCpuSecond,
+        r.accept, r.reject, r.timeouts, r.latency.p50Ms, r.latency.p99Ms, r.server?.cpuPercent, loaded ? 'yes' : ''])));
+    // postgres/redis over sqlite/memory at each concurrency: medians of each side's runs.
+    const ratios = o.levels.map((concurrency) => {
+      const med = (v: Variant, pick: (m: Measured) => number | undefined) => median(runs.filter((r) => r.variant === v && r.concurrency === concurrency).map((r) => pick(r.m) ?? NaN));
+      const of = (pick: (m: Measured) => number | undefined) => round2(med('postgres/redis', pick) / med('sqlite/memory', pick));
+      return { concurrency, answeredPerSec: of((m) => m.result.answeredPerSec), perServerCpuSecond: of((m) => m.result.server?.answeredPerCpuSecond), p99: of((m) => m.result.latency.p99Ms) };
+    });
+    for (const x of ratios) {
+      console.log(`postgres/redis vs sqlite/memory at concurrency ${x.concurrency} (medians): answered/s ${x.answeredPerSec}x, per server CPU-second ${x.perServerCpuSecond}x, ` +
+        `p99 ${x.p99}x. Goal: >= ${GOAL}x answered/s: ${x.answeredPerSec >= GOAL ? 'met' : 'NOT met'}.`);
+    }
+    console.log("PostgreSQL and Redis are not pinned: they share both cores with the server and the generator, and their CPU is not in 'srv CPU %'; " +
+      'accept = one per (user, 30 s step), the rest are replays (same work).');
+    return { goal: GOAL, importMs, copyMs, sanity, ratios, runs: runs.map(({ m, ...r }) => ({ ...r, ...m })) };
   },
 };
-
-/** What the node answers to a right code, the same code again and a wrong one. */
-async function answers(port: number, users: BenchUser[]) {
-  const [u, w] = [users[1]!, users[2]!];
-  const code = totpCode(u.key);
-  const wrong = String((Number(totpCode(w.key)) + 1) % 1_000_000).padStart(6, '0');
-  const ask = async (name: string, password: string) => (await probeAccess({ port, secret: SECRET, userName: name, password, timeoutMs: 3000 })).code;
-  return { right: await ask(u.name, u.password + code), replay: await ask(u.name, u.password + code), wrong: await ask(w.name, w.password + wrong) };
-}
-
-/** postgres/redis over sqlite/memory at one concurrency: medians of each side's runs. */
-function ratio(runs: Run[], concurrency: number) {
-  const med = (v: Variant, pick: (m: Measured) => number | undefined) => median(runs.filter((r) => r.variant === v).map((r) => pick(r.m) ?? NaN));
-  const of = (pick: (m: Measured) => number | undefined) => round2(med('postgres/redis', pick) / med('sqlite/memory', pick));
-  return {
-    concurrency,
-    answeredPerSec: of((m) => m.result.answeredPerSec),
-    perServerCpuSecond: of((m) => m.result.server?.answeredPerCpuSecond),
-    p99: of((m) => m.result.latency.p99Ms),
-  };
-}

@@ -1,14 +1,8 @@
-/**
- * Closed-loop RADIUS load generator (PAP + appended TOTP code; what each request and reply carries:
- * docs/performance.md). `concurrency` slots each keep exactly one Access-Request outstanding; a reply
- * (or a timeout) frees the slot and the next request leaves at once. Request Authenticators come from
- * a CSPRNG pool: crypto.randomBytes(16) costs ~4.4 µs here, the pool 0.02 µs.
- *
- * Identifiers: up to 128 slots per UDP socket; slot k of a socket alternates between ids k and
- * k + 128, so a late reply to a timed-out request is told apart from the answer to the next one.
- * Nothing is retransmitted. Sockets are the server's own batched ones (recvmmsg/sendmmsg):
- * node:dgram costs ~20 µs per request here, which capped the generator near 43k/s.
- */
+// Closed-loop RADIUS load generator (PAP + appended TOTP code: docs/performance.md): `concurrency` slots
+// each keep one Access-Request outstanding, a reply or a timeout sends the next; nothing is retransmitted.
+// Request Authenticators come from a CSPRNG pool (randomBytes(16) ~4.4 µs here, the pool 0.02 µs). Slot k
+// of a socket (128 each) alternates between ids k and k + 128: a late reply to a timed-out request is not
+// taken for the next one's. Sockets are the server's batched ones (node:dgram's ~20 µs/request capped us near 43k/s).
 import { randomFillSync } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hmacMd5Key } from '../src/radius/md5.js';
@@ -20,17 +14,16 @@ import { makeUsers, totpCode, totpStep } from './users.js';
 
 const DEFAULT_LOAD = {
   host: '127.0.0.1',
-  /** Number of users u00000..; must match what the server has enrolled. */
+  /** Users u00000..: what the server has enrolled. */
   users: 10_000,
   /** All users have this password (first_factor local: one argon2 hash serves all). */
   sharedPassword: undefined as string | undefined,
   concurrency: 64,
-  /** Measured window, after the warm-up. */
   seconds: 10,
   warmupSeconds: 2,
   /** A request without a valid reply after this long counts as a timeout and frees its slot. */
   timeoutMs: 2000,
-  /** If set, /proc/<pid>/stat is sampled over the window to report the server's CPU use. */
+  /** The server's CPU use over the window, from /proc/<pid>/stat. */
   serverPid: undefined as number | undefined,
 };
 export type LoadOptions = typeof DEFAULT_LOAD & { port: number; secret: string };
@@ -42,10 +35,7 @@ export type LoadResult = Awaited<ReturnType<typeof runLoad>>;
 const LIMITS = { seconds: [0.5, 120], warmupSeconds: [0, 30], concurrency: [1, 8192], users: [1, 1_000_000], timeoutMs: [50, 30_000] } as const;
 const PER_SOCKET = 128;
 
-/**
- * Where the next run's users start: after the last one the previous run sent, so that a run repeated within
- * one 30 s step (a disturbed run re-run by the load gate) sends no code our server already took (a replay).
- */
+/** The next run starts after the last user this one sent: a run re-run within one 30 s step (the load gate) sends no replay. */
 let resumeUser = 0;
 
 export async function runLoad(input: LoadJob) {
@@ -152,21 +142,16 @@ export async function runLoad(input: LoadJob) {
   accept = reject = other = badAuth = timeouts = late = 0;
   ma.fill(0);
   hist.reset();
-  const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
-  const srv0 = o.serverPid !== undefined ? procCpuSeconds(o.serverPid) : undefined;
-  const cores0 = coreTicks();
-  const drops0 = serverSocketDrops(o.port);
-  const wall0 = performance.now();
+  const probe = () => ({
+    cpu: process.cpuUsage(), elu: performance.eventLoopUtilization(), cores: coreTicks(), drops: serverSocketDrops(o.port),
+    srv: o.serverPid === undefined ? undefined : procCpuSeconds(o.serverPid), at: performance.now(),
+  });
+  const p0 = probe();
   measuring = true;
   await sleep(o.seconds * 1000);
   measuring = false;
-  const windowSeconds = (performance.now() - wall0) / 1000;
-  const cpu = process.cpuUsage(cpu0);
-  const elu = performance.eventLoopUtilization(elu0);
-  const srv1 = o.serverPid !== undefined ? procCpuSeconds(o.serverPid) : undefined;
-  const coresBusy = busyPercent(cores0, coreTicks());
-  const drops1 = serverSocketDrops(o.port);
+  const p1 = probe();
+  const windowSeconds = (p1.at - p0.at) / 1000;
   running = false;
   resumeUser = nextUser;
   await sleep(200); // the last replies, so the server is idle before the next run
@@ -186,15 +171,18 @@ export async function runLoad(input: LoadJob) {
     // late: replies to requests that had already timed out.
     accept, reject, other, badAuthenticator: badAuth, timeouts, late,
     /** Requests the kernel dropped at the server's socket during the window (receive buffer full), if readable. */
-    serverSocketDrops: drops0 !== undefined && drops1 !== undefined ? drops1 - drops0 : undefined,
+    serverSocketDrops: p0.drops !== undefined && p1.drops !== undefined ? p1.drops - p0.drops : undefined,
     /** Where the reply's Message-Authenticator was: [first, not first, missing, bad]. */
     replyMessageAuthenticator: [ma[0]!, ma[1]!, ma[2]!, ma[3]! + ma[4]!],
     latency: hist.summary(),
-    generator: { cpuPercent: r1((cpu.user + cpu.system) / 10_000 / windowSeconds), eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000 },
-    server: o.serverPid !== undefined && srv0 !== undefined && srv1 !== undefined
-      ? { pid: o.serverPid, cpuPercent: r1(((srv1 - srv0) / windowSeconds) * 100), answeredPerCpuSecond: srv1 > srv0 ? Math.round(answered / (srv1 - srv0)) : NaN }
+    generator: {
+      cpuPercent: r1((p1.cpu.user - p0.cpu.user + p1.cpu.system - p0.cpu.system) / 10_000 / windowSeconds),
+      eventLoopUtilization: Math.round(performance.eventLoopUtilization(p1.elu, p0.elu).utilization * 1000) / 1000,
+    },
+    server: o.serverPid !== undefined && p0.srv !== undefined && p1.srv !== undefined
+      ? { pid: o.serverPid, cpuPercent: r1(((p1.srv - p0.srv) / windowSeconds) * 100), answeredPerCpuSecond: p1.srv > p0.srv ? Math.round(answered / (p1.srv - p0.srv)) : NaN }
       : undefined,
     /** Busy % of each core over the window (all processes): shows load from outside the bench. */
-    coresBusy,
+    coresBusy: busyPercent(p0.cores, p1.cores),
   };
 }

@@ -1,9 +1,7 @@
-/**
- * The few RADIUS encodings the bench needs, written for speed over preallocated buffers:
- * Access-Request with Message-Authenticator first (RFC 3579 §3.2), User-Password hiding
- * (RFC 2865 §5.2), Response Authenticator (RFC 2865 §3) and reply Message-Authenticator checks.
- * No allocation per packet; module-level scratch buffers (single-threaded use only).
- */
+// The few RADIUS encodings the bench needs, written for speed over preallocated buffers:
+// Access-Request with Message-Authenticator first (RFC 3579 §3.2), User-Password hiding
+// (RFC 2865 §5.2), Response Authenticator (RFC 2865 §3) and reply Message-Authenticator checks.
+// No allocation per packet; module-level scratch buffers (single-threaded use only).
 import { hmacMd5, md5, type HmacMd5Key } from '../src/radius/md5.js';
 
 export const CODE = { AccessRequest: 1, AccessAccept: 2, AccessReject: 3, StatusServer: 12 } as const;

@@ -1,19 +1,12 @@
 // One Access-Request as a NAS sends it: the same datagram again after each timeout, up to `tries`
-// times. Readiness checks poll with it (no sleeps); the spray bench's real user logs in with it.
+// times. Start-up polls with it (servers.ts: no sleeps); the spray bench's real user logs in with it.
 import { createSocket } from 'node:dgram';
 import { randomFillSync } from 'node:crypto';
 import { hmacMd5Key } from '../src/radius/md5.js';
 import { packetLength, verifyResponseAuthenticator, writeAccessRequest, writeStatusServer } from './packet.js';
 
-export type ProbeOptions = {
-  port: number; secret: string; userName: string; password: string;
-  timeoutMs?: number; tries?: number; callingStation?: string;
-  /** A Status-Server (RFC 5997) instead of the Access-Request. */
-  status?: boolean;
-};
-
-/** Resolves to the reply code (Response Authenticator verified) and the time from the first send, or code null after the last try. */
-export function probeAccess(o: ProbeOptions): Promise<{ code: number | null; ms: number; tries: number }> {
+/** Resolves to the reply code (Response Authenticator verified) and the time from the first send, or code null after the last try; `status`: a Status-Server (RFC 5997) instead. */
+export function probeAccess(o: { port: number; secret: string; userName: string; password: string; timeoutMs?: number; tries?: number; callingStation?: string; status?: boolean }): Promise<{ code: number | null; ms: number; tries: number }> {
   const secret = Buffer.from(o.secret);
   const buf = Buffer.alloc(4096);
   randomFillSync(buf, 4, 16);
@@ -43,15 +36,4 @@ export function probeAccess(o: ProbeOptions): Promise<{ code: number | null; ms:
     });
     send();
   });
-}
-
-/** Sends a Status-Server every 20 ms until one is answered (true), the process exits, or timeoutMs passes. */
-export async function waitForServer(o: { port: number; secret: string; timeoutMs: number; exited: Promise<unknown> }): Promise<boolean> {
-  let gone = false;
-  void o.exited.then(() => (gone = true));
-  const until = Date.now() + o.timeoutMs;
-  while (!gone && Date.now() < until) {
-    if ((await probeAccess({ ...o, userName: '', password: '', status: true, timeoutMs: 20, tries: 50 })).code !== null) return true;
-  }
-  return false;
 }

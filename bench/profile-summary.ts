@@ -1,9 +1,6 @@
-/**
- * Summarizes a V8 .cpuprofile (node --cpu-prof): self time by function and by file/package, so
- * "where does the time go per request" has an answer (`npm run bench -- --profile` profiles ours).
- *
- *   node --import tsx bench/profile-summary.ts FILE.cpuprofile [--top 25] [--requests N]
- */
+// Summarizes a V8 .cpuprofile (node --cpu-prof): self time by function and by file/package, so "where
+// does the time go per request" has an answer (`npm run bench -- --profile` profiles ours).
+//   node --import tsx bench/profile-summary.ts FILE.cpuprofile [--top 25] [--requests N]
 import { existsSync, readFileSync } from 'node:fs';
 import { SourceMap } from 'node:module';
 import { parseArgs } from 'node:util';

@@ -1,10 +1,8 @@
-/**
- * The harness of the push stages (bench/push.ts: one node; bench/ha-push.ts: two). Each node is
- * bench/push-server.mjs on bench/config.ts's push config (first_factor none: no password hashing
- * measured). Every user has one device; one ECDSA P-256 key pair serves all devices (cheap to set up
- * and sign with; the server still verifies each answer against the device's stored key).
- * BENCH_PUSH_NODE_ARGS adds node flags to the nodes (e.g. --trace-gc, or --cpu-prof).
- */
+// The harness of the push stages (bench/push.ts: one node; bench/ha-push.ts: two). Each node is
+// bench/push-server.mjs on bench/config.ts's push config (first_factor none: no password hashing
+// measured). Every user has one device; one ECDSA P-256 key pair serves all devices (cheap to set up
+// and sign with; the server still verifies each answer against the device's stored key).
+// BENCH_PUSH_NODE_ARGS adds node flags to the nodes (e.g. --trace-gc, or --cpu-prof).
 import { createHash, generateKeyPairSync, randomFillSync, sign, type KeyObject } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync } from 'node:fs';
@@ -16,10 +14,10 @@ import { configSchema } from '../src/config/schema.js';
 import { hmacMd5Key } from '../src/radius/md5.js';
 import { openStore } from '../src/store/open-store.js';
 import { resolveEncryptionKey } from '../src/store/secret-box.js';
-import { writeBenchConfig } from './config.js';
+import { writeBenchConfig, type BenchConfig } from './config.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { CODE, checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
-import { freeTcpPort, freeUdpPort } from './ports.js';
+import { freeTcpPort, freeUdpPort } from '../scripts/engines/ports.js';
 import { procCpuSeconds, procStatus } from './proc.js';
 import { FROM_SRC, REPO, launch, type RunningServer } from './servers.js';
 import { SECRET, type Ctx } from './stage.js';
@@ -36,13 +34,12 @@ const pushTokenOf = (name: string) => `bench-fcm-${name}`;
 export const formatLatency = (s: LatencySummary) => `p50 ${s.p50Ms} ms, p90 ${s.p90Ms} ms, p99 ${s.p99Ms} ms, max ${s.maxMs} ms`;
 
 export type Node = RunningServer & { httpPort: number; memory: () => Promise<{ rssKiB: number; heapKiB: number; youngKiB: number }> };
-export type Shared = { postgresUrl: string; redisUrl: string };
 
 /** The held request each push token's push belongs to (the last Requests.open of that user). */
 const routes = new Map<string, { set: Requests; k: number }>();
 
 /** A node, ready once it says 'up' (RADIUS and HTTP listen); `memory` is VmRSS and V8 heap + external after a full GC. */
-export async function startNode(dir: string, name: string, cpu: number | undefined, shared?: Shared): Promise<Node> {
+export async function startNode(dir: string, name: string, cpu: number | undefined, shared?: BenchConfig['shared']): Promise<Node> {
   const [authPort, httpPort] = [await freeUdpPort(), await freeTcpPort()];
   const cfg = writeBenchConfig(dir, { authPort, secret: SECRET, firstFactor: 'none', logLevel: 'warn', throughput: true, push: { httpPort }, shared }, `${name}.yaml`);
   const nodeArgs = (process.env.BENCH_PUSH_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -257,32 +254,29 @@ export class Requests {
   }
 }
 
-/** Users with one device each, through the store API; the store's key file is what the nodes' configs name. */
-async function provision(dir: string, names: string[], publicKey: Buffer, postgresUrl?: string): Promise<void> {
+/**
+ * A temp dir (removed when the bench ends, unless --keep-dirs), the key pair, and the users with one device
+ * each through the store API; the store's key file is what the nodes' configs name.
+ */
+export async function setUp(ctx: Ctx, label: string, names: string[], postgresUrl?: string) {
+  const { dir } = ctx.track({ stop: async () => undefined, dir: mkdtempSync(join(tmpdir(), `bench-${label}-`)) });
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const t0 = performance.now();
   const local = configSchema.shape.store.parse({ path: join(dir, 'bench.db') });
   const key = resolveEncryptionKey(local).key; // creates bench.db.key
-  const storeConfig = postgresUrl ? configSchema.shape.store.parse({ type: 'postgres', url: postgresUrl, key_file: join(dir, 'bench.db.key') }) : local;
-  const store = await openStore(storeConfig, key, { cacheSize: 0 });
+  const store = await openStore(postgresUrl ? configSchema.shape.store.parse({ type: 'postgres', url: postgresUrl, key_file: join(dir, 'bench.db.key') }) : local, key, { cacheSize: 0 });
   try {
     await store.addUsers(names.map((username) => ({ username })));
+    const der = publicKey.export({ type: 'spki', format: 'der' });
     for (let i = 0; i < names.length; i += 200) {
       await Promise.all(names.slice(i, i + 200).map((name) => store.devices.add({
-        id: `dev-${name}`, username: name, name: `bench phone ${name}`, publicKey, tokenHash: createHash('sha256').update(tokenOf(name), 'utf8').digest(), pushToken: pushTokenOf(name),
+        id: `dev-${name}`, username: name, name: `bench phone ${name}`, publicKey: der, tokenHash: createHash('sha256').update(tokenOf(name), 'utf8').digest(), pushToken: pushTokenOf(name),
       })));
     }
   } finally {
     await store.close();
   }
-}
-
-/** A temp dir, the key pair and the users; the dir goes when the stage ends (unless --keep-dirs). */
-export async function setUp(ctx: Ctx, label: string, users: string[], postgresUrl?: string) {
-  const dir = mkdtempSync(join(tmpdir(), `bench-${label}-`));
-  ctx.track({ stop: async () => undefined, dir });
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const t0 = performance.now();
-  await provision(dir, users, publicKey.export({ type: 'spki', format: 'der' }), postgresUrl);
   const provisionMs = Math.round(performance.now() - t0);
-  console.log(`${users.length} users with a device each provisioned in ${provisionMs} ms; nodes from ${FROM_SRC ? 'src/ via tsx (build dist/ for numbers to report)' : 'dist/'}`);
+  console.log(`${names.length} users with a device each provisioned in ${provisionMs} ms; nodes from ${FROM_SRC ? 'src/ via tsx (build dist/ for numbers to report)' : 'dist/'}`);
   return { dir, key: privateKey, provisionMs };
 }

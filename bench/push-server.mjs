@@ -1,14 +1,11 @@
-/**
- * A node of the push stages (bench/push.ts), one process each: what `radius-mfa serve` builds from the
- * config (store and state as configured, pino to stdout, RADIUS + HTTP), with one difference: the
- * PushSender hands each push to the bench over the IPC channel (['push', token, id]) instead of FCM, so
- * the bench's simulated phones learn their request ids as from an FCM data message. On ['memory'] it
- * collects fully (it runs with --expose-gc) and answers ['memory', process.memoryUsage()].
- *
- * Plain JavaScript on purpose: with dist/ it runs as `node bench/push-server.mjs CONFIG`, as the
- * product does, with no tsx loader (whose own thread collected garbage on the server's pinned core).
- * With BENCH_PUSH_FROM_SRC=1 it imports src/ and needs `--import tsx`. Stops on SIGTERM.
- */
+// A node of the push stages (bench/push.ts), one process each: what `radius-mfa serve` builds from the
+// config (store and state as configured, pino to stdout, RADIUS + HTTP), with one difference: the
+// PushSender hands each push to the bench over the IPC channel (['push', token, id]) instead of FCM, so
+// the bench's simulated phones learn their request ids as from an FCM data message. On ['memory'] it
+// collects fully (it runs with --expose-gc) and answers ['memory', process.memoryUsage()].
+// Plain JavaScript on purpose: with dist/ it runs as `node bench/push-server.mjs CONFIG`, as the
+// product does, with no tsx loader (whose own thread collected garbage on the server's pinned core).
+// With BENCH_PUSH_FROM_SRC=1 it imports src/ and needs `--import tsx`. Stops on SIGTERM.
 import { getHeapSpaceStatistics } from 'node:v8';
 
 const root = process.env.BENCH_PUSH_FROM_SRC === '1' ? '../src' : '../dist';

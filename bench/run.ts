@@ -1,12 +1,8 @@
-/**
- * `npm run bench [-- OPTIONS]` (docs/performance.md lists them): the stages below in order, each server
- * pinned to core 0 and the load on core 1. Prints as it goes and writes the whole result to
- * bench/out/bench-<time>.json and latest.json (with --json also to stdout); docs/performance.md is
- * updated by hand from that output.
- *
- * Bounded: the plan's estimate must fit in HARD_LIMIT_MS (else it says what to cut and does not start),
- * re-runs of disturbed runs only spend the slack, and everything stops at the limit.
- */
+// `npm run bench [-- OPTIONS]` (docs/performance.md lists them): the stages below in order, each server
+// pinned to core 0 and the load on core 1. Prints as it goes and writes the whole result to
+// bench/out/bench-<time>.json and latest.json (with --json also to stdout), from which docs/performance.md
+// is updated by hand. Bounded: the plan's estimate must fit in HARD_LIMIT_MS (else it says what to cut),
+// re-runs of disturbed runs only spend the slack, and everything stops at the limit.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -23,16 +19,7 @@ import { makeUsers } from './users.js';
 
 const HARD_LIMIT_MS = 175_000;
 
-const STAGES: Stage[] = [
-  echoStage,
-  compareStage,
-  loginsStage,
-  sprayStage,
-  profileStage,
-  pushStage,
-  haTotpStage,
-  haPushStage,
-];
+const STAGES: Stage[] = [echoStage, compareStage, loginsStage, sprayStage, profileStage, pushStage, haTotpStage, haPushStage];
 /** Not in the default plan (they would not fit the limit beside the others): --profile, --push, --ha-totp, --ha-push, or --only. */
 const OPT_IN = new Set(['profile', 'push', 'ha-totp', 'ha-push']);
 
@@ -65,8 +52,7 @@ const names = STAGES.map((s) => s.name);
 const only = a.only?.split(',').filter(Boolean);
 const skip = new Set(a.skip.split(',').filter(Boolean));
 for (const n of [...(only ?? []), ...skip]) if (!names.includes(n)) throw new Error(`unknown stage ${n}: one of ${names.join(', ')}`);
-const optedIn = new Set([...OPT_IN].filter((n) => a[n as 'profile' | 'push' | 'ha-totp' | 'ha-push']));
-const plan = STAGES.filter((s) => (only ? only.includes(s.name) : (!OPT_IN.has(s.name) || optedIn.has(s.name)) && !skip.has(s.name)));
+const plan = STAGES.filter((s) => (only ? only.includes(s.name) : (!OPT_IN.has(s.name) || a[s.name as 'profile' | 'push' | 'ha-totp' | 'ha-push']) && !skip.has(s.name)));
 const estimate = 3000 + plan.reduce((t, s) => t + s.estimateMs(o), 0);
 
 if (a.help) {
@@ -80,9 +66,8 @@ if (estimate > HARD_LIMIT_MS) {
 }
 
 const t0 = Date.now();
-const results: Record<string, unknown> = {};
-const stageSeconds: Record<string, number> = {};
-const json = { startedAt: new Date(t0).toISOString(), durationSeconds: 0, complete: false, machine: {} as unknown, options: o, stageSeconds, results };
+const json = { startedAt: new Date(t0).toISOString(), durationSeconds: 0, complete: false, machine: {} as unknown, options: o, stageSeconds: {} as Record<string, number>, results: {} as Record<string, unknown> };
+const { results, stageSeconds } = json;
 const started: Stoppable[] = [];
 async function cleanup(): Promise<void> {
   await Promise.all(started.map((s) => s.stop().catch(() => undefined)));
@@ -111,13 +96,14 @@ async function main(): Promise<void> {
   for (const stage of plan) {
     ctx.reRunMs = stage.estimateMs(o) * slack;
     console.log(`\n== ${stage.name}: ${stage.about}`);
-    const s0 = Date.now();
+    const [s0, mark] = [Date.now(), started.length];
     try {
       results[stage.name] = await stage.run(ctx);
     } catch (err) {
       console.log(`${stage.name}: FAILED: ${err instanceof Error ? err.message : String(err)}`);
       results[stage.name] = { error: String(err) };
     }
+    for (const s of started.slice(mark).reverse()) await s.stop().catch(() => undefined);
     stageSeconds[stage.name] = Math.round((Date.now() - s0) / 100) / 10;
   }
   await cleanup();

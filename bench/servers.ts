@@ -1,16 +1,7 @@
-/**
- * The servers the bench measures, each a child process pinned to a core, ready when it answers an
- * Access-Request (no sleeps), stopped with SIGTERM: FreeRADIUS 3.2 configured from scratch in a temp dir,
- * our server (dist/cli.js, as `npm start` runs it, its stdout to a file), and the echo responder.
- *
- * FreeRADIUS reads nothing under /etc/freeradius, only the shipped dictionaries (/usr/share/freeradius)
- * and modules (/usr/lib/freeradius). Policy: User-Password = password + 6 digits; authorize splits it
- * (regex), `files` loads Cleartext-Password (or Crypt-Password) and TOTP-Secret for the user, `pap`
- * checks the password, then `totp` the code. rlm_totp in 3.2.1 has no replay guard.
- *
- * Checked by hand with radclient (right code -> Accept, wrong code -> Reject, wrong password -> Reject):
- *   node --import tsx bench/servers.ts freeradius|ours [--crypt | --local]
- */
+// The servers the bench measures, each a child pinned to a core, ready once it answers (no sleeps), stopped
+// with SIGTERM: FreeRADIUS 3.2 configured from scratch in a temp dir (docs/performance.md: the password, then
+// rlm_totp, which has no replay guard in 3.2.1), ours (dist/cli.js, as `npm start` runs it), the echo responder.
+// Checked by hand with radclient: node --import tsx bench/servers.ts freeradius|ours [--crypt | --local]
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -18,10 +9,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { writeBenchConfig, type BenchConfig } from './config.js';
-import { freeUdpPort } from './ports.js';
-import { probeAccess, waitForServer } from './probe.js';
-import { makeUsers, totpCode, usersCsv, type BenchUser } from './users.js';
-import { radiusdPaths } from './freeradius-conf.js';
+import { freeUdpPort } from '../scripts/engines/ports.js';
+import { probeAccess } from './probe.js';
+import { makeUsers, totpCode, type BenchUser } from './users.js';
+import { radiusdPaths } from '../scripts/engines/freeradius-conf.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** BENCH_OURS_FROM_SRC=1: src/cli.ts through tsx, for working on the bench without a build (not numbers to report). */
@@ -64,12 +55,14 @@ export async function launch(name: string, cpu: number | undefined, cmd: string,
   const child = spawnOnCore(cpu, cmd, args, { stdio: ['ignore', more.pipe ? 'pipe' : fd, fd, ...(more.ipc ? ['ipc' as const] : [])], cwd: REPO, env: more.env ?? process.env });
   child.stdout?.resume();
   closeSync(fd);
+  let [gone, timer] = [false, undefined as NodeJS.Timeout | undefined];
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  let timer: NodeJS.Timeout | undefined;
-  const ready = more.ready
-    ? Promise.race([more.ready(child), exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 20_000)))])
-    : waitForServer({ port, secret, timeoutMs: 20_000, exited });
-  const up = await ready;
+  void exited.then(() => (gone = true));
+  const statusServer = async () => { // a Status-Server every 20 ms until one is answered
+    while (!gone) if ((await probeAccess({ port, secret, userName: '', password: '', status: true, timeoutMs: 20, tries: 50 })).code !== null) return true;
+    return false;
+  };
+  const up = await Promise.race([(more.ready ?? statusServer)(child), exited.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 20_000)))]);
   clearTimeout(timer);
   if (!up) {
     child.kill('SIGKILL');
@@ -134,16 +127,10 @@ thread pool {
 	max_requests_per_server = 0
 }
 modules {
-	pap {
-	}
-	totp {
-	}
-	files {
-		filename = ${dir}/users
-	}
-	always reject {
-		rcode = reject
-	}
+	pap {}
+	totp {}
+	files { filename = ${dir}/users }
+	always reject { rcode = reject }
 }
 server default {
 	listen {
@@ -190,7 +177,8 @@ export function freeradiusVersion(): string {
 export function provisionOurs(users: BenchUser[], secret: string, passwordHash = ''): string {
   const dir = mkdtempSync(join(tmpdir(), 'bench-ours-'));
   writeBenchConfig(dir, { authPort: 1, secret, firstFactor: 'none', logLevel: 'warn', throughput: true }, 'import.yaml');
-  writeFileSync(join(dir, 'users.csv'), usersCsv(users, () => (passwordHash ? `"${passwordHash}"` : ''))); // PHC strings contain commas
+  const hash = passwordHash ? `"${passwordHash}"` : ''; // PHC strings contain commas
+  writeFileSync(join(dir, 'users.csv'), ['username,method,totp_secret,password_hash', ...users.map((u) => `${u.name},totp,${u.secretBase32},${hash}`)].join('\n') + '\n');
   oursCli(dir, ['user', 'import', join(dir, 'users.csv')]);
   return dir;
 }

@@ -1,10 +1,8 @@
-/**
- * The spray stage's client (a child on the generator's core, driven over IPC): wrong passwords for random
- * enrolled users (each costs a password check unless the server sheds it) at `rate` a second, while the
- * real users, the last `realUsers` + 1 (never sprayed), log in every `everyMs` as a NAS does: every other
- * one from the place they signed in from before the spray, the rest from a new one; the last right after.
- * Replies to the spray are counted, not verified.
- */
+// The spray stage's client (a child on the generator's core, driven over IPC): wrong passwords for random
+// enrolled users (each costs a password check unless the server sheds it) at `rate` a second, while the
+// real users, the last `realUsers` + 1 (never sprayed), log in every `everyMs` as a NAS does: every other
+// one from the place they signed in from before the spray, the rest from a new one; the last right after.
+// Replies to the spray are counted, not verified.
 import { randomBytes, randomFillSync, randomInt } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -21,7 +21,7 @@ export type Options = {
   loginSeconds: number; spraySeconds: number; sprayFactor: number; keepDirs: boolean;
 };
 
-/** A server or engine a stage starts: the bench stops it on the hard limit or a signal too. */
+/** What a stage starts (a server, an engine, a child) and hands to ctx.track(). */
 export type Stoppable = { stop: () => Promise<void>; dir?: string };
 
 export type Ctx = {
@@ -29,7 +29,10 @@ export type Ctx = {
   users: BenchUser[];
   /** Results of the stages run so far, by name. */
   results: Record<string, unknown>;
-  /** Stops with the bench (hard limit, signal, error); its dir, if any, is removed then. */
+  /**
+   * Stopped when the stage ends, last tracked first (nodes before the engines they use), or on the hard
+   * limit or a signal; its dir, if any, is removed when the bench ends.
+   */
   track: <T extends Stoppable>(s: T) => T;
   /** Time this stage may still spend on re-runs of disturbed runs, ms (its share of the plan's slack). */
   reRunMs: number;
@@ -61,23 +64,21 @@ export class BenchChild<In, Out> {
     });
   }
 
-  close(): void {
+  async stop(): Promise<void> {
     if (this.child.connected) this.child.disconnect();
   }
 }
 
-/** bench/load.ts, one long-lived child: one load run per job. */
+/** bench/load.ts, one long-lived child for the stage: one load run per job. */
 export type Generator = BenchChild<LoadJob, LoadResult>;
-export const generator = (): Generator => new BenchChild('bench/load.ts');
+export const generator = (ctx: Ctx): Generator => ctx.track(new BenchChild('bench/load.ts'));
 
 export type Measured = { result: LoadResult; before: MachineLoad; outsideDuring: number[]; discarded: number; loaded: boolean };
 
 /**
- * One load run against `server`, gated: the machine's load is sampled for 0.5 s first and printed;
- * a run with more than `o.gate` % of a core used by other processes (before, or during the measured
- * window: a core's busy % less this bench's own processes: the server, the generator, and engines a
- * stage started such as PostgreSQL) is discarded and re-run, at most `o.retries` times and only
- * within the stage's re-run budget. The last run is kept either way, marked `loaded`.
+ * One load run against `server`, the machine's load sampled for 0.5 s before it and over its window (a
+ * core's busy % less this bench's own processes, engines included); one over `o.gate` % is discarded and
+ * re-run, at most `o.retries` times within the stage's re-run budget; the last is kept, marked `loaded`.
  */
 export async function measured(ctx: Ctx, gen: Generator, label: string, server: RunningServer, load: Partial<LoadOptions>): Promise<Measured> {
   const o = ctx.o;

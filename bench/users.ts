@@ -1,7 +1,5 @@
-/**
- * Bench users: deterministic (same seed -> same names, passwords and TOTP secrets), so the
- * FreeRADIUS users file, our CSV import and the load generator all describe the same people.
- */
+// Bench users: deterministic (same seed -> same names, passwords and TOTP secrets), so the
+// FreeRADIUS users file, our CSV import and the load generator all describe the same people.
 import { createHmac } from 'node:crypto';
 import { hotp, timeStep } from '../src/mfa/totp.js';
 import { encodeBase32 } from '../src/mfa/totp-secret.js';
@@ -33,10 +31,3 @@ export function makeUsers(count: number, sharedPassword?: string) {
 export const totpStep = () => timeStep(Date.now(), 30);
 /** A user's 6-digit SHA1 code for `step` (default: now). */
 export const totpCode = (key: Buffer, step = totpStep()) => hotp(key, step, 6, 'SHA1');
-
-/** CSV for `radius-mfa user import`: username,method,totp_secret,password_hash. */
-export function usersCsv(users: BenchUser[], passwordHash: (u: BenchUser) => string = () => ''): string {
-  const lines = ['username,method,totp_secret,password_hash'];
-  for (const u of users) lines.push(`${u.name},totp,${u.secretBase32},${passwordHash(u)}`);
-  return lines.join('\n') + '\n';
-}

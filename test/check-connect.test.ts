@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.js';
 import { startFreeradius, type Freeradius } from './helpers/freeradius.js';
-import { freeTcpPort, freeUdpPort } from './helpers/ports.js';
+import { freeTcpPort, freeUdpPort } from '../scripts/engines/ports.js';
 import { startSlapd, SUFFIX, type Slapd } from './helpers/slapd.js';
 
 const SECRET = 'upstream-check-secret';

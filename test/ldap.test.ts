@@ -15,7 +15,7 @@ import { launchBrowser, phoneContext, watchErrors } from './helpers/browser.js';
 import { radclient, type AttributeInput } from './helpers/radclient.js';
 import { buildAccessRequest, decodeReply, UdpClient } from './helpers/udp.js';
 import { codeAt, enrollTotp, LogCapture, startTestServer, type ConfigInput, type TestServer } from './helpers/server.js';
-import { freeTcpPort } from './helpers/ports.js';
+import { freeTcpPort } from '../scripts/engines/ports.js';
 import { makeTlsFiles, startSlapd, SUFFIX, type Slapd } from './helpers/slapd.js';
 
 const PW = { alice: 'alice-Passw0rd', bob: 'bob-Passw0rd', carol: 'carol-Passw0rd', dave: 'dave-Passw0rd' };

@@ -12,7 +12,7 @@ import type { FirstFactor } from '../src/auth/first-factor.js';
 import { hashPassword } from '../src/auth/password-hash.js';
 import { lockoutView } from '../src/flow/lockout.js';
 import { runCli } from './helpers/cli.js';
-import { freeTcpPort } from './helpers/ports.js';
+import { freeTcpPort } from '../scripts/engines/ports.js';
 import { radclient } from './helpers/radclient.js';
 import { startServe } from './helpers/serve-process.js';
 import { enrollTotp, startTestServer, wrongCodeAt, type TestServer } from './helpers/server.js';

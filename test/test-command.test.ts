@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createActivation } from '../src/mfa/activation.js';
 import { runCli } from './helpers/cli.js';
 import { SimulatedPhone } from './helpers/phone.js';
-import { freeUdpPort } from './helpers/ports.js';
+import { freeUdpPort } from '../scripts/engines/ports.js';
 import { enrollTotp, startTestServer, wrongCodeAt, type StartOptions, type TestServer } from './helpers/server.js';
 
 /** A config the CLI reads: the running server's port and the secret of the client 127.0.0.1 is. */

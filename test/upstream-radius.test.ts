@@ -11,7 +11,7 @@ import { UpstreamClient } from '../src/radius/client.js';
 import { Attr, Code, decodePacket, encodeAttribute } from '../src/radius/packet.js';
 import { SimulatedPhone } from './helpers/phone.js';
 import { startFreeradius, type Freeradius } from './helpers/freeradius.js';
-import { freeUdpPort } from './helpers/ports.js';
+import { freeUdpPort } from '../scripts/engines/ports.js';
 import { radclient, type AttributeInput } from './helpers/radclient.js';
 import { enrollTotp, LogCapture, startTestServer, type ConfigInput, type TestServer } from './helpers/server.js';
 

@@ -8,7 +8,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeTcpPort } from './helpers/ports.js';
+import { freeTcpPort } from '../scripts/engines/ports.js';
 import { makeTlsFiles } from './helpers/slapd.js';
 import { enrollTotp, startTestServer, wrongCodeAt, type EnrolledUser, type TestServer } from './helpers/server.js';
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { createActivation } from '../src/mfa/activation.js';
 import { SimulatedPhone } from './helpers/phone.js';
 import { enrollTotp, startTestServer, wrongCodeAt, type ConfigInput, type TestServer } from './helpers/server.js';
-import { freeUdpPort } from './helpers/ports.js';
+import { freeUdpPort } from '../scripts/engines/ports.js';
 import { makeTlsFiles } from './helpers/slapd.js';
 
 const OPENVPN = '/usr/sbin/openvpn';

@@ -10,8 +10,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeUdpPort } from './ports.js';
-import { radiusdPaths } from '../../bench/freeradius-conf.js';
+import { freeUdpPort } from '../../scripts/engines/ports.js';
+import { radiusdPaths } from '../../scripts/engines/freeradius-conf.js';
 
 export const FREERADIUS = '/usr/sbin/freeradius';
 

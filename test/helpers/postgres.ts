@@ -1,7 +1,7 @@
-// The private PostgreSQL lives with the bench, which needs it too (bench/ha-totp.ts).
+// The private PostgreSQL is scripts/engines/postgres.ts (the bench starts it too); what only tests need is here.
 import pg from 'pg';
 
-export { startPostgres, type PostgresInstance } from '../../bench/postgres.js';
+export { startPostgres, type PostgresInstance } from '../../scripts/engines/postgres.js';
 
 /** One statement on a connection of its own, as psql would run it by hand (not through any store). */
 export async function sql<T extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<T[]> {

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeUdpPort } from './ports.js';
+import { freeUdpPort } from '../../scripts/engines/ports.js';
 
 export const RADSECPROXY = '/usr/sbin/radsecproxy';
 

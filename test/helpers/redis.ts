@@ -1,8 +1,8 @@
-// The private Redis lives with the bench, which needs it too (bench/ha-totp.ts). What only tests need (TLS,
+// The private Redis is scripts/engines/redis.ts (the bench starts it too). What only tests need (TLS,
 // Sentinel) is built here on its options.
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
-import { startRedis, type RedisInstance } from '../../bench/redis.js';
+import { startRedis, type RedisInstance } from '../../scripts/engines/redis.js';
 
 export { startRedis, type RedisInstance };
 

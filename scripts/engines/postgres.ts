@@ -29,7 +29,7 @@ function runAs(): { uid?: number; gid?: number } {
 }
 
 /** One statement on its own connection (`SELECT 1` is the readiness probe: TCP accepting is not enough, a starting server refuses queries). */
-async function query(url: string, sql: string): Promise<void> {
+export async function query(url: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
   client.on('error', () => {});
   try {
