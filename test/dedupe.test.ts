@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { DedupeCache, type DuplicateStatus } from '../src/radius/dedupe.js';
 import { Peer, ipv6Octets } from '../src/radius/udp-socket.js';
 
@@ -72,6 +73,27 @@ test('a request forgotten in flight is decided afresh: only the fresh decision i
   assert.deepEqual(begin('a'), { kind: 'answered', reply: Buffer.from('second') });
   advance(400);
   assert.equal(begin('a').kind, 'new');
+});
+
+test('a ticket in flight gives back its Request Authenticator; answered, abandoned or forgotten, none', () => {
+  let now = 0;
+  const c = new DedupeCache({ windowMs: 1000, maxEntries: 8, inFlightMs: 5000, now: () => now });
+  const out = Buffer.alloc(16);
+  const start = (authenticator: Buffer) => (c.begin(0, NAS, 1, authenticator) as { ticket: number }).ticket;
+  const [a, b, d] = [randomBytes(16), Buffer.alloc(16, 0xff), randomBytes(16)];
+  const [ta, tb] = [start(a), start(b)];
+  assert.ok(c.requestAuthenticator(ta, out));
+  assert.deepEqual(out, a);
+  assert.ok(c.requestAuthenticator(tb, out));
+  assert.deepEqual(out, b, 'every bit, the sign bits of its words too');
+  c.answered(ta, Buffer.from('reply'));
+  assert.equal(c.requestAuthenticator(ta, out), false, 'answered');
+  c.abandon(tb);
+  assert.equal(c.requestAuthenticator(tb, out), false, 'abandoned');
+  const td = start(d);
+  now += 5000;
+  start(randomBytes(16)); // its sweep forgets d
+  assert.equal(c.requestAuthenticator(td, out), false, 'forgotten in flight');
 });
 
 test('keys differ by listener, address, port, identifier and authenticator; the same request is the same key', () => {

@@ -55,7 +55,7 @@ export type Decision =
 export interface Hold {
   kind: 'hold';
   pushId: string;
-  settle: (outcome: PushOutcome | undefined) => Decision;
+  settle(outcome: PushOutcome | undefined): Decision;
 }
 
 export const MESSAGES = {

@@ -1,7 +1,7 @@
 // Push approval at RADIUS, over the second-factor service: one push per attempt; the request is held
 // until the phone answers, or, for number matching and for NAS whose timeout is too short to hold,
 // answered with an Access-Challenge whose State leads back to the same push.
-import type { PendingPush } from '../mfa/pending.js';
+import type { PendingPush, PushOutcome } from '../mfa/pending.js';
 import type { ChallengeRecord } from '../state/state.js';
 import type { AccessDeps, AskForCode, FirstFactorCarry, Passed, UserAttempt } from './attempt.js';
 import { newChallenge } from './challenge.js';
@@ -46,21 +46,30 @@ export async function startPush(a: UserAttempt, passed: Passed, deps: AccessDeps
   if (push.number !== undefined || settings.push.timeout > client.holdBudgetMs) {
     return pushChallenge(a, push, push.number !== undefined ? 'number_requested' : 'approve_then_enter', deps, passed.carried);
   }
-  return { kind: 'hold', pushId: push.id, settle: settleHeld(a, passed.reply, deps) };
+  return new HeldPush(push.id, a, passed.reply, deps);
 }
 
 /**
- * What a held request does with the phone's outcome. Its own function so the closure keeps only these
- * three (not startPush's scope): 10,000 held requests keep 10,000 of them. An approval is a sign-in,
- * which makes its source familiar (flow/lockout.ts) as decideAccess does for requests answered at once.
+ * A request held for the phone: one object keeping only what settling needs (not startPush's scope, and
+ * not a closure and its context beside it): 10,000 held requests keep 10,000 of these. An approval is a
+ * sign-in, which makes its source familiar (flow/lockout.ts) as decideAccess does for requests answered at once.
  */
-function settleHeld(a: UserAttempt, reply: Buffer, deps: AccessDeps): Hold['settle'] {
-  return (outcome) => {
-    const decision = fromVerdict(pushVerdict(outcome), a, reply);
+class HeldPush implements Hold {
+  readonly kind = 'hold';
+
+  constructor(
+    readonly pushId: string,
+    private readonly a: UserAttempt,
+    private readonly reply: Buffer,
+    private readonly deps: AccessDeps,
+  ) {}
+
+  settle(outcome: PushOutcome | undefined): Decision {
+    const decision = fromVerdict(pushVerdict(outcome), this.a, this.reply);
     // Not awaited (settle is synchronous); a mark that cannot be written only costs the source its place.
-    if (decision.kind === 'accept') signedIn(a.identity, a.where, deps).catch(() => undefined);
+    if (decision.kind === 'accept') signedIn(this.a.identity, this.a.where, this.deps).catch(() => undefined);
     return decision;
-  };
+  }
 }
 
 /** The answer to a push challenge: wait (within what the NAS allows) for the phone, then check the number. */

@@ -128,6 +128,18 @@ export class DedupeCache {
     this.order[this.end++ % this.options.maxEntries] = e;
   }
 
+  /**
+   * Writes the Request Authenticator of the request a ticket names into `out` (16 octets), from its key:
+   * a request held for a phone then keeps no view of its datagram. False when the ticket is stale.
+   */
+  requestAuthenticator(ticket: number, out: Buffer): boolean {
+    const e = this.inFlightEntry(ticket);
+    if (e < 0) return false;
+    const at = e * KEY_WORDS + 1;
+    for (let i = 0; i < 4; i++) out.writeInt32LE(this.keys[at + i]!, 4 * i);
+    return true;
+  }
+
   /** Forgets a request that got no answer, so that the client's retransmission is decided afresh. */
   abandon(ticket: number): void {
     const e = this.inFlightEntry(ticket);

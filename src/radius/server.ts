@@ -75,7 +75,6 @@ class ReplyTarget implements AccessResponder {
     /** Names the request's dedupe entry. */
     readonly ticket: number,
     readonly identifier: number,
-    readonly authenticator: Buffer,
     readonly proxyStates: readonly Buffer[],
   ) {}
 
@@ -135,6 +134,8 @@ const RECEIVE_BUFFER_BYTES = 8 * 1024 * 1024;
 /** Dedupe keys of TLS listeners start here (UDP sockets count from 0). */
 const RADSEC_LISTENER_BASE = 128;
 const RADSEC_MAX_CONNECTIONS = 4096;
+/** The answered request's Request Authenticator, read back from its dedupe entry just before encoding (synchronous). */
+const REQUEST_AUTHENTICATOR = Buffer.alloc(16);
 
 export class RadiusServer {
   private readonly sockets: UdpSocket[] = [];
@@ -308,7 +309,7 @@ export class RadiusServer {
     const userName = findAttribute(packet, Attr.UserName);
     const hidden = findAttribute(packet, Attr.UserPassword);
     const state = findAttribute(packet, Attr.State);
-    const target = new ReplyTarget(this.answers, this.nextQ++, client, rinfo, socket, seen.ticket, packet.identifier, packet.authenticator, proxyStatesOf(packet));
+    const target = new ReplyTarget(this.answers, this.nextQ++, client, rinfo, socket, seen.ticket, packet.identifier, proxyStatesOf(packet));
     const request: AccessRequest = {
       q: target.q,
       client,
@@ -356,10 +357,16 @@ export class RadiusServer {
       this.dedupe.abandon(ticket);
       return this.drop('reply_too_large', target.source, `the reply with the Proxy-State attributes of q=${target.q} from client ${target.client.name} would exceed 4096 octets: not sent`);
     }
+    // Undecided past IN_FLIGHT_LIMIT_MS, its entry was forgotten and may name another request now: no
+    // answer (the NAS gave up long ago; a retransmission is decided afresh).
+    if (!this.dedupe.requestAuthenticator(ticket, REQUEST_AUTHENTICATOR)) {
+      this.counters.dropped++;
+      return this.countDrops('decided_too_late', 1);
+    }
     const bytes = encodeResponse({
       code: reply.code,
       identifier: target.identifier,
-      requestAuthenticator: target.authenticator,
+      requestAuthenticator: REQUEST_AUTHENTICATOR,
       attributes: reply.attributes,
       proxyStates,
       secret: target.client.secret,
