@@ -9,7 +9,7 @@ import { RELAY_HINTS } from './flow/relay.js';
 import { EngineUnavailableError, enginesDownProbe, type EnginePing } from './health/engine-monitor.js';
 import { writeLine } from './log/logger.js';
 import type { DecisionCounts } from './metrics/counts.js';
-import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, type RadiusPacket } from './radius/packet.js';
+import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, findText, type RadiusPacket } from './radius/packet.js';
 import type { EphemeralState } from './state/state.js';
 import type { Store } from './store/store.js';
 import type { AccessDrop, AccessHandler, AccessReply, AccessRequest, AccessResponder, AccountingRequest } from './radius/server.js';
@@ -107,10 +107,10 @@ export function accountingLine(log: Logger, request: AccountingRequest): void {
     {
       q: request.q,
       client: request.client.name,
-      user: text(p, Attr.UserName),
+      user: findText(p, Attr.UserName),
       status: uint32(p, Attr.AcctStatusType),
-      session: text(p, Attr.AcctSessionId),
-      nas_id: text(p, Attr.NasIdentifier),
+      session: findText(p, Attr.AcctSessionId),
+      nas_id: findText(p, Attr.NasIdentifier),
       nas_ip: ipv4(p),
     },
     'accounting',
@@ -128,8 +128,8 @@ function attemptOf(request: AccessRequest, keepNas: boolean): AccessAttempt {
     password: request.password?.toString('utf8'),
     state: request.state,
     nasIp: ipv4(p),
-    nasIdentifier: text(p, Attr.NasIdentifier),
-    callingStation: text(p, Attr.CallingStationId),
+    nasIdentifier: findText(p, Attr.NasIdentifier),
+    callingStation: findText(p, Attr.CallingStationId),
     nasPort: uint32(p, Attr.NasPort),
     receivedAt: request.receivedAt,
     arrival: request.arrival,
@@ -168,10 +168,6 @@ function replyMessage(text: string): Buffer {
     replyMessages.set(text, (bytes = encodeReplyMessage(text)));
   }
   return bytes;
-}
-
-function text(packet: RadiusPacket, type: number): string | undefined {
-  return findAttribute(packet, type)?.toString('utf8');
 }
 
 function uint32(packet: RadiusPacket, type: number): number | undefined {

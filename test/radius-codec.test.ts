@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import radius from 'radius';
-import { decodePacket, Code, Attr, findAttribute, encodeAttribute, encodeReplyMessage } from '../src/radius/packet.js';
+import { decodePacket, Code, Attr, findAttribute, findText, encodeAttribute, encodeReplyMessage } from '../src/radius/packet.js';
 import {
   revealPassword,
   hidePassword,
@@ -27,6 +27,19 @@ test('decodes the RFC 2865 §7.1 Access-Request and reveals "arctangent"', () =>
   assert.equal(findAttribute(r.packet, Attr.UserName)?.toString(), 'nemo');
   const pw = revealPassword(findAttribute(r.packet, Attr.UserPassword)!, XYZZY, r.packet.authenticator);
   assert.equal(pw?.toString(), 'arctangent');
+});
+
+test('attribute values and texts are read from the packet: the first of a type, exact bytes, empty values too', () => {
+  const body = Buffer.concat([encodeAttribute(Attr.UserName, 'ålice'), encodeAttribute(Attr.NasIdentifier, Buffer.alloc(0)), encodeAttribute(Attr.UserName, 'bob')]);
+  const packet = Buffer.concat([Buffer.from([Code.AccessRequest, 9, 0, 20 + body.length]), Buffer.alloc(16, 1), body]);
+  const decoded = decodePacket(packet);
+  assert.ok(decoded.ok);
+  assert.equal(findText(decoded.packet, Attr.UserName), 'ålice');
+  assert.deepEqual(findAttribute(decoded.packet, Attr.UserName), Buffer.from('ålice'));
+  assert.equal(findText(decoded.packet, Attr.NasIdentifier), '');
+  assert.equal(findAttribute(decoded.packet, Attr.NasIdentifier)?.length, 0);
+  assert.equal(findText(decoded.packet, Attr.State), undefined);
+  assert.deepEqual(decoded.packet.attributes.map((a) => [a.type, a.offset, a.value.toString()]), [[1, 20, 'ålice'], [32, 28, ''], [1, 30, 'bob']]);
 });
 
 test('hides a password exactly as RFC 2865 §7.1 shows', () => {

@@ -35,12 +35,19 @@ export const MIN_PACKET_LENGTH = 20;
 export const MAX_PACKET_LENGTH = 4096;
 const KNOWN_CODES = new Set<number>(Object.values(Code));
 
-export interface RadiusAttribute {
-  type: number;
+/** One attribute of a decoded packet. Its value's view is made when asked for: most are never read. */
+export class RadiusAttribute {
+  constructor(
+    private readonly raw: Buffer,
+    readonly type: number,
+    /** Offset of the attribute's Type octet in the packet. */
+    readonly offset: number,
+  ) {}
+
   /** Value bytes (a view into the packet, not a copy). */
-  value: Buffer;
-  /** Offset of the attribute's Type octet in the packet. */
-  offset: number;
+  get value(): Buffer {
+    return this.raw.subarray(this.offset + 2, this.offset + this.raw[this.offset + 1]!);
+  }
 }
 
 export interface RadiusPacket {
@@ -80,7 +87,7 @@ export function decodePacket(datagram: Buffer): DecodeResult {
       if (attrLength !== 18 || messageAuthenticatorOffset !== -1) return { ok: false, reason: 'bad_message_authenticator' };
       messageAuthenticatorOffset = offset;
     }
-    attributes.push({ type, value: raw.subarray(offset + 2, offset + attrLength), offset });
+    attributes.push(new RadiusAttribute(raw, type, offset));
     offset += attrLength;
   }
   return {
@@ -99,6 +106,12 @@ export function decodePacket(datagram: Buffer): DecodeResult {
 /** The first attribute of a type, or undefined. */
 export function findAttribute(packet: RadiusPacket, type: number): Buffer | undefined {
   for (const a of packet.attributes) if (a.type === type) return a.value;
+  return undefined;
+}
+
+/** The first attribute of a type read as UTF-8 text (no view of it made), or undefined. */
+export function findText(packet: RadiusPacket, type: number): string | undefined {
+  for (const a of packet.attributes) if (a.type === type) return packet.raw.toString('utf8', a.offset + 2, a.offset + packet.raw[a.offset + 1]!);
   return undefined;
 }
 

@@ -3,7 +3,7 @@
 // Pure functions over packets; knows nothing of users.
 import { revealSalted, hideSalted, revealPasswordBlocks, hidePassword } from './crypto.js';
 import type { AttributeKey } from './dictionary.js';
-import { Attr, type RadiusAttribute, type RadiusPacket } from './packet.js';
+import { Attr, RadiusAttribute, type RadiusPacket } from './packet.js';
 
 export const VENDOR_MICROSOFT = 311;
 /** RFC 2548 vendor types. */
@@ -43,8 +43,9 @@ const HOP_BY_HOP: ReadonlySet<number> = new Set([Attr.MessageAuthenticator, Attr
 
 export function vendorOf(a: RadiusAttribute): { vendor: number; vendorType: number } | undefined {
   // RFC 2865 §5.26: Vendor-Id (4 octets), then the vendor's own Type and Length.
-  if (a.type !== Attr.VendorSpecific || a.value.length < 6) return undefined;
-  return { vendor: a.value.readUInt32BE(0), vendorType: a.value[4]! };
+  if (a.type !== Attr.VendorSpecific) return undefined;
+  const value = a.value;
+  return value.length < 6 ? undefined : { vendor: value.readUInt32BE(0), vendorType: value[4]! };
 }
 
 export function matchesKey(keys: readonly AttributeKey[], a: RadiusAttribute): boolean {
@@ -171,7 +172,7 @@ export function rehideAll(attributes: Buffer, k: RehideKeys): Buffer {
   for (let at = 0; at + 2 <= attributes.length; ) {
     const length = attributes[at + 1]!;
     if (length < 2 || at + length > attributes.length) break;
-    const a = { type: attributes[at]!, value: attributes.subarray(at + 2, at + length), offset: at };
+    const a = new RadiusAttribute(attributes, attributes[at]!, at);
     if (!isHidden(a)) out.push(attributes.subarray(at, at + length));
     else {
       const again = rehide(a, k);

@@ -6,7 +6,7 @@ import { rateLimitedWarn } from '../shared/rate-limited.js';
 import type { ClientTable, RadiusClient, TlsClientTable } from './clients.js';
 import { encodeResponse, revealPassword, verifyAccountingRequestAuthenticator, verifyRequestMessageAuthenticator } from './crypto.js';
 import { DedupeCache } from './dedupe.js';
-import { Attr, Code, decodePacket, findAttribute, HEADER_LENGTH, MAX_PACKET_LENGTH, type RadiusPacket } from './packet.js';
+import { Attr, Code, decodePacket, findAttribute, findText, HEADER_LENGTH, MAX_PACKET_LENGTH, type RadiusPacket } from './packet.js';
 import { RadsecListener, type RadsecTls } from './radsec.js';
 import { UdpSocket, type Peer } from './udp-socket.js';
 
@@ -306,7 +306,6 @@ export class RadiusServer {
     }
     if (seen.kind === 'overloaded') return this.drop('overloaded', rinfo, 'too many requests being decided at once: dropped (the NAS will retry)');
 
-    const userName = findAttribute(packet, Attr.UserName);
     const hidden = findAttribute(packet, Attr.UserPassword);
     const state = findAttribute(packet, Attr.State);
     const target = new ReplyTarget(this.answers, this.nextQ++, client, rinfo, socket, seen.ticket, packet.identifier, proxyStatesOf(packet));
@@ -317,7 +316,7 @@ export class RadiusServer {
       source: rinfo,
       receivedAt: this.options.now(),
       arrival: performance.now(),
-      userName: userName?.toString('utf8'),
+      userName: findText(packet, Attr.UserName),
       password: hidden ? revealPassword(hidden, client.secret, packet.authenticator) : undefined,
       state,
     };
