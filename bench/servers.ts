@@ -19,12 +19,6 @@ export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1' || !existsSync(join(REPO, 'dist', 'cli.js'));
 /** How the bench runs `radius-mfa`: dist/ when built, else src/ through tsx. */
 export const CLI = FROM_SRC ? ['--import', 'tsx', join(REPO, 'src', 'cli.ts')] : [join(REPO, 'dist', 'cli.js')];
-/** The node flags of src/cli.ts's shebang (`#!/usr/bin/env -S node FLAGS`): ours runs with them, as the bin and `npm start` do. */
-export const OURS_NODE_FLAGS = nodeFlagsOf(readFileSync(join(REPO, 'src', 'cli.ts'), 'utf8'));
-
-export function nodeFlagsOf(script: string): string[] {
-  return (/^#!\/usr\/bin\/env -S node (.*)/.exec(script)?.[1] ?? '').split(' ').filter(Boolean);
-}
 const FREERADIUS = '/usr/sbin/freeradius';
 
 /** Pinning needs two cores and taskset (util-linux). */
@@ -195,13 +189,13 @@ export function oursCli(dir: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`radius-mfa ${args.join(' ')} failed (${r.status}):\n${`${r.stdout}${r.stderr}`.slice(0, 4000)}`);
 }
 
-/** Our server on the store in `dir` (provisionOurs), pinned to `cpu`; its stdout to a file or a pipe; `nodeArgs` (after ours: they win) e.g. --cpu-prof. */
+/** Our server on the store in `dir` (provisionOurs), pinned to `cpu`; its stdout to a file or a pipe; `nodeArgs` e.g. --cpu-prof. */
 export async function startOurs(dir: string, c: Omit<BenchConfig, 'authPort'> & { auditTo?: 'file' | 'pipe' }, cpu?: number, nodeArgs: string[] = []): Promise<RunningServer> {
   const port = await freeUdpPort();
   const tag = `${c.firstFactor}-${c.logLevel}-${port}`;
   const cfg = writeBenchConfig(dir, { ...c, authPort: port }, `config-${tag}.yaml`);
   const name = `ours (first_factor ${c.firstFactor}, log ${c.logLevel}${c.auditTo === 'pipe' ? ' to a pipe' : ''}${c.shared ? ', postgres/redis' : ''}${FROM_SRC ? ', src/ via tsx' : ''})`;
-  return launch(name, cpu, process.execPath, [...OURS_NODE_FLAGS, ...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), { pipe: c.auditTo === 'pipe' });
+  return launch(name, cpu, process.execPath, [...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), { pipe: c.auditTo === 'pipe' });
 }
 
 export async function startEcho(secret: string, cpu?: number): Promise<RunningServer> {

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createActivation } from '../src/mfa/activation.js';
 import { MemoryState } from '../src/state/memory.js';
@@ -359,32 +359,29 @@ function buggyState(method: 'marked' | 'pushes', failures: number) {
 
 const BUG_LINE = 'bug: access handler failed; no reply sent';
 
-test('a bug while deciding is logged and answered with nothing; the retransmission is decided afresh', async (t) => {
-  const { server, base } = await pushServer({ mfa: { default_method: 'none' } }, { openState: buggyState('marked', 1) });
+/** Alice's request, failed by the injected bug (logged, no reply), then sent again as the NAS would. */
+async function resentAfterBug(t: TestContext, config: Record<string, unknown>, openState: ReturnType<typeof buggyState>) {
+  const { server, base } = await pushServer(config, { openState });
   t.after(() => server.close());
-  await userWithPhone(server, base, 'alice');
+  const { phone } = await userWithPhone(server, base, 'alice');
   const udp = await UdpClient.open();
   t.after(() => udp.close());
   const datagram = buildAccessRequest({ secret: server.secret, identifier: 3, userName: 'alice', password: 'pw-alice', attributes: [[31, '203.0.113.7']] });
   await udp.send(datagram, server.authPort);
   await until(() => server.logs.filter({ msg: BUG_LINE })[0], 'the bug logged');
   await udp.send(datagram, server.authPort);
-  const reply = await udp.next(3000);
-  assert.equal(reply?.bytes[0], 2, 'the retransmission gets the Access-Accept');
+  return { server, phone, udp };
+}
+
+test('a bug while deciding is logged and answered with nothing; the retransmission is decided afresh', async (t) => {
+  const { server, udp } = await resentAfterBug(t, { mfa: { default_method: 'none' } }, buggyState('marked', 1));
+  assert.equal((await udp.next(3000))?.bytes[0], 2, 'the retransmission gets the Access-Accept');
   assert.equal(await udp.next(300), undefined, 'and the failed first copy got no reply');
   assert.equal(server.logs.filter({ msg: BUG_LINE }).length, 1);
 });
 
 test('a bug while a request is held for the phone is logged, sends no reply, and the retransmission waits for the same push', async (t) => {
-  const { server, base } = await pushServer({}, { openState: buggyState('pushes', 1) });
-  t.after(() => server.close());
-  const { phone } = await userWithPhone(server, base, 'alice');
-  const udp = await UdpClient.open();
-  t.after(() => udp.close());
-  const datagram = buildAccessRequest({ secret: server.secret, identifier: 4, userName: 'alice', password: 'pw-alice', attributes: [[31, '203.0.113.7']] });
-  await udp.send(datagram, server.authPort);
-  await until(() => server.logs.filter({ msg: BUG_LINE })[0], 'the bug logged');
-  await udp.send(datagram, server.authPort);
+  const { phone, udp } = await resentAfterBug(t, {}, buggyState('pushes', 1));
   const request = await phone.waitForPending();
   assert.equal((await phone.pending()).body.length, 1, 'one push for both copies');
   await phone.answer(request.id, 'approve');
