@@ -4,6 +4,7 @@
 import { lookup } from 'node:dns/promises';
 import { createRequire } from 'node:module';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 interface NativeUdp {
   BATCH: number;
@@ -54,25 +55,10 @@ export class Peer {
   }
 }
 
-/** The 16 octets of an IPv6 address in RFC 4291 §2.2 text: "::" for zeros, a dotted IPv4 tail; a %zone is left out. */
+/** The 16 octets of an IPv6 address in RFC 4291 §2.2 text ("::" for zeros, a dotted IPv4 tail); a %zone is left out. */
 export function ipv6Octets(text: string): Buffer {
   if (!isIPv6(text)) throw new Error(`not an IPv6 address: ${text}`);
-  const [head, tail] = text.split('%')[0]!.split('::');
-  const left = hextets(head);
-  const right = hextets(tail);
-  const all = tail === undefined ? left : [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
-  const octets = Buffer.alloc(16);
-  all.forEach((g, i) => octets.writeUInt16BE(g, i * 2));
-  return octets;
-}
-
-function hextets(part: string | undefined): number[] {
-  if (!part) return [];
-  return part.split(':').flatMap((g) => {
-    if (!g.includes('.')) return [parseInt(g, 16)];
-    const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number];
-    return [(a << 8) | b, (c << 8) | d];
-  });
+  return Buffer.from(ipaddr.IPv6.parse(text).toByteArray());
 }
 
 export interface UdpSocketOptions {
