@@ -9,6 +9,7 @@ import { RELAY_HINTS } from './flow/relay.js';
 import { EngineUnavailableError, enginesDownProbe, type EnginePing } from './health/engine-monitor.js';
 import { writeLine } from './log/logger.js';
 import type { DecisionCounts } from './metrics/counts.js';
+import type { PushOutcome, PushWaiter } from './mfa/pending.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, findText, type RadiusPacket } from './radius/packet.js';
 import type { EphemeralState } from './state/state.js';
 import type { Store } from './store/store.js';
@@ -42,32 +43,46 @@ export function accessHandler(deps: AccessHandlerDeps): AccessHandler {
   };
 }
 
-/**
- * A decision, or a hold until the phone answers. Its own function, not a closure in accessHandler's:
- * a held request keeps only this scope and the two callbacks of its wait (10,000 held keep 10,000).
- * Nothing here may throw: a bug fails the request (respond.fail) instead of escaping as a rejection.
- */
+/** A decision, or a hold until the phone answers. Nothing here may throw: a bug fails the request (respond.fail). */
 function afterDecision(result: Decision | Hold, attempt: AccessAttempt, src: string, current: AccessRuntime, deps: AccessHandlerDeps, respond: AccessResponder): void {
   if (result.kind !== 'hold') return answer(result, attempt, src, current, deps, respond);
   // Waiting for the phone keeps the attempt (for the audit line) but not the typed password or the packet.
   attempt.password = undefined;
   attempt.nas = undefined;
   try {
-    // Redis gone while it waits: what the phone said cannot be known, so state_unavailable, never a guess.
-    void current.access.pending.wait(result.pushId).then(
-      (outcome) => {
-        let decision: Decision;
-        try {
-          decision = result.settle(outcome);
-        } catch (err) {
-          return respond.fail(err);
-        }
-        answer(decision, attempt, src, current, deps, respond);
-      },
-      (err: unknown) => afterOutage(err, attempt, src, current, deps, respond),
-    );
+    current.access.pending.listen(result.pushId, new HeldRequest(result, attempt, src, current, deps, respond));
   } catch (err) {
     respond.fail(err);
+  }
+}
+
+/**
+ * A request held for the phone, told by PendingPushes what the phone said: one object, not a promise with
+ * its reaction and two closures over a scope (10,000 held keep 10,000 of these). Redis gone while it
+ * waits: what the phone said cannot be known, so state_unavailable, never a guess.
+ */
+class HeldRequest implements PushWaiter {
+  constructor(
+    private readonly hold: Hold,
+    private readonly attempt: AccessAttempt,
+    private readonly src: string,
+    private readonly current: AccessRuntime,
+    private readonly deps: AccessHandlerDeps,
+    private readonly respond: AccessResponder,
+  ) {}
+
+  settled(outcome: PushOutcome | undefined): void {
+    let decision: Decision;
+    try {
+      decision = this.hold.settle(outcome);
+    } catch (err) {
+      return this.respond.fail(err);
+    }
+    answer(decision, this.attempt, this.src, this.current, this.deps, this.respond);
+  }
+
+  failed(err: unknown): void {
+    afterOutage(err, this.attempt, this.src, this.current, this.deps, this.respond);
   }
 }
 
@@ -125,6 +140,10 @@ function attemptOf(request: AccessRequest, keepNas: boolean): AccessAttempt {
     clientName: request.client.name,
     username: request.userName,
     identity: undefined,
+    // Set once the user is known (UserAttempt); here from the start, so that setting them adds no property store.
+    where: undefined,
+    user: undefined,
+    method: undefined,
     password: request.password?.toString('utf8'),
     state: request.state,
     nasIp: ipv4(p),

@@ -350,8 +350,8 @@ function buggyState(method: 'marked' | 'pushes', failures: number) {
       state.marked = async (key) => (failures-- > 0 ? Promise.reject(new TypeError('injected bug')) : marked(key));
     } else {
       const pending = state.pushes();
-      const wait = pending.wait.bind(pending);
-      pending.wait = (id, maxWaitMs) => (failures-- > 0 ? Promise.reject(new TypeError('injected bug')) : wait(id, maxWaitMs));
+      const listen = pending.listen.bind(pending);
+      pending.listen = (id, waiter) => (failures-- > 0 ? waiter.failed(new TypeError('injected bug')) : listen(id, waiter));
     }
     return state;
   };

@@ -6,7 +6,7 @@
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { PendingPushes, PendingPushInit } from '../src/mfa/pending.js';
+import type { PendingPushes, PendingPushInit, PushOutcome, PushWaiter } from '../src/mfa/pending.js';
 import { SessionStore } from '../src/portal/session.js';
 import { MemoryState } from '../src/state/memory.js';
 import { openRedisState } from '../src/state/redis.js';
@@ -250,6 +250,28 @@ for (const backend of [memory, redis]) {
       assert.deepEqual(await b.openFor('alice'), []);
       assert.deepEqual(await a.wait(push.id), { kind: 'approve', deviceId: 'dev-1' }, 'a wait after the decision reads it');
       assert.equal(await b.decide('no-such-push', { kind: 'approve', deviceId: 'x' }), false);
+    });
+
+    test('listen tells each held waiter once, at either node: when decided, or at once when already decided or unknown', async (t) => {
+      const [a, b] = await twoNodes(backend, t);
+      const told: [string, PushOutcome | undefined][] = [];
+      const waiter = (name: string): PushWaiter => ({ settled: (outcome) => told.push([name, outcome]), failed: (err) => assert.fail(`${name}: ${String(err)}`) });
+      const push = await a.create(init(), 60_000);
+      a.listen(push.id, waiter('a1'));
+      b.listen(push.id, waiter('b1'));
+      b.listen(push.id, waiter('b2'));
+      assert.equal(await b.wait(push.id, 50), undefined, 'a wait that gives up');
+      assert.equal(told.length, 0, 'nobody is told while the push is open');
+      await a.decide(push.id, { kind: 'approve', deviceId: 'dev-1' });
+      await until(() => (told.length >= 3 ? true : undefined), 'the three waiters told');
+      const approve = { kind: 'approve', deviceId: 'dev-1' };
+      assert.deepEqual([...told].sort(([x], [y]) => x.localeCompare(y)), [['a1', approve], ['b1', approve], ['b2', approve]]);
+      b.listen(push.id, waiter('late'));
+      b.listen('no-such-push', waiter('unknown'));
+      await until(() => (told.length >= 5 ? true : undefined), 'the late waiters told');
+      assert.deepEqual(told.slice(3).sort(([x], [y]) => x.localeCompare(y)), [['late', approve], ['unknown', undefined]]);
+      assert.deepEqual(await b.wait(push.id), approve);
+      assert.equal(told.length, 5, 'each told once');
     });
 
     test('a decision made before a node waits is read, not missed', async (t) => {

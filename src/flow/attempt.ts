@@ -19,6 +19,9 @@ export interface AccessAttempt {
   identity?: string;
   /** Where it comes from, and whether the user signed in from there before (flow/lockout.ts), set with identity. */
   where?: Where;
+  /** The store's record and the method that applies, set with identity (UserAttempt). */
+  user?: UserRecord | undefined;
+  method?: Method;
   /** What the user typed in the password field; undefined for non-PAP requests. */
   password: string | undefined;
   state: Buffer | undefined;

@@ -4,7 +4,7 @@
 // never an Accept. The monitor logs one line when an engine goes down and one when it answers again
 // (not one per request), and feeds the radius_engine_up gauge.
 import type { Logger } from 'pino';
-import type { PendingPushes } from '../mfa/pending.js';
+import type { PendingPushes, PushOutcome, PushWaiter } from '../mfa/pending.js';
 import type { EphemeralState } from '../state/state.js';
 import { StoreError, type Store } from '../store/store.js';
 
@@ -78,6 +78,8 @@ function guard<T extends object>(target: T, engine: Engine, monitor: EngineMonit
       const value = Reflect.get(obj, prop, receiver) as unknown;
       if (prop === 'devices' && value && typeof value === 'object') return guard(value as object, engine, monitor);
       if (typeof value !== 'function' || prop === 'close') return value;
+      // PendingPushes.listen answers later, through its waiter: that answer is watched too.
+      if (prop === 'listen') return (id: string, waiter: PushWaiter) => (value as PendingPushes['listen']).call(obj, id, new WatchedWaiter(waiter, engine, monitor));
       return (...args: unknown[]) => {
         let result: unknown;
         try {
@@ -100,12 +102,34 @@ function guard<T extends object>(target: T, engine: Engine, monitor: EngineMonit
   });
 
   function classify(err: unknown): unknown {
-    if (answeredByEngine(err)) {
-      monitor.up(engine);
-      return err;
-    }
-    monitor.down(engine, err);
-    return new EngineUnavailableError(engine, err);
+    return classified(err, engine, monitor);
+  }
+}
+
+function classified(err: unknown, engine: Engine, monitor: EngineMonitor): unknown {
+  if (answeredByEngine(err)) {
+    monitor.up(engine);
+    return err;
+  }
+  monitor.down(engine, err);
+  return new EngineUnavailableError(engine, err);
+}
+
+/** A held request's waiter, watched as a call's promise is: an outcome says the engine answered, a failure is classified. */
+class WatchedWaiter implements PushWaiter {
+  constructor(
+    private readonly inner: PushWaiter,
+    private readonly engine: Engine,
+    private readonly monitor: EngineMonitor,
+  ) {}
+
+  settled(outcome: PushOutcome | undefined): void {
+    this.monitor.up(this.engine);
+    this.inner.settled(outcome);
+  }
+
+  failed(err: unknown): void {
+    this.inner.failed(classified(err, this.engine, this.monitor));
   }
 }
 

@@ -34,6 +34,16 @@ export interface PendingPush extends PendingPushInit {
   readonly challengeState?: string;
 }
 
+/**
+ * Told what became of a push, once: `settled`, or `failed` when what the phone said cannot be known
+ * (Redis went away). An object, not a promise: a held request is one of these (radius-adapter.ts), not a
+ * promise, its reaction and two closures with their context. Neither method may throw.
+ */
+export interface PushWaiter {
+  settled(outcome: PushOutcome | undefined): void;
+  failed(err: unknown): void;
+}
+
 export interface PendingPushes {
   /**
    * The push of this attempt (same user, client and Calling-Station-Id): the open one, or one decided
@@ -47,7 +57,12 @@ export interface PendingPushes {
   get(id: string): Promise<PendingPush | undefined>;
   /** Undecided pushes of a user, oldest first (what a device lists). */
   openFor(username: string): Promise<PendingPush[]>;
-  /** Resolves with the outcome, or with undefined if the push is unknown or still open after maxWaitMs. */
+  /**
+   * Tells `waiter` once what became of the push (undefined: unknown), with no limit but the push's own
+   * timeout: a held request. At once when it is decided or unknown (memory: before this returns).
+   */
+  listen(id: string, waiter: PushWaiter): void;
+  /** Resolves with the outcome, or with undefined if the push is unknown or still open after maxWaitMs (waitFor). */
   wait(id: string, maxWaitMs?: number): Promise<PushOutcome | undefined>;
   /** Settles an open push once, on every node; false when it is unknown or already decided. */
   decide(id: string, outcome: PushOutcome): Promise<boolean>;
@@ -106,8 +121,8 @@ export function newPush(init: PendingPushInit, createdAt: number, timeoutMs: num
 
 interface Entry {
   push: Mutable<PendingPush>;
-  /** The held requests' resolvers: usually one, so an array made on the first (no Set per push). */
-  waiters: ((outcome: PushOutcome) => void)[] | undefined;
+  /** The held requests: usually one, so an array made on the first (no Set per push). */
+  waiters: PushWaiter[] | undefined;
   /** performance.now() when the push times out (open) or is forgotten (decided); see Deadlines. */
   due: number;
   joinKey: string | undefined;
@@ -281,24 +296,22 @@ export class MemoryPendingPushes implements PendingPushes {
     return (this.openByUser.get(username) ?? []).map((p) => ({ ...p }));
   }
 
-  wait(id: string, maxWaitMs = Infinity): Promise<PushOutcome | undefined> {
+  listen(id: string, waiter: PushWaiter): void {
     const entry = this.entries.get(id);
-    if (!entry) return Promise.resolve(undefined);
-    if (entry.push.outcome) return Promise.resolve(entry.push.outcome);
-    // A held request waits without a limit: its resolve is the waiter, no closure or timer of its own.
-    if (!Number.isFinite(maxWaitMs)) return new Promise((resolve) => addWaiter(entry, resolve));
-    return new Promise((resolve) => {
-      const waiter = (outcome: PushOutcome) => {
-        clearTimeout(timer);
-        resolve(outcome);
-      };
-      addWaiter(entry, waiter);
-      const timer = setTimeout(() => {
-        const at = entry.waiters?.indexOf(waiter) ?? -1;
-        if (at >= 0) entry.waiters!.splice(at, 1);
-        resolve(undefined);
-      }, Math.max(0, maxWaitMs));
-    });
+    if (!entry || entry.push.outcome) return waiter.settled(entry?.push.outcome);
+    if (entry.waiters) entry.waiters.push(waiter);
+    else entry.waiters = [waiter];
+  }
+
+  /** Stops telling `waiter` (a wait that gives up; waitFor): nothing when it was told already. */
+  unlisten(id: string, waiter: PushWaiter): void {
+    const waiters = this.entries.get(id)?.waiters;
+    const at = waiters?.indexOf(waiter) ?? -1;
+    if (at >= 0) waiters!.splice(at, 1);
+  }
+
+  wait(id: string, maxWaitMs?: number): Promise<PushOutcome | undefined> {
+    return waitFor(this, id, maxWaitMs);
   }
 
   async decide(id: string, outcome: PushOutcome): Promise<boolean> {
@@ -317,7 +330,7 @@ export class MemoryPendingPushes implements PendingPushes {
     entry.waiters = undefined;
     entry.due = entry.decidedArrival + KEEP_DECIDED_MS;
     this.deadlines.add(id, entry.due);
-    if (waiters) for (const w of waiters) w(outcome);
+    if (waiters) for (const w of waiters) w.settled(outcome);
     return true;
   }
 
@@ -363,7 +376,31 @@ export class MemoryPendingPushes implements PendingPushes {
   }
 }
 
-function addWaiter(entry: Entry, waiter: (outcome: PushOutcome) => void): void {
-  if (entry.waiters) entry.waiters.push(waiter);
-  else entry.waiters = [waiter];
+/**
+ * PendingPushes.wait on listen: the promise a caller that can wait only so long awaits. `unlisten` is the
+ * implementation's own (not the interface's): a guard that wraps the waiter given to listen (health/) never sees it.
+ */
+export function waitFor(pushes: { listen(id: string, w: PushWaiter): void; unlisten(id: string, w: PushWaiter): void }, id: string, maxWaitMs = Infinity): Promise<PushOutcome | undefined> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    const waiter: PushWaiter = {
+      settled: (outcome) => {
+        done = true;
+        clearTimeout(timer);
+        resolve(outcome);
+      },
+      failed: (err) => {
+        done = true;
+        clearTimeout(timer);
+        reject(err);
+      },
+    };
+    pushes.listen(id, waiter);
+    if (done || !Number.isFinite(maxWaitMs)) return;
+    timer = setTimeout(() => {
+      pushes.unlisten(id, waiter);
+      resolve(undefined);
+    }, Math.max(0, maxWaitMs));
+  });
 }

@@ -14,7 +14,7 @@
 // with the store key, so reading Redis does not defeat number matching.
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { attemptKey, KEEP_DECIDED_MS, newPush, type PendingPush, type PendingPushes, type PendingPushInit, type PushOutcome } from '../mfa/pending.js';
+import { attemptKey, KEEP_DECIDED_MS, newPush, waitFor, type PendingPush, type PendingPushes, type PendingPushInit, type PushOutcome, type PushWaiter } from '../mfa/pending.js';
 import { openSecret, sealSecret } from '../store/secret-box.js';
 
 /** An open push outlives its timeout by this much, so the node that times it out finds it there. */
@@ -120,14 +120,9 @@ interface Scripts {
   pushOpenFor(key: string, prefix: string, grace: number, max: number): Promise<[number, string[]][]>;
 }
 
-interface Waiter {
-  ok(outcome: PushOutcome | undefined): void;
-  fail(err: unknown): void;
-}
-
 /** What this node does for one push: the requests that wait on it here, and the timer that times it out. */
 interface Watch {
-  waiters: Waiter[];
+  waiters: PushWaiter[];
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -251,44 +246,38 @@ export class RedisPendingPushes implements PendingPushes {
     return out;
   }
 
-  wait(id: string, maxWaitMs = Infinity): Promise<PushOutcome | undefined> {
-    return new Promise((resolve, reject) => {
-      // Registered before the read: a decision published meanwhile is heard, one made before is read.
-      const watch = this.watchOf(id);
-      let timer: NodeJS.Timeout | undefined;
-      let done = false;
-      const leave = () => {
-        done = true;
-        if (timer) clearTimeout(timer);
-        const at = watch.waiters.indexOf(waiter);
-        if (at >= 0) watch.waiters.splice(at, 1);
-        this.dropIfIdle(id, watch);
-      };
-      const waiter: Waiter = {
-        ok: (outcome) => {
-          leave();
-          resolve(outcome);
-        },
-        fail: (err) => {
-          leave();
-          reject(err);
-        },
-      };
-      watch.waiters.push(waiter);
-      if (Number.isFinite(maxWaitMs)) timer = setTimeout(() => waiter.ok(undefined), Math.max(0, maxWaitMs));
-      this.redis.pushRead(this.pushKey(id)).then(
-        (r) => {
-          if (done) return;
-          if (!r) return this.settleHere(id, undefined);
-          const push = this.parse(id, r[1], r[0]);
-          if (push.outcome) return this.settleHere(id, push.outcome);
-          if (!watch.timer && this.watches.get(id) === watch) this.armTimer(id, watch, Math.max(0, r[0] - GRACE_MS));
-        },
-        (err: unknown) => {
-          if (!done) waiter.fail(err);
-        },
-      );
-    });
+  listen(id: string, waiter: PushWaiter): void {
+    // Registered before the read: a decision published meanwhile is heard, one made before is read.
+    const watch = this.watchOf(id);
+    watch.waiters.push(waiter);
+    const waiting = () => this.watches.get(id) === watch && watch.waiters.includes(waiter);
+    this.redis.pushRead(this.pushKey(id)).then(
+      (r) => {
+        if (!waiting()) return;
+        if (!r) return this.settleHere(id, undefined);
+        const push = this.parse(id, r[1], r[0]);
+        if (push.outcome) return this.settleHere(id, push.outcome);
+        if (!watch.timer) this.armTimer(id, watch, Math.max(0, r[0] - GRACE_MS));
+      },
+      (err: unknown) => {
+        if (!waiting()) return;
+        this.unlisten(id, waiter);
+        waiter.failed(err);
+      },
+    );
+  }
+
+  /** Stops telling `waiter` (a wait that gives up; waitFor): nothing when it was told already. */
+  unlisten(id: string, waiter: PushWaiter): void {
+    const watch = this.watches.get(id);
+    const at = watch?.waiters.indexOf(waiter) ?? -1;
+    if (at < 0) return;
+    watch!.waiters.splice(at, 1);
+    this.dropIfIdle(id, watch!);
+  }
+
+  wait(id: string, maxWaitMs?: number): Promise<PushOutcome | undefined> {
+    return waitFor(this, id, maxWaitMs);
   }
 
   async decide(id: string, outcome: PushOutcome): Promise<boolean> {
@@ -397,8 +386,10 @@ export class RedisPendingPushes implements PendingPushes {
       this.settleHere(id, push ? (push.outcome ?? { kind: 'timeout' }) : undefined);
     } catch (err) {
       // Redis is away: what the phone said cannot be known. Refuse (state_unavailable), never guess.
-      for (const w of [...watch.waiters]) w.fail(err);
+      const waiters = watch.waiters;
+      watch.waiters = [];
       this.dropIfIdle(id, watch);
+      for (const w of waiters) w.failed(err);
     }
   }
 
@@ -416,7 +407,9 @@ export class RedisPendingPushes implements PendingPushes {
     if (!watch) return;
     this.watches.delete(id);
     if (watch.timer) clearTimeout(watch.timer);
-    for (const w of [...watch.waiters]) w.ok(outcome);
+    const waiters = watch.waiters;
+    watch.waiters = [];
+    for (const w of waiters) w.settled(outcome);
   }
 
   private dropIfIdle(id: string, watch: Watch): void {
