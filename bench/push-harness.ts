@@ -2,7 +2,8 @@
 // bench/push-server.mjs on bench/config.ts's push config (first_factor none: no password hashing
 // measured). Every user has one device; one ECDSA P-256 key pair serves all devices (cheap to set up
 // and sign with; the server still verifies each answer against the device's stored key).
-// BENCH_PUSH_NODE_ARGS adds node flags to the nodes (e.g. --trace-gc, or --cpu-prof).
+// A node runs with the flags of its kind (servers.ts SINGLE_NODE_FLAGS, unless on PostgreSQL + Redis);
+// BENCH_PUSH_NODE_ARGS adds more after them (they win), e.g. --trace-gc, --cpu-prof or another --max-semi-space-size.
 import { createHash, generateKeyPairSync, randomFillSync, sign, type KeyObject } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync } from 'node:fs';
@@ -19,7 +20,7 @@ import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { CODE, checkReplyMessageAuthenticator, packetLength, verifyResponseAuthenticator, writeAccessRequest } from './packet.js';
 import { freeTcpPort, freeUdpPort } from '../scripts/engines/ports.js';
 import { procCpuSeconds, procStatus } from './proc.js';
-import { FROM_SRC, REPO, launch, type RunningServer } from './servers.js';
+import { FROM_SRC, REPO, SINGLE_NODE_FLAGS, launch, type RunningServer } from './servers.js';
 import { SECRET, type Ctx } from './stage.js';
 
 const PER_SOCKET = 250;
@@ -43,7 +44,7 @@ export async function startNode(dir: string, name: string, cpu: number | undefin
   const [authPort, httpPort] = [await freeUdpPort(), await freeTcpPort()];
   const cfg = writeBenchConfig(dir, { authPort, secret: SECRET, firstFactor: 'none', logLevel: 'warn', throughput: true, push: { httpPort }, shared }, `${name}.yaml`);
   const nodeArgs = (process.env.BENCH_PUSH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const args = ['--expose-gc', ...nodeArgs, ...(FROM_SRC ? ['--import', 'tsx'] : []), join(REPO, 'bench', 'push-server.mjs'), cfg];
+  const args = ['--expose-gc', ...(shared ? [] : SINGLE_NODE_FLAGS), ...nodeArgs, ...(FROM_SRC ? ['--import', 'tsx'] : []), join(REPO, 'bench', 'push-server.mjs'), cfg];
   const srv = await launch(`node ${name}`, cpu, process.execPath, args, authPort, SECRET, dir, join(dir, `${name}.log`), {
     ipc: true, env: { ...process.env, BENCH_PUSH_FROM_SRC: FROM_SRC ? '1' : '0' }, ready: (c) => new Promise((r) => c.once('message', ([m]: string[]) => r(m === 'up'))),
   });

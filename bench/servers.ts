@@ -20,6 +20,18 @@ export const FROM_SRC = process.env.BENCH_OURS_FROM_SRC === '1' || !existsSync(j
 /** How the bench runs `radius-mfa`: dist/ when built, else src/ through tsx. */
 export const CLI = FROM_SRC ? ['--import', 'tsx', join(REPO, 'src', 'cli.ts')] : [join(REPO, 'dist', 'cli.js')];
 const FREERADIUS = '/usr/sbin/freeradius';
+/**
+ * The node flags a single node runs with: `npm start`'s (package.json), which the service unit's NODE_OPTIONS
+ * repeats (test/service-unit.test.ts). Nodes on PostgreSQL + Redis run without them (docs/ha.md).
+ */
+export const SINGLE_NODE_FLAGS = nodeFlagsOfStart((JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start);
+
+/** The flags between `node` and the script in an npm script such as `node --max-semi-space-size=4 dist/cli.js ...`. */
+export function nodeFlagsOfStart(script: string): string[] {
+  const flags = /^node ((?:--\S+ )*)dist\/cli\.js /.exec(script);
+  if (!flags) throw new Error(`npm start is not \`node [FLAGS] dist/cli.js ...\`: ${script}`);
+  return flags[1]!.split(' ').filter(Boolean);
+}
 
 /** Pinning needs two cores and taskset (util-linux). */
 export function canPin(): boolean {
@@ -189,13 +201,16 @@ export function oursCli(dir: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`radius-mfa ${args.join(' ')} failed (${r.status}):\n${`${r.stdout}${r.stderr}`.slice(0, 4000)}`);
 }
 
-/** Our server on the store in `dir` (provisionOurs), pinned to `cpu`; its stdout to a file or a pipe; `nodeArgs` e.g. --cpu-prof. */
+/**
+ * Our server on the store in `dir` (provisionOurs), pinned to `cpu`, with the node flags of its kind of node
+ * (SINGLE_NODE_FLAGS unless `shared`); its stdout to a file or a pipe; `nodeArgs` (after those: they win) e.g. --cpu-prof.
+ */
 export async function startOurs(dir: string, c: Omit<BenchConfig, 'authPort'> & { auditTo?: 'file' | 'pipe' }, cpu?: number, nodeArgs: string[] = []): Promise<RunningServer> {
   const port = await freeUdpPort();
   const tag = `${c.firstFactor}-${c.logLevel}-${port}`;
   const cfg = writeBenchConfig(dir, { ...c, authPort: port }, `config-${tag}.yaml`);
   const name = `ours (first_factor ${c.firstFactor}, log ${c.logLevel}${c.auditTo === 'pipe' ? ' to a pipe' : ''}${c.shared ? ', postgres/redis' : ''}${FROM_SRC ? ', src/ via tsx' : ''})`;
-  return launch(name, cpu, process.execPath, [...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), { pipe: c.auditTo === 'pipe' });
+  return launch(name, cpu, process.execPath, [...(c.shared ? [] : SINGLE_NODE_FLAGS), ...nodeArgs, ...CLI, '--config', cfg, 'serve'], port, c.secret, dir, join(dir, `serve-${tag}.log`), { pipe: c.auditTo === 'pipe' });
 }
 
 export async function startEcho(secret: string, cpu?: number): Promise<RunningServer> {

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SINGLE_NODE_FLAGS } from '../bench/servers.js';
 
 const UNIT = readFileSync(new URL('../deploy/radius-mfa.service', import.meta.url), 'utf8');
 
@@ -43,4 +44,21 @@ test('the service unit runs as its own user with a state, config and cache direc
   assert.equal(one('RestrictAddressFamilies'), 'AF_INET AF_INET6 AF_UNIX');
   assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
   assert.match(one('ExecStart') ?? '', /radius-mfa --config \/etc\/radius-mfa\/config\.yaml serve$/);
+});
+
+test('the unit gives node the flags npm start runs a single node with (a capped young generation)', () => {
+  const options = UNIT.split('\n').flatMap((line) => /^Environment=NODE_OPTIONS=(.*)$/.exec(line)?.[1] ?? []);
+  assert.equal(options.length, 1, 'one NODE_OPTIONS line');
+  assert.ok(SINGLE_NODE_FLAGS.includes('--max-semi-space-size=4'), `npm start: ${SINGLE_NODE_FLAGS.join(' ')}`);
+  assert.deepEqual(options[0]!.split(' '), SINGLE_NODE_FLAGS);
+  // Node refuses a flag NODE_OPTIONS may not carry: this one it takes, and a burst of objects that survive
+  // (as held requests do) grows the young generation to 2 x 4 MiB, not V8's 2 x 16 MiB.
+  const burst = "const kept = []; for (let i = 0; i < 300000; i++) kept.push({ i, s: 'x' + i }); require('node:v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size";
+  const youngAfterBurst = (nodeOptions: string) => {
+    const r = spawnSync(process.execPath, ['-p', burst], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: nodeOptions } });
+    assert.equal(r.status, 0, r.stderr);
+    return Number(r.stdout) / 1024 / 1024;
+  };
+  assert.equal(youngAfterBurst(options[0]!), 8);
+  assert.ok(youngAfterBurst('') > 8, "V8's default grows it further");
 });
