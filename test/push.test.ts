@@ -388,3 +388,25 @@ test('a bug while a request is held for the phone is logged, sends no reply, and
   assert.equal((await udp.next(3000))?.bytes[0], 2);
   assert.equal(await udp.next(300), undefined, 'one reply in all');
 });
+
+test('a request held past the 15 minutes its duplicate-cache entry lives gets no reply when the phone answers, and is counted decided_too_late', async (t) => {
+  const { server, base } = await pushServer({ mfa: { push: { timeout: '10s' } } });
+  t.after(() => server.close());
+  const { phone } = await userWithPhone(server, base, 'alice');
+  const udp = await UdpClient.open();
+  t.after(() => udp.close());
+  await udp.send(buildAccessRequest({ secret: server.secret, identifier: 5, userName: 'alice', password: 'pw-alice', attributes: [[31, '203.0.113.7']] }), server.authPort);
+  const request = await phone.waitForPending();
+  // Sixteen minutes on the server's clock, and a datagram for the cache's once-a-second sweep to run on:
+  // the held request's entry is forgotten, and may name another request from then on. The clock then goes
+  // back, so that the push itself is still open when the phone answers.
+  const heldAt = server.clock.now();
+  server.clock.advance(16 * 60_000);
+  await udp.send(buildAccessRequest({ secret: server.secret, identifier: 6, userName: 'nobody', password: 'x' }), server.authPort);
+  assert.ok(await udp.next(3000), 'the other request is answered');
+  server.clock.set(heldAt);
+  assert.deepEqual((await phone.answer(request.id, 'approve')).body, { status: 'approved' });
+  await until(() => server.app.server.drops.get('decided_too_late'), 'the late decision counted');
+  assert.equal(await udp.next(300), undefined, 'no reply to a request whose entry was forgotten');
+  assert.equal(server.app.server.drops.get('decided_too_late'), 1);
+});
