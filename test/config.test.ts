@@ -8,6 +8,7 @@ import { generateConfigJsonSchema } from '../src/config/json-schema.js';
 import { formatIssues, loadConfig, type ConfigIssue, type LoadResult } from '../src/config/load.js';
 import { METHODS } from '../src/config/schema.js';
 import { watchConfig } from '../src/config/watch.js';
+import { configWarnings, semiSpaceCapMiB } from '../src/config/warnings.js';
 import webpush from 'web-push';
 import { ldapFirstFactor } from '../src/auth/ldap.js';
 import { createLogger } from '../src/log/logger.js';
@@ -373,6 +374,22 @@ describe('loadConfig warnings', () => {
     const fits = load(minimal('    nas_timeout: 30s\n    nas_retries: 2\n', 'mfa:\n  push:\n    timeout: 60s\n'));
     assert.ok(fits.result.ok);
     assert.deepEqual(fits.result.warnings, []);
+  });
+
+  test("warns a node on Redis started with the one-node young-generation cap, naming the unit's line to remove", () => {
+    const onRedis = load(minimal('', 'state:\n  type: redis\n  url: redis://127.0.0.1:6379\n'));
+    const oneNode = load(minimal());
+    assert.ok(onRedis.result.ok && oneNode.result.ok);
+    const [warning, ...more] = configWarnings(onRedis.result.config, ['--max-semi-space-size=4']);
+    assert.deepEqual(more, []);
+    assert.deepEqual(warning?.path, ['state', 'type']);
+    assert.match(warning!.message, /--max-semi-space-size=4.*4-12 %.*remove Environment=NODE_OPTIONS=--max-semi-space-size=4 from the unit \(docs\/ha\.md\)/);
+    assert.deepEqual(configWarnings(onRedis.result.config, []), [], 'V8 default: nothing to say');
+    assert.deepEqual(configWarnings(onRedis.result.config, ['--max-semi-space-size', '16']), [], 'a larger young generation is fine');
+    assert.deepEqual(configWarnings(oneNode.result.config, ['--max-semi-space-size=4']), [], 'one node: the intended setting');
+    // As node reads them: NODE_OPTIONS first, then the command line, and the last of a flag wins.
+    assert.equal(semiSpaceCapMiB(['--max-semi-space-size=4', '--expose-gc', '--max_semi_space_size=16']), 16);
+    assert.equal(semiSpaceCapMiB(['--max-old-space-size=4096']), undefined);
   });
 
   test('warns about a shared secret shorter than 16 characters without printing it', () => {

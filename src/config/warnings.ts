@@ -5,7 +5,8 @@ import type { Segment } from './yaml-position.js';
 /** Shorter shared secrets get a warning (RFC 2865 §3 asks for at least 16 octets, BlastRADIUS for random ones). */
 const MIN_SECRET_LENGTH = 16;
 
-export function configWarnings(config: Config): { path: Segment[]; message: string }[] {
+/** `nodeFlags`: node's own options, NODE_OPTIONS's then its command line's (the last of a flag wins, as in node). */
+export function configWarnings(config: Config, nodeFlags: readonly string[] = processNodeFlags()): { path: Segment[]; message: string }[] {
   const out: { path: Segment[]; message: string }[] = [];
   config.clients.forEach((client, i) => {
     const name = JSON.stringify(client.name);
@@ -37,7 +38,31 @@ export function configWarnings(config: Config): { path: Segment[]; message: stri
         'store.type is postgres (a store other nodes may share) but state.type is memory: each node keeps its own replay marks, lockout counts and challenges, so a code used at one node can be replayed at another and failures spread over nodes never lock; use state.type redis when more than one node serves (docs/ha.md)',
     });
   }
+  const semiSpace = semiSpaceCapMiB(nodeFlags);
+  if (config.state.type === 'redis' && semiSpace !== undefined && semiSpace <= SMALL_SEMI_SPACE_MIB) {
+    out.push({
+      path: ['state', 'type'],
+      message: `state.type is redis but node runs with --max-semi-space-size=${semiSpace}, the one-node setting of deploy/radius-mfa.service and npm start: a request waiting for Redis and PostgreSQL is copied by every young-generation collection, and this costs such a node 4-12 % of its answers per second; remove Environment=NODE_OPTIONS=--max-semi-space-size=${semiSpace} from the unit (docs/ha.md)`,
+    });
+  }
   return out;
+}
+
+/** A young generation capped at this (MiB per semi-space) or less slows a node on shared engines (docs/ha.md). */
+const SMALL_SEMI_SPACE_MIB = 4;
+
+function processNodeFlags(): string[] {
+  return [...(process.env.NODE_OPTIONS ?? '').split(/\s+/), ...process.execArgv];
+}
+
+/** The semi-space cap node was given (--max-semi-space-size=N or --max-semi-space-size N), in MiB. */
+export function semiSpaceCapMiB(flags: readonly string[]): number | undefined {
+  let cap: number | undefined;
+  flags.forEach((flag, i) => {
+    const value = /^--max[-_]semi[-_]space[-_]size(?:=(\d+))?$/.exec(flag);
+    if (value) cap = Number(value[1] ?? flags[i + 1]);
+  });
+  return cap !== undefined && Number.isFinite(cap) ? cap : undefined;
 }
 
 /**
