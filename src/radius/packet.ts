@@ -46,7 +46,17 @@ export class RadiusAttribute {
 
   /** Value bytes (a view into the packet, not a copy). */
   get value(): Buffer {
-    return this.raw.subarray(this.offset + 2, this.offset + this.raw[this.offset + 1]!);
+    return this.raw.subarray(this.offset + 2, this.end);
+  }
+
+  /** The value read as UTF-8 text, with no view of it made. */
+  text(): string {
+    return this.raw.toString('utf8', this.offset + 2, this.end);
+  }
+
+  /** Where the value ends: the Length octet counts Type and Length too. */
+  private get end(): number {
+    return this.offset + this.raw[this.offset + 1]!;
   }
 }
 
@@ -111,7 +121,7 @@ export function findAttribute(packet: RadiusPacket, type: number): Buffer | unde
 
 /** The first attribute of a type read as UTF-8 text (no view of it made), or undefined. */
 export function findText(packet: RadiusPacket, type: number): string | undefined {
-  for (const a of packet.attributes) if (a.type === type) return packet.raw.toString('utf8', a.offset + 2, a.offset + packet.raw[a.offset + 1]!);
+  for (const a of packet.attributes) if (a.type === type) return a.text();
   return undefined;
 }
 
