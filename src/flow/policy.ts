@@ -67,35 +67,51 @@ export class Policy {
   }
 
   /** Method precedence: the user's own (CLI) > config `users:` > first group in config order > default. */
-  profileOf(username: string, user: UserRecord | undefined, directoryGroups: readonly string[] = []): Profile {
+  profileOf(username: string, user: UserRecord | undefined, directoryGroups: readonly string[] = NO_NAMES): Profile {
     const rules = this.rulesOf(username, directoryGroups);
     const configUser = this.configUsers.get(username);
     let method: Method = this.config.mfa.default_method;
     let source: MethodSource = 'default';
-    const groupMethod = rules.find((r) => r.method !== undefined)?.method;
     if (user?.method) {
       method = user.method;
       source = 'user';
     } else if (configUser?.method) {
       method = configUser.method;
       source = 'config_user';
-    } else if (groupMethod) {
-      method = groupMethod;
-      source = 'group';
+    } else {
+      const group = firstMethod(rules);
+      if (group) {
+        method = group;
+        source = 'group';
+      }
     }
-    const replies = rules.map((r) => r.reply);
-    if (configUser) replies.push(configUser.reply);
-    // No reply attributes (the usual case) is one shared empty Buffer: Buffer.concat([]) makes a Buffer and an
-    // ArrayBuffer each time, and a held push keeps them for its whole wait.
-    return { method, source, reply: replies.length === 0 ? NO_REPLY : replies.length === 1 ? replies[0]! : Buffer.concat(replies) };
+    return { method, source, reply: replyOf(rules, configUser) };
   }
 
-  private rulesOf(username: string, directoryGroups: readonly string[]): Rule[] {
-    const fromConfig = this.groupsOf.get(username) ?? [];
+  private rulesOf(username: string, directoryGroups: readonly string[]): readonly Rule[] {
+    const fromConfig = this.groupsOf.get(username) ?? NO_RULES;
     if (directoryGroups.length === 0) return fromConfig;
     const extra = directoryGroups.map((g) => this.groupsByName.get(g)).filter((r): r is Rule => r !== undefined && !fromConfig.includes(r));
     return [...fromConfig, ...extra];
   }
+}
+
+// Runs twice for every request: nothing is allocated for a user in no group and no `users:` entry.
+const NO_NAMES: readonly string[] = Object.freeze([]);
+const NO_RULES: readonly Rule[] = Object.freeze([]);
+
+/** The method of the first group in config order that sets one. */
+function firstMethod(rules: readonly Rule[]): Method | undefined {
+  for (const r of rules) if (r.method !== undefined) return r.method;
+  return undefined;
+}
+
+/** Reply attributes: the groups' in config order, then the config user's. */
+function replyOf(rules: readonly Rule[], configUser: Rule | undefined): Buffer {
+  const parts = configUser ? [...rules, configUser] : rules;
+  // No reply attributes (the usual case) is one shared empty Buffer: Buffer.concat([]) makes a Buffer and an
+  // ArrayBuffer each time, and a held push keeps them for its whole wait.
+  return parts.length === 0 ? NO_REPLY : parts.length === 1 ? parts[0]!.reply : Buffer.concat(parts.map((r) => r.reply));
 }
 
 const NO_REPLY = Buffer.alloc(0);

@@ -24,7 +24,8 @@ interface Count {
 }
 
 export class MemoryState implements EphemeralState {
-  private readonly lastStep = lazy(() => new LRUCache<string, number>({ max: MAX_USERS, ttlAutopurge: false }));
+  /** Per user, the last step claimed, in a box: a later claim updates it in place (one cache operation, not two). */
+  private readonly lastStep = lazy(() => new LRUCache<string, { step: number }>({ max: MAX_USERS, ttlAutopurge: false }));
   private readonly counts = new Map<string, Count>();
   private readonly sources = lazy(() => new LRUCache<string, number>({ max: MAX_SOURCES, ttlAutopurge: false }));
   private readonly challenges = lazy(() => new LRUCache<string, ChallengeRecord>({ max: MAX_CHALLENGES, ttlAutopurge: false }));
@@ -41,8 +42,9 @@ export class MemoryState implements EphemeralState {
   async claimTotpStep(username: string, step: number, _ttlMs: number): Promise<boolean> {
     const last = this.lastStep().get(username);
     // RFC 6238 §5.2: a code is good once; a step at or before the last accepted one is a replay.
-    if (last !== undefined && step <= last) return false;
-    this.lastStep().set(username, step);
+    if (last && step <= last.step) return false;
+    if (last) last.step = step;
+    else this.lastStep().set(username, { step });
     return true;
   }
 
