@@ -8,6 +8,7 @@ import { MESSAGES, reject } from './flow/decision.js';
 import { RELAY_HINTS } from './flow/relay.js';
 import { EngineUnavailableError, enginesDownProbe, type EnginePing } from './health/engine-monitor.js';
 import { writeLine } from './log/logger.js';
+import type { Awaitable } from './shared/awaitable.js';
 import type { DecisionCounts } from './metrics/counts.js';
 import type { PushOutcome, PushWaiter } from './mfa/pending.js';
 import { Attr, Code, encodeAttribute, encodeReplyMessage, findAttribute, findText, type RadiusPacket } from './radius/packet.js';
@@ -36,7 +37,15 @@ export function accessHandler(deps: AccessHandlerDeps): AccessHandler {
     // Held longer, every PAP packet would outlive young-generation GCs and make them dearer.
     const attempt = attemptOf(request, request.password === undefined || current.config.first_factor.type === 'radius');
     const src = request.source.address;
-    void decideAccess(attempt, current.access).then(
+    let decided: Awaitable<Decision | Hold>;
+    try {
+      decided = decideAccess(attempt, current.access);
+    } catch (err) {
+      return afterOutage(err, attempt, src, current, deps, respond);
+    }
+    // Decided at once (every step in memory): answered in this same turn, with no promise made.
+    if (!(decided instanceof Promise)) return afterDecision(decided, attempt, src, current, deps, respond);
+    decided.then(
       (result) => afterDecision(result, attempt, src, current, deps, respond),
       (err: unknown) => afterOutage(err, attempt, src, current, deps, respond),
     );

@@ -2,6 +2,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createActivation } from '../src/mfa/activation.js';
 import { MemoryState } from '../src/state/memory.js';
+import type { EphemeralState } from '../src/state/state.js';
 import type { PushMessage, PushSender, PushSendResult } from '../src/mfa/push-sender.js';
 import { radclient } from './helpers/radclient.js';
 import { enrollTotp, startTestServer, type StartOptions, type TestServer } from './helpers/server.js';
@@ -347,7 +348,7 @@ function buggyState(method: 'marked' | 'pushes', failures: number) {
     const state = new MemoryState(now);
     if (method === 'marked') {
       const marked = state.marked.bind(state);
-      state.marked = async (key) => (failures-- > 0 ? Promise.reject(new TypeError('injected bug')) : marked(key));
+      (state as EphemeralState).marked = async (key) => (failures-- > 0 ? Promise.reject(new TypeError('injected bug')) : marked(key));
     } else {
       const pending = state.pushes();
       const listen = pending.listen.bind(pending);

@@ -219,8 +219,8 @@ for (const backend of [sqlite, postgres]) {
       const reopened = await location.open(key);
       t.after(() => reopened.close());
       assert.deepEqual((await reopened.getUser('alice'))?.totp, totp());
-      await assert.rejects(reopened.getUser('bob'), (e: StoreError) => e.code === 'KEY_MISMATCH' && /does not match this database/.test(e.message));
-      await assert.rejects(reopened.getUser('carol'), (e: StoreError) => e.code === 'KEY_MISMATCH');
+      await assert.rejects(async () => reopened.getUser('bob'), (e: StoreError) => e.code === 'KEY_MISMATCH' && /does not match this database/.test(e.message));
+      await assert.rejects(async () => reopened.getUser('carol'), (e: StoreError) => e.code === 'KEY_MISMATCH');
     });
 
     test('addUsers writes nothing when one user is a duplicate', async (t) => {

@@ -73,7 +73,7 @@ export function boundedFirstFactor(inner: FirstFactor, options: BoundedOptions):
         return { kind: 'reject', reason: cheap };
       }
       const began = clock();
-      const r = await queue.run(username, context?.deadline ?? Infinity, context?.lane ?? 'other', () => inner.check(username, password, user, context));
+      const r = await queue.run(username, context?.deadline ?? Infinity, context?.lane ?? 'other', async () => inner.check(username, password, user, context));
       if (r === SHED) {
         shedding.shed(queue);
         return { kind: 'unavailable', reason: 'overloaded' };

@@ -1,3 +1,4 @@
+import type { Awaitable } from '../shared/awaitable.js';
 import type { RadiusPacket } from '../radius/packet.js';
 import type { UserRecord } from '../store/store.js';
 import type { Lane } from './work-queue.js';
@@ -57,7 +58,8 @@ export type DirectoryNameResult = { kind: 'found'; name: string } | { kind: 'not
 /** Checks the password part of what the user typed. Backends: local, none, ldap, radius (upstream). */
 export interface FirstFactor {
   readonly type: string;
-  check(username: string, password: string, user: UserRecord | undefined, context?: FirstFactorContext): Promise<FirstFactorResult>;
+  /** Awaitable: with no check to make (none), the answer is there at once (shared/awaitable.ts). */
+  check(username: string, password: string, user: UserRecord | undefined, context?: FirstFactorContext): Awaitable<FirstFactorResult>;
   /**
    * The reason to refuse without any check, when the record already tells (local: no such user, or no
    * password): cheap answers that must not look cheap (see waitAsIfChecked).

@@ -64,7 +64,7 @@ export function registerUserCommands(program: Command, configPath: ConfigPath): 
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const config = loadConfigOrFail(configPath(cmd));
       name = userArg(name, config);
-      const record = await withStore(config, (store) => store.getUser(name));
+      const record = await withStore(config, async (store) => store.getUser(name));
       if (!record) throw noUser(name);
       const v = describeUser(record, await loadPolicy(config), Date.now());
       const live = await liveLockout(config, name);

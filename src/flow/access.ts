@@ -1,6 +1,7 @@
 // The decision for one Access-Request: first factor, then the second factor the policy picks.
 // Knows nothing of sockets or packet bytes.
 import { randomBytes } from 'node:crypto';
+import { run, wait, type Awaitable, type Flow } from '../shared/awaitable.js';
 import type { Method } from '../config/schema.js';
 import type { FirstFactorResult } from '../auth/first-factor.js';
 import type { ChallengeRecord } from '../state/state.js';
@@ -11,7 +12,7 @@ import { rehideAll } from '../radius/proxy.js';
 import { identify } from './identity.js';
 import { isRelayed, relayAccess } from './relay.js';
 import { answerPushChallenge, startPush } from './push.js';
-import { verifyCode } from './second-factor.js';
+import { verifyCodeFlow } from './second-factor.js';
 import type { AccessAttempt, AccessDeps, FirstFactorCarry, Passed, UserAttempt } from './attempt.js';
 
 export type { Decision, Hold } from './decision.js';
@@ -23,24 +24,32 @@ export type { AccessAttempt, AccessDeps, AskForCode, FirstFactorCarry } from './
  */
 export const DEFAULT_NAS_BUDGET_MS = 10_000;
 
-/** Decides one attempt, or says what it waits for (a push). Never throws for anything a user or NAS can send. */
-export async function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
-  const result = await decide(attempt, deps);
+/**
+ * Decides one attempt, or says what it waits for (a push). Never throws for anything a user or NAS can
+ * send. At once when every step answers at once (state in memory, the user in SQLite's cache, no password
+ * check or a cached one): see shared/awaitable.ts. A bug may throw here or reject the promise.
+ */
+export function decideAccess(attempt: AccessAttempt, deps: AccessDeps): Awaitable<Decision | Hold> {
+  return run(access(attempt, deps));
+}
+
+function* access(attempt: AccessAttempt, deps: AccessDeps): Flow<Decision | Hold> {
+  const result = yield* decide(attempt, deps);
   // A sign-in makes its source familiar (flow/lockout.ts), however it was accepted; a held one when the
   // phone approves (flow/push.ts settleHeld).
-  if (result.kind === 'accept') await signedIn(attempt.identity!, attempt.where!, deps);
+  if (result.kind === 'accept') yield* wait(signedIn(attempt.identity!, attempt.where!, deps));
   return result;
 }
 
-async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decision | Hold> {
+function* decide(attempt: AccessAttempt, deps: AccessDeps): Flow<Decision | Hold> {
   const limits = deps.config.rate_limits;
   if (limits.client_per_second > 0 && !deps.rates.allow('client', attempt.clientName, limits.client_per_second, 1000)) {
     return { kind: 'drop', method: undefined, reason: 'rate_limited' };
   }
   // MS-CHAP, CHAP, EAP: relayed upstream with the upstream's own State, never taken for ours.
-  if (attempt.password === undefined && attempt.nas && isRelayed(attempt.nas.packet)) return relayAccess(attempt, attempt.username ?? '', deps);
+  if (attempt.password === undefined && attempt.nas && isRelayed(attempt.nas.packet)) return yield* wait(relayAccess(attempt, attempt.username ?? '', deps));
   if (attempt.password === undefined && !attempt.state) return reject(undefined, 'unsupported_auth', MESSAGES.unsupported, false);
-  const who = await identify(attempt.username, deps.firstFactor, deps.usernames, attempt.q);
+  const who = yield* wait(identify(attempt.username, deps.firstFactor, deps.usernames, attempt.q));
   if (who.kind === 'no_username') return reject(undefined, 'no_username', MESSAGES.generic);
   if (who.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const { username, loginName } = who;
@@ -53,39 +62,39 @@ async function decide(attempt: AccessAttempt, deps: AccessDeps): Promise<Decisio
   const readUser = !attempt.state && !(sourceLimited && deps.rates.wouldRefuse('source', station, limits.source_per_minute, 60_000));
   const userRead = readUser ? deps.store.getUser(username) : undefined;
   // When the first read fails, the second's failure must not go unhandled (it would end the process).
-  userRead?.catch(ignore);
-  const where = await whereFrom(username, sourceOf(attempt), deps);
-  const prefetched = await userRead;
+  if (userRead instanceof Promise) userRead.catch(ignore);
+  const where = yield* wait(whereFrom(username, sourceOf(attempt), deps));
+  const prefetched = yield* wait(userRead);
   attempt.where = where;
   // A source the user signed in from is never held back by what strangers at other addresses do.
   if (sourceLimited && !where.familiar && !deps.rates.allow('source', station, limits.source_per_minute, 60_000)) {
     return { kind: 'drop', method: undefined, reason: 'rate_limited' };
   }
   // "Press Enter" at a challenge prompt: some NAS then send no User-Password at all.
-  if (attempt.state) return answerChallenge(attempt, username, where, attempt.password ?? '', deps);
+  if (attempt.state) return yield* wait(answerChallenge(attempt, username, where, attempt.password ?? '', deps));
 
-  const user = readUser ? prefetched : await deps.store.getUser(username);
+  const user = readUser ? prefetched : yield* wait(deps.store.getUser(username));
   // Directory groups can pick the method, which decides how the password is split: ask before the password check.
-  const known = deps.firstFactor.groupsOf && deps.policy.groupsChooseMethod ? await groupsBeforeCheck(loginName, attempt, deps) : NO_GROUPS;
+  const known = deps.firstFactor.groupsOf && deps.policy.groupsChooseMethod ? yield* wait(groupsBeforeCheck(loginName, attempt, deps)) : NO_GROUPS;
   if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
   const method = deps.policy.profileOf(username, user, known.groups).method;
   // Until the password has passed, every reject reads the same, and leaves as late as a checked one:
   // no username or state oracle, and no CPU spent on it.
-  if (isLocked(user, attempt.receivedAt, where)) return refuseUnchecked(method, 'locked', deps);
-  if (method === 'deny') return refuseUnchecked(method, 'method_deny', deps);
-  const slot = await takeAttemptSlot(username, where, attempt.receivedAt, deps);
-  if (!slot) return refuseUnchecked(method, 'locked', deps);
+  if (isLocked(user, attempt.receivedAt, where)) return yield* wait(refuseUnchecked(method, 'locked', deps));
+  if (method === 'deny') return yield* wait(refuseUnchecked(method, 'method_deny', deps));
+  const slot = yield* wait(takeAttemptSlot(username, where, attempt.receivedAt, deps));
+  if (!slot) return yield* wait(refuseUnchecked(method, 'locked', deps));
   const a: UserAttempt = Object.assign(attempt, { identity: username, where, user, method });
   try {
-    return await checkBothFactors(a, loginName, known.groups, slot, deps);
+    return yield* checkBothFactors(a, loginName, known.groups, slot, deps);
   } catch (err) {
-    await slot.abandon();
+    yield* wait(slot.abandon());
     throw err;
   }
 }
 
 /** Inside the user's attempt slot: first factor, then the code typed with it, or the second factor to come. */
-async function checkBothFactors(a: UserAttempt, loginName: string, groups: readonly string[], slot: AttemptSlot, deps: AccessDeps): Promise<Decision | Hold> {
+function* checkBothFactors(a: UserAttempt, loginName: string, groups: readonly string[], slot: AttemptSlot, deps: AccessDeps): Flow<Decision | Hold> {
   const { identity: username, user, method } = a;
   // totp needs a code after the password; auto takes one if it is there, else pushes.
   const totpSettings = deps.config.mfa.totp;
@@ -94,43 +103,43 @@ async function checkBothFactors(a: UserAttempt, loginName: string, groups: reado
   const password = split?.password ?? a.password!;
   // A NAS retry or a user retyping the same wrong password: already counted, and already known wrong.
   // (With first_factor none no password is checked, so none is known wrong: no lookup.)
-  if (deps.firstFactor.type !== 'none' && (await isKnownWrongPassword(username, password, deps))) {
-    await slot.release();
-    return refuseUnchecked(method, 'bad_password', deps);
+  if (deps.firstFactor.type !== 'none' && (yield* wait(isKnownWrongPassword(username, password, deps)))) {
+    yield* wait(slot.release());
+    return yield* wait(refuseUnchecked(method, 'bad_password', deps));
   }
   const context = { q: a.q, typedUsername: a.username, loginName, nas: a.nas, deadline: a.receivedAt + nasBudgetMs(a, deps), lane: a.where.familiar ? ('familiar' as const) : ('other' as const) };
-  const first = await deps.firstFactor.check(username, password, user, context);
-  if (first.kind !== 'accept' && !(first.kind === 'reject' && first.reason !== 'unknown_user')) await slot.release();
+  const first = yield* wait(deps.firstFactor.check(username, password, user, context));
+  if (first.kind !== 'accept' && !(first.kind === 'reject' && first.reason !== 'unknown_user')) yield* wait(slot.release());
   if (first.kind === 'unavailable') {
     return first.reason === 'overloaded' ? { kind: 'drop', method, reason: 'overloaded' } : reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
   }
   if (first.kind === 'reject') {
-    if (first.reason !== 'unknown_user') await slot.fail(first.reason, { wrongPassword: password });
+    if (first.reason !== 'unknown_user') yield* wait(slot.fail(first.reason, { wrongPassword: password }));
     return reject(method, first.reason, MESSAGES.generic);
   }
   // An upstream RADIUS server that challenges itself: relay its prompt; the second factor follows its Accept.
-  if (first.kind === 'challenge') return relayUpstreamChallenge(a, first, groups, deps);
+  if (first.kind === 'challenge') return yield* wait(relayUpstreamChallenge(a, first, groups, deps));
   // A lock that landed while the password was checked (a burst of guesses in parallel) still stands.
-  if (await isLockedNow(username, a.receivedAt, deps, a.where)) {
-    await slot.release();
+  if (yield* wait(isLockedNow(username, a.receivedAt, deps, a.where))) {
+    yield* wait(slot.release());
     return reject(method, 'locked', MESSAGES.generic);
   }
 
   const after = afterFirstFactor(a, first, groups, deps);
   if (after.deny) {
-    await slot.release();
+    yield* wait(slot.release());
     return reject(method, 'method_deny', MESSAGES.deny, false);
   }
-  if (split) return checkCode(a, split.code, after.reply, slot, deps);
-  await slot.release();
+  if (split) return yield* checkCode(a, split.code, after.reply, slot, deps);
+  yield* wait(slot.release());
   switch (method) {
     case 'none':
       return { kind: 'accept', method, reason: 'method_none', reply: after.reply };
     case 'challenge':
-      return askForCode(a, deps, after.carried);
+      return yield* wait(askForCode(a, deps, after.carried));
     case 'push':
     case 'auto':
-      return startPush(a, after, deps, askForCode);
+      return yield* wait(startPush(a, after, deps, askForCode));
     case 'totp':
       // The whole field was the right password: now it is safe to say what is missing.
       return reject(method, 'code_missing', MESSAGES.codeMissing(digits, totpSettings.separator));
@@ -197,10 +206,13 @@ async function answerUpstreamChallenge(a: UserAttempt, typed: string, record: Ch
   const upstreamState = Buffer.from(record.firstFactor!.upstreamState!, 'hex');
   const slot = await takeAttemptSlot(username, a.where, a.receivedAt, deps);
   if (!slot) return reject(method, 'locked', MESSAGES.generic);
-  const first = await deps.firstFactor.check(username, typed, a.user, { q: a.q, upstreamState, typedUsername: a.username, nas: a.nas }).catch(async (err: unknown) => {
+  let first: FirstFactorResult;
+  try {
+    first = await deps.firstFactor.check(username, typed, a.user, { q: a.q, upstreamState, typedUsername: a.username, nas: a.nas });
+  } catch (err) {
     await slot.release();
     throw err;
-  });
+  }
   if (first.kind === 'reject') await slot.fail(first.reason);
   else await slot.release();
   if (first.kind === 'unavailable') return reject(method, 'first_factor_unavailable', MESSAGES.unavailable, false);
@@ -248,12 +260,12 @@ async function answerChallenge(attempt: AccessAttempt, username: string, where: 
   const profile = deps.policy.profileOf(username, user, record.firstFactor?.groups);
   const reply = record.firstFactor?.reply ? Buffer.concat([carriedReply(a, record.firstFactor), profile.reply]) : profile.reply;
   if (record.pushId) return answerPushChallenge(a, record, typed.trim(), reply, deps);
-  return checkCode(a, typed, reply, undefined, deps);
+  return run(checkCode(a, typed, reply, undefined, deps));
 }
 
 /** A code, in the slot the password was checked in (typed with it) or in one of its own (a challenge's answer). */
-async function checkCode(a: UserAttempt, code: string, reply: Buffer, slot: AttemptSlot | undefined, deps: AccessDeps): Promise<Decision> {
-  const r = await verifyCode({ username: a.identity, user: a.user, where: a.where, code, slot }, a.receivedAt, deps);
+function* checkCode(a: UserAttempt, code: string, reply: Buffer, slot: AttemptSlot | undefined, deps: AccessDeps): Flow<Decision> {
+  const r = yield* verifyCodeFlow({ username: a.identity, user: a.user, where: a.where, code, slot }, a.receivedAt, deps);
   if (r.ok) return { kind: 'accept', method: a.method, reason: 'second_factor_ok', reply };
   if (r.reason === 'not_enrolled') return reject(a.method, r.reason, MESSAGES.generic);
   return reject(a.method, r.reason, r.locked ? MESSAGES.locked : r.reason === 'replay' ? MESSAGES.replay : MESSAGES.generic);

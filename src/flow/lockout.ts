@@ -10,6 +10,7 @@
 // read again after the check.
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Config } from '../config/schema.js';
+import { allDone, then, type Awaitable } from '../shared/awaitable.js';
 import type { EphemeralState } from '../state/state.js';
 import type { LockScope, Store, UserRecord } from '../store/store.js';
 import type { RejectReason } from './decision.js';
@@ -54,10 +55,11 @@ const wrongPasswordKeyring = randomBytes(32);
 const wrongPasswordKey = (username: string, password: string) =>
   `${userPrefix(username)}wrong\0${createHmac('sha256', wrongPasswordKeyring).update(username).update('\0').update(password).digest('base64url')}`;
 
-export async function whereFrom(username: string, source: string, deps: LockoutDeps): Promise<Where> {
+// What runs on every sign-in answers at once when the state does (memory): Awaitable, not async.
+export function whereFrom(username: string, source: string, deps: LockoutDeps): Awaitable<Where> {
   // Only signedIn makes a source familiar, and not with lockout off: no read then (a round trip with Redis).
   if (deps.settings.lockout.max_failures === 0) return { source, familiar: false };
-  return { source, familiar: await deps.state.marked(familiarKey(username, source)) };
+  return then(deps.state.marked(familiarKey(username, source)), (familiar) => ({ source, familiar }));
 }
 
 /** A fraud or admin lock holds everywhere; a lock from failures only where the user is a stranger. */
@@ -67,12 +69,12 @@ export function isLocked(user: UserRecord | undefined, now: number, where?: Wher
 }
 
 /** Read from the store, not from a record fetched before an await: a lock may have landed meanwhile. */
-export async function isLockedNow(username: string, now: number, deps: LockoutDeps, where?: Where): Promise<boolean> {
-  return isLocked(await deps.store.getUser(username), now, where);
+export function isLockedNow(username: string, now: number, deps: LockoutDeps, where?: Where): Awaitable<boolean> {
+  return then(deps.store.getUser(username), (user) => isLocked(user, now, where));
 }
 
 /** True when this exact wrong password was already counted for the user: answer it without a new check or count. */
-export async function isKnownWrongPassword(username: string, password: string, deps: LockoutDeps): Promise<boolean> {
+export function isKnownWrongPassword(username: string, password: string, deps: LockoutDeps): Awaitable<boolean> {
   return deps.settings.lockout.max_failures > 0 && deps.state.marked(wrongPasswordKey(username, password));
 }
 
@@ -83,31 +85,30 @@ export interface AttemptSlot {
    * again counts once; `afterRightPassword` (a wrong code) counts twice from a stranger. True when
    * this failure locked the user.
    */
-  fail(reason: FailureReason, how?: { wrongPassword?: string; afterRightPassword?: boolean }): Promise<boolean>;
+  fail(reason: FailureReason, how?: { wrongPassword?: string; afterRightPassword?: boolean }): Awaitable<boolean>;
   /** The check passed and completes the sign-in: the count is forgotten (signedIn then makes the source familiar). */
-  succeed(): Promise<void>;
+  succeed(): Awaitable<void>;
   /** Neither (unknown user, backend down, second factor still to come): the slot is given back. */
-  release(): Promise<void>;
+  release(): Awaitable<void>;
   /** An error cut the attempt short, maybe after one of the ends above: given back unless already ended. */
-  abandon(): Promise<void>;
+  abandon(): Awaitable<void>;
 }
 
-const NO_LOCKOUT: AttemptSlot = { fail: async () => false, succeed: async () => {}, release: async () => {}, abandon: async () => {} };
+const NO_LOCKOUT: AttemptSlot = { fail: () => false, succeed: () => {}, release: () => {}, abandon: () => {} };
 
 /**
  * Takes a slot for one attempt of `username` from `where`; undefined when failures and attempts in
  * progress already reach the limit (the attempt is then refused without being checked).
  */
-export async function takeAttemptSlot(username: string, where: Where, now: number, deps: LockoutDeps): Promise<AttemptSlot | undefined> {
+export function takeAttemptSlot(username: string, where: Where, now: number, deps: LockoutDeps): Awaitable<AttemptSlot | undefined> {
   const { max_failures, duration } = deps.settings.lockout;
   if (max_failures === 0) return NO_LOCKOUT;
   const key = failureKey(username, where);
-  const taken = await deps.state.increment(key, duration);
-  if (taken > max_failures) {
-    await deps.state.decrement(key);
-    return undefined;
-  }
-  return new Slot(username, where, now, key, taken, deps.settings.lockout, deps);
+  return then(deps.state.increment(key, duration), (taken) => {
+    // Over the limit: the count just taken is given back.
+    if (taken > max_failures) return then(deps.state.decrement(key), () => undefined);
+    return new Slot(username, where, now, key, taken, deps.settings.lockout, deps);
+  });
 }
 
 /** A class, not an object of four closures: one is taken for every request that is checked. */
@@ -136,18 +137,18 @@ class Slot implements AttemptSlot {
     return true;
   }
 
-  async succeed(): Promise<void> {
+  succeed(): Awaitable<void> {
     this.end();
-    await this.deps.state.reset(this.key);
+    return this.deps.state.reset(this.key);
   }
 
-  async release(): Promise<void> {
+  release(): Awaitable<void> {
     this.end();
-    await this.deps.state.decrement(this.key);
+    return this.deps.state.decrement(this.key);
   }
 
-  async abandon(): Promise<void> {
-    if (!this.used) await this.release();
+  abandon(): Awaitable<void> {
+    if (!this.used) return this.release();
   }
 
   private end(): void {
@@ -171,13 +172,13 @@ export async function recordFailure(username: string, where: Where, reason: Fail
  * strangers' count is forgotten only by a sign-in from a stranger's place (the one that counted it):
  * the real user signing in at their usual place gives a sprayer elsewhere no fresh tries.
  */
-export async function signedIn(username: string, where: Where, deps: LockoutDeps): Promise<void> {
+export function signedIn(username: string, where: Where, deps: LockoutDeps): Awaitable<void> {
   const { max_failures, familiar_for } = deps.settings.lockout;
   if (max_failures === 0) return;
   // On every accept: independent writes, one wait (a round trip each would add up with Redis).
-  const writes = [deps.state.reset(familiarFailureKey(username, where.source)), deps.state.mark(familiarKey(username, where.source), familiar_for)];
+  const writes: Awaitable<unknown>[] = [deps.state.reset(familiarFailureKey(username, where.source)), deps.state.mark(familiarKey(username, where.source), familiar_for)];
   if (!where.familiar) writes.push(deps.state.reset(strangersKey(username)));
-  await Promise.all(writes);
+  return allDone(writes);
 }
 
 export interface LockoutView {

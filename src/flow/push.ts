@@ -67,7 +67,10 @@ class HeldPush implements Hold {
   settle(outcome: PushOutcome | undefined): Decision {
     const decision = fromVerdict(pushVerdict(outcome), this.a, this.reply);
     // Not awaited (settle is synchronous); a mark that cannot be written only costs the source its place.
-    if (decision.kind === 'accept') signedIn(this.a.identity, this.a.where, this.deps).catch(() => undefined);
+    if (decision.kind === 'accept') {
+      const marking = signedIn(this.a.identity, this.a.where, this.deps);
+      if (marking instanceof Promise) marking.catch(() => undefined);
+    }
     return decision;
   }
 }

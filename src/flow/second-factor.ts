@@ -9,6 +9,7 @@ import type { Config } from '../config/schema.js';
 import { newTotpEnrollment, type TotpEnrollment } from '../mfa/enrollment.js';
 import type { PendingPush, PendingPushes, PushAnswer, PushOutcome } from '../mfa/pending.js';
 import type { PushSender } from '../mfa/push-sender.js';
+import { run, wait, type Awaitable, type Flow } from '../shared/awaitable.js';
 import { verifyTotp } from '../mfa/totp.js';
 import { StoreError, type DeviceRecord, type Store, type UserRecord } from '../store/store.js';
 import { isLocked, recordFailure, takeAttemptSlot, type AttemptSlot, type LockoutDeps, type Where } from './lockout.js';
@@ -48,24 +49,29 @@ export interface CodeAttempt {
 }
 
 /** A TOTP code: the lock, then the window, then one use per time step (RFC 6238 §5.2); failures toward lockout. */
-export async function verifyCode(attempt: CodeAttempt, now: number, deps: SecondFactorDeps): Promise<CodeOutcome> {
+export function verifyCode(attempt: CodeAttempt, now: number, deps: SecondFactorDeps): Awaitable<CodeOutcome> {
+  return run(verifyCodeFlow(attempt, now, deps));
+}
+
+/** verifyCode's steps, for a flow that goes on with them (flow/access.ts). */
+export function* verifyCodeFlow(attempt: CodeAttempt, now: number, deps: SecondFactorDeps): Flow<CodeOutcome> {
   const { username, user } = attempt;
   let slot = attempt.slot;
   if (!slot) {
     if (isLocked(user, now, attempt.where)) return { ok: false, reason: 'locked', locked: true };
-    slot = await takeAttemptSlot(username, attempt.where, now, deps);
+    slot = yield* wait(takeAttemptSlot(username, attempt.where, now, deps));
     if (!slot) return { ok: false, reason: 'locked', locked: true };
   }
   const totp = user?.totp;
   if (!totp) {
-    await slot.release();
+    yield* wait(slot.release());
     return { ok: false, reason: 'not_enrolled', locked: false };
   }
   const step = verifyTotp(totp, typedCode(attempt.code), now, deps.settings.totp.window);
-  const reason = step === undefined ? 'bad_code' : (await claimStep(username, totp, step, deps)) ? undefined : 'replay';
+  const reason = step === undefined ? 'bad_code' : (yield* wait(claimStep(username, totp, step, deps))) ? undefined : 'replay';
   // The password was right (here or in the request that led to this code): a wrong code counts more.
-  if (reason) return { ok: false, reason, locked: await slot.fail(reason, { afterRightPassword: true }) };
-  await slot.succeed();
+  if (reason) return { ok: false, reason, locked: yield* wait(slot.fail(reason, { afterRightPassword: true })) };
+  yield* wait(slot.succeed());
   return { ok: true };
 }
 
@@ -75,7 +81,7 @@ function typedCode(text: string): string {
 }
 
 /** A code is good once; the claim lasts as long as its step can still be offered. False: already used. */
-function claimStep(username: string, totp: TotpEnrollment, step: number, deps: Pick<SecondFactorDeps, 'settings' | 'state'>): Promise<boolean> {
+function claimStep(username: string, totp: TotpEnrollment, step: number, deps: Pick<SecondFactorDeps, 'settings' | 'state'>): Awaitable<boolean> {
   return deps.state.claimTotpStep(username, step, (2 * deps.settings.totp.window + 2) * totp.period * 1000);
 }
 

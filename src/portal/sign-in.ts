@@ -1,6 +1,7 @@
 // Portal sign-in: the configured first factor, then the user's second factor (TOTP code or a push),
 // through the same second-factor service as RADIUS (flow/second-factor.ts): the same lockout counters
 // and store locks, the same replay guard, the same per-user push limit. Only the wording is the portal's.
+import type { FirstFactorResult } from '../auth/first-factor.js';
 import type { HttpDeps } from '../http/deps.js';
 import { MESSAGES, pushRefusalText, type RejectReason } from '../flow/decision.js';
 import { DEFAULT_NAS_BUDGET_MS } from '../flow/access.js';
@@ -58,10 +59,13 @@ export async function checkPassword(deps: HttpDeps, typedUsername: string, passw
     return refused('bad_password', MESSAGES.generic);
   }
   const context = { typedUsername, loginName, deadline: now + DEFAULT_NAS_BUDGET_MS, lane: where.familiar ? ('familiar' as const) : ('other' as const) };
-  const first = await access.portalFirstFactor.check(username, password, user, context).catch(async (err: unknown) => {
+  let first: FirstFactorResult;
+  try {
+    first = await access.portalFirstFactor.check(username, password, user, context);
+  } catch (err) {
     await slot.release();
     throw err;
-  });
+  }
   if (first.kind === 'reject') {
     if (first.reason === 'unknown_user') await slot.release();
     else await slot.fail(first.reason, { wrongPassword: password });

@@ -39,7 +39,7 @@ export class MemoryState implements EphemeralState {
   ) {}
 
   /** The TTL is for stores that need one (Redis); here the LRU bound caps memory and steps only grow. */
-  async claimTotpStep(username: string, step: number, _ttlMs: number): Promise<boolean> {
+  claimTotpStep(username: string, step: number, _ttlMs: number): boolean {
     const last = this.lastStep().get(username);
     // RFC 6238 §5.2: a code is good once; a step at or before the last accepted one is a replay.
     if (last && step <= last.step) return false;
@@ -48,7 +48,7 @@ export class MemoryState implements EphemeralState {
     return true;
   }
 
-  async increment(key: string, windowMs: number): Promise<number> {
+  increment(key: string, windowMs: number): number {
     const now = this.now();
     const live = this.liveCount(key, now);
     if (live) return ++live.n;
@@ -59,16 +59,16 @@ export class MemoryState implements EphemeralState {
     return 1;
   }
 
-  async decrement(key: string): Promise<void> {
+  decrement(key: string): void {
     const live = this.liveCount(key, this.now());
     if (live && --live.n <= 0) this.counts.delete(key);
   }
 
-  async reset(key: string): Promise<void> {
+  reset(key: string): void {
     this.counts.delete(key);
   }
 
-  async mark(key: string, ttlMs: number): Promise<boolean> {
+  mark(key: string, ttlMs: number): boolean {
     const now = this.now();
     const live = this.liveCount(key, now);
     if (live) {
@@ -81,7 +81,7 @@ export class MemoryState implements EphemeralState {
     return true;
   }
 
-  async marked(key: string): Promise<boolean> {
+  marked(key: string): boolean {
     return this.liveCount(key, this.now()) !== undefined;
   }
 

@@ -1,5 +1,6 @@
 import type { TotpEnrollment } from '../mfa/enrollment.js';
 import type { PendingPushes } from '../mfa/pending.js';
+import type { Awaitable } from '../shared/awaitable.js';
 
 /** What a pending Access-Challenge remembers until the next request carries its State back. */
 export interface ChallengeRecord {
@@ -26,26 +27,27 @@ export interface ChallengeRecord {
 /**
  * Short-lived state shared by every node that answers the same appliances: replay guard,
  * failure counters, challenges. In memory (memory.ts) or Redis (redis.ts); test/state-contract.test.ts holds both to it.
+ * What a request asks on every sign-in may answer at once (shared/awaitable.ts): memory does, Redis cannot.
  */
 export interface EphemeralState {
   /** Records `step` as used for `username`; false if it (or a later step) was already used: a replay. */
-  claimTotpStep(username: string, step: number, ttlMs: number): Promise<boolean>;
+  claimTotpStep(username: string, step: number, ttlMs: number): Awaitable<boolean>;
   /**
    * Counts one event under a security key (a user's failures and attempts in progress, pushes sent to
    * a user); returns the count within the window, which starts at the first. Such a count is kept until
    * its window ends, never evicted to make room: when no room is left the answer is Infinity, so the
    * caller refuses (over any limit) rather than forgets.
    */
-  increment(key: string, windowMs: number): Promise<number>;
+  increment(key: string, windowMs: number): Awaitable<number>;
   /** Takes one count back (an attempt slot released); the key is forgotten at zero. */
-  decrement(key: string): Promise<void>;
-  reset(key: string): Promise<void>;
+  decrement(key: string): Awaitable<void>;
+  reset(key: string): Awaitable<void>;
   /**
    * Marks `key` until `ttlMs` from now: a source a user signed in from, a wrong password already
    * counted. Kept like the security counts (never evicted early; Infinity-full refuses: false).
    */
-  mark(key: string, ttlMs: number): Promise<boolean>;
-  marked(key: string): Promise<boolean>;
+  mark(key: string, ttlMs: number): Awaitable<boolean>;
+  marked(key: string): Awaitable<boolean>;
   /** Live counts and marks under `prefix` (n = 1 for a mark), with their expiry (epoch ms): what `user show` lists. */
   entries(prefix: string): Promise<{ key: string; n: number; expires: number }[]>;
   /**

@@ -106,7 +106,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async getUser(username: string): Promise<UserRecord | undefined> {
+  getUser(username: string): UserRecord | undefined {
     if (this.cache) {
       this.dropCacheIfChangedElsewhere();
       const hit = this.cache().get(username);

@@ -1,3 +1,4 @@
+import type { Awaitable } from '../shared/awaitable.js';
 import type { Method } from '../config/schema.js';
 import type { TotpEnrollment } from '../mfa/enrollment.js';
 
@@ -84,7 +85,8 @@ export class StoreError extends Error {
 
 /** Durable state: users, their enrollment and lockouts. SQLite (sqlite.ts) or PostgreSQL (postgres.ts); test/store-contract.test.ts holds both to it. */
 export interface Store {
-  getUser(username: string): Promise<UserRecord | undefined>;
+  /** SQLite answers at once (shared/awaitable.ts); PostgreSQL with a promise. */
+  getUser(username: string): Awaitable<UserRecord | undefined>;
   listUsers(): Promise<UserRecord[]>;
   /** Every username, sorted; no TOTP secret is decrypted (serve's start-up check reads only names). */
   listUsernames(): Promise<string[]>;
