@@ -119,7 +119,7 @@ function conclude(decision: Decision, attempt: AccessAttempt, src: string, curre
   if (decision.kind === 'drop') return { drop: decision.reason };
   auditLine(log, attempt, src, decision, now() - attempt.receivedAt);
   decisions.add(attempt.clientName, decision.method, decision.kind, decision.reason);
-  const hint = RELAY_HINTS[decision.reason];
+  const hint = RELAY_HINTS.get(decision.reason);
   if (hint) log.warn({ q: attempt.q, client: attempt.clientName, user: attempt.username, reason: decision.reason }, hint);
   return toReply(decision, current.config.mfa.reject_delay);
 }
