@@ -169,7 +169,7 @@ test('while PostgreSQL is down and until LISTEN is back nothing is served from t
 
   await server.stop();
   await until(() => (a.cache!.listening || c.cache!.listening ? undefined : true), 'both nodes to notice the lost LISTEN connection', 5000);
-  await assert.rejects(a.getUser('alice'), 'PostgreSQL is down: no record from the cache');
+  await assert.rejects(async () => a.getUser('alice'), 'PostgreSQL is down: no record from the cache');
   await server.start();
   await until(async () => (await b.lockUser('alice', 1_900_000_000_000, 'locked during the outage').then(() => true, () => undefined)), 'B to write again', 10_000);
 
@@ -198,7 +198,7 @@ test('a failed store query stops the cache at once: a silently cut connection is
     (a.pool as { query: unknown }).query = query;
     throw new Error('Connection terminated unexpectedly');
   };
-  await assert.rejects(a.getUser('bob'), /terminated/);
+  await assert.rejects(async () => a.getUser('bob'), /terminated/);
   assert.equal(a.cache!.listening, false, 'not serving cached records any more');
   assert.notEqual(await a.getUser('alice'), cached, 'alice is read from PostgreSQL again');
 });

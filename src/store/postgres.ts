@@ -12,6 +12,7 @@ import { PostgresUserCache } from './postgres-user-cache.js';
 import { totpContext } from './sqlite.js';
 import { StoreError, USER_CACHE_SIZE, type LockScope, type NewUser, type Store, type UserRecord } from './store.js';
 import type { TotpAlgorithm, TotpEnrollment } from '../mfa/enrollment.js';
+import type { Awaitable } from '../shared/awaitable.js';
 
 interface UserRow {
   username: string;
@@ -78,10 +79,13 @@ export class PostgresStore implements Store {
     this.devices = new PostgresDevices(pool, this.now);
   }
 
-  async getUser(username: string): Promise<UserRecord | undefined> {
+  /** A cached record at once (shared/awaitable.ts): NOTIFY keeps the cache current; else a read. */
+  getUser(username: string): Awaitable<UserRecord | undefined> {
     if (!storable(username)) return undefined;
-    const cached = this.cache?.get(username);
-    if (cached) return cached;
+    return this.cache?.get(username) ?? this.readUser(username);
+  }
+
+  private async readUser(username: string): Promise<UserRecord | undefined> {
     const ticket = this.cache?.ticket() ?? -1;
     const r = await this.pool.query<UserRow>({ name: 'get-user', text: `${SELECT_USER} WHERE u.username = $1`, values: [username] }).catch((err: unknown) => {
       this.cache?.suspect();
