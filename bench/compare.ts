@@ -1,10 +1,11 @@
 // Throughput stages, PAP + TOTP, each server alone on core 0, the generator on core 1 (docs/performance.md):
-// echo (the generator's ceiling), compare (issue 16: ours against FreeRADIUS, audit on and off) and profile.
+// echo (the generator's ceiling), compare (issue 16: ours against FreeRADIUS, audit on and off), profile and alloc.
 // compare's ratio = median(ours) / median(FreeRADIUS): one slow run of either side moves it less than
 // best-of would; each run's ratio and both sides' spreads are printed.
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatProfile, summarizeProfile } from './profile-summary.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { freeUdpPort } from '../scripts/engines/ports.js';
 import { provisionOurs, startEcho, startFreeradius, startOurs, type RunningServer } from './servers.js';
 import { GENERATOR_CPU, generator, SECRET, SERVER_CPU, measured, median, round2, runMs, spread, table, type Measured, type Stage } from './stage.js';
@@ -111,5 +112,42 @@ export const profileStage: Stage = {
     console.log(`where ours spends its time (profiling slows it by a few %; generator on core ${GENERATOR_CPU}):`);
     console.log(formatProfile(summary, Math.round(m.result.answeredPerSec * (ctx.o.warmup + m.result.windowSeconds))));
     return summary;
+  },
+};
+
+/** What V8 says it allocated, summed over the GCs logged so far (--trace-gc-nvp writes one line per GC to stdout). */
+function gcTotals(logFile: string): { allocated: number; promoted: number; gcs: number } {
+  const t = { allocated: 0, promoted: 0, gcs: 0 };
+  for (const m of readFileSync(logFile, 'utf8').matchAll(/ allocated=(\d+) promoted=(\d+)/g)) {
+    t.allocated += Number(m[1]);
+    t.promoted += Number(m[2]);
+    t.gcs++;
+  }
+  return t;
+}
+
+export const allocStage: Stage = {
+  name: 'alloc',
+  about: 'ours (audit on): bytes V8 allocates per answered request, from --trace-gc-nvp; steadier than answered/s on a shared VM (opt-in: --alloc)',
+  estimateMs: (o) => 6000 + WARM_SECONDS * 1000 + 3 * (runMs(o) + 600),
+  run: async (ctx) => {
+    const gen = generator(ctx);
+    const dir = provisionOurs(ctx.users, SECRET);
+    const srv = ctx.track(await startOurs(dir, { secret: SECRET, firstFactor: 'none', logLevel: 'info', throughput: true, auditTo: 'file' }, SERVER_CPU, ['--trace-gc-nvp']));
+    const c = ctx.o.levels[0]!;
+    await gen.run({ secret: SECRET, port: srv.port, users: ctx.o.users, concurrency: c, seconds: WARM_SECONDS, warmupSeconds: 0 });
+    const windows = [];
+    for (let i = 1; i <= 3; i++) {
+      // V8 prints through C stdio, buffered: a pause lets the lines of the GCs before and after the window out.
+      await sleep(300);
+      const before = gcTotals(srv.logFile);
+      const m = await measured(ctx, gen, `window ${i}, c=${c}`, srv, { concurrency: c, warmupSeconds: 0 });
+      await sleep(300);
+      const after = gcTotals(srv.logFile);
+      const answered = m.result.answeredPerSec * m.result.windowSeconds;
+      windows.push({ bytesPerRequest: Math.round((after.allocated - before.allocated) / answered), promotedPerRequest: Math.round((after.promoted - before.promoted) / answered), gcs: after.gcs - before.gcs, answeredPerSec: m.result.answeredPerSec });
+    }
+    console.log(table(['window', 'bytes allocated / request', 'promoted / request', 'GCs', 'answered/s'], windows.map((w, i) => [i + 1, w.bytesPerRequest, w.promotedPerRequest, w.gcs, w.answeredPerSec])));
+    return windows;
   },
 };

@@ -8,7 +8,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loginsStage, sprayStage } from './attack.js';
-import { compareStage, echoStage, profileStage } from './compare.js';
+import { allocStage, compareStage, echoStage, profileStage } from './compare.js';
 import { haTotpStage } from './ha-totp.js';
 import { formatLoad, machineLoad } from './proc.js';
 import { FROM_SRC, REPO, canPin, freeradiusVersion } from './servers.js';
@@ -19,13 +19,13 @@ import { makeUsers } from './users.js';
 
 const HARD_LIMIT_MS = 175_000;
 
-const STAGES: Stage[] = [echoStage, compareStage, loginsStage, sprayStage, profileStage, pushStage, haTotpStage, haPushStage];
-/** Not in the default plan (they would not fit the limit beside the others): --profile, --push, --ha-totp, --ha-push, or --only. */
-const OPT_IN = new Set(['profile', 'push', 'ha-totp', 'ha-push']);
+const STAGES: Stage[] = [echoStage, compareStage, loginsStage, sprayStage, profileStage, allocStage, pushStage, haTotpStage, haPushStage];
+/** Not in the default plan (they would not fit the limit beside the others): --profile, --alloc, --push, --ha-totp, --ha-push, or --only. */
+const OPT_IN = new Set(['profile', 'alloc', 'push', 'ha-totp', 'ha-push']);
 
 const { values: a } = parseArgs({
   options: {
-    only: { type: 'string' }, skip: { type: 'string', default: '' }, profile: { type: 'boolean', default: false }, push: { type: 'boolean', default: false }, 'ha-totp': { type: 'boolean', default: false }, 'ha-push': { type: 'boolean', default: false },
+    only: { type: 'string' }, skip: { type: 'string', default: '' }, profile: { type: 'boolean', default: false }, alloc: { type: 'boolean', default: false }, push: { type: 'boolean', default: false }, 'ha-totp': { type: 'boolean', default: false }, 'ha-push': { type: 'boolean', default: false },
     seconds: { type: 'string', default: '2' }, warmup: { type: 'string', default: '0.5' }, concurrency: { type: 'string', default: '64,256' },
     runs: { type: 'string', default: '3' }, users: { type: 'string', default: '10000' }, 'fr-threads': { type: 'string', default: '5:32' },
     'audit-to': { type: 'string', default: 'file' }, 'load-gate': { type: 'string', default: '15' }, retries: { type: 'string', default: '2' },
@@ -52,7 +52,7 @@ const names = STAGES.map((s) => s.name);
 const only = a.only?.split(',').filter(Boolean);
 const skip = new Set(a.skip.split(',').filter(Boolean));
 for (const n of [...(only ?? []), ...skip]) if (!names.includes(n)) throw new Error(`unknown stage ${n}: one of ${names.join(', ')}`);
-const plan = STAGES.filter((s) => (only ? only.includes(s.name) : (!OPT_IN.has(s.name) || a[s.name as 'profile' | 'push' | 'ha-totp' | 'ha-push']) && !skip.has(s.name)));
+const plan = STAGES.filter((s) => (only ? only.includes(s.name) : (!OPT_IN.has(s.name) || a[s.name as 'profile' | 'alloc' | 'push' | 'ha-totp' | 'ha-push']) && !skip.has(s.name)));
 const estimate = 3000 + plan.reduce((t, s) => t + s.estimateMs(o), 0);
 
 if (a.help) {
@@ -88,7 +88,7 @@ async function main(): Promise<void> {
   console.log(`bench: ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, ${machine.freeradius}, ours from ${FROM_SRC ? 'src/ via tsx (not numbers to report)' : 'dist/'}`);
   console.log(`bench: ${formatLoad(load)}`);
   const left = STAGES.filter((s) => !plan.includes(s)).map((s) => s.name);
-  console.log(`bench: stages ${plan.map((s) => s.name).join(', ')}${left.length ? ` (not run: ${left.join(', ')}; --only / --profile / --push / --ha-totp / --ha-push)` : ''}: ~${Math.round(estimate / 1000)} s planned, limit ${HARD_LIMIT_MS / 1000} s; a run with over ${o.gate}% of a core used by other processes is re-run (at most ${o.retries} times, within the slack)`);
+  console.log(`bench: stages ${plan.map((s) => s.name).join(', ')}${left.length ? ` (not run: ${left.join(', ')}; --only / --profile / --alloc / --push / --ha-totp / --ha-push)` : ''}: ~${Math.round(estimate / 1000)} s planned, limit ${HARD_LIMIT_MS / 1000} s; a run with over ${o.gate}% of a core used by other processes is re-run (at most ${o.retries} times, within the slack)`);
   if (!machine.pinned) console.log('bench: WARNING fewer than 2 cores or no taskset: server and load share cores, numbers are not meaningful');
   const slack = Math.max(0, (HARD_LIMIT_MS - 10_000 - estimate) / estimate); // the share of its estimate a stage may spend on re-runs
   const ctx: Ctx = { o, users: makeUsers(o.users), results, track: (s) => (started.push(s), s), reRunMs: 0 };
