@@ -27,7 +27,7 @@ const FREERADIUS = '/usr/sbin/freeradius';
 export const SINGLE_NODE_FLAGS = nodeFlagsOfStart((JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start);
 
 /** The flags between `node` and the script in an npm script such as `node --max-semi-space-size=4 dist/cli.js ...`. */
-export function nodeFlagsOfStart(script: string): string[] {
+function nodeFlagsOfStart(script: string): string[] {
   const flags = /^node ((?:--\S+ )*)dist\/cli\.js /.exec(script);
   if (!flags) throw new Error(`npm start is not \`node [FLAGS] dist/cli.js ...\`: ${script}`);
   return flags[1]!.split(' ').filter(Boolean);
