@@ -107,3 +107,39 @@ test('decideAccess with a state that answers with promises (as Redis does): the 
   assert.deepEqual(outcome(await first), ['accept', 'second_factor_ok']);
   assert.deepEqual(outcome(await decideAccess(s.attempt(code), s.deps)), ['reject', 'replay']);
 });
+
+/** The store, counting its getUser calls. */
+function countingReads(deps: AccessDeps) {
+  const counted = { reads: 0 };
+  const store = deps.store;
+  const counting = Object.create(store) as typeof store;
+  counting.getUser = (username) => {
+    counted.reads++;
+    return store.getUser(username);
+  };
+  return Object.assign(counted, { deps: { ...deps, store: counting } });
+}
+
+test('decideAccess reads the user once when no step waited, and again after a password check that waited: a lock that landed meanwhile stands', async (t) => {
+  const s = await flowSetup(t, (now) => new MemoryState(now));
+  const sync = countingReads(s.deps);
+  assert.deepEqual(outcome(decideAccess(s.attempt(s.code()), sync.deps) as Decision), ['accept', 'second_factor_ok']);
+  assert.equal(sync.reads, 1, 'nothing else ran between the reads: the record read first is the one');
+
+  // A password check that waits, and during which the user is locked (another node, the CLI, a parallel guess).
+  const store = s.deps.store;
+  const lockingCheck = countingReads({
+    ...s.deps,
+    firstFactor: {
+      type: 'none',
+      async check() {
+        await store.lockUser('alice', s.deps.now() + 60_000, 'too_many_failures');
+        return { kind: 'accept' };
+      },
+    },
+  });
+  const waited = decideAccess(s.attempt('123456'), lockingCheck.deps);
+  assert.ok(waited instanceof Promise);
+  assert.deepEqual(outcome(await waited), ['reject', 'locked']);
+  assert.equal(lockingCheck.reads, 2);
+});

@@ -1,7 +1,7 @@
 // The decision for one Access-Request: first factor, then the second factor the policy picks.
 // Knows nothing of sockets or packet bytes.
 import { randomBytes } from 'node:crypto';
-import { run, wait, type Awaitable, type Flow } from '../shared/awaitable.js';
+import { resumptions, run, wait, type Awaitable, type Flow } from '../shared/awaitable.js';
 import type { Method } from '../config/schema.js';
 import type { FirstFactorResult } from '../auth/first-factor.js';
 import type { ChallengeRecord } from '../state/state.js';
@@ -74,6 +74,7 @@ function* decide(attempt: AccessAttempt, deps: AccessDeps): Flow<Decision | Hold
   if (attempt.state) return yield* wait(answerChallenge(attempt, username, where, attempt.password ?? '', deps));
 
   const user = readUser ? prefetched : yield* wait(deps.store.getUser(username));
+  const userReadAt = resumptions();
   // Directory groups can pick the method, which decides how the password is split: ask before the password check.
   const known = deps.firstFactor.groupsOf && deps.policy.groupsChooseMethod ? yield* wait(groupsBeforeCheck(loginName, attempt, deps)) : NO_GROUPS;
   if (known.kind === 'unavailable') return reject(undefined, 'first_factor_unavailable', MESSAGES.unavailable, false);
@@ -86,15 +87,18 @@ function* decide(attempt: AccessAttempt, deps: AccessDeps): Flow<Decision | Hold
   if (!slot) return yield* wait(refuseUnchecked(method, 'locked', deps));
   const a: UserAttempt = Object.assign(attempt, { identity: username, where, user, method });
   try {
-    return yield* checkBothFactors(a, loginName, known.groups, slot, deps);
+    return yield* checkBothFactors(a, loginName, known.groups, slot, userReadAt, deps);
   } catch (err) {
     yield* wait(slot.abandon());
     throw err;
   }
 }
 
-/** Inside the user's attempt slot: first factor, then the code typed with it, or the second factor to come. */
-function* checkBothFactors(a: UserAttempt, loginName: string, groups: readonly string[], slot: AttemptSlot, deps: AccessDeps): Flow<Decision | Hold> {
+/**
+ * Inside the user's attempt slot: first factor, then the code typed with it, or the second factor to come.
+ * `userReadAt`: resumptions() when a.user was read.
+ */
+function* checkBothFactors(a: UserAttempt, loginName: string, groups: readonly string[], slot: AttemptSlot, userReadAt: number, deps: AccessDeps): Flow<Decision | Hold> {
   const { identity: username, user, method } = a;
   // totp needs a code after the password; auto takes one if it is there, else pushes.
   const totpSettings = deps.config.mfa.totp;
@@ -119,8 +123,10 @@ function* checkBothFactors(a: UserAttempt, loginName: string, groups: readonly s
   }
   // An upstream RADIUS server that challenges itself: relay its prompt; the second factor follows its Accept.
   if (first.kind === 'challenge') return yield* wait(relayUpstreamChallenge(a, first, groups, deps));
-  // A lock that landed while the password was checked (a burst of guesses in parallel) still stands.
-  if (yield* wait(isLockedNow(username, a.receivedAt, deps, a.where))) {
+  // A lock that landed while the password was checked (a burst of guesses in parallel) still stands. A flow
+  // that has not waited since it read the user has the record a new read would give: no second lookup.
+  const unchanged = resumptions() === userReadAt;
+  if (unchanged ? isLocked(user, a.receivedAt, a.where) : yield* wait(isLockedNow(username, a.receivedAt, deps, a.where))) {
     yield* wait(slot.release());
     return reject(method, 'locked', MESSAGES.generic);
   }

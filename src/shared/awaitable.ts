@@ -21,6 +21,16 @@ export function run<T>(flow: Flow<T>): Awaitable<T> {
   return first.done ? first.value : resume(flow, first.value);
 }
 
+let resumed = 0;
+
+/**
+ * How many times flows have resumed after a promise. Two readings in one flow are equal exactly when the
+ * flow did not wait in between: no other code ran, so what it read before is still what it would read now.
+ */
+export function resumptions(): number {
+  return resumed;
+}
+
 async function resume<T>(flow: Flow<T>, pending: unknown): Promise<T> {
   for (;;) {
     let step: IteratorResult<unknown, T>;
@@ -28,11 +38,13 @@ async function resume<T>(flow: Flow<T>, pending: unknown): Promise<T> {
     try {
       answer = await pending;
     } catch (err) {
+      resumed++;
       step = flow.throw(err);
       if (step.done) return step.value;
       pending = step.value;
       continue;
     }
+    resumed++;
     step = flow.next(answer);
     if (step.done) return step.value;
     pending = step.value;
