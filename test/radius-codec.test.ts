@@ -110,6 +110,15 @@ test('verifies a Message-Authenticator made by an independent implementation, an
   const t = decodePacket(tampered);
   assert.ok(t.ok);
   assert.equal(verifyRequestMessageAuthenticator(t.packet, Buffer.from('s3cret')), false);
+  // Every octet of the Message-Authenticator counts: one bit changed anywhere in it is refused.
+  const at = r.packet.messageAuthenticatorOffset + 2;
+  for (let i = 0; i < 16; i++) {
+    const forged = Buffer.from(r.packet.raw);
+    forged[at + i]! ^= 0x80;
+    const f = decodePacket(forged);
+    assert.ok(f.ok);
+    assert.equal(verifyRequestMessageAuthenticator(f.packet, Buffer.from('s3cret')), false, `octet ${i}`);
+  }
 });
 
 test('signs replies that an independent implementation verifies: Message-Authenticator first, Proxy-State in order', () => {

@@ -4,6 +4,8 @@ import { hmacMd5, hmacMd5Key, md5, type HmacMd5Key } from './md5.js';
 import { Attr, Code, HEADER_LENGTH, type RadiusPacket } from './packet.js';
 
 const ZERO16 = Buffer.alloc(16);
+/** An MD5 result used and done within one call (single-threaded). */
+const DIGEST = Buffer.alloc(16);
 
 /** HMAC keys are derived once per shared secret (the secret Buffers live as long as their config). */
 const hmacKeys = new WeakMap<Buffer, HmacMd5Key>();
@@ -20,27 +22,38 @@ function scratchOf(n: number): Buffer {
   return scratch;
 }
 
+/** Zeroes bytes [from, to) that held a secret (a loop: for a few dozen bytes, fill() is a costlier call into C++). */
+function wipe(bytes: Uint8Array, from: number, to: number): void {
+  for (let i = from; i < to; i++) bytes[i] = 0;
+}
+
 /**
  * RFC 2865 §5.2: recovers a hidden User-Password. b1 = MD5(S + RA), c1 = p1 XOR b1, bi = MD5(S + c(i-1)).
  * Returns undefined when the hidden value is not 16..128 octets in 16-octet blocks.
+ * Per request: the blocks are worked in the scratch buffer (no view per block) and wiped after.
  */
 export function revealPassword(hidden: Buffer, secret: Buffer, requestAuthenticator: Buffer): Buffer | undefined {
-  if (hidden.length < 16 || hidden.length > 128 || hidden.length % 16 !== 0) return undefined;
-  const out = Buffer.allocUnsafe(hidden.length);
-  const input = scratchOf(secret.length + 32);
-  const b = input.subarray(secret.length + 16);
-  secret.copy(input, 0);
-  let chain = requestAuthenticator;
-  for (let i = 0; i < hidden.length; i += 16) {
-    chain.copy(input, secret.length);
-    md5(input, 0, secret.length + 16, b, 0);
-    for (let j = 0; j < 16; j++) out[i + j] = hidden[i + j]! ^ b[j]!;
-    chain = hidden.subarray(i, i + 16);
+  const n = hidden.length;
+  if (n < 16 || n > 128 || n % 16 !== 0) return undefined;
+  // scratch: the secret, the chained block, then the plaintext.
+  const chainAt = secret.length;
+  const plainAt = chainAt + 16;
+  const work = scratchOf(plainAt + n);
+  secret.copy(work, 0);
+  for (let i = 0; i < n; i += 16) {
+    const chain = i === 0 ? requestAuthenticator : hidden;
+    const from = i === 0 ? 0 : i - 16;
+    for (let j = 0; j < 16; j++) work[chainAt + j] = chain[from + j]!;
+    md5(work, 0, plainAt, DIGEST, 0);
+    for (let j = 0; j < 16; j++) work[plainAt + i + j] = hidden[i + j]! ^ DIGEST[j]!;
   }
-  input.fill(0, 0, secret.length);
-  let end = out.length;
-  while (end > 0 && out[end - 1] === 0) end--; // the padding is NULs
-  return out.subarray(0, end);
+  let end = n;
+  while (end > 0 && work[plainAt + end - 1] === 0) end--; // the padding is NULs
+  const out = Buffer.allocUnsafe(end);
+  for (let i = 0; i < end; i++) out[i] = work[plainAt + i]!;
+  wipe(work, 0, plainAt + n);
+  wipe(DIGEST, 0, 16);
+  return out;
 }
 
 /** RFC 2865 §5.2, the sending side (upstream client, tests). Passwords over 128 octets are a caller bug. */
@@ -73,14 +86,23 @@ export function verifyRequestMessageAuthenticator(packet: RadiusPacket, secret: 
   const at = packet.messageAuthenticatorOffset;
   if (at < 0) return false;
   const raw = packet.raw;
-  const copy = scratchOf(raw.length + 16);
+  const copy = scratchOf(raw.length);
   raw.copy(copy, 0);
   ZERO16.copy(copy, at + 2);
   // Accounting-Request: the Authenticator is computed over 16 zero octets in its place (RFC 3579 §3.2, RFC 2866).
   if (packet.code === Code.AccountingRequest) ZERO16.copy(copy, 4);
-  const expected = copy.subarray(raw.length, raw.length + 16);
-  hmacMd5(hmacKeyOf(secret), copy, 0, raw.length, expected, 0);
-  return timingSafeEqual(expected, raw.subarray(at + 2, at + 18));
+  hmacMd5(hmacKeyOf(secret), copy, 0, raw.length, DIGEST, 0);
+  return equal16(DIGEST, raw, at + 2);
+}
+
+/**
+ * The 16 octets of `a` equal those of `b` at `at`, in constant time: every octet is compared, with no
+ * early exit (as crypto.timingSafeEqual, without two views and a call into C++ per request).
+ */
+function equal16(a: Uint8Array, b: Uint8Array, at: number): boolean {
+  let differ = 0;
+  for (let i = 0; i < 16; i++) differ |= a[i]! ^ b[at + i]!;
+  return differ === 0;
 }
 
 /** RFC 2866 §3: Accounting-Request Authenticator = MD5(Code+ID+Length+16 zero octets+Attributes+Secret). */
@@ -128,7 +150,7 @@ export function encodeResponse(p: ResponseParts): Buffer {
   // RFC 2865 §3: Response Authenticator = MD5(Code+ID+Length+RequestAuth+Attributes+Secret).
   p.secret.copy(out, length);
   md5(out, 0, length + p.secret.length, out, 4);
-  out.fill(0, length);
+  wipe(out, length, out.length);
   return out.subarray(0, length);
 }
 
