@@ -99,7 +99,7 @@ export function hmacSha1Key(key: Uint8Array): HmacSha1Key {
   return { inner: state(0x36), outer: state(0x5c) };
 }
 
-/** ST = a midstate. Plain stores, as the zeroing of W above: for so few words, a builtin call costs more. */
+/** ST = a midstate. Plain stores (and plain zeroing of W below): for so few words, TypedArray set/fill calls cost more. */
 function startFrom(st: Int32Array): void {
   ST[0] = st[0]!;
   ST[1] = st[1]!;
