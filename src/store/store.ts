@@ -85,7 +85,7 @@ export class StoreError extends Error {
 
 /** Durable state: users, their enrollment and lockouts. SQLite (sqlite.ts) or PostgreSQL (postgres.ts); test/store-contract.test.ts holds both to it. */
 export interface Store {
-  /** SQLite answers at once (shared/awaitable.ts); PostgreSQL with a promise. */
+  /** SQLite, and PostgreSQL from its cache, answer at once (shared/awaitable.ts); a PostgreSQL read with a promise. */
   getUser(username: string): Awaitable<UserRecord | undefined>;
   listUsers(): Promise<UserRecord[]>;
   /** Every username, sorted; no TOTP secret is decrypted (serve's start-up check reads only names). */
